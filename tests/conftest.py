@@ -1,0 +1,26 @@
+"""Shared fixtures: fixed seeds, few threads, and a device parameter (CUDA only where present)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+_CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Run a test on the CPU and, when a GPU is present, again on CUDA."""
+    if request.param == "cuda" and not _CUDA:
+        pytest.skip("no CUDA device")
+    return torch.device(request.param)
