@@ -1,0 +1,146 @@
+"""The ``wdist`` command line.
+
+    wdist estimate [--config FILE] [--key value ...] [--out DIR] [--logger wandb] [--resume DIR]
+    wdist exact    --config FILE [--key value ...]
+    wdist compare  --config FILE [--out DIR] [--logger wandb]
+    wdist bench    {toy,layers,critics,estimate} [options]
+
+Errors in the user's input print one paragraph and exit with status 2 (1 for a failure during
+the run); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["main"]
+
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError)
+
+
+def _split_common(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Pull out the options the CLI itself handles; the rest are config overrides."""
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--logger", default=None, choices=["none", "wandb"])
+    ap.add_argument("--resume", default=None)
+    ap.add_argument("--debug", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("-h", "--help", action="store_true")
+    ns, rest = ap.parse_known_args(list(argv))
+    if ns.logger is not None:
+        rest += ["--logger.kind", ns.logger]
+    return ns, rest
+
+
+def _cmd_estimate(argv: Sequence[str]) -> int:
+    from wdist.config import build_parser
+    from wdist.estimate import estimate
+
+    ns, overrides = _split_common(argv)
+    if ns.help:
+        print(__doc__)
+        build_parser().print_help()
+        return 0
+    result = estimate(ns.config, overrides, out=ns.out, resume=ns.resume, quiet=ns.quiet)
+    if result is None:  # a non-zero rank of a distributed run: rank 0 reports
+        return 0
+    print(result.format_table())
+    if ns.out or ns.resume:
+        where = ns.out or ns.resume
+        print(f"\nwrote {Path(where) / 'result.json'}, metrics.csv, bound_curve.png")
+    return 0
+
+
+def _cmd_exact(argv: Sequence[str]) -> int:
+    import torch
+
+    from wdist.config import load_config
+    from wdist.estimate import references
+
+    ns, overrides = _split_common(argv)
+    cfg = load_config(ns.config, overrides)
+    if cfg.toy is not None:
+        p, q = cfg.toy.p, cfg.toy.q
+        exact, method = cfg.toy.exact_w1(), cfg.toy.exact_w1_method()
+    else:
+        p, q, exact, method = cfg.p, cfg.q, None, None
+    from wdist.sources import check_compatible
+
+    check_compatible(p, q)
+    refs = references(p, q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, torch.device("cpu"))
+    rows = [("P", p.describe()), ("Q", q.describe())]
+    rows.append(("exact W1", f"{exact:.6f} ({method})" if exact is not None else "none known (no closed form)"))
+    if refs["empirical_ot_w1"] is not None:
+        rows.append(
+            ("empirical OT (upper reference)", f"{refs['empirical_ot_w1']:.6f} (exact OT, {refs['empirical_ot_n']} vs {refs['empirical_ot_n']} samples; biased upwards)")
+        )
+    if refs["empirical_ot_floor"] is not None:
+        rows.append(("empirical OT floor (P vs P)", f"{refs['empirical_ot_floor']:.6f}"))
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    if ns.out:
+        from wdist.results import atomic_write_text
+
+        atomic_write_text(Path(ns.out) / "exact.json", json.dumps({"exact_w1": exact, "exact_w1_method": method, **refs}, indent=2))
+    return 0
+
+
+def _cmd_compare(argv: Sequence[str]) -> int:
+    from wdist.compare import compare
+
+    ns, overrides = _split_common(argv)
+    if ns.config is None:
+        raise ValueError("wdist compare needs --config FILE (e.g. configs/compare/digits.yaml)")
+    comp = compare(ns.config, overrides, out=ns.out, quiet=ns.quiet)
+    print(comp.markdown)
+    return 0
+
+
+def _cmd_bench(argv: Sequence[str]) -> int:
+    from wdist.bench import main as bench_main
+
+    return bench_main(list(argv))
+
+
+_COMMANDS = {"estimate": _cmd_estimate, "exact": _cmd_exact, "compare": _cmd_compare, "bench": _cmd_bench}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``wdist`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if not argv or argv[0] not in _COMMANDS:
+        if argv and argv[0] in ("-h", "--help"):
+            print(__doc__)
+            return 0
+        if argv and not argv[0].startswith("-"):
+            print(f"wdist: error: unknown command {argv[0]!r}; choose one of: {', '.join(_COMMANDS)}.", file=sys.stderr)
+            return 2
+        argv = ["estimate", *argv]  # `wdist` alone runs the default estimate
+    cmd, rest = argv[0], argv[1:]
+    try:
+        return _COMMANDS[cmd](rest)
+    except KeyboardInterrupt:
+        print("wdist: interrupted; no result written.", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear paragraph, unless --debug
+        if debug:
+            raise
+        from wdist.system import NonFiniteLossError
+
+        msg = str(err) or type(err).__name__
+        print(f"wdist {cmd}: error: {msg}", file=sys.stderr)
+        if not isinstance(err, _USAGE_ERRORS) or isinstance(err, NonFiniteLossError):
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+            return 1
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Plots: the held-out bound curve of one run, and the overlaid curves of a comparison."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plot_bound_curve", "plot_comparison"]
+
+
+def _save(fig: "plt.Figure", path: os.PathLike | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _references(ax: "plt.Axes", exact_w1: Optional[float], empirical_ot: Optional[float], floor: Optional[float]) -> None:
+    if exact_w1 is not None:
+        ax.axhline(exact_w1, color="k", lw=1.5, label=f"exact W1 = {exact_w1:.3g}")
+    if empirical_ot is not None:
+        ax.axhline(empirical_ot, color="0.4", ls="--", lw=1.2, label=f"empirical OT (upper ref.) = {empirical_ot:.3g}")
+    if floor is not None:
+        ax.axhline(floor, color="0.6", ls=":", lw=1.2, label=f"empirical OT floor, P vs P = {floor:.3g}")
+
+
+def plot_bound_curve(
+    curve: Sequence[dict],
+    path: os.PathLike | str,
+    exact_w1: Optional[float] = None,
+    empirical_ot: Optional[float] = None,
+    empirical_ot_floor: Optional[float] = None,
+    certified: bool = True,
+    title: str = "",
+) -> Path:
+    """Held-out lower bound (estimate / certificate) against training step, with its CI band."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if curve:
+        steps = [c["step"] for c in curve]
+        ax.fill_between(
+            steps, [c["lower_bound_lo"] for c in curve], [c["lower_bound_hi"] for c in curve], alpha=0.25, lw=0
+        )
+        label = "certified lower bound" if certified else "estimate / certificate (critic not certified)"
+        ax.plot(steps, [c["lower_bound"] for c in curve], marker="o", ms=3, label=label)
+        if not certified:
+            ax.plot(steps, [c["estimate"] for c in curve], ls="--", lw=1, label="raw estimate (not a bound)")
+    _references(ax, exact_w1, empirical_ot, empirical_ot_floor)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("W1 (L2, in the stated domain)")
+    ax.set_title(title or "held-out bound curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_comparison(
+    runs: Iterable[tuple[str, Sequence[dict]]],
+    path: os.PathLike | str,
+    exact_w1: Optional[float] = None,
+    empirical_ot: Optional[float] = None,
+    empirical_ot_floor: Optional[float] = None,
+    title: str = "",
+) -> Path:
+    """Bound curves of several critics (label, curve) overlaid, CI bands shaded."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels_seen: dict[str, str] = {}
+    for label, curve in runs:
+        if not curve:
+            continue
+        critic_name = label.split(" seed")[0]
+        color = labels_seen.setdefault(critic_name, colors[len(labels_seen) % len(colors)])
+        steps = [c["step"] for c in curve]
+        ax.fill_between(steps, [c["lower_bound_lo"] for c in curve], [c["lower_bound_hi"] for c in curve], color=color, alpha=0.15, lw=0)
+        ax.plot(steps, [c["lower_bound"] for c in curve], color=color, lw=1.3, label=label)
+    _references(ax, exact_w1, empirical_ot, empirical_ot_floor)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("estimate / certificate (W1 lower bound when certified)")
+    ax.set_title(title or "critic comparison")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
