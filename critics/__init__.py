@@ -10,6 +10,10 @@ Usable on its own in any GAN training loop::
 from critics._registry import available, build, critic_options, register_critic
 from critics.certificates import CertificateReport, certificate_report, certify
 
+from critics import layers  # noqa: E402  (layers before architectures, which use them)
+from critics import architectures  # noqa: E402  (imported for registration)
+from critics import empirical  # noqa: E402
+
 __all__ = [
     "available",
     "build",
@@ -17,5 +21,7 @@ __all__ = [
     "certificate_report",
     "CertificateReport",
     "critic_options",
+    "empirical",
+    "layers",
     "register_critic",
 ]

@@ -152,12 +152,38 @@ def conv2d_lipschitz_bound(
     return float(conv2d_frequency_singular_values(kernel, grid).max())
 
 
+def _kind(module: nn.Module) -> str:
+    """Class name, without the ``Parametrized`` prefix torch.nn.utils.parametrize injects."""
+    name = type(module).__name__
+    if getattr(module, "parametrizations", None) is not None and name.startswith("Parametrized"):
+        return name[len("Parametrized"):]
+    return name
+
+
+def _circular_repeat_factor(module: nn.Conv2d, input_size: tuple[int, ...]) -> float:
+    """Norm of the output selection of a circularly padded convolution relative to the n x n one.
+
+    With total padding ``P`` per dimension, a (stride-1) circularly padded convolution has
+    ``n + P - k + 1`` outputs, each equal to an output of the n x n circular convolution; when
+    ``P > k - 1`` some of those are repeated, up to ``ceil((n + P - k + 1) / n)`` times, which
+    multiplies the norm by at most the square root of the repetition count (1 for the usual
+    ``P = k - 1`` "same" padding).
+    """
+    rev = module._reversed_padding_repeated_twice  # [w_left, w_right, h_left, h_right]
+    totals = (rev[2] + rev[3], rev[0] + rev[1])
+    repeats = 1
+    for n, k, pad in zip(input_size, module.kernel_size, totals):
+        out = int(n) + int(pad) - int(k) + 1
+        repeats *= max(1, -(-out // int(n)))
+    return float(repeats) ** 0.5
+
+
 def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str, float]:
     """Certified bound of one non-container module, given its input shape (no batch dim)."""
     if hasattr(module, "lipschitz_bound") and callable(module.lipschitz_bound):
-        return type(module).__name__, float(module.lipschitz_bound(input_shape))
+        return _kind(module), float(module.lipschitz_bound(input_shape))
     if isinstance(module, _ONE_LIPSCHITZ):
-        return type(module).__name__, 1.0
+        return _kind(module), 1.0
     if isinstance(module, nn.LeakyReLU):
         return "LeakyReLU", max(1.0, abs(float(module.negative_slope)))
     if isinstance(module, nn.Linear):
@@ -168,9 +194,18 @@ def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str,
                 f"cannot certify Conv2d with groups={module.groups}, dilation={module.dilation}: "
                 "only groups=1, dilation=1 are supported"
             )
-        return "Conv2d", conv2d_lipschitz_bound(
+        if module.padding_mode not in ("zeros", "circular"):
+            raise CertificationError(
+                f"cannot certify Conv2d with padding_mode={module.padding_mode!r}: only 'zeros' and "
+                "'circular' are supported (reflect/replicate padding repeats pixels, which can "
+                "increase the norm)"
+            )
+        bound = conv2d_lipschitz_bound(
             module.weight, input_shape[-2:], padding_mode=module.padding_mode, stride=module.stride
         )
+        if module.padding_mode == "circular":
+            bound *= _circular_repeat_factor(module, input_shape[-2:])
+        return "Conv2d", bound
     raise CertificationError(
         f"cannot certify a module of type {type(module).__name__}: it has no lipschitz_bound(input_shape) "
         "method and is not one of Linear, Conv2d, LeakyReLU or the 1-Lipschitz parameter-free modules "
@@ -182,18 +217,17 @@ def _record_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict
     shapes: dict[nn.Module, tuple[int, ...]] = {}
 
     def hook(mod: nn.Module, args: tuple) -> None:
-        shapes.setdefault(mod, tuple(args[0].shape[1:]))
+        # parametrization modules (torch.nn.utils.parametrize) are called with no arguments
+        if args and isinstance(args[0], Tensor):
+            shapes.setdefault(mod, tuple(args[0].shape[1:]))
 
     hooks = [m.register_forward_pre_hook(hook) for m in model.modules()]
     try:
         p = next(iter(model.parameters()), None)
         dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         device = p.device if p is not None else torch.device("cpu")
-        was_training = model.training
-        model.eval()
         with torch.no_grad():
             model(torch.zeros((1, *input_shape), dtype=dtype, device=device))
-        model.train(was_training)
     finally:
         for h in hooks:
             h.remove()
@@ -208,8 +242,24 @@ def certificate_report(model: nn.Module, input_shape: tuple[int, ...] | list[int
     product rule would not apply to it.
     """
     input_shape = tuple(int(s) for s in input_shape)
-    shapes = _record_input_shapes(model, input_shape)
     report = CertificateReport()
+    # Everything (the shape-recording forward and every weight read) happens in eval mode, the
+    # mode the critic is evaluated in: reading a parametrised weight in training mode can change
+    # it (spectral_norm's power iteration updates its buffers), so the bound would be for a
+    # weight other than the one used. Each module's own mode is restored afterwards.
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        shapes = _record_input_shapes(model, input_shape)
+        _walk_chain(model, shapes, report)
+    finally:
+        for m, mode in modes:  # pre-order, so a parent's train() never overrides a child's mode
+            m.train(mode)
+    return report
+
+
+def _walk_chain(model: nn.Module, shapes: dict[nn.Module, tuple[int, ...]], report: CertificateReport) -> None:
+    """Append the certificate of every leaf of the (nested) ``nn.Sequential`` chain to ``report``."""
 
     def walk(mod: nn.Module, prefix: str) -> None:
         if isinstance(mod, nn.Sequential) and not hasattr(mod, "lipschitz_bound"):
@@ -222,7 +272,6 @@ def certificate_report(model: nn.Module, input_shape: tuple[int, ...] | list[int
         report.layers.append(LayerCertificate(prefix or type(mod).__name__, kind, shapes[mod], bound))
 
     walk(model, "")
-    return report
 
 
 def certify(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> float:

@@ -21,7 +21,15 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Source", "FiniteSource", "LatentSource", "ToyProblem", "SourceError", "check_compatible"]
+__all__ = [
+    "Source",
+    "FiniteSource",
+    "TensorSource",
+    "LatentSource",
+    "ToyProblem",
+    "SourceError",
+    "check_compatible",
+]
 
 
 class SourceError(ValueError):
@@ -75,6 +83,74 @@ class FiniteSource(Source):
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         idx = torch.randint(len(self), (n,), generator=generator)
         return self.data[idx]
+
+    def split(self, n_heldout: int, generator: torch.Generator) -> tuple["FiniteSource", Tensor]:
+        """A training view and a held-out tensor that share no item.
+
+        Parameters
+        ----------
+        n_heldout : int
+            Number of items held out, ``1 <= n_heldout < len(self)``.
+        generator : torch.Generator
+            Draws the random permutation; the split is a function of its state alone.
+
+        Returns
+        -------
+        train : FiniteSource
+            The remaining ``len(self) - n_heldout`` items, same shape and domain.
+        heldout : Tensor, shape ``(n_heldout, *shape)``
+            The held-out items (distinct indices of the data set, not a resample).
+
+        Raises
+        ------
+        SourceError
+            If ``n_heldout`` is not in ``[1, len(self) - 1]`` (the message names both values).
+        """
+        n = len(self)
+        if isinstance(n_heldout, bool) or not isinstance(n_heldout, int) or n_heldout < 1 or n_heldout >= n:
+            raise SourceError(
+                f"cannot hold out n_heldout={n_heldout!r} items of {self.describe()}, which has {n} items: "
+                f"need 1 <= n_heldout <= {n - 1} so that training keeps at least one item"
+            )
+        perm = torch.randperm(n, generator=generator)
+        heldout = self.data[perm[:n_heldout]]
+        train = TensorSource(
+            self.data[perm[n_heldout:]],
+            domain=self.domain,
+            description=f"{self.describe()} [training part: {n - n_heldout} of {n} items]",
+        )
+        return train, heldout
+
+
+class TensorSource(FiniteSource):
+    """A finite source over an in-memory tensor (used for training views made by ``split``).
+
+    Parameters
+    ----------
+    data : Tensor, shape ``(N, *shape)``
+        The items, already in ``domain``; stored as float32.
+    domain : (float, float) or None
+        The range the items lie in.
+    description : str
+        What :meth:`describe` returns.
+    """
+
+    def __init__(
+        self, data: Tensor, domain: Optional[tuple[float, float]] = None, description: str = "tensor"
+    ) -> None:
+        if data.ndim < 2 or data.shape[0] < 1:
+            raise SourceError(f"{description}: need a tensor of shape (N, ...) with N >= 1, got {tuple(data.shape)}")
+        self._data = data.to(torch.float32)
+        self.shape = tuple(int(s) for s in data.shape[1:])
+        self.domain = None if domain is None else (float(domain[0]), float(domain[1]))
+        self._description = description
+
+    @property
+    def data(self) -> Tensor:
+        return self._data
+
+    def describe(self) -> str:
+        return self._description
 
 
 class LatentSource(Source):

@@ -1,0 +1,96 @@
+"""Certificates against exact Jacobians (float64): dense layers and small Conv2d chains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+import critics
+from critics.certificates import CertificationError, dense_lipschitz_bound
+from critics.layers import BjorckLinear, MaxMin
+
+
+def _jacobian_sigma_max(model: nn.Module, x: torch.Tensor) -> float:
+    """Largest singular value of the Jacobian of ``model`` at one sample ``x`` (no batch dim)."""
+    shape = x.shape
+    jac = torch.autograd.functional.jacobian(lambda z: model(z.view(1, *shape)).flatten(), x.flatten())
+    return float(torch.linalg.svdvals(jac.reshape(jac.shape[0], -1))[0])
+
+
+@pytest.mark.parametrize("in_f,out_f", [(7, 5), (5, 7), (6, 6)])
+def test_dense_bound_equals_jacobian_sigma_max(in_f: int, out_f: int) -> None:
+    layer = nn.Linear(in_f, out_f).double()
+    sigma = _jacobian_sigma_max(layer, torch.randn(in_f, dtype=torch.float64))
+    assert dense_lipschitz_bound(layer.weight) == pytest.approx(sigma, rel=1e-12)
+    assert critics.certify(layer, (in_f,)) == pytest.approx(sigma, rel=1e-12)
+
+
+def test_dense_chain_bound_dominates_jacobian() -> None:
+    model = nn.Sequential(nn.Linear(6, 10), nn.LeakyReLU(0.2), nn.Sequential(nn.Linear(10, 4), nn.ReLU()), nn.Linear(4, 1)).double()
+    cert = critics.certify(model, (6,))
+    for _ in range(5):
+        assert _jacobian_sigma_max(model, torch.randn(6, dtype=torch.float64)) <= cert * (1 + 1e-12)
+    report = critics.certificate_report(model, (6,))
+    assert [layer.name for layer in report.layers] == ["0", "1", "2.0", "2.1", "3"]
+    assert report.total == pytest.approx(cert)
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 5])
+def test_circular_stride1_conv_certificate_is_exact(kernel: int) -> None:
+    conv = nn.Conv2d(2, 3, kernel, padding="same", padding_mode="circular", bias=True).double()
+    x = torch.randn(2, 6, 6, dtype=torch.float64)
+    sigma = _jacobian_sigma_max(conv, x)
+    assert abs(critics.certify(conv, (2, 6, 6)) - sigma) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "kernel,padding,mode,stride",
+    [(3, 1, "zeros", 1), (3, 0, "zeros", 1), (4, 1, "zeros", 2), (3, 3, "zeros", 1),
+     (2, 0, "circular", 1), (4, 1, "circular", 2), (1, 1, "circular", 1), (3, 2, "circular", 1)],
+)
+def test_conv_certificate_dominates_jacobian(kernel: int, padding: int, mode: str, stride: int) -> None:
+    conv = nn.Conv2d(2, 3, kernel, padding=padding, padding_mode=mode, stride=stride).double()
+    x = torch.randn(2, 5, 5, dtype=torch.float64)
+    assert _jacobian_sigma_max(conv, x) <= critics.certify(conv, (2, 5, 5)) * (1 + 1e-10)
+
+
+def test_conv_chain_certificate_dominates_jacobian() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular"),
+        MaxMin(),
+        nn.Conv2d(4, 4, 4, padding=1, stride=2),
+        nn.ReLU(),
+        nn.PixelUnshuffle(2),
+        nn.Flatten(),
+        nn.Linear(16 * 2 * 2, 1),
+    ).double()
+    cert = critics.certify(model, (2, 8, 8))
+    for _ in range(3):
+        assert _jacobian_sigma_max(model, torch.randn(2, 8, 8, dtype=torch.float64)) <= cert * (1 + 1e-10)
+
+
+def test_reflect_padding_is_refused() -> None:
+    conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")
+    with pytest.raises(CertificationError, match="reflect"):
+        critics.certify(conv, (2, 5, 5))
+
+
+def test_unknown_module_is_refused() -> None:
+    with pytest.raises(CertificationError, match="GELU"):
+        critics.certify(nn.Sequential(nn.Linear(3, 3), nn.GELU()), (3,))
+
+
+def test_parametrised_layers_certify_in_eval_mode_and_restore_modes() -> None:
+    sn = spectral_norm(nn.Linear(6, 6))
+    model = nn.Sequential(BjorckLinear(6, 6), MaxMin(), sn, nn.ReLU())
+    model.train()
+    model[1].eval()  # mixed modes must be restored one by one
+    u_before = sn.parametrizations.weight[0]._u.clone()
+    report = critics.certificate_report(model, (6,))
+    assert [layer.kind for layer in report.layers] == ["BjorckLinear", "MaxMin", "Linear", "ReLU"]
+    assert torch.equal(sn.parametrizations.weight[0]._u, u_before), "certify ran power iteration"
+    assert [m.training for m in model] == [True, False, True, True]
+    sn.eval()
+    assert report.layers[2].bound == pytest.approx(dense_lipschitz_bound(sn.weight), rel=1e-12)
