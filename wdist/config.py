@@ -155,8 +155,10 @@ def _explain(parser: ArgumentParser, message: str) -> str:
     keys = _known_keys(parser)
     import re
 
-    bad = re.findall(r"(?:Key|key) \"?'?([\w.\-]+)\"?'? is not expected|unrecognized arguments: --?([\w.\-]+)", text)
-    names = [a or b for a, b in bad]
+    names = [a or b for a, b in re.findall(
+        r"(?:Key|key) \"?'?([\w.\-]+)\"?'? is not expected|unrecognized arguments: --?([\w.\-]+)", text
+    )]
+    names += [f"{g}.{o}" for g, o in re.findall(r"Group '([\w.\-]+)' does not accept option '([\w.\-]+)'", text)]
     hint = ""
     if names:
         section = names[0].rsplit(".", 1)[0] if "." in names[0] else ""
@@ -165,6 +167,17 @@ def _explain(parser: ArgumentParser, message: str) -> str:
         hint = f" Allowed keys{' in ' + repr(section) if section else ''}: {', '.join(siblings)}."
         if close:
             hint += f" Did you mean {close[0]!r}?"
+    src = re.search(r"class_path '([\w.]+)'.*?Option '([\w\-]+)' is not accepted", text)
+    if src:
+        import inspect
+
+        from jsonargparse._util import import_object  # the same resolver jsonargparse used
+
+        try:
+            params = [k for k in inspect.signature(import_object(src.group(1))).parameters if k != "self"]
+            hint += f" {src.group(1).rsplit('.', 1)[-1]} accepts: {', '.join(params)}."
+        except Exception:
+            pass
     if "class_path" in text or "import path" in text:
         from wdist import sources
 

@@ -1,0 +1,162 @@
+"""Name -> entrypoint registry for frozen generator architectures (timm style).
+
+An entrypoint only fixes architecture arguments and returns the bare ``nn.Module``; everything a
+loader needs to know about the published weights sits beside it as metadata::
+
+    @register_generator("mimicry/sngan-32", latent_dim=128, latent="normal",
+                        output_shape=(3, 32, 32), paper="...", data="CIFAR-10 32x32", ...)
+    def mimicry_sngan_32() -> nn.Module:
+        return _create_mimicry(32)
+
+Registration is an import side effect: ``generators/__init__.py`` imports every family module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+__all__ = [
+    "GeneratorInfo",
+    "GeneratorLoadError",
+    "SCHEMES",
+    "available",
+    "generator_info",
+    "register_generator",
+]
+
+#: Name prefixes for users' own generators, handled by :mod:`generators.architectures.custom`.
+SCHEMES: tuple[str, ...] = ("torchscript:PATH", "python:module.path:callable")
+
+
+class GeneratorLoadError(ValueError):
+    """A generator could not be built or its checkpoint could not be loaded.
+
+    The message is one paragraph that names the file or value at fault and says what was expected.
+    """
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """Metadata of one registered generator.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, ``family/variant``.
+    builder : callable
+        Entrypoint returning the bare architecture (random weights).
+    latent_dim : int
+        Size of the latent vector z, shape ``(N, latent_dim)``.
+    latent : {"normal", "uniform"}
+        z ~ N(0, I) or z ~ U[0, 1)^latent_dim.
+    output_shape : tuple of int
+        Shape of one sample, ``(C, H, W)``.
+    output_range : tuple of float
+        Closed interval that every output value lies in (e.g. ``(-1.0, 1.0)`` for a tanh head).
+    file_format : {"raw", "mimicry"}
+        How the published file wraps its state dict: ``raw`` is ``torch.save(state_dict)``,
+        ``mimicry`` is ``{"model_state_dict", "optimizer_state_dict", "global_step"}``.
+    paper, data, url : str or None
+        Where the weights come from and what they were trained on.
+    sha256 : str or None
+        Hex digest of the published file, when known.
+    bundled : str or None
+        File name under ``generators/weights/`` of weights shipped with the package; loaded when no
+        checkpoint is given.
+    """
+
+    name: str
+    builder: Callable[[], nn.Module]
+    latent_dim: int
+    latent: str
+    output_shape: tuple[int, ...]
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    file_format: str = "raw"
+    paper: str | None = None
+    data: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    bundled: str | None = None
+
+
+_GENERATORS: dict[str, GeneratorInfo] = {}
+
+
+def register_generator(
+    name: str,
+    *,
+    latent_dim: int,
+    latent: str,
+    output_shape: tuple[int, ...],
+    output_range: tuple[float, float] = (-1.0, 1.0),
+    file_format: str = "raw",
+    paper: str | None = None,
+    data: str | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    bundled: str | None = None,
+) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator recording ``name -> entrypoint`` with its metadata (see :class:`GeneratorInfo`).
+
+    A duplicate name, an unknown latent distribution or file format is a programming error.
+    """
+    if latent not in ("normal", "uniform"):
+        raise RuntimeError(f"generator {name!r}: latent must be 'normal' or 'uniform', got {latent!r}")
+    if file_format not in ("raw", "mimicry"):
+        raise RuntimeError(f"generator {name!r}: unknown file_format {file_format!r}")
+
+    def decorate(fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if name in _GENERATORS:
+            raise RuntimeError(f"generator name {name!r} registered twice")
+        _GENERATORS[name] = GeneratorInfo(
+            name=name,
+            builder=fn,
+            latent_dim=int(latent_dim),
+            latent=latent,
+            output_shape=tuple(int(s) for s in output_shape),
+            output_range=(float(output_range[0]), float(output_range[1])),
+            file_format=file_format,
+            paper=paper,
+            data=data,
+            url=url,
+            sha256=sha256,
+            bundled=bundled,
+        )
+        return fn
+
+    return decorate
+
+
+def available(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered generators, optionally filtered by a glob ``pattern``.
+
+    Users' own generators are reached through the prefixes in :data:`SCHEMES`
+    (``torchscript:PATH``, ``python:module.path:callable``), which are not listed here.
+    """
+    names = sorted(_GENERATORS)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return names
+
+
+def generator_info(name: str) -> GeneratorInfo:
+    """Metadata of the registered generator ``name``.
+
+    Raises
+    ------
+    GeneratorLoadError
+        If ``name`` is not registered; the message lists every available name and scheme.
+    """
+    if name not in _GENERATORS:
+        close = difflib.get_close_matches(name, _GENERATORS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise GeneratorLoadError(
+            f"Unknown generator {name!r}. Available generators: {', '.join(available())}; "
+            f"or your own as {' or '.join(repr(s) for s in SCHEMES)}.{hint}"
+        )
+    return _GENERATORS[name]
