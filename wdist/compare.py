@@ -167,11 +167,11 @@ def compare(
     for entry in spec.critics:
         for seed in spec.seeds:
             run_cfg = json.loads(json.dumps(base))
-            run_cfg["critic"] = {"name": entry.name, "options": entry.options}
+            run_cfg["critic"] = {"name": entry.name, "options": json.loads(json.dumps(entry.options))}
             run_cfg.setdefault("train", {})["loss"] = entry.loss
             if entry.lr is not None:
-                run_cfg["train"]["lr"] = entry.lr
-            run_cfg["seed"] = seed
+                run_cfg["train"]["lr"] = float(entry.lr)
+            run_cfg["seed"] = int(seed)
             run_cfg["logger"] = {**run_cfg.get("logger", {}), "group": run_cfg.get("logger", {}).get("group") or name, "name": f"{entry.label}-seed{seed}"}
             res = estimate(run_cfg, overrides, out=out_dir / entry.label / f"seed{seed}", quiet=quiet)
             results.setdefault(entry.label, []).append(res)

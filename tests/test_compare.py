@@ -1,0 +1,60 @@
+"""`wdist compare`: every critic and seed in the table, JSON and plot; uncertified rows marked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wdist.cli import main
+from wdist.config import ConfigError
+from wdist.compare import compare
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tiny(tmp_path: Path) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "compare" / "digits.yaml").read_text())
+    data["critics"] = [c for c in data["critics"] if c["label"] in ("bcop", "gp")]
+    data["seeds"] = [0, 1]
+    data["train"].update(steps=12, eval_every=6)
+    data["eval"].update(n_eval=200, ot_samples=300)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cmp"
+    code = main(["compare", "--config", str(_tiny(tmp_path)), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    md = (out / "comparison.md").read_text()
+    assert md.strip() == printed.strip()
+    rows = {line.split("|")[1].strip().split(" ")[0]: line for line in md.splitlines() if line.startswith("| bcop") or line.startswith("| gp")}
+    assert set(rows) == {"bcop", "gp"}
+    assert "| yes |" in rows["bcop"]
+    assert "uncertified" in rows["gp"] and "(not a bound)" in rows["gp"]
+    data = json.loads((out / "comparison.json").read_text())
+    assert {r["label"] for r in data["rows"]} == {"bcop", "gp"}
+    for label in ("bcop", "gp"):
+        runs = data["runs"][label]
+        assert sorted(r["config"]["seed"] for r in runs) == [0, 1]
+        for r in runs:
+            assert r["lower_bound"] == pytest.approx(r["estimate"] / r["lipschitz_certificate"])
+            assert (out / label / f"seed{r['config']['seed']}" / "result.json").exists()
+    gp_row = next(r for r in data["rows"] if r["label"] == "gp")
+    assert gp_row["certified"] is False and gp_row["certificate_max"] > 1.001
+    assert (out / "comparison.png").stat().st_size > 1000
+
+
+def test_compare_rejects_bad_spec(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "configs" / "compare" / "digits.yaml").read_text())
+    data["critics"] = [{"label": "a", "name": "bcop-dcgan"}, {"label": "a", "name": "gp-dcgan"}]
+    with pytest.raises(ConfigError, match="distinct"):
+        compare(data, out=tmp_path)
+    data["critics"] = [{"label": "a", "nme": "bcop-dcgan"}]
+    with pytest.raises(ConfigError, match="nme"):
+        compare(data, out=tmp_path)
