@@ -94,9 +94,11 @@ def bjorck_orthonormalize(
     iters : int
         Maximum number of iterations.
     tol : float or None
-        Stop early once every matrix has :math:`\max_{ij} |W^\top W - I|_{ij} < tol` (checked every
-        ``check_every`` iterations, which costs one device synchronisation). ``None`` runs all
-        ``iters`` iterations.
+        Stop early once every matrix has :math:`\max_{ij} |W^\top W - I|_{ij} < tol`. The test
+        reuses the Gram matrix of the next step (no extra matmul) and costs one device
+        synchronisation; it runs before the first step, then after the number of iterations that
+        quadratic convergence predicts from the current error (never more than ``check_every``).
+        ``None`` runs all ``iters`` iterations.
     beta : float
         Step, 0.5 for the classical iteration.
 
@@ -113,15 +115,46 @@ def bjorck_orthonormalize(
     """
     if w.ndim < 2:
         raise ValueError(f"bjorck_orthonormalize expects matrices (..., m, n); got shape {tuple(w.shape)}")
+    if iters < 0 or check_every < 1:
+        raise ValueError(f"bjorck_orthonormalize needs iters >= 0 and check_every >= 1; got {iters}, {check_every}")
     wide = w.shape[-2] < w.shape[-1]
     x = w.mT if wide else w  # work on tall matrices: the Gram matrix is the small n x n one
-    scale = spectral_norm_upper_bound(x.detach() if not x.requires_grad else x, gram_iters)
+    if x.numel() == 0:
+        return w
+    # The polar factor is invariant to a positive rescaling, so the scale is a constant for
+    # autograd: no backward through the Gram iteration.
+    with torch.no_grad():
+        scale = spectral_norm_upper_bound(x, gram_iters)
     x = x / scale[..., None, None].clamp_min(torch.finfo(x.dtype).tiny)
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    next_check = 0
     for k in range(iters):
         g = x.mT @ x
-        if tol is not None and k % check_every == 0 and k > 0:
-            if (g - eye).abs().amax() < tol:
+        if tol is not None and k >= next_check:
+            with torch.no_grad():
+                err = float((g - eye).abs().amax())
+            if err < tol:
                 break
+            next_check = k + _iterations_to_tol(err, tol, beta, check_every)
         x = (1.0 + beta) * x - beta * (x @ g)
     return x.mT if wide else x
+
+
+def _iterations_to_tol(err: float, tol: float, beta: float, check_every: int) -> int:
+    """Iterations until the next convergence check, predicted from the current Gram error.
+
+    For the classical step (``beta = 0.5``) and singular values :math:`1 - d` the iteration maps
+    :math:`d \mapsto \tfrac32 d^2`, so the Gram error :math:`e \approx 2d` becomes about
+    :math:`\tfrac34 e^2`; we predict :math:`e \mapsto e^2` (slightly pessimistic) once
+    :math:`e < 1/2` and check again when the prediction drops below ``tol`` (at most
+    ``check_every`` iterations later). This saves both wasted iterations and device syncs.
+    """
+    if beta != 0.5 or not (err < 0.5):
+        return check_every
+    n = 1
+    while n < check_every:
+        err = err * err
+        if err < tol:
+            break
+        n += 1
+    return n

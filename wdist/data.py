@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
@@ -44,16 +45,39 @@ def _check_finite(x: Tensor, what: str) -> None:
         raise SourceError(f"{what} contains {bad} NaN or Inf value(s); every sample must be finite.")
 
 
-class TrainingStream(IterableDataset):
-    """An endless stream of ``(p, q)`` batches, seeded by (seed, process rank)."""
+def batch_seed(seed: int, rank: int, index: int) -> int:
+    """The seed of training batch ``index`` on process ``rank``: distinct for every triple.
 
-    def __init__(self, p: Source, q: Source, batch_size: int, seed: int, rank: int = 0) -> None:
+    Mixed by NumPy's ``SeedSequence`` (a hash) into 63 bits, so neighbouring seeds, ranks and batch
+    indices give unrelated streams (the held-out set is drawn from its own seed, ``seed + 1000003``).
+    """
+    words = np.random.SeedSequence([int(seed), int(rank), int(index), 0x7D157]).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+class TrainingStream(IterableDataset):
+    """An endless stream of ``(p, q)`` batches; batch ``i`` is a function of (seed, rank, i) alone.
+
+    Every process (``rank``) draws different samples (or, for a generator side, different latent
+    vectors). Seeding each batch by its index makes the stream restartable: a run resumed after
+    ``start`` optimiser steps continues with batch ``start``, exactly the batch the uninterrupted
+    run would have drawn next.
+    """
+
+    def __init__(self, p: Source, q: Source, batch_size: int, seed: int, rank: int = 0, start: int = 0) -> None:
         self.p, self.q, self.batch_size, self.seed, self.rank = p, q, batch_size, seed, rank
+        self.start = int(start)
+
+    def batch(self, index: int) -> tuple[Tensor, Tensor]:
+        """Training batch number ``index`` of this process."""
+        gen = torch.Generator().manual_seed(batch_seed(self.seed, self.rank, index))
+        return _draw(self.p, self.batch_size, gen), _draw(self.q, self.batch_size, gen)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        gen = torch.Generator().manual_seed(self.seed * 7919 + self.rank)
+        index = self.start
         while True:
-            yield _draw(self.p, self.batch_size, gen), _draw(self.q, self.batch_size, gen)
+            yield self.batch(index)
+            index += 1
 
 
 class HeldOutPairs(Dataset):
@@ -124,9 +148,20 @@ class PairDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_rank) if trainer is not None else 0
 
+    def _start(self) -> int:
+        """Training batches already consumed: non-zero when a run resumes from a checkpoint.
+
+        Lightning restores the loop state (and so ``global_step``) before it asks for the training
+        loader, and every optimiser step consumes one batch (no gradient accumulation).
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+
     def train_dataloader(self) -> DataLoader:
         assert self.p_train is not None and self.q_train is not None
-        stream = TrainingStream(self.p_train, self.q_train, self.batch_size, self.seed, self._rank())
+        stream = TrainingStream(self.p_train, self.q_train, self.batch_size, self.seed, self._rank(), self._start())
         return DataLoader(stream, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

@@ -5,10 +5,12 @@ This is the data flow of DESIGN.md; each step is a call into the module that own
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -16,7 +18,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 
 import critics
 from critics.empirical import empirical_lipschitz
@@ -138,6 +140,23 @@ class _Clock(Callback):
             self.seconds = time.perf_counter() - self.start
 
 
+def _quiet_lightning(quiet: bool) -> None:
+    """Silence Lightning's chatter that says nothing about the estimate."""
+    for pattern in (
+        ".*Experiment logs directory .* exists and is not empty.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+        ".*modules in eval mode.*",  # the frozen generator is in eval mode on purpose
+        ".*does not have many workers.*",  # samples are generated in-process, on purpose
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*`IterableDataset` has `__len__` defined.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    # Lightning's INFO lines (accelerator found, tips) say nothing the result does not; the
+    # device is part of every result. Warnings stay visible.
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def build_run(cfg: EstimateConfig):
     """The sources, critic, data module and training system of a configuration (no Trainer)."""
     from wdist.system import CriticSystem
@@ -208,6 +227,8 @@ def estimate(
         ``lower_bound = estimate / lipschitz_certificate`` with its interval; distances are L2 on
         the flattened samples, in the sources' domain.
     """
+    from wdist.system import AtomicCheckpointIO, StepCheckpoint
+
     ckpt_path: Optional[str] = None
     if resume is not None:
         rdir = Path(resume)
@@ -218,6 +239,7 @@ def estimate(
         if not last.is_file():
             raise ConfigError(f"Cannot resume from {str(rdir)!r}: no checkpoint at {str(last)!r} (set train.checkpoint_every to write them).")
         config, ckpt_path, out = saved, str(last), (out or rdir)
+    _quiet_lightning(quiet)
     cfg, resolved_yaml, resolved = resolve_config(config, overrides)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     if out_dir is not None:
@@ -233,11 +255,12 @@ def estimate(
     cbs.append(clock)
     if out_dir is not None:
         loggers = make_loggers(
-            out_dir, cfg.logger.kind, cfg.logger.project, cfg.logger.group, cfg.logger.name, config=resolved or {}
+            out_dir, cfg.logger.kind, cfg.logger.project, cfg.logger.group, cfg.logger.name, config=resolved or {},
+            resume=ckpt_path is not None,
         )
         if cfg.train.checkpoint_every:
             cbs.append(
-                ModelCheckpoint(
+                StepCheckpoint(
                     dirpath=out_dir / "checkpoints",
                     every_n_train_steps=cfg.train.checkpoint_every,
                     save_last=True,
@@ -249,6 +272,7 @@ def estimate(
         if resolved_yaml is not None and ckpt_path is None:
             atomic_write_text(out_dir / "config.yaml", resolved_yaml)
     trainer = pl.Trainer(
+        plugins=[AtomicCheckpointIO()],
         max_steps=cfg.train.steps,
         val_check_interval=cfg.train.eval_every,
         check_val_every_n_epoch=None,

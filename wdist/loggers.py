@@ -7,15 +7,79 @@ falls back to offline if it does not.
 
 from __future__ import annotations
 
+import csv
+import io
 import netrc
 import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from pytorch_lightning.loggers import CSVLogger, Logger
+from wdist.results import atomic_write_text
 
-__all__ = ["make_loggers", "wandb_api_key_present", "finish_wandb"]
+from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.utilities import rank_zero_only
+
+__all__ = ["make_loggers", "wandb_api_key_present", "finish_wandb", "ResumableCSVLogger"]
+
+
+class _ResumingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued, not deleted.
+
+    The rows of the interrupted run are kept up to (not including) the first step the resumed run
+    logs: the resumed run repeats the steps after its checkpoint, and their new rows replace the
+    old ones, so every step appears once.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        self._kept: list[dict[str, str]] = []
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
+                reader = csv.DictReader(fh)
+                self.metrics_keys = list(reader.fieldnames or [])
+                for row in reader:
+                    if _row_step(row) is not None:  # a line cut short by a kill has no usable step
+                        self._kept.append(row)
+        self._resuming = True
+
+    def save(self) -> None:
+        if getattr(self, "_resuming", False) and self.metrics:
+            first = min(int(m["step"]) for m in self.metrics)
+            old = [r for r in self._kept if _row_step(r) < first]  # type: ignore[operator]
+            self._record_new_keys()
+            keys = sorted(set(self.metrics_keys) | {k for r in old for k in r})
+            self.metrics_keys = keys
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(old)
+            writer.writerows(self.metrics)
+            atomic_write_text(self.metrics_file_path, buf.getvalue())
+            self.metrics, self._kept, self._resuming = [], [], False
+            return
+        super().save()
+
+
+def _row_step(row: dict[str, Any]) -> Optional[int]:
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None
+
+
+class ResumableCSVLogger(CSVLogger):
+    """A CSVLogger writing ``<save_dir>/metrics.csv`` that continues the file of an interrupted run."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:  # type: ignore[override]
+        if self._experiment is not None:
+            return self._experiment
+        if rank_zero_only.rank != 0:
+            return super().experiment
+        self._fs.makedirs(self.root_dir, exist_ok=True)
+        self._experiment = _ResumingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def wandb_api_key_present() -> bool:
@@ -54,14 +118,19 @@ def make_loggers(
     group: Optional[str] = None,
     name: Optional[str] = None,
     config: Optional[dict[str, Any]] = None,
+    resume: bool = False,
 ) -> list[Logger]:
-    """``[CSVLogger]`` writing ``out/metrics.csv``, plus a WandbLogger when ``kind == 'wandb'``."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(out), name="", version="")]
+    """``[CSVLogger]`` writing ``out/metrics.csv``, plus a WandbLogger when ``kind == 'wandb'``.
+
+    ``resume``: continue the ``metrics.csv`` of an interrupted run in ``out`` instead of replacing it.
+    """
+    csv_cls = ResumableCSVLogger if resume else CSVLogger
+    loggers: list[Logger] = [csv_cls(save_dir=str(out), name="", version="")]
     if kind != "wandb":
         return loggers
     mode = os.environ.get("WANDB_MODE", "").lower()
     offline = mode in ("offline", "dryrun") or not wandb_api_key_present()
-    if offline and mode not in ("offline", "dryrun"):
+    if offline and mode not in ("offline", "dryrun") and rank_zero_only.rank == 0:
         print(
             f"W&B: no API key found (WANDB_API_KEY or ~/.netrc); logging offline to {out / 'wandb'}. "
             "Upload later with `wandb sync <run folder>`.",
@@ -80,6 +149,16 @@ def make_loggers(
     return loggers
 
 
+def _json_like(v: Any) -> bool:
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_json_like(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _json_like(x) for k, x in v.items())
+    return False
+
+
 def finish_wandb(loggers: list[Logger], summary: Optional[dict[str, Any]] = None, images: Optional[dict[str, Path]] = None) -> None:
     """Write the final result as the W&B run summary, attach images, and close the run."""
     for lg in loggers:
@@ -88,10 +167,9 @@ def finish_wandb(loggers: list[Logger], summary: Optional[dict[str, Any]] = None
         import wandb
 
         run = lg.experiment
-        if summary:
-            for k, v in summary.items():
-                if isinstance(v, (int, float, str, bool)) or v is None:
-                    run.summary[k] = v
+        for k, v in (summary or {}).items():
+            if _json_like(v):  # scalars, and lists/dicts of them (ci95, ci, versions, layers)
+                run.summary[k] = v
         for key, path in (images or {}).items():
             if path and Path(path).exists():
                 run.log({key: wandb.Image(str(path))})

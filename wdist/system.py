@@ -8,20 +8,117 @@ constant of the weights at that step, the lower bound (their ratio) and its inte
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import Tensor, nn
 
 import critics
 from wdist.stats import mean_difference_interval
 
-__all__ = ["CriticSystem", "NonFiniteLossError"]
+__all__ = ["CriticSystem", "NonFiniteLossError", "AtomicCheckpointIO", "StepCheckpoint", "HELDOUT_KEYS"]
+
+# the held-out statistics are computed from values gathered over every process, so they are
+# identical on all ranks: Lightning's advice to reduce them with sync_dist does not apply
+warnings.filterwarnings("ignore", message=r".*self\.log\('heldout/.*sync_dist=True.*")
+
+HELDOUT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or Inf loss; the message names the step and what was non-finite."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint writes that a kill cannot leave half-done.
+
+    Lightning's own ``_atomic_save`` goes through an fsspec transaction whose temporary file lies
+    in the system temp folder: when that is another file system the final ``shutil.move`` is a
+    copy into the destination (a kill mid-copy leaves a truncated ``last.ckpt``), and the data
+    are never fsync'ed. Here the checkpoint is written to a temporary file in the destination
+    folder, flushed to disk, then renamed over the old one (atomic on POSIX): a reader sees the
+    previous checkpoint or the new one, never a partial file. Remote URLs fall back to Lightning.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options; got {storage_options!r}")
+        text = str(path)
+        if "://" in text and not text.startswith("file://"):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(text[len("file://") :] if text.startswith("file://") else text)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a run killed mid-write
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename itself durable
+            dfd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``every_n_train_steps`` checkpoints that include the held-out evaluation of their step.
+
+    Lightning saves step checkpoints in ``on_train_batch_end``, before the validation that runs
+    after the same batch; a run resumed from such a checkpoint would never evaluate that step
+    again, and its bound curve would miss the point. When a validation follows the batch, the
+    save is deferred to the end of that validation (ModelCheckpoint's own deferral mechanism).
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
+        step = trainer.global_step
+        if (
+            self._every_n_train_steps >= 1
+            and step % self._every_n_train_steps == 0
+            and not self._should_skip_saving_checkpoint(trainer)
+            and _validation_follows(trainer)
+        ):
+            self._defer_save_until_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+
+
+def _validation_follows(trainer: pl.Trainer) -> bool:
+    """Whether the fit loop runs a validation right after the current training batch."""
+    if not trainer.enable_validation:
+        return False
+    loop = trainer.fit_loop.epoch_loop
+    try:
+        return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))  # Lightning's own test
+    except (AttributeError, TypeError):  # a Lightning without that private hook: the step rule
+        every = trainer.val_check_batch
+        return isinstance(every, int) and every > 0 and trainer.global_step % every == 0
+
+
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off: held-out values come from the float32 weights that are certified."""
+    try:
+        return torch.autocast(device_type=device.type, enabled=False)
+    except (RuntimeError, ValueError):  # a device type autocast does not know
+        return contextlib.nullcontext()
 
 
 class CriticSystem(pl.LightningModule):
@@ -67,7 +164,24 @@ class CriticSystem(pl.LightningModule):
         interval: Literal["normal", "bernstein", "bootstrap"] = "normal",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["critic", "p_decoder", "q_decoder"])
+        # plain Python types only (the config hands over jsonargparse's float/int subclasses), so
+        # that a checkpoint loads with torch.load(weights_only=True), as Lightning resumes it
+        self.save_hyperparameters(
+            {
+                "input_shape": tuple(int(s) for s in input_shape),
+                "loss": str(loss),
+                "gp_lambda": float(gp_lambda),
+                "optimizer": str(optimizer),
+                "lr": float(lr),
+                "betas": tuple(float(b) for b in betas),
+                "momentum": float(momentum),
+                "weight_decay": float(weight_decay),
+                "schedule": str(schedule),
+                "max_steps": int(max_steps),
+                "confidence": float(confidence),
+                "interval": str(interval),
+            }
+        )
         self.critic = critic
         self.input_shape = tuple(input_shape)
         self.p_decoder = p_decoder
@@ -99,7 +213,11 @@ class CriticSystem(pl.LightningModule):
             gp = self._gradient_penalty(xp, xq)
             loss = loss + self.hparams.gp_lambda * gp
             self.log("train/gp", gp.detach(), on_step=True, prog_bar=False)
-        if not torch.isfinite(loss):
+        bad = not bool(torch.isfinite(loss))
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # every process must stop at the same step, or the others wait forever in all-reduce
+            bad = bool(self.trainer.strategy.reduce_boolean_decision(bad, all=False))
+        if bad:
             self._raise_non_finite(xp, xq, loss)
         self.log("train/gap", gap.detach(), on_step=True, prog_bar=True)
         return loss
@@ -119,11 +237,18 @@ class CriticSystem(pl.LightningModule):
             where.append("the P samples contain NaN/Inf")
         if not q_ok:
             where.append("the Q samples contain NaN/Inf (a generator producing non-finite output?)")
-        if p_ok and q_ok:
-            where.append("the samples are finite, so the critic diverged (lower the learning rate?)")
+        step = int(self.global_step) + 1
+        here = bool(torch.isfinite(loss))
+        if p_ok and q_ok and here:
+            what = "the loss is NaN/Inf on another process of the distributed run (its message names the cause)"
+        else:
+            if p_ok and q_ok:
+                where.append("the samples are finite, so the critic diverged (lower the learning rate?)")
+            what = f"the loss is {loss.item()}; {'; '.join(where)}"
         raise NonFiniteLossError(
-            f"Training stopped: the loss is {loss.item()} at step {self.global_step}; "
-            f"{'; '.join(where)}. The last good checkpoint, if any, is kept; no result was written."
+            f"Training stopped at training step {step} of {self.hparams.max_steps}: {what}. That update "
+            "was not applied. The last good checkpoint, if any, is kept (resume from it with --resume "
+            "after fixing the cause); no result was written."
         )
 
     # -- held-out evaluation ------------------------------------------------------------------
@@ -132,17 +257,21 @@ class CriticSystem(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         idx, bp, bq = batch
-        xp = self._decode(bp, self.p_decoder)
-        xq = self._decode(bq, self.q_decoder)
-        self._val_idx.append(idx)
-        self._val_fp.append(self.critic(xp).reshape(-1).double())
-        self._val_fq.append(self.critic(xq).reshape(-1).double())
+        # under mixed precision training runs in reduced precision; the held-out values must come
+        # from the very weights the certificate is computed on, so evaluation runs without autocast
+        with _full_precision(self.device):
+            xp = self._decode(bp, self.p_decoder)
+            xq = self._decode(bq, self.q_decoder)
+            self._val_idx.append(idx)
+            self._val_fp.append(self.critic(xp).reshape(-1).double())
+            self._val_fq.append(self.critic(xq).reshape(-1).double())
 
     def gather_heldout(self) -> tuple[Tensor, Tensor]:
         """Per-sample critic values on the whole held-out set, from every process, in index order."""
         idx = torch.cat(self._val_idx).to(self.device)
         fp, fq = torch.cat(self._val_fp), torch.cat(self._val_fq)
-        if self.trainer is not None and self.trainer.world_size > 1:
+        trainer = self._trainer  # (None outside a Trainer: one process)
+        if trainer is not None and trainer.world_size > 1:
             idx, fp, fq = (self.all_gather(t).reshape(-1) for t in (idx, fp, fq))
         # the distributed sampler pads shards with repeated items: keep each index once
         order = torch.argsort(idx, stable=True)
@@ -153,6 +282,16 @@ class CriticSystem(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         fp, fq = self.gather_heldout()
+        bad_p, bad_q = int((~torch.isfinite(fp)).sum()), int((~torch.isfinite(fq)).sum())
+        if bad_p or bad_q:  # identical on every process (gathered values), so all stop together
+            sides = [f"{n} on the {s} side" for n, s in ((bad_p, "P"), (bad_q, "Q")) if n]
+            from_generator = (bad_q and self.q_decoder is not None) or (bad_p and self.p_decoder is not None)
+            hint = "a generator producing non-finite output?" if from_generator else "the critic diverged?"
+            raise NonFiniteLossError(
+                f"Held-out evaluation stopped at step {int(self.global_step)}: {' and '.join(sides)} of "
+                f"{fp.numel()} critic values are NaN/Inf ({hint}). The last good checkpoint, if any, is "
+                "kept; no result was written."
+            )
         cert = critics.certify(self.critic, self.input_shape)
         iv = mean_difference_interval(
             fp, fq, confidence=self.hparams.confidence, method=self.hparams.interval
@@ -175,8 +314,24 @@ class CriticSystem(pl.LightningModule):
                 self.curve.append(point)
             else:
                 self.curve[-1] = point
-        for key in ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr"):
-            self.log(f"heldout/{key}", point[key], rank_zero_only=True, sync_dist=False)
+        for key in HELDOUT_KEYS:  # for callbacks (e.g. a ModelCheckpoint monitoring the bound),
+            # on every rank alike: the values are identical there, so no reduction is needed
+            self.log(f"heldout/{key}", point[key], sync_dist=False, logger=False)
+        self._log_heldout(point)
+
+    def _log_heldout(self, point: dict[str, Any]) -> None:
+        """The bound curve, its interval ends as separate series, at the true step, in float64.
+
+        Logged straight to the loggers (``self.log`` would convert to float32 and, during training,
+        stamp the row with the previous step).
+        """
+        if self.trainer is None or not self.trainer.is_global_zero or self.trainer.sanity_checking:
+            return
+        metrics = {f"heldout/{k}": float(point[k]) for k in HELDOUT_KEYS}
+        metrics["heldout/n_eval"] = int(point["n_eval"])
+        for lg in self.loggers:
+            lg.log_metrics(metrics, step=int(point["step"]))
+            lg.save()
 
     # -- checkpoints keep the curve, so a resumed run plots all of it -------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

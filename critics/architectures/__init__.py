@@ -3,5 +3,6 @@
 from critics.architectures import mlp
 
 # Convolutional critics (dcgan, lipconvnet, ...): one import line per file here.
+from critics.architectures import dcgan, lipconvnet
 
-__all__ = ["mlp"]
+__all__ = ["mlp", "dcgan", "lipconvnet"]

@@ -1,0 +1,289 @@
+"""DCGAN-shaped image critics: the BCOP protocol critic and its RKO / OSSN / WGAN-GP variants.
+
+All are flat chains (nested ``nn.Sequential``) so :func:`critics.certify` applies::
+
+    stage_i = [PadToMultiple(2) if H or W is odd] -> strided conv (k=4, s=2) -> activation
+    critic  = stage_1 -> ... -> stage_S -> Flatten -> dense head (-> 1)
+
+Lipschitz variants implement each strided conv as ``InvertibleDownsample(2)`` (pixel
+unshuffle, orthogonal) followed by a stride-1 kernel-2 Lipschitz conv on 4x the channels, as in
+the published critic; the WGAN-GP variant uses a plain ``nn.Conv2d(k=4, s=2, p=1)``.
+
+Input sizes: S = min(4, number of halvings until a side drops below 2) stages, with widths
+64-128-256-512 (times ``width``, rounded to an even count >= 2, since MaxMin pairs channels),
+the first S of them. So 3x64x64 -> 4 stages ending at 512 x 4 x 4 (the published protocol);
+3x32x32 -> 4 stages, 2 x 2; 3x48x48 -> 4 stages, 3 x 3; 1x8x8 -> 3 stages (64-128-256 times
+width), 1 x 1. An odd side is zero-padded at the bottom/right to even before its stage
+(:class:`~critics.layers.PadToMultiple`, an isometry), e.g. 28 -> 14 -> 7 -> pad 8 -> 4. Nothing is
+upsampled: the published protocol's upsampling to 64 x 64 belongs to the data pipeline.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+from torch import nn
+
+from critics._registry import register_critic
+from critics.layers.activations import get_activation
+from critics.layers.bcop import BCOPConv2d
+from critics.layers.bjorck import BjorckLinear
+from critics.layers.downsample import PadToMultiple, strided_conv
+from critics.layers.groupsort import GroupSort
+from critics.layers.ossn import OSSNConv2d
+from critics.layers.rko import RKOConv2d
+
+__all__ = ["bcop_dcgan", "rko_dcgan", "ossn_dcgan", "gp_dcgan", "stage_plan", "stage_widths", "default_width"]
+
+BASE_WIDTHS = (64, 128, 256, 512)
+
+
+def default_width(input_shape: tuple[int, ...]) -> float:
+    """Width multiplier used when none is given: 0.25 for inputs up to 16 x 16 (the digits
+    default, fast on a CPU), 1.0 otherwise (the published widths)."""
+    return 0.25 if max(input_shape[-2:]) <= 16 else 1.0
+
+
+def stage_plan(name: str, input_shape: tuple[int, ...], max_stages: int = 4) -> list[tuple[int, int, bool]]:
+    """``[(H, W, pad_to_even), ...]`` at the input of each downsampling stage; checks the shape."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{name}: input_shape must be (C, H, W); got {tuple(input_shape)}")
+    h, w = int(input_shape[1]), int(input_shape[2])
+    if min(h, w) < 2:
+        raise ValueError(f"{name}: images must be at least 2 x 2; got input_shape {tuple(input_shape)}")
+    plan = []
+    while len(plan) < max_stages and min(h, w) >= 2:
+        pad = bool(h % 2 or w % 2)
+        plan.append((h, w, pad))
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return plan
+
+
+def stage_widths(name: str, width: float, stages: int, base: tuple[int, ...] = BASE_WIDTHS) -> list[int]:
+    """``base[i] * width`` rounded to an even count >= 2, for the first ``stages`` stages."""
+    if not float(width) > 0:
+        raise ValueError(f"{name}: width must be a positive multiplier; got {width!r}")
+    return [max(2, 2 * round(b * float(width) / 2)) for b in base[:stages]]
+
+
+def _activation(name: str, activation: str, channels: list[int], allowed: tuple[str, ...]) -> Callable[[], nn.Module]:
+    probe = get_activation(activation)
+    kind = "groupsort" if isinstance(probe, GroupSort) else type(probe).__name__.lower()
+    if kind not in allowed:
+        raise ValueError(f"{name}: activation {activation!r} is not allowed here; accepted: {', '.join(allowed)}")
+    if isinstance(probe, GroupSort) and any(c % probe.group_size for c in channels):
+        raise ValueError(f"{name}: channel widths {channels} are not divisible by the group size of {activation!r}")
+    return lambda: get_activation(activation)
+
+
+def _create_dcgan(
+    name: str,
+    input_shape: tuple[int, ...],
+    width: float | None,
+    conv: Callable[[int, int], nn.Module],
+    activation: Callable[[], nn.Module],
+    head: Callable[[int], nn.Module],
+) -> nn.Sequential:
+    """The shared skeleton; ``conv(c_in, c_out)`` builds one strided (halving) convolution."""
+    plan = stage_plan(name, input_shape)
+    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    c = int(input_shape[0])
+    for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
+        stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
+        stage += [conv(c, c_out), activation()]
+        layers[f"stage{i}"] = nn.Sequential(*stage)
+        c = c_out
+    h, w = (h + 1) // 2, (w + 1) // 2
+    layers["flatten"] = nn.Flatten()
+    layers["head"] = head(c * h * w)
+    return nn.Sequential(layers)
+
+
+@register_critic("bcop-dcgan")
+def bcop_dcgan(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    activation: str = "maxmin",
+    bjorck_iters: int = 30,
+) -> nn.Sequential:
+    r"""The published BCOP protocol critic (Li et al. 2019): four strided BCOP convs and a Björck head.
+
+    .. math::
+
+        f = h \circ \sigma \circ \mathcal{C}_{K_4} \circ \mathcal{U} \circ \cdots \circ
+            \sigma \circ \mathcal{C}_{K_1} \circ \mathcal{U}
+
+    with :math:`\mathcal{U}` the 2x2 pixel unshuffle, :math:`\mathcal{C}_{K_i}` circular
+    kernel-2 :class:`~critics.layers.BCOPConv2d` (exactly orthogonal, semi-orthogonal corner
+    when channels change), :math:`\sigma` MaxMin and :math:`h` a
+    :class:`~critics.layers.BjorckLinear` to one output. Stages and padding: see the module
+    docstring (4 stages for 32/48/64-pixel inputs, 3 for 8 x 8).
+
+    Lipschitz bound: product of the per-layer certificates (FFT-exact per conv, SVD for the
+    head), :math:`1 + O(10^{-5})` in float32, L2 on the flattened image; it is :math:`\le 1`
+    in exact arithmetic with converged Björck iterations.
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Multiplier of the widths 64-128-256-512 (``None``: 0.25 up to 16 x 16 inputs, else 1).
+    activation : str
+        ``"maxmin"`` (published), ``"groupsortN"`` or ``"relu"``.
+    bjorck_iters : int
+        Maximum Björck iterations per training step (convergence-tested).
+
+    References
+    ----------
+    .. [1] Li, Haddadi, Jacobsen, Grosse et al., "Preventing gradient attenuation in Lipschitz
+       constrained convolutional networks", NeurIPS 2019, arXiv:1911.00937.
+    """
+    name = "bcop-dcgan"
+    plan = stage_plan(name, input_shape)
+    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    return _create_dcgan(
+        name, input_shape, width,
+        lambda i, o: strided_conv(BCOPConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
+        _activation(name, activation, widths, ("groupsort", "relu")),
+        lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
+    )
+
+
+@register_critic("rko-dcgan")
+def rko_dcgan(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    activation: str = "maxmin",
+    bjorck_iters: int = 30,
+) -> nn.Sequential:
+    r"""The BCOP skeleton with :class:`~critics.layers.RKOConv2d` (zero padding) convolutions.
+
+    .. math::
+
+        f = h \circ \sigma \circ \mathcal{C}^{\mathrm{RKO}}_{K_S} \circ \mathcal{U} \circ \cdots
+
+    Lipschitz bound: product of per-layer certificates (zero-padded FFT bound per conv, each
+    :math:`\le 1` up to Björck error, usually well below 1: RKO is not gradient-norm
+    preserving), L2.
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Width multiplier (see :func:`bcop_dcgan`).
+    activation : str
+        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    bjorck_iters : int
+        Maximum Björck iterations per training step.
+
+    References
+    ----------
+    .. [1] Li et al., arXiv:1911.00937 (RKO baseline).
+    """
+    name = "rko-dcgan"
+    plan = stage_plan(name, input_shape)
+    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    return _create_dcgan(
+        name, input_shape, width,
+        lambda i, o: strided_conv(RKOConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
+        _activation(name, activation, widths, ("groupsort", "relu")),
+        lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
+    )
+
+
+@register_critic("ossn-dcgan")
+def ossn_dcgan(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    activation: str = "maxmin",
+) -> nn.Sequential:
+    r"""The BCOP skeleton with :class:`~critics.layers.OSSNConv2d` convolutions (not 1-Lipschitz).
+
+    .. math::
+
+        f = h \circ \sigma \circ \mathcal{C}_{V_S / \hat\sigma_S} \circ \mathcal{U} \circ \cdots
+
+    Lipschitz bound: product of per-layer certificates, L2; each OSSN conv's certificate is
+    typically between 1 and 2 (kernel 2), so the product is > 1 and grows with training: the
+    estimate must be divided by it (which :mod:`wdist` does).
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Width multiplier (see :func:`bcop_dcgan`).
+    activation : str
+        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+
+    References
+    ----------
+    .. [1] Miyato et al., "Spectral normalization for GANs", ICLR 2018; Li et al.,
+       arXiv:1911.00937 (OSSN baseline).
+    """
+    name = "ossn-dcgan"
+    plan = stage_plan(name, input_shape)
+    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    return _create_dcgan(
+        name, input_shape, width,
+        lambda i, o: strided_conv(OSSNConv2d, i, o, 4, 2),
+        _activation(name, activation, widths, ("groupsort", "relu")),
+        lambda f: BjorckLinear(f, 1),
+    )
+
+
+@register_critic("gp-dcgan")
+def gp_dcgan(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    activation: str = "leakyrelu",
+) -> nn.Sequential:
+    r"""The same skeleton, unconstrained, for WGAN-GP: ``nn.Conv2d(k=4, s=2, p=1)`` + LeakyReLU(0.2).
+
+    .. math::
+
+        f = w^\top \operatorname{vec}(\sigma(W_S * \cdots \sigma(W_1 * x + b_1) \cdots)) + c
+
+    Lipschitz bound: product of per-layer certificates (zero-padded FFT bound per conv, SVD
+    for the head), L2: valid but far from tight, and far above 1; a GP critic's raw estimate
+    is not a W1 bound until divided by it.
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Width multiplier (see :func:`bcop_dcgan`).
+    activation : str
+        ``"leakyrelu"`` (slope 0.2) or ``"relu"``.
+
+    References
+    ----------
+    .. [1] Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
+    .. [2] Radford, Metz & Chintala, "DCGAN", ICLR 2016.
+    """
+    name = "gp-dcgan"
+    plan = stage_plan(name, input_shape)
+    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    return _create_dcgan(
+        name, input_shape, width,
+        lambda i, o: nn.Conv2d(i, o, 4, stride=2, padding=1),
+        _activation(name, activation, widths, ("leakyrelu", "relu")),
+        lambda f: nn.Linear(f, 1),
+    )

@@ -1,0 +1,92 @@
+"""LipConvnet-style critic of skew-orthogonal convolutions (Singla & Feizi 2021)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from critics._registry import register_critic
+from critics.architectures.dcgan import _activation, default_width, stage_plan, stage_widths
+from critics.layers.bjorck import BjorckLinear
+from critics.layers.downsample import InvertibleDownsample, PadToMultiple
+from critics.layers.soc import SOCConv2d
+
+__all__ = ["soc_lipconvnet"]
+
+
+@register_critic("soc-lipconvnet")
+def soc_lipconvnet(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    depth: int = 1,
+    activation: str = "maxmin",
+    kernel_size: int = 3,
+    train_terms: int = 6,
+    eval_terms: int = 12,
+) -> nn.Sequential:
+    r"""SOC critic: per stage, invertible downsampling + channel-changing SOC, then ``depth`` SOCs.
+
+    .. math::
+
+        \text{stage}_i = (\sigma \circ \mathrm{SOC}_{c_i \to c_i})^{\text{depth}} \circ
+            \sigma \circ \mathrm{SOC}_{4 c_{i-1} \to c_i} \circ \mathcal{U}, \qquad
+        f = h \circ \text{stage}_S \circ \cdots \circ \text{stage}_1
+
+    with :math:`\mathcal{U}` the 2x2 pixel unshuffle (the stride-2 SOC of LipConvnet),
+    :math:`c_i` = 64-128-256-512 times ``width``, :math:`\sigma` MaxMin and :math:`h` a
+    :class:`~critics.layers.BjorckLinear` to one output. Stage count and padding as in
+    :mod:`critics.architectures.dcgan`: 4 stages for 32/48/64-pixel inputs (ending at 2, 3, 4
+    pixels), 3 for 8 x 8 (ending at 1 x 1), odd sides zero-padded to even before their stage;
+    nothing is upsampled.
+
+    Lipschitz bound: product of per-layer certificates, L2: each SOC contributes
+    :math:`1 + \sum_{i \ge \text{terms}} s^i / i!` for the current mode's number of terms
+    (eval: ``eval_terms``, :math:`1 + O(10^{-11})`; training: ``train_terms``,
+    :math:`\approx 1 + 2\cdot 10^{-4}` each), the head its float64 SVD norm.
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Width multiplier (``None``: 0.25 up to 16 x 16 inputs, else 1).
+    depth : int
+        Channel-preserving SOC layers per stage after the downsampling one (>= 0).
+    activation : str
+        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    kernel_size : int
+        Odd SOC kernel size.
+    train_terms, eval_terms : int
+        Taylor terms of each SOC in training and eval mode.
+
+    References
+    ----------
+    .. [1] Singla & Feizi, "Skew orthogonal convolutions", ICML 2021, arXiv:2105.11417.
+    """
+    name = "soc-lipconvnet"
+    if int(depth) < 0:
+        raise ValueError(f"{name}: depth must be a non-negative integer; got {depth!r}")
+    plan = stage_plan(name, input_shape)
+    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    act = _activation(name, activation, widths, ("groupsort", "relu"))
+
+    def soc(i: int, o: int) -> SOCConv2d:
+        return SOCConv2d(i, o, kernel_size, train_terms=train_terms, eval_terms=eval_terms)
+
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    c = int(input_shape[0])
+    for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
+        stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
+        stage += [InvertibleDownsample(2), soc(4 * c, c_out), act()]
+        for _ in range(int(depth)):
+            stage += [soc(c_out, c_out), act()]
+        layers[f"stage{i}"] = nn.Sequential(*stage)
+        c = c_out
+    h, w = (h + 1) // 2, (w + 1) // 2
+    layers["flatten"] = nn.Flatten()
+    layers["head"] = BjorckLinear(c * h * w, 1)
+    return nn.Sequential(layers)

@@ -1,0 +1,89 @@
+"""Reshaped Kernel Orthogonalisation (RKO): a Björck-orthonormalised reshaped kernel, scaled by 1/k."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from critics.functional import bjorck_orthonormalize
+from critics.layers.conv_base import LipschitzConv2d
+
+__all__ = ["RKOConv2d"]
+
+class RKOConv2d(LipschitzConv2d):
+    r"""Convolution whose reshaped kernel is (semi-)orthogonal, scaled by :math:`1/k` (baseline).
+
+    .. math::
+
+        K = \tfrac{1}{k}\, \operatorname{reshape}\big(\operatorname{Bj\ddot{o}rck}(V)\big),
+        \qquad V \in \mathbb{R}^{c_{out} \times c_{in} k^2}
+
+    The :math:`k^2` shifted copies of a zero- or circularly-padded image have total norm
+    :math:`k \|x\|`, and the convolution applies the reshaped kernel :math:`T` (norm 1) to them
+    pixel by pixel, so :math:`\|\mathcal{C}_K\| \le k \cdot \|T\| / k = 1`. The bound is
+    usually far from tight (the operator is not orthogonal, which is why BCOP was introduced).
+
+    Lipschitz bound: the float64 FFT norm of the kernel actually used, on the
+    :math:`n \times n` grid (circular padding, exact) or the :math:`(n+k-1)` grid (zero padding,
+    an upper bound); <= 1 up to the Björck error; L2; stride 1.
+
+    Shape
+    -----
+    (N, c_in, H, W) -> (N, c_out, H, W)
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size : int
+        Positive; even kernels pad one more pixel after than before.
+    bjorck_iters : int
+        Maximum Björck iterations per training step (convergence-tested).
+    bjorck_tol : float or None
+        Björck convergence tolerance.
+    padding_mode : str
+        ``"zeros"`` (default) or ``"circular"``.
+    bias : bool
+        Learnable bias.
+
+    References
+    ----------
+    .. [1] Li, Haddadi, Jacobsen, Grosse et al., "Preventing gradient attenuation in Lipschitz
+       constrained convolutional networks", NeurIPS 2019, arXiv:1911.00937 (RKO baseline).
+    .. [2] Cissé et al., "Parseval networks", ICML 2017.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bjorck_iters: int = 30,
+        bjorck_tol: float | None = 1e-6,
+        padding_mode: str = "zeros",
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
+        self.bjorck_iters = int(bjorck_iters)
+        self.bjorck_tol = bjorck_tol
+        k = self.kernel_size
+        self.kernel_param = nn.Parameter(torch.empty(self.out_channels, self.in_channels * k * k, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Orthogonal reshaped kernel; zero bias."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.kernel_param)
+            if self.bias is not None:
+                self.bias.zero_()
+        self.clear_cache()
+
+    def _build_kernel(self) -> Tensor:
+        v = self.kernel_param
+        work = torch.float32 if v.dtype in (torch.float16, torch.bfloat16) else v.dtype
+        t = bjorck_orthonormalize(v.to(work), iters=self.bjorck_iters, tol=self.bjorck_tol, gram_iters=5)
+        k = self.kernel_size
+        return (t / k).reshape(self.out_channels, self.in_channels, k, k).to(v.dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}"

@@ -1,0 +1,106 @@
+"""Smoke tests of the benchmarks (``wdist bench critics|estimate|layers``) at tiny sizes.
+
+They check that each runs end to end and prints its table; the figures themselves are not
+tested (they depend on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from wdist.bench import critics as bench_critics
+from wdist.bench import estimate as bench_estimate
+
+
+def _rows(out: str) -> list[str]:
+    return [ln for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| critic |") and not ln.startswith("| setup |")]
+
+
+def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    js = tmp_path / "critics.json"
+    threads = torch.get_num_threads()
+    code = bench_critics.cli(
+        ["--sizes", "32", "--width", "0.125", "--steps", "2", "--warmup", "1", "--repeats", "1",
+         "--critics", "gp-dcgan", "bcop-dcgan", "--no-isolate", "--json", str(js)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = _rows(out)
+    assert [r.split("|")[1].strip() for r in rows] == ["gp-dcgan", "bcop-dcgan"]
+    assert all("3x32x32" in r for r in rows)
+    assert "peak RSS (MiB)" in out and "device: cpu" in out
+    data = json.loads(js.read_text())
+    assert [d["loss"] for d in data] == ["kr+gp", "kr"]
+    assert all(d["steps_per_second"] > 0 and d["memory_mib"] >= 0 for d in data)
+    assert torch.get_num_threads() == threads
+
+
+def test_bench_critics_isolated_worker() -> None:
+    """The default CPU path: one cell in a fresh process, its own peak RSS."""
+    row = bench_critics._bench_isolated(
+        dict(critic_name="gp-dcgan", size=8, width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"), threads=1
+    )
+    assert row["error"] is None and row["memory_kind"] == "peak RSS (MiB)" and row["memory_mib"] >= 0
+    assert row["threads"] == 1
+
+
+def test_bench_critics_rejects_unknown_critic(capsys: pytest.CaptureFixture) -> None:
+    assert bench_critics.cli(["--critics", "no-such-critic"]) == 2
+    assert "unknown critic" in capsys.readouterr().err
+
+
+def test_bench_estimate_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    js = tmp_path / "estimate.json"
+    code = bench_estimate.cli(
+        ["--setups", "digits", "--critics", "bcop-dcgan", "--steps", "8", "--eval-every", "4", "--n-eval", "100",
+         "--width", "0.125", "--json", str(js)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = _rows(out)
+    assert len(rows) == 1 and rows[0].split("|")[1].strip() == "digits" and rows[0].split("|")[2].strip() == "bcop-dcgan"
+    (row,) = json.loads(js.read_text())
+    assert row["steps"] == 8 and row["evals"] == 2 and [p["step"] for p in row["curve"]] == [4, 8]
+    assert row["settled_step"] in (4, 8)
+    assert 0 < row["time_to_1pct_s"] <= row["curve"][-1]["wall_s"] + 1e-9
+    assert row["train_time_to_1pct_s"] <= row["time_to_1pct_s"]
+
+
+def test_time_to_within_picks_first_settled_evaluation() -> None:
+    clock = bench_estimate.EvalClock()
+    clock.t_start = 0.0
+    lbs = [0.5, 0.99, 1.2, 0.995, 1.004, 1.0]  # settles (within 1% of 1.0) from the 4th point on
+    curve = []
+    for i, lb in enumerate(lbs):
+        step = 10 * (i + 1)
+        clock.evals.append({"step": step, "t_start": i + 0.9, "t_end": i + 1.0})
+        curve.append({"step": step, "lower_bound": lb})
+    res = bench_estimate.time_to_within(curve, clock)
+    assert res["final"] == 1.0 and res["step"] == 40 and res["wall_s"] == pytest.approx(4.0)
+    assert res["train_s"] == pytest.approx(4.0 - 4 * 0.1)
+
+
+def test_smooth_images_are_deterministic(tmp_path: Path) -> None:
+    import numpy as np
+
+    a = np.load(bench_estimate.write_smooth_images(tmp_path / "a.npy", n=4))
+    b = np.load(bench_estimate.write_smooth_images(tmp_path / "b.npy", n=4))
+    assert a.shape == (4, 3, 32, 32) and a.dtype == np.uint8 and (a == b).all()
+
+
+def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    layers = pytest.importorskip("wdist.bench.layers")
+    out_json = tmp_path / "layers.json"
+    code = layers.cli(
+        ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "1",
+         "--layers", "conv", "bcop", "soc", "--out", str(out_json)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out_json.is_file()
+    body = [ln.split() for ln in out.splitlines()]
+    assert {"conv", "bcop", "soc"} <= {ln[0] for ln in body if ln}

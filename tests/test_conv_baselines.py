@@ -1,0 +1,142 @@
+"""Baselines RKOConv2d, OSSNConv2d and plain nn.Conv2d: certificates vs exact Jacobians, caching, errors."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import critics
+from critics.layers import OSSNConv2d, RKOConv2d
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small matmuls thrash with 2 OpenMP threads on shared, busy cores (250x slower measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+N = 8
+DTYPES = [torch.float32, torch.float64]
+
+
+def jacobian(layer: nn.Module, c: int, n: int = N) -> torch.Tensor:
+    p = next(layer.parameters())
+    d = c * n * n
+    basis = torch.eye(d, dtype=p.dtype, device=p.device).reshape(d, c, n, n)
+    with torch.no_grad():
+        return (layer(basis) - layer(torch.zeros_like(basis[:1]))).reshape(d, -1).to(torch.float64).mT
+
+
+def train_steps(layer: nn.Module, cin: int, cout: int, steps: int = 3, lr: float = 0.05) -> nn.Module:
+    p = next(layer.parameters())
+    opt = torch.optim.Adam(layer.parameters(), lr=lr)
+    layer.train()
+    for _ in range(steps):
+        x = torch.randn(2, cin, N, N, dtype=p.dtype, device=p.device)
+        loss = (layer(x) * torch.randn(2, cout, N, N, dtype=p.dtype, device=p.device)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return layer
+
+
+def make(kind: str, cin: int, cout: int, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    if kind == "rko":
+        return RKOConv2d(cin, cout, k, padding_mode=padding_mode, dtype=dtype, device=device)
+    if kind == "ossn":
+        return OSSNConv2d(cin, cout, k, padding_mode=padding_mode, dtype=dtype, device=device)
+    pad = "same" if padding_mode == "zeros" else (k - 1) // 2
+    if padding_mode == "circular" and k % 2 == 0:
+        pytest.skip("nn.Conv2d has no asymmetric circular padding")
+    return nn.Conv2d(cin, cout, k, padding=pad, padding_mode=padding_mode, dtype=dtype, device=device)
+
+
+def bound(layer: nn.Module, shape: tuple[int, int, int]) -> float:
+    return critics.certify(nn.Sequential(layer), shape)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("kind", ["rko", "ossn", "conv"])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("padding_mode", ["circular", "zeros"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_certificate_bounds_jacobian(kind: str, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device) -> None:
+    cin, cout = (4, 6) if k % 2 else (5, 3)
+    layer = train_steps(make(kind, cin, cout, k, padding_mode, dtype, device), cin, cout).eval()
+    sv_max = float(torch.linalg.svdvals(jacobian(layer, cin)).max())
+    cert = bound(layer, (cin, N, N))
+    slack = 1e-5 if dtype == torch.float32 else 1e-10
+    assert cert >= sv_max - slack
+    if padding_mode == "circular":
+        assert cert == pytest.approx(sv_max, abs=1e-4)
+    if kind == "rko":
+        assert cert <= 1 + 1e-4
+
+
+def test_ossn_certificate_exceeds_one() -> None:
+    """Spectral normalisation of the reshaped kernel is not a bound on the convolution."""
+    exceeded = 0
+    for seed in range(4):
+        torch.manual_seed(seed)
+        layer = train_steps(OSSNConv2d(4, 4, 3, dtype=torch.float64), 4, 4, steps=10).eval()
+        layer.power_iteration(50)  # even a converged power iteration does not help
+        layer.clear_cache()
+        cert = layer.lipschitz_bound((4, N, N))
+        sv_max = float(torch.linalg.svdvals(jacobian(layer, 4)).max())
+        assert cert >= sv_max - 1e-10
+        exceeded += cert > 1.05
+    assert exceeded >= 1
+
+
+@pytest.mark.parametrize("cls", [RKOConv2d, OSSNConv2d])
+def test_gradients_cache_state_dict(cls: type, device: torch.device) -> None:
+    layer = cls(3, 5, 3, device=device)
+    x = torch.randn(2, 3, N, N, device=device)
+    y = layer(x)
+    y.square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with torch.no_grad():
+        y_train = layer(x)  # (OSSN: after this step's power iteration, as eval will use)
+    layer.eval()
+    with torch.no_grad():
+        y_eval = layer(x)
+    if cls is RKOConv2d:
+        assert torch.allclose(y_eval, y_train, atol=1e-6)
+    assert layer.weight is layer.weight
+    buf = io.BytesIO()
+    torch.save(layer.state_dict(), buf)
+    buf.seek(0)
+    other = cls(3, 5, 3, device=device).eval()
+    other.load_state_dict(torch.load(buf))
+    with torch.no_grad():
+        assert torch.equal(other(x), y_eval)
+
+
+def test_ossn_eval_does_not_update_u() -> None:
+    layer = OSSNConv2d(3, 3, 3).eval()
+    u = layer.u.clone()
+    layer(torch.randn(2, 3, N, N))
+    layer.lipschitz_bound((3, N, N))
+    assert torch.equal(u, layer.u)
+    layer.train()
+    layer(torch.randn(2, 3, N, N))
+    assert not torch.equal(u, layer.u)
+
+
+@pytest.mark.parametrize("cls", [RKOConv2d, OSSNConv2d])
+def test_bad_input_errors_name_the_value(cls: type) -> None:
+    with pytest.raises(ValueError, match="in_channels.*0"):
+        cls(0, 4, 3)
+    with pytest.raises(ValueError, match="kernel_size.*0"):
+        cls(4, 4, 0)
+    with pytest.raises(ValueError, match="padding_mode='replicate'.*kernel_size=4"):
+        cls(4, 4, 4, padding_mode="replicate")
+    with pytest.raises(ValueError, match="channels 2"):
+        cls(4, 4, 3)(torch.randn(1, 2, 8, 8))

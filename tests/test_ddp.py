@@ -1,0 +1,203 @@
+"""Distributed training and held-out evaluation (issue #5, item 4).
+
+Two CPU processes (DDP over gloo) train a critic; the held-out statistics of the saved critic are
+then recomputed in this one process on the same held-out samples and must agree to 1e-6. The
+held-out size (1001) is odd, so the distributed sampler pads one shard with a repeated item that
+the gather must drop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import pytorch_lightning as pl
+from wdist.config import resolve_config
+from wdist.data import PairDataModule, TrainingStream
+from wdist.estimate import build_run
+from wdist.sources import LatentSource
+from wdist.stats import mean_difference_interval
+
+REPO = Path(__file__).resolve().parent.parent
+TOY = REPO / "configs" / "toy" / "translation-2d.yaml"
+
+# Lightning starts rank 1 by running this script again (with LOCAL_RANK=1), so it must be a file.
+# It runs the real CLI and records, per rank, the exit status and whether that rank got a Result.
+DRIVER = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+
+    import wdist.estimate
+    from wdist import cli
+
+    E = sys.modules["wdist.estimate"]  # (the package attribute is the function of that name)
+
+    marks = Path(sys.argv[1])
+    seen = {}
+    _estimate = E.estimate
+
+    def recording(*args, **kwargs):
+        result = _estimate(*args, **kwargs)
+        seen["result"] = result is not None
+        return result
+
+    E.estimate = recording  # the CLI imports it at call time
+    rc = cli.main(sys.argv[2:])
+    rank = os.environ.get("LOCAL_RANK", "0")
+    (marks / f"rank{rank}.json").write_text(json.dumps({"rc": rc, "result": seen.get("result")}))
+    sys.exit(rc)
+    """
+)
+
+N_EVAL = 1001  # odd: the DistributedSampler pads rank 1's shard with a copy of item 0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", WANDB_MODE="offline")
+    env.pop("LOCAL_RANK", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ddp")
+    out, marks = root / "out", root / "marks"
+    marks.mkdir()
+    driver = root / "driver.py"
+    driver.write_text(DRIVER)
+    cmd = [
+        sys.executable, str(driver), str(marks),
+        "estimate", "--config", str(TOY), "--out", str(out), "--quiet",
+        "--train.accelerator", "cpu", "--train.devices", "2", "--train.strategy", "ddp",
+        "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "20",
+        "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.batch_size", "128",
+        "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"DDP run failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    deadline = time.time() + 60  # rank 1 may still be shutting down when rank 0 returns
+    while not (marks / "rank1.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return root
+
+
+def test_ddp_ranks_exit_cleanly_and_only_rank0_reports(ddp_run: Path) -> None:
+    r0 = json.loads((ddp_run / "marks" / "rank0.json").read_text())
+    r1 = json.loads((ddp_run / "marks" / "rank1.json").read_text())
+    assert r0 == {"rc": 0, "result": True}
+    assert r1 == {"rc": 0, "result": False}  # rank 1 returns no Result, so writes no result.json
+    out = ddp_run / "out"
+    res = json.loads((out / "result.json").read_text())
+    assert res["device"].endswith("x 2 processes")
+    assert res["n_eval"] == N_EVAL
+    assert [c["step"] for c in res["curve"]] == [10, 20]
+    assert all(c["n_eval"] == N_EVAL for c in res["curve"])
+    assert (out / "bound_curve.png").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert not list(out.glob("**/.*.tmp"))
+
+
+def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
+    out = ddp_run / "out"
+    res = json.loads((out / "result.json").read_text())
+    cfg, _, _ = resolve_config(out / "config.yaml")
+    _, _, _, _, dm, system = build_run(cfg)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 20
+    system.load_state_dict(ckpt["state_dict"])
+
+    # 1) the same held-out evaluation code, in one process
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, inference_mode=False,
+    )  # fmt: skip
+    trainer.validate(system, datamodule=dm, verbose=False)
+    one = system.last_eval
+    assert one is not None and one["n_eval"] == N_EVAL
+    ci = res["ci"]
+    for key, ref in [
+        ("estimate", res["estimate"]), ("stderr", res["stderr"]), ("estimate_lo", ci["estimate_lo"]),
+        ("estimate_hi", ci["estimate_hi"]), ("lower_bound", res["lower_bound"]),
+        ("lower_bound_lo", ci["lower_bound_lo"]), ("lower_bound_hi", ci["lower_bound_hi"]),
+    ]:  # fmt: skip
+        assert one[key] == pytest.approx(ref, abs=1e-6, rel=0), key
+
+    # 2) independently of the gather code: the critic on every held-out pair, in index order
+    assert dm.heldout is not None and len(dm.heldout) == N_EVAL
+    critic = system.critic.eval()
+    with torch.no_grad():
+        fp = critic(dm.heldout.p).reshape(-1).double()
+        fq = critic(dm.heldout.q).reshape(-1).double()
+    iv = mean_difference_interval(fp, fq, confidence=cfg.eval.confidence, method=cfg.eval.interval)
+    assert iv.estimate == pytest.approx(res["estimate"], abs=1e-6, rel=0)
+    assert iv.stderr == pytest.approx(res["stderr"], abs=1e-6, rel=0)
+    assert [iv.lo, iv.hi] == pytest.approx([ci["estimate_lo"], ci["estimate_hi"]], abs=1e-6, rel=0)
+
+
+def test_gather_drops_sampler_padding() -> None:
+    """What two ranks hand to the gather for n = 5: rank 1's shard is padded with item 0."""
+    from wdist.system import CriticSystem
+
+    system = CriticSystem(nn.Linear(1, 1), (1,))
+    values = torch.arange(5, dtype=torch.float64) * 10
+    # rank 0: 0, 2, 4 ; rank 1: 1, 3, 0 (padding) -- concatenated as all_gather would return them
+    idx = torch.tensor([0, 2, 4, 1, 3, 0])
+    system._val_idx, system._val_fp, system._val_fq = [idx], [values[idx]], [-values[idx]]
+    fp, fq = system.gather_heldout()
+    assert fp.tolist() == values.tolist() and fq.tolist() == (-values).tolist()
+
+
+class _TinyGenerator(LatentSource):
+    shape = (2,)
+    domain = None
+    latent_dim = 3
+
+    def __init__(self) -> None:
+        self._module = nn.Linear(3, 2)
+
+    @property
+    def module(self) -> nn.Module:
+        return self._module
+
+    def sample_latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, 3, generator=generator)
+
+
+class _FakeTrainer:
+    def __init__(self, rank: int, step: int = 0) -> None:
+        self.global_rank, self.global_step, self.accumulate_grad_batches = rank, step, 1
+
+
+def test_training_streams_are_rank_distinct_and_restartable() -> None:
+    g = _TinyGenerator()
+    dm = PairDataModule(g, g, batch_size=8, n_eval=16, seed=3)
+    dm.setup()
+    batches = {}
+    for rank in (0, 1):
+        dm.trainer = _FakeTrainer(rank)  # type: ignore[assignment]
+        stream = dm.train_dataloader().dataset
+        assert isinstance(stream, TrainingStream) and stream.rank == rank
+        batches[rank] = next(iter(stream))
+    (zp0, zq0), (zp1, zq1) = batches[0], batches[1]
+    assert zp0.shape == (8, 3)  # latent vectors: the generator decodes them on the device
+    assert not torch.equal(zp0, zp1) and not torch.equal(zq0, zq1) and not torch.equal(zp0, zq0)
+    # the same rank and seed give the same stream; a resumed stream continues where it stopped
+    it = iter(TrainingStream(g, g, 8, seed=3, rank=1))
+    first = [next(it) for _ in range(4)]
+    assert torch.equal(first[0][0], zp1)
+    dm.trainer = _FakeTrainer(1, step=2)  # type: ignore[assignment]
+    resumed = next(iter(dm.train_dataloader().dataset))
+    assert torch.equal(resumed[0], first[2][0]) and torch.equal(resumed[1], first[2][1])
+    # held-out latents do not depend on the rank or on training
+    assert dm.heldout is not None and dm.heldout.p.shape == (16, 3)

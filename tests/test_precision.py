@@ -1,0 +1,69 @@
+"""Mixed precision (issue #5, item 6), the part that runs on a CPU.
+
+``--train.precision bf16-mixed`` trains under autocast (bfloat16 matmuls), while the held-out
+evaluation runs without autocast on the float32 weights, and the certificate is computed (float64)
+on those same weights: the reported estimate is reproduced by a float32 forward of the final
+critic, and its certificate by certifying that critic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import pytest
+import torch
+
+import critics
+from wdist.estimate import estimate
+from wdist.stats import mean_difference_interval
+
+TOY = Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml"
+
+
+class _Watch(pl.Callback):
+    """Records the dtype of the critic's output in training and in held-out evaluation."""
+
+    def __init__(self) -> None:
+        self.dtypes: dict[str, set] = {"train": set(), "eval": set()}
+        self.system = None
+        self.dm = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.system, self.dm = pl_module, trainer.datamodule
+
+        def hook(module, inputs, output):
+            self.dtypes["train" if module.training else "eval"].add(output.dtype)
+
+        pl_module.critic.register_forward_hook(hook)
+
+
+def test_bf16_mixed_trains_in_bf16_and_certifies_float32_weights() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        watch = _Watch()
+        res = estimate(
+            str(TOY),
+            ["--train.precision", "bf16-mixed", "--train.accelerator", "cpu", "--train.steps", "30",
+             "--train.eval_every", "15", "--train.batch_size", "64", "--eval.n_eval", "1024",
+             "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "64"],
+            callbacks=[watch], quiet=True,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert watch.dtypes["train"] == {torch.bfloat16}  # training ran under autocast
+    assert watch.dtypes["eval"] == {torch.float32}  # held-out evaluation did not
+    critic = watch.system.critic.eval()
+    assert all(p.dtype == torch.float32 for p in critic.parameters())
+    # the certificate is that of the float32 weights the estimate was computed with
+    cert = critics.certify(critic, (2,))
+    assert isinstance(cert, float) and cert == pytest.approx(res.lipschitz_certificate, rel=1e-12)
+    assert res.certified and res.lipschitz_certificate <= 1 + 1e-3
+    heldout = watch.dm.heldout
+    with torch.no_grad():
+        fp, fq = critic(heldout.p).reshape(-1).double(), critic(heldout.q).reshape(-1).double()
+    iv = mean_difference_interval(fp, fq, confidence=0.95, method="normal")
+    assert iv.estimate == pytest.approx(res.estimate, abs=1e-6, rel=0)
+    assert iv.estimate / cert == pytest.approx(res.lower_bound, abs=1e-6, rel=0)
+    assert res.empirical_lipschitz is not None and res.empirical_lipschitz <= cert * (1 + 1e-6)

@@ -1,0 +1,124 @@
+"""W&B curves (issue #5, item 7), read back with wandb's own reader.
+
+Without an API key (and with WANDB_MODE unset) ``--logger wandb`` logs offline into
+``<out>/wandb`` and says so. wandb 0.31 has no Python reader for ``.wandb`` transaction logs any
+more; its own reader is the ``wandb leet inspect`` command (``--json``: one record per line;
+``--summary --json``: the run's config and summary), which the tests call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TOY = REPO / "configs" / "toy" / "translation-2d.yaml"
+WDIST = Path(sys.executable).with_name("wdist")
+
+
+def _keyless_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no key, no mode
+    env.update(HOME=str(home), WANDB_SILENT="true", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return env
+
+
+def _inspect(run_dir: Path, *flags: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(run_dir)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _one_run(folder: Path) -> Path:
+    runs = sorted(folder.glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    assert len(list(runs[0].glob("run-*.wandb"))) == 1
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("wandb")
+    out = root / "out"
+    proc = subprocess.run(
+        [
+            str(WDIST), "estimate", "--config", str(TOY), "--out", str(out), "--logger", "wandb", "--quiet",
+            "--train.steps", "40", "--train.eval_every", "20", "--train.batch_size", "64",
+            "--eval.n_eval", "1024", "--eval.ot_samples", "200", "--eval.empirical_lipschitz_samples", "64",
+        ],
+        cwd=REPO, env=_keyless_env(root), capture_output=True, text=True, timeout=300,  # never hangs
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = _one_run(out / "wandb")
+    records = [json.loads(line) for line in _inspect(run_dir, "--json").splitlines() if line.strip()]
+    state = json.loads(_inspect(run_dir, "--summary", "--json"))
+    return {
+        "stderr": proc.stderr,
+        "result": json.loads((out / "result.json").read_text()),
+        "records": records,
+        "state": state,
+    }
+
+
+def test_offline_without_key_and_says_so(wandb_run: dict) -> None:
+    assert "W&B: no API key found" in wandb_run["stderr"] and "logging offline" in wandb_run["stderr"]
+    assert wandb_run["state"]["state"] == "finished" and wandb_run["state"]["exit_code"] == 0
+
+
+def test_bound_curve_and_its_interval_are_separate_series(wandb_run: dict) -> None:
+    curve = wandb_run["result"]["curve"]
+    rows = [r["history"]["item"] for r in wandb_run["records"] if r["type"] == "history"]
+    held = [r for r in rows if "heldout/lower_bound" in r]
+    assert [int(r["trainer/global_step"]) for r in held] == [c["step"] for c in curve] == [20, 40]
+    for row, point in zip(held, curve):
+        for key in ("lower_bound", "lower_bound_lo", "lower_bound_hi", "estimate", "certificate", "stderr"):
+            assert float(row[f"heldout/{key}"]) == pytest.approx(point[key], rel=1e-12), key
+        assert float(row["heldout/lower_bound_lo"]) < float(row["heldout/lower_bound"]) < float(row["heldout/lower_bound_hi"])
+    assert any("train/gap" in r for r in rows)
+
+
+def test_config_and_final_result_as_summary(wandb_run: dict) -> None:
+    res, state = wandb_run["result"], wandb_run["state"]
+    cfg = state["config"]
+    assert cfg["critic"]["name"] == "bjorck-mlp"
+    assert int(cfg["train"]["steps"]) == 40 and int(cfg["eval"]["n_eval"]) == 1024
+    assert cfg["toy"]["class_path"].endswith("Translation")
+    summary = state["summary"]
+    for key in ("lower_bound", "estimate", "lipschitz_certificate", "stderr", "exact_w1", "empirical_ot_w1"):
+        assert float(summary[key]) == pytest.approx(res[key], rel=1e-12), key
+    assert summary["certified"] in (True, "true") and int(summary["steps"]) == 40
+    assert [float(x) for x in summary["ci95"]] == pytest.approx(res["ci95"], rel=1e-12)
+    assert "image" in str(summary["bound_curve"])
+
+
+def test_comparison_plot_is_logged_as_an_image(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from wdist.compare import _log_comparison_image
+        from wdist.plots import plot_comparison
+
+        out = Path({str(tmp_path / "cmp")!r})
+        curve = [{{"step": s, "lower_bound": 1.0 + s / 100, "lower_bound_lo": 0.9 + s / 100,
+                   "lower_bound_hi": 1.1 + s / 100, "estimate": 1.0 + s / 100}} for s in (10, 20)]
+        png = plot_comparison([("a seed0", curve)], out / "comparison.png", exact_w1=1.3, title="t")
+        _log_comparison_image(out, "toy", png, {{"logger": {{"kind": "wandb"}}}})
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=_keyless_env(tmp_path), capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = _one_run(tmp_path / "cmp" / "wandb-summary" / "wandb")
+    state = json.loads(_inspect(run_dir, "--summary", "--json"))
+    assert "image" in str(state["summary"]["comparison"])
+    images = list((run_dir / "files" / "media" / "images").glob("comparison_*.png"))
+    assert len(images) == 1 and images[0].stat().st_size > 1000

@@ -1,0 +1,316 @@
+"""``wdist bench critics``: training steps per second and peak memory of each image critic.
+
+For every (critic, image size) it times full training steps on random images in [-1, 1] of
+shape ``(batch, 3, size, size)``. One training step is what ``wdist estimate`` does per batch:
+the critic on a P batch and on a Q batch, the Kantorovich–Rubinstein loss
+``-(mean f(x_P) - mean f(x_Q))`` (plus ``gp_lambda`` times the WGAN-GP gradient penalty on random
+interpolates for ``gp-dcgan``, as in WGAN-GP training), backward, and an Adam step (betas
+0.5, 0.9, as the default ``train`` config). Data loading and generators are left out: this is
+the critic's own cost.
+
+Timing: ``--warmup`` untimed steps, then ``--repeats`` runs of ``--steps`` timed steps (device
+synchronised after each); the figure is the median over repeats of the median step time.
+
+Memory: on CUDA the peak allocated memory (``torch.cuda.max_memory_allocated``) from just
+before the critic is built to the end of the last step (weights, gradients, optimiser state,
+activations). On the CPU torch does not track allocations, so the table reports the
+**peak RSS** of the process (``getrusage`` ``ru_maxrss``) minus its resident size before the
+critic was built (taken after one throwaway step of a tiny conv net, so that library code and
+workspaces first touched by any training step are not charged to the critic); each (critic, size) then runs in a fresh Python process (``--no-isolate``
+turns that off, after which the figure only counts growth beyond the earlier cells' peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+if __package__:
+    from wdist.bench._timing import describe_device, peak_memory_mb, reset_peak_memory, synchronize
+else:  # run as a script by the isolated worker: skip importing the (slow to import) wdist package
+    import importlib.util as _ilu
+
+    # this file's folder is sys.path[0] now; drop it, or ``import critics`` would find this file
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+    _spec = _ilu.spec_from_file_location("_wdist_bench_timing", Path(__file__).with_name("_timing.py"))
+    _timing = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(_timing)
+    describe_device, peak_memory_mb = _timing.describe_device, _timing.peak_memory_mb
+    reset_peak_memory, synchronize = _timing.reset_peak_memory, _timing.synchronize
+
+__all__ = ["run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
+
+CRITICS = ("bcop-dcgan", "soc-lipconvnet", "rko-dcgan", "ossn-dcgan", "gp-dcgan")
+GP_CRITICS = ("gp-dcgan",)
+GP_LAMBDA = 10.0
+
+
+def _rss_now_mib() -> Optional[float]:
+    """Current resident set size in MiB (Linux ``/proc``), or ``None`` where unavailable."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def _maxrss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (KiB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024.0
+
+
+def _gradient_penalty(critic: torch.nn.Module, xp: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty ``E (||grad f(x_hat)|| - 1)^2`` on random interpolates (as ``CriticSystem``)."""
+    n = min(xp.shape[0], xq.shape[0])
+    t = torch.rand((n,) + (1,) * (xp.ndim - 1), device=xp.device, dtype=xp.dtype)
+    x_hat = (t * xp[:n] + (1 - t) * xq[:n]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def _prewarm(dev: torch.device, shape: tuple[int, ...]) -> None:
+    """One GP training step of a throwaway tiny conv net, so that the libraries' code and
+    workspaces touched on first use are resident before the memory baseline is taken."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(shape[0], 4, 4, 2, 1), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.LazyLinear(1)
+    ).to(dev)
+    x = torch.rand((2,) + tuple(shape), device=dev)
+    net(x)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    loss = -net(x).mean() + _gradient_penalty(net, x, x.flip(0))
+    loss.backward()
+    opt.step()
+    torch.fft.rfft2(x).abs().sum()
+    torch.linalg.svdvals(x[0, 0])
+
+
+def bench_one(
+    critic_name: str,
+    size: int,
+    *,
+    width: Optional[float] = 1.0,
+    batch: int = 64,
+    steps: int = 20,
+    warmup: int = 3,
+    repeats: int = 3,
+    device: str = "cpu",
+    channels: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time training steps of one critic at one size in this process; returns one table row."""
+    import critics
+
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    shape = (channels, size, size)
+    gen = torch.Generator().manual_seed(seed)
+    # P and Q batches: two different random image distributions in [-1, 1]
+    xp = (torch.rand((batch,) + shape, generator=gen) * 2 - 1).to(dev)
+    xq = (0.5 * torch.randn((batch,) + shape, generator=gen)).clamp(-1, 1).to(dev)
+    _prewarm(dev, shape)
+    synchronize(dev)
+    rss0 = _rss_now_mib()
+    if rss0 is None:
+        rss0 = _maxrss_mib()
+    reset_peak_memory(dev)
+    mem0 = torch.cuda.memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0
+
+    options = {} if width is None else {"width": width}
+    critic = critics.build(critic_name, shape, **options).to(dev).train()
+    n_params = sum(p.numel() for p in critic.parameters() if p.requires_grad)
+    opt = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=1e-4, betas=(0.5, 0.9))
+    gp = critic_name in GP_CRITICS
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        fp, fq = critic(xp), critic(xq)
+        loss = -(fp.mean() - fq.mean())
+        if gp:
+            loss = loss + GP_LAMBDA * _gradient_penalty(critic, xp, xq)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    synchronize(dev)
+    medians = []
+    for _ in range(repeats):
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            synchronize(dev)
+            times.append(time.perf_counter() - t0)
+        medians.append(statistics.median(times))
+    sec = statistics.median(medians)
+    if dev.type == "cuda":
+        peak = peak_memory_mb(dev)
+        memory, memory_kind = (None if peak is None else peak - mem0), "peak allocated (MiB)"
+    else:
+        memory, memory_kind = max(0.0, _maxrss_mib() - rss0), "peak RSS (MiB)"
+    return {
+        "critic": critic_name,
+        "size": size,
+        "shape": list(shape),
+        "width": width,
+        "batch": batch,
+        "parameters": int(n_params),
+        "loss": "kr+gp" if gp else "kr",
+        "seconds_per_step": sec,
+        "steps_per_second": 1.0 / sec,
+        "repeat_medians_s": medians,
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": repeats,
+        "memory_mib": memory,
+        "memory_kind": memory_kind,
+        "device": describe_device(dev),
+        "threads": torch.get_num_threads(),
+        "error": None,
+    }
+
+
+def _bench_isolated(kwargs: dict[str, Any], threads: Optional[int]) -> dict[str, Any]:
+    """:func:`bench_one` in a fresh Python process (so that its peak RSS is its own)."""
+    payload = json.dumps({"kwargs": kwargs, "threads": threads})
+    # the file itself as a script: the worker imports torch and critics only, not wdist
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), payload], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("WDIST_BENCH_ROW ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"worker exited with {proc.returncode}: {tail[0]}")
+    return json.loads(lines[-1][len("WDIST_BENCH_ROW "):])
+
+
+def _worker(payload: str) -> None:
+    spec = json.loads(payload)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    row = bench_one(**spec["kwargs"])
+    print("WDIST_BENCH_ROW " + json.dumps(row), flush=True)
+
+
+def run_critic_benchmark(
+    critics_: Sequence[str] = CRITICS,
+    sizes: Sequence[int] = (32, 64),
+    *,
+    width: Optional[float] = 1.0,
+    batch: int = 64,
+    steps: int = 20,
+    warmup: int = 3,
+    repeats: int = 3,
+    device: str = "cpu",
+    isolate: Optional[bool] = None,
+    threads: Optional[int] = None,
+    log=None,  # noqa: ANN001  (callable taking a string, for progress)
+) -> list[dict[str, Any]]:
+    """One row per (critic, size). ``isolate`` (default: on the CPU) runs each in its own process.
+
+    A cell that fails (e.g. out of memory) gives a row with ``error`` set instead of stopping the
+    others.
+    """
+    if isolate is None:
+        isolate = device == "cpu"
+    if threads and not isolate:
+        torch.set_num_threads(threads)
+    rows = []
+    for size in sizes:
+        for name in critics_:
+            kwargs = dict(critic_name=name, size=int(size), width=width, batch=batch, steps=steps, warmup=warmup, repeats=repeats, device=device)
+            t0 = time.perf_counter()
+            try:
+                row = _bench_isolated(kwargs, threads) if isolate else bench_one(**kwargs)
+            except Exception as err:  # noqa: BLE001  (report and go on with the other cells)
+                row = {"critic": name, "size": int(size), "width": width, "batch": batch, "error": f"{type(err).__name__}: {err}"}
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+            if log is not None:
+                log(f"  {name} @ {size}x{size}: {'error' if row.get('error') else format(row['steps_per_second'], '.2f') + ' steps/s'} ({time.perf_counter() - t0:.1f} s)")
+            rows.append(row)
+    return rows
+
+
+def _fmt(x: Optional[float], spec: str) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    ok = [r for r in rows if not r.get("error")]
+    mem_label = ok[0]["memory_kind"] if ok else "memory (MiB)"
+    lines = [
+        f"| critic | input | width | params | loss | steps/s | ms/step | {mem_label} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w = "default" if r.get("width") is None else f"{r['width']:g}"
+        if r.get("error"):
+            lines.append(f"| {r['critic']} | 3x{r['size']}x{r['size']} | {w} | | | error: {r['error']} | | |")
+            continue
+        lines.append(
+            f"| {r['critic']} | {r['shape'][0]}x{r['size']}x{r['size']} | {w} | {r['parameters'] / 1e6:.2f}M | {r['loss']} "
+            f"| {r['steps_per_second']:.2f} | {1e3 * r['seconds_per_step']:.1f} | {_fmt(r['memory_mib'], '.0f')} |"
+        )
+    if ok:
+        r = ok[0]
+        lines.append(
+            f"\ndevice: {r['device']}; batch {r['batch']} (P) + {r['batch']} (Q); median over {r['repeats']} repeats "
+            f"of the median of {r['steps']} steps after {r['warmup']} warm-up steps"
+        )
+    return "\n".join(lines)
+
+
+def cli(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(prog="wdist bench critics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sides (default: 32 64)")
+    ap.add_argument("--critics", nargs="+", default=list(CRITICS), help=f"default: {' '.join(CRITICS)}")
+    ap.add_argument("--width", type=float, default=1.0, help="width multiplier (1.0: the published widths; smaller for a quick run)")
+    ap.add_argument("--batch", type=int, default=64, help="images per side per step (default 64)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                    help="each cell in a fresh process (default: on for cpu, so peak RSS is per cell)")
+    ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = ap.parse_args(list(argv))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("wdist bench critics: error: --device cuda but no CUDA device is available.", file=sys.stderr)
+        return 2
+    if min(args.steps, args.repeats, args.batch) < 1 or args.warmup < 0 or args.width <= 0:
+        print("wdist bench critics: error: --steps, --repeats, --batch must be >= 1, --warmup >= 0, --width > 0.", file=sys.stderr)
+        return 2
+    import critics
+
+    unknown = [c for c in args.critics if c not in critics.available()]
+    if unknown:
+        print(f"wdist bench critics: error: unknown critic(s) {', '.join(unknown)}; image critics: {', '.join(CRITICS)}.", file=sys.stderr)
+        return 2
+    rows = run_critic_benchmark(
+        args.critics, args.sizes, width=args.width, batch=args.batch, steps=args.steps, warmup=args.warmup,
+        repeats=args.repeats, device=args.device, isolate=args.isolate, threads=args.threads,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])

@@ -1,0 +1,299 @@
+"""``wdist bench layers``: forward+backward cost of the Lipschitz convolutions against a plain conv.
+
+For every (channels C, kernel k, spatial n) it times, in training mode (the weight rebuilt at
+every step, as during training), a stride-1 C -> C layer on a (batch, C, n, n) input:
+
+* ``bcop``      :class:`critics.layers.BCOPConv2d` (batched, convergence-tested Björck);
+* ``bcop-ref``  a straightforward implementation of the published algorithm (Li et al. 2019):
+  every matrix orthonormalised separately by 10 power iterations then 20 first-order Björck
+  iterations, projectors from the first C/2 columns of C x C matrices, every step;
+* ``soc``       :class:`critics.layers.SOCConv2d` (odd kernels only; its training terms);
+* ``rko``, ``ossn`` the baselines; ``conv`` a plain ``nn.Conv2d``.
+
+Reported: median milliseconds over ``repeats`` steps after 3 warm-up steps, the layers of one
+shape taking turns within each repeat (fairer on shared cores), memory (CUDA: peak allocated MiB during the
+step; CPU: MiB of tensors saved for backward, a proxy, since torch does not track CPU peaks),
+the ratio to the plain conv, BCOP's speed-up over the reference, and the orthogonality error
+:math:`\\max \\|Q^\\top Q - I\\|_2` reached by each BCOP variant's orthogonaliser (so the
+comparison is at the same error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+import warnings
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from critics.functional import orthogonality_error
+from critics.layers import BCOPConv2d, OSSNConv2d, RKOConv2d, SOCConv2d
+from critics.layers.conv_base import same_padding
+from wdist.bench._timing import describe_device, peak_memory_mb, reset_peak_memory, synchronize
+
+__all__ = ["run_layer_benchmark", "format_table", "ReferenceBCOPConv2d", "cli"]
+
+LAYERS = ("conv", "bcop", "bcop-ref", "soc", "rko", "ossn")
+
+
+class ReferenceBCOPConv2d(nn.Module):
+    """The published BCOP algorithm, written plainly (the benchmark's reference row).
+
+    ``2k - 1`` separate C x C parameters; each forward normalises each one separately by 10 power
+    iterations and orthonormalises it by 20 first-order Björck iterations; the projectors use
+    the first C/2 columns; the kernel is assembled tap by tap; circular padding.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, power_iters: int = 10, bjorck_iters: int = 20) -> None:
+        super().__init__()
+        self.c, self.k = channels, kernel_size
+        self.power_iters, self.bjorck_iters = power_iters, bjorck_iters
+        self.mats = nn.ParameterList(
+            [nn.Parameter(nn.init.orthogonal_(torch.empty(channels, channels))) for _ in range(2 * kernel_size - 1)]
+        )
+        self.register_buffer("u", F.normalize(torch.randn(2 * kernel_size - 1, channels), dim=1))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.last_orthogonality_error = float("nan")
+
+    def _orthonormalize(self, i: int, w: Tensor) -> Tensor:
+        with torch.no_grad():
+            u = self.u[i]
+            for _ in range(self.power_iters):
+                v = F.normalize(w.mT @ u, dim=0)
+                u = F.normalize(w @ v, dim=0)
+            self.u[i] = u
+        sigma = u @ w @ v
+        x = w / sigma
+        for _ in range(self.bjorck_iters):
+            x = 1.5 * x - 0.5 * x @ (x.mT @ x)
+        return x
+
+    def _block_1d(self, projectors: list[Tensor]) -> list[Tensor]:
+        eye = torch.eye(self.c, dtype=projectors[0].dtype, device=projectors[0].device)
+        taps = [projectors[0], eye - projectors[0]]
+        for p in projectors[1:]:
+            new = [None] * (len(taps) + 1)
+            for t, a in enumerate(taps):
+                new[t] = a @ p if new[t] is None else new[t] + a @ p
+                new[t + 1] = a @ (eye - p)
+            taps = new
+        return taps
+
+    def forward(self, x: Tensor) -> Tensor:
+        ortho = [self._orthonormalize(i, w) for i, w in enumerate(self.mats)]
+        self.last_orthogonality_error = max(float(orthogonality_error(o)) for o in ortho)
+        h, rest = ortho[0], ortho[1:]
+        if self.k == 1:
+            kernel = h[:, :, None, None]
+        else:
+            r = self.c // 2
+            proj = [q[:, :r] @ q[:, :r].mT for q in rest]
+            vert = self._block_1d(proj[: self.k - 1])
+            horiz = self._block_1d(proj[self.k - 1 :])
+            kernel = torch.stack([torch.stack([h @ a @ b for b in horiz], -1) for a in vert], -2)
+        return F.conv2d(F.pad(x, same_padding(self.k), mode="circular"), kernel.to(x.dtype)) + self.bias.to(x.dtype)[:, None, None]
+
+
+def _make(name: str, c: int, k: int) -> nn.Module | None:
+    if name == "conv":
+        return nn.Conv2d(c, c, k, padding="same")
+    if name == "bcop":
+        return BCOPConv2d(c, c, k)
+    if name == "bcop-ref":
+        return ReferenceBCOPConv2d(c, k)
+    if name == "soc":
+        return SOCConv2d(c, c, k) if k % 2 else None
+    if name == "rko":
+        return RKOConv2d(c, c, k)
+    if name == "ossn":
+        return OSSNConv2d(c, c, k)
+    raise ValueError(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
+
+
+def _saved_tensor_mb(fn) -> float:
+    """MiB of tensors autograd saves for backward while running ``fn`` (CPU memory proxy)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        seen[id(t)] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values()) / 2**20
+
+
+def _bcop_orthogonality_error(layer: BCOPConv2d) -> float:
+    with torch.no_grad():
+        errs = [orthogonality_error(layer._orthonormalize(layer.ortho_param.float())).max()]
+        if layer.proj_param is not None:
+            errs.append(orthogonality_error(layer._orthonormalize(layer.proj_param.float())).max())
+    return float(max(errs))
+
+
+def _step(layer: nn.Module, fwd: object, x: Tensor) -> None:
+    for p in layer.parameters():
+        p.grad = None
+    fwd(x).float().square().mean().backward()  # type: ignore[operator]
+
+
+def _interleaved_times(built: dict[str, tuple[nn.Module, object]], x: Tensor, dev: torch.device, repeats: int) -> dict[str, list[float]]:
+    """Seconds per forward+backward of each layer, the layers taking turns within every repeat
+    (so that load from other processes on shared cores hits all of them alike)."""
+    times: dict[str, list[float]] = {name: [] for name in built}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # padding='same' with even kernels
+        for _ in range(3):  # warm-up
+            for layer, fwd in built.values():
+                _step(layer, fwd, x)
+        for _ in range(repeats):
+            for name, (layer, fwd) in built.items():
+                synchronize(dev)
+                t0 = time.perf_counter()
+                _step(layer, fwd, x)
+                synchronize(dev)
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def run_layer_benchmark(
+    device: str = "cpu",
+    dtype: str = "float32",
+    compile: bool = False,
+    channels: list[int] | None = None,
+    kernels: list[int] | None = None,
+    sizes: list[int] | None = None,
+    batch: int = 64,
+    repeats: int = 20,
+    out: str | None = None,
+    layers: Sequence[str] = LAYERS,
+) -> list[dict]:
+    """Time forward+backward of each layer at each shape; optionally write the rows as JSON.
+
+    Parameters
+    ----------
+    device : ``"cpu"`` or ``"cuda"``.
+    dtype : ``"float32"`` or ``"bfloat16"`` (activations; parameters and orthogonalisation stay
+        float32 in the Lipschitz layers, the plain conv runs fully in the dtype).
+    compile : wrap each layer in ``torch.compile``.
+    channels, kernels, sizes : shapes to run (defaults 64/128/256/512, 2/3, 8/16/32).
+    batch : batch size (default 64).
+    repeats : timed repetitions per layer (median reported; >= 20 recommended), after 3 warm-ups.
+    out : path of a JSON file for the rows (with the device description), or ``None``.
+
+    Returns
+    -------
+    list of dict, one per (layer, C, k, n): ``ms``, ``mem_mb``, ``vs_conv``, ``vs_ref`` (BCOP),
+    ``orth_err`` (BCOP variants), ``convs`` (SOC: convolutions per forward).
+    """
+    dev = torch.device(device)
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16'; got {dtype!r}")
+    act_dtype = getattr(torch, dtype)
+    channels = list(channels or [64, 128, 256, 512])
+    kernels = list(kernels or [2, 3])
+    sizes = list(sizes or [8, 16, 32])
+    rows: list[dict] = []
+    for c in channels:
+        for k in kernels:
+            for n in sizes:
+                x = torch.randn(batch, c, n, n, device=dev, dtype=act_dtype)
+                built: dict[str, tuple[nn.Module, object]] = {}
+                for name in layers:
+                    layer = _make(name, c, k)
+                    if layer is None:
+                        continue
+                    layer = layer.to(dev).train()
+                    if name == "conv":
+                        layer = layer.to(act_dtype)
+                    built[name] = (layer, torch.compile(layer) if compile else layer)
+                times = _interleaved_times(built, x, dev, repeats)
+                shape_rows: dict[str, dict] = {}
+                for name, (layer, fwd) in built.items():
+                    reset_peak_memory(dev)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if dev.type == "cuda":
+                            _step(layer, fwd, x)
+                            synchronize(dev)
+                            mem = peak_memory_mb(dev)
+                        else:
+                            mem = _saved_tensor_mb(lambda: fwd(x))
+                    row = {
+                        "layer": name, "channels": c, "kernel": k, "size": n, "batch": batch,
+                        "device": device, "dtype": dtype, "compile": compile,
+                        "ms": 1e3 * statistics.median(times[name]), "mem_mb": mem,
+                    }
+                    if name == "bcop":
+                        row["orth_err"] = _bcop_orthogonality_error(layer)
+                    if name == "bcop-ref":
+                        row["orth_err"] = layer.last_orthogonality_error
+                    if name == "soc":
+                        row["convs"] = layer.train_terms - 1
+                    shape_rows[name] = row
+                del built
+                conv_ms = shape_rows.get("conv", {}).get("ms")
+                for name, row in shape_rows.items():
+                    row["vs_conv"] = row["ms"] / conv_ms if conv_ms else None
+                if "bcop" in shape_rows and "bcop-ref" in shape_rows:
+                    shape_rows["bcop"]["vs_ref"] = shape_rows["bcop-ref"]["ms"] / shape_rows["bcop"]["ms"]
+                if "soc" in shape_rows and conv_ms:
+                    soc = shape_rows["soc"]
+                    soc["vs_conv_per_conv"] = soc["ms"] / (conv_ms * soc["convs"])
+                rows.extend(shape_rows.values())
+    if out:
+        with open(out, "w") as fh:
+            json.dump({"device": describe_device(dev), "rows": rows}, fh, indent=1)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A fixed-width text table of :func:`run_layer_benchmark` rows."""
+    head = f"{'layer':<9}{'C':>5}{'k':>3}{'n':>4}{'ms':>10}{'mem MiB':>9}{'/conv':>7}{'/conv/#conv':>12}{'ref/bcop':>9}{'orth err':>10}"
+    lines = [head, "-" * len(head)]
+
+    def fmt(v: float | None, spec: str) -> str:
+        if isinstance(v, (int, float)) and not math.isnan(v):
+            return format(v, spec)
+        return "-".rjust(int(spec.split(".")[0]))
+
+    for r in rows:
+        lines.append(
+            f"{r['layer']:<9}{r['channels']:>5}{r['kernel']:>3}{r['size']:>4}{fmt(r['ms'], '10.1f')}"
+            f"{fmt(r.get('mem_mb'), '9.1f')}{fmt(r.get('vs_conv'), '7.2f')}{fmt(r.get('vs_conv_per_conv'), '12.2f')}"
+            f"{fmt(r.get('vs_ref'), '9.2f')}{fmt(r.get('orth_err'), '10.1e')}"
+        )
+    return "\n".join(lines)
+
+
+def cli(argv: Sequence[str]) -> int:
+    """``wdist bench layers [--device cpu|cuda] [--dtype float32|bfloat16] [--compile] ...``"""
+    p = argparse.ArgumentParser(prog="wdist bench layers", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--channels", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--kernels", type=int, nargs="+", default=[2, 3])
+    p.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    p.add_argument("--out", default="bench_layers.json")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 avoids thrashing on shared cores)")
+    a = p.parse_args(list(argv))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("wdist bench layers: error: --device cuda but no CUDA device is available")
+        return 2
+    rows = run_layer_benchmark(a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.out, a.layers)
+    print(describe_device(torch.device(a.device)))
+    print(format_table(rows))
+    print(f"rows written to {a.out}")
+    return 0
