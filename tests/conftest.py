@@ -7,6 +7,10 @@ import os
 import pytest
 import torch
 
+# One thread per process: the suite starts subprocesses (DDP ranks, killed runs) on 2 cores, and
+# oversubscribed OpenMP threads make small models tens of times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
 

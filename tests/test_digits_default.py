@@ -62,3 +62,13 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
         msg = str(err)
         assert path.parent.name in ("cifar10", "stl10", "compare"), msg
         assert any(s in msg for s in ("cifar-10-batches-py", "stl10_binary", "checkpoints/")), msg
+
+
+def test_bernstein_interval_uses_an_a_priori_range() -> None:
+    """In [-1, 1]^64 a certified critic has |f(x) - f(y)| <= 1 * 2 * 8: a range known in advance."""
+    fast = ["--train.steps", "6", "--train.eval_every", "6", "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0"]
+    normal = wdist.estimate(None, fast, quiet=True)
+    bern = wdist.estimate(None, fast + ["--eval.interval", "bernstein"], quiet=True)
+    assert bern.estimate == pytest.approx(normal.estimate)
+    assert "bernstein" in bern.ci["method"].lower() and "heuristic" not in bern.ci["method"].lower()
+    assert bern.ci95[0] < normal.ci95[0] and bern.ci95[1] > normal.ci95[1]  # conservative: wider

@@ -145,7 +145,7 @@ def _quiet_lightning(quiet: bool) -> None:
     for pattern in (
         ".*Experiment logs directory .* exists and is not empty.*",
         ".*isinstance\\(treespec, LeafSpec\\).*",
-        ".*modules in eval mode.*",  # the frozen generator is in eval mode on purpose
+        ".*in eval mode.*",  # the frozen generator is in eval mode on purpose
         ".*does not have many workers.*",  # samples are generated in-process, on purpose
         ".*Checkpoint directory .* exists and is not empty.*",
         ".*`IterableDataset` has `__len__` defined.*",
@@ -182,6 +182,7 @@ def build_run(cfg: EstimateConfig):
         max_steps=cfg.train.steps,
         confidence=cfg.eval.confidence,
         interval=cfg.eval.interval,
+        domain=p.domain,
     )
     return p, q, exact, method, dm, system
 
@@ -304,10 +305,11 @@ def estimate(
         return None  # type: ignore[return-value]  # rank 0 reports; the statistics are identical
 
     fp, fq = last["fp"], last["fq"]
-    iv = mean_difference_interval(fp, fq, confidence=cfg.eval.confidence, method=cfg.eval.interval)
     critic = system.critic
     report = critics.certificate_report(critic, shape)
     cert = report.total
+    b = system.difference_range(cert)
+    iv = mean_difference_interval(fp, fq, confidence=cfg.eval.confidence, method=cfg.eval.interval, value_range=b)
     certified = cert <= 1.0 + CERTIFIED_TOLERANCE
 
     emp = None
@@ -344,7 +346,7 @@ def estimate(
         lipschitz_certificate=float(cert),
         lower_bound=float(lb),
         stderr=float(iv.stderr),
-        ci95=[float(lb_lo), float(lb_hi)] if abs(cfg.eval.confidence - 0.95) < 1e-12 else _ci95(fp, fq, cfg, cert),
+        ci95=[float(lb_lo), float(lb_hi)] if abs(cfg.eval.confidence - 0.95) < 1e-12 else _ci95(fp, fq, cfg, cert, b),
         ci={
             "confidence": cfg.eval.confidence,
             "method": iv.method,
@@ -395,6 +397,6 @@ def estimate(
     return result
 
 
-def _ci95(fp: torch.Tensor, fq: torch.Tensor, cfg: EstimateConfig, cert: float) -> list[float]:
-    iv = mean_difference_interval(fp, fq, confidence=0.95, method=cfg.eval.interval)
+def _ci95(fp: torch.Tensor, fq: torch.Tensor, cfg: EstimateConfig, cert: float, b: Optional[float]) -> list[float]:
+    iv = mean_difference_interval(fp, fq, confidence=0.95, method=cfg.eval.interval, value_range=b)
     return [float(iv.lo / cert), float(iv.hi / cert)]

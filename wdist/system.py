@@ -8,6 +8,8 @@ constant of the weights at that step, the lower bound (their ratio) and its inte
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import os
 import tempfile
@@ -162,6 +164,7 @@ class CriticSystem(pl.LightningModule):
         max_steps: int = 1000,
         confidence: float = 0.95,
         interval: Literal["normal", "bernstein", "bootstrap"] = "normal",
+        domain: Optional[tuple[float, float]] = None,
     ) -> None:
         super().__init__()
         # plain Python types only (the config hands over jsonargparse's float/int subclasses), so
@@ -180,6 +183,7 @@ class CriticSystem(pl.LightningModule):
                 "max_steps": int(max_steps),
                 "confidence": float(confidence),
                 "interval": str(interval),
+                "domain": None if domain is None else (float(domain[0]), float(domain[1])),
             }
         )
         self.critic = critic
@@ -191,6 +195,19 @@ class CriticSystem(pl.LightningModule):
         self._val_fp: list[Tensor] = []
         self._val_fq: list[Tensor] = []
         self.last_eval: Optional[dict[str, Any]] = None
+
+    def difference_range(self, certificate: float) -> Optional[float]:
+        """An a-priori width of the interval holding every d_i = f(x_i) - f(y_i), or ``None``.
+
+        For samples in a bounded domain [lo, hi]^D and Lip(f) <= L (certified),
+        |d_i| <= L ||x_i - y_i|| <= L (hi - lo) sqrt(D), so d_i lies in an interval of width
+        2 L (hi - lo) sqrt(D). Loose, but known before looking at the data, as the empirical
+        Bernstein bound requires. Unbounded (toy) domains have none.
+        """
+        domain = self.hparams.get("domain")
+        if domain is None:
+            return None
+        return 2.0 * float(certificate) * (domain[1] - domain[0]) * math.sqrt(math.prod(self.input_shape))
 
     # -- inference ------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -294,7 +311,8 @@ class CriticSystem(pl.LightningModule):
             )
         cert = critics.certify(self.critic, self.input_shape)
         iv = mean_difference_interval(
-            fp, fq, confidence=self.hparams.confidence, method=self.hparams.interval
+            fp, fq, confidence=self.hparams.confidence, method=self.hparams.interval,
+            value_range=self.difference_range(cert),
         )
         point = {
             "step": int(self.global_step),
