@@ -117,6 +117,11 @@ def bjorck_orthonormalize(
         raise ValueError(f"bjorck_orthonormalize expects matrices (..., m, n); got shape {tuple(w.shape)}")
     if iters < 0 or check_every < 1:
         raise ValueError(f"bjorck_orthonormalize needs iters >= 0 and check_every >= 1; got {iters}, {check_every}")
+    if w.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(w.device.type):
+        # Orthogonality to 1e-5 needs float32 at least: never iterate in half precision, even
+        # under mixed-precision autocast (the certificate is computed on this float32 result).
+        with torch.autocast(device_type=w.device.type, enabled=False):
+            return bjorck_orthonormalize(w.float(), iters, tol, check_every, beta, gram_iters)
     wide = w.shape[-2] < w.shape[-1]
     x = w.mT if wide else w  # work on tall matrices: the Gram matrix is the small n x n one
     if x.numel() == 0:

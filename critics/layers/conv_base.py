@@ -214,6 +214,12 @@ class LipschitzConv2d(nn.Module):
         key = (self.training, grad, self._state_key())
         if self._cache_key == key and self._cached_kernel is not None:
             return self._cached_kernel
+        device_type = next(iter(self.parameters())).device.type
+        if torch.is_autocast_enabled(device_type):
+            # mixed precision: the kernel is built in float32 (orthogonality needs it) and only
+            # cast to the activations' dtype inside the convolution
+            with torch.autocast(device_type=device_type, enabled=False):
+                return self._cached(build)
         if grad:
             value = build()
             if value.requires_grad:
