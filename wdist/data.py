@@ -94,6 +94,16 @@ class HeldOutPairs(Dataset):
     def __getitem__(self, i: int) -> tuple[int, Tensor, Tensor]:
         return i, self.p[i], self.q[i]
 
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """A whole batch by slicing (the DataLoader's batched fetch): no per-item Python loop."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return idx, self.p[idx], self.q[idx]
+
+
+def _batch_as_is(batch: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Collate for :meth:`HeldOutPairs.__getitems__`, which already returns a batch."""
+    return batch
+
 
 class PairDataModule(pl.LightningDataModule):
     """Training streams and the held-out set for sources P and Q.
@@ -166,4 +176,6 @@ class PairDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.heldout is not None
-        return DataLoader(self.heldout, batch_size=self.eval_batch_size, shuffle=False, num_workers=0)
+        return DataLoader(
+            self.heldout, batch_size=self.eval_batch_size, shuffle=False, num_workers=0, collate_fn=_batch_as_is
+        )

@@ -1,0 +1,366 @@
+"""Every command shown in README.md runs as written (on reduced settings), or is accounted for here.
+
+* The set-up lines at the top (venv, ``pip install``, ``python -m pytest -q``) are what CI runs:
+  ``.ci/run`` must contain the same ``pip install`` and ``pytest`` commands, so the two cannot drift.
+* Every ``wdist ...`` line of a ```bash block is parsed and run through the console script's entry
+  point (``wdist.cli:main``, in-process to save the interpreter start-up) from the repository root,
+  with fast overrides appended (later overrides win) and every ``--out``/``--resume`` folder moved
+  into a temporary folder. One command also runs through the installed ``wdist`` script itself.
+* Commands that need data, checkpoints or GPUs this machine does not have must fail with one clear
+  error naming what is missing (exit code 2), or be skipped with the reason in ``SKIPPED``.
+  The 2-process CPU DDP line is run by tests/test_ddp.py (``COVERED``; checked to use the same
+  config and options).
+* ``python -m generators.train_digits`` runs with ``--steps 2`` into a temporary file.
+* The Python API block runs, with two adaptations that are asserted to match the README text: fewer
+  training steps, and no ``checkpoint="netG.pth"`` (the published file is not here, so the
+  generator gets random weights and a ``RandomWeightsWarning``).
+* The YAML block of "Bring your own generator and data" is validated with ``wdist.load_config``
+  against a small array file and a generator module written for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CI_RUN = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+FAST_ESTIMATE = [
+    "--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64",
+    "--eval.empirical_lipschitz_samples", "32", "--quiet",
+]
+FAST_EXACT = ["--eval.ot_samples", "64"]
+FAST_BENCH = ["--steps", "3", "--warmup", "1", "--repeats", "1"]
+
+#: README command lines that are not run here, and why (none at present).
+SKIPPED: dict[str, str] = {}
+
+#: README commands covered by another test that runs them (the test file must contain the same
+#: config and options, checked below, so the two cannot drift).
+COVERED = {
+    "tests/test_ddp.py": "a real 2-process CPU DDP run (Lightning re-launches the script per rank, which "
+    "cannot happen inside pytest's own process); tests/test_ddp.py runs this command through wdist.cli",
+}
+
+#: README set-up segments that CI runs in an equivalent form, and why they are equivalent.
+SETUP_EQUIVALENT = {
+    "python3 -m venv .venv": "CI: python3 -m venv .venv-ci (a fresh environment under another name)",
+    ". .venv/bin/activate": "CI: source .venv-ci/bin/activate",
+    "pip install -e .": "CI installs the same package with the test extras: pip install -e '.[test]'",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# extraction
+# ---------------------------------------------------------------------------------------------
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def _segments() -> list[str]:
+    """Every command of every ```bash block: comments dropped, ``&&`` chains split."""
+    out = []
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            tokens = shlex.split(line, comments=True)
+            if not tokens:
+                continue
+            current: list[str] = []
+            for tok in tokens + ["&&"]:
+                if tok == "&&":
+                    if current:
+                        out.append(shlex.join(current))
+                    current = []
+                else:
+                    current.append(tok)
+    return out
+
+
+def _option(tokens: list[str], name: str) -> str | None:
+    return tokens[tokens.index(name) + 1] if name in tokens and tokens.index(name) + 1 < len(tokens) else None
+
+
+def _env_of(tokens: list[str]) -> dict[str, str]:
+    """Leading ``VAR=value`` assignments of a shell command."""
+    env = {}
+    for tok in tokens:
+        if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", tok):
+            key, _, value = tok.partition("=")
+            env[key] = value
+        else:
+            break
+    return env
+
+
+def _strip_env(tokens: list[str]) -> list[str]:
+    return tokens[len(_env_of(tokens)):]
+
+
+def _needs_data(config: str | None) -> bool:
+    return config is not None and any(k in config for k in ("cifar10", "stl10"))
+
+
+def classify(command: str) -> tuple[str, str]:
+    """(kind, reason) of one README command."""
+    if command in SKIPPED:
+        return "skip", SKIPPED[command]
+    t = _strip_env(shlex.split(command))
+    if t[:3] == ["python3", "-m", "venv"] or t[0] in (".", "source") or t[:2] == ["pip", "install"]:
+        return "setup", "installation, run by .ci/run"
+    if t[:3] == ["python", "-m", "pytest"]:
+        return "setup", "the test command, run by .ci/run"
+    if t[0] == "wdist":
+        if "--resume" in t:
+            return "fails", "resumes a run folder that does not exist here; tests/test_resume.py kills and resumes a real run"
+        if _needs_data(_option(t, "--config")):
+            return "needs-data", "needs the CIFAR-10 / STL-10 data, a published checkpoint (and GPUs, or nodes)"
+        if _option(t, "--train.strategy") == "ddp" and _option(t, "--train.accelerator") == "cpu":
+            return "covered", COVERED["tests/test_ddp.py"]
+        return "run", ""
+    if t[:3] == ["python", "-m", "generators.train_digits"]:
+        return "train-digits", "run with --steps 2 into a temporary file"
+    return "unknown", ""
+
+
+def _id(command: str) -> str:
+    return re.sub(r"[^\w./=-]+", "_", command)[:90]
+
+
+SEGMENTS = _segments()
+WDIST_RUN = [c for c in SEGMENTS if classify(c)[0] == "run"]
+WDIST_FAIL = [c for c in SEGMENTS if classify(c)[0] in ("fails", "needs-data")]
+
+
+def _redirect(tokens: list[str], tmp: Path) -> list[str]:
+    """Move --out / --resume folders (relative in the README) under ``tmp``."""
+    out = list(tokens)
+    for opt in ("--out", "--resume"):
+        if opt in out:
+            i = out.index(opt) + 1
+            out[i] = str(tmp / out[i].lstrip("/"))  # absolute ones too (/shared/runs/...)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------------
+
+
+def test_readme_has_the_expected_blocks() -> None:
+    assert len(SEGMENTS) >= 10, SEGMENTS
+    assert any(c.startswith("wdist estimate") for c in SEGMENTS)
+    assert len(_blocks("python")) == 1 and len(_blocks("yaml")) == 1
+
+
+def test_every_readme_command_is_accounted_for() -> None:
+    unknown = [c for c in SEGMENTS if classify(c)[0] == "unknown"]
+    assert not unknown, f"README commands this test does not know how to check: {unknown}"
+
+
+def test_setup_commands_are_what_ci_runs() -> None:
+    ci_lines = [shlex.split(line, comments=True) for line in CI_RUN.splitlines()]
+    ci = [shlex.join(t) for t in ci_lines if t]
+    for command in SEGMENTS:
+        if classify(command)[0] != "setup":
+            continue
+        if command in SETUP_EQUIVALENT:
+            continue
+        assert any(line == command or line.startswith(command + " ") for line in ci), (
+            f"README set-up command {command!r} is not in .ci/run; CI must run what the README shows"
+        )
+    # and the equivalents really are there in their CI form
+    assert any(line.startswith("python3 -m venv ") for line in ci)
+    assert any(line.startswith("source ") and line.endswith("/bin/activate") for line in ci)
+    assert "pip install -e '.[test]'" in ci
+
+
+def test_console_script_entry_point() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^wdist = "wdist\.cli:main"$', text, flags=re.M), "README's `wdist` is wdist.cli:main"
+
+
+@pytest.mark.parametrize("command", WDIST_RUN, ids=_id)
+def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from wdist.cli import main
+
+    monkeypatch.chdir(ROOT)
+    tokens = _redirect(shlex.split(command), tmp_path)
+    sub = tokens[1]
+    if sub == "estimate":
+        argv = tokens[1:] + FAST_ESTIMATE
+    elif sub == "exact":
+        argv = tokens[1:] + FAST_EXACT
+    elif sub == "compare":
+        # The shipped file runs 5 critics x 2 seeds; here its first critic and its GP critic on its
+        # first seed (every critic of it is exercised by notebooks/02 and tests/test_compare.py).
+        cfg = yaml.safe_load((ROOT / _option(tokens, "--config")).read_text())
+        cfg["critics"] = [cfg["critics"][0]] + [c for c in cfg["critics"][1:] if c.get("loss") == "wgan-gp"][:1]
+        cfg["seeds"] = cfg["seeds"][:1]
+        small = tmp_path / "compare-small.yaml"
+        small.write_text(yaml.safe_dump(cfg))
+        argv = list(tokens[1:])
+        argv[argv.index("--config") + 1] = str(small)
+        argv += FAST_ESTIMATE
+    elif sub == "bench":
+        argv = tokens[1:] + FAST_BENCH
+    else:
+        pytest.fail(f"no fast settings known for `wdist {sub}`")
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, f"`{command}` exited {code}:\n{err[-3000:]}"
+    if sub == "estimate":
+        assert "W1 lower bound (certified)" in out or "estimate / certificate" in out
+        if "--out" in tokens:
+            assert (Path(_option(tokens, "--out")) / "result.json").is_file()
+    elif sub == "exact":
+        assert "exact W1" in out and "empirical OT" in out
+    elif sub == "compare":
+        assert "| critic |" in out and (Path(_option(tokens, "--out")) / "comparison.md").is_file()
+    elif sub == "bench":
+        assert "steps/s" in out
+
+
+@pytest.mark.parametrize("command", WDIST_FAIL, ids=_id)
+def test_wdist_command_needing_files_fails_clearly(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from wdist.cli import main
+
+    monkeypatch.chdir(ROOT)
+    raw = shlex.split(command)
+    for key, value in _env_of(raw).items():  # e.g. MASTER_ADDR=node0 NODE_RANK=0 of the multi-node line
+        monkeypatch.setenv(key, value)
+    tokens = _redirect(_strip_env(raw), tmp_path)
+    kind, reason = classify(command)
+    if kind == "needs-data":
+        cfg = yaml.safe_load((ROOT / _option(tokens, "--config")).read_text())
+        root = Path(cfg["p"]["init_args"]["root"])
+        if root.exists() and any(root.iterdir()):
+            pytest.skip(f"{root} is present, so this would start a real run: {reason}")
+    code = main(tokens[1:] + FAST_ESTIMATE)
+    _, err = capsys.readouterr()
+    assert code == 2, f"`{command}` should stop with a usage error (exit 2), got {code}:\n{err}"
+    assert "Traceback" not in err
+    msg = err.lower()
+    if kind == "fails":
+        assert "cannot resume" in msg and "config.yaml" in msg
+    else:
+        assert "not found" in msg and ("data/cifar10" in msg or "data/stl10" in msg), err
+
+
+@pytest.mark.parametrize("command", [c for c in SEGMENTS if classify(c)[0] == "covered"], ids=_id)
+def test_covered_commands_match_the_covering_test(command: str) -> None:
+    text = (ROOT / "tests" / "test_ddp.py").read_text()
+    tokens = shlex.split(command)
+    assert Path(_option(tokens, "--config")).name in text, f"tests/test_ddp.py no longer runs {command!r}"
+    for opt in ("--train.accelerator", "--train.devices", "--train.strategy"):
+        assert f'"{opt}", "{_option(tokens, opt)}"' in text, f"tests/test_ddp.py does not pass {opt} {_option(tokens, opt)}"
+
+
+def test_skip_list_is_current() -> None:
+    for command, reason in SKIPPED.items():
+        assert command in SEGMENTS, f"SKIPPED names a command the README no longer shows: {command!r}"
+        assert len(reason) > 20, f"give the reason for skipping {command!r}"
+
+
+def test_installed_wdist_script_runs_a_readme_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = shutil.which("wdist") or str(Path(sys.executable).with_name("wdist"))
+    assert Path(script).exists(), "the `wdist` console script is not installed (pip install -e .)"
+    exact = next(c for c in SEGMENTS if c.startswith("wdist exact"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [script, *shlex.split(exact)[1:], *FAST_EXACT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exact W1" in proc.stdout
+
+
+def test_train_digits_command(tmp_path: Path) -> None:
+    command = next(c for c in SEGMENTS if classify(c)[0] == "train-digits")
+    tokens = shlex.split(command)
+    assert _option(tokens, "--out") == "generators/weights/digits_wgan_gp_8.pt"
+    out = tmp_path / "digits.pt"
+    tokens[tokens.index("--out") + 1] = str(out)  # never overwrite the bundled weights
+    proc = subprocess.run(
+        [sys.executable, *tokens[1:], "--steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    state = torch.load(out, weights_only=True)
+    assert {k: tuple(v.shape) for k, v in state.items()} == {
+        k: tuple(v.shape) for k, v in torch.load(ROOT / "generators/weights/digits_wgan_gp_8.pt", weights_only=True).items()
+    }
+
+
+#: (README text, what runs instead) in the Python block; each README text must be present.
+PYTHON_ADAPTATIONS = [
+    ('["--train.steps", "500"]', '["--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64"], quiet=True'),
+    ('generators.load("mimicry/sngan-32", checkpoint="netG.pth")', 'generators.load("mimicry/sngan-32")'),
+]
+
+
+def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import generators
+
+    (code,) = _blocks("python")
+    for readme_text, replacement in PYTHON_ADAPTATIONS:
+        assert readme_text in code, f"README's Python block changed: {readme_text!r} not found; update this test"
+        code = code.replace(readme_text, replacement)
+    monkeypatch.chdir(ROOT)
+    ns: dict = {}
+    with pytest.warns(generators.RandomWeightsWarning):
+        exec(compile(code, "README.md (Python API)", "exec"), ns)
+    out = capsys.readouterr().out.split("\n")
+    assert ns["result"].certified and ns["result"].exact_w1 == 1.0
+    assert ns["L"] <= 1.001
+    assert tuple(ns["x"].shape) == (64, 3, 32, 32) and float(ns["x"].abs().max()) <= 1.0
+    assert len([line for line in out if line.strip()]) == 2
+
+
+def test_bring_your_own_yaml_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wdist
+
+    (block,) = _blocks("yaml")
+    cfg = yaml.safe_load(block)
+    q = cfg["q"]["init_args"]
+    assert q["name"].startswith("python:") and cfg["p"]["class_path"] == "TensorFile"
+    # The files the block names, in a folder of their own (relative paths, as in the README).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, func = q["name"][len("python:"):].split(":")
+    pkg_dir = tmp_path / Path(*module.split("."))
+    pkg_dir.parent.mkdir(parents=True, exist_ok=True)
+    for parent in [tmp_path / Path(*module.split(".")[:i]) for i in range(1, len(module.split(".")))]:
+        (parent / "__init__.py").write_text("")
+    c, h, w = q["output_shape"]
+    pkg_dir.with_suffix(".py").write_text(textwrap.dedent(f"""
+        from torch import nn
+
+        def {func}():
+            return nn.Sequential(nn.Linear({q['latent_dim']}, {c * h * w}), nn.Sigmoid(), nn.Unflatten(1, ({c}, {h}, {w})))
+    """))
+    torch.manual_seed(0)
+    sys.modules.pop(module, None)
+    gen = __import__(module, fromlist=[func])
+    torch.save(getattr(gen, func)().state_dict(), tmp_path / q["checkpoint"])
+    lo, hi = cfg["p"]["init_args"]["value_range"]
+    np.save(tmp_path / cfg["p"]["init_args"]["path"], np.random.default_rng(0).uniform(lo, hi, (16, c, h, w)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no random-weights warning: the checkpoint is used
+        loaded = wdist.load_config(cfg)
+    assert tuple(loaded.p.shape) == tuple(loaded.q.shape) == (c, h, w)
+    assert tuple(loaded.p.domain) == tuple(loaded.q.domain) == (-1.0, 1.0)
