@@ -104,8 +104,9 @@ def test_committed_notebook_has_no_outputs(path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The kernel inherits this process's environment.
+def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The kernel inherits this process's environment; its tempfile.mkdtemp() lands in tmp_path.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("WDIST_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

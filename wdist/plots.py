@@ -7,24 +7,28 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 __all__ = ["plot_bound_curve", "plot_comparison"]
 
 
-def _save(fig: "plt.Figure", path: os.PathLike | str) -> Path:
+def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A figure not attached to pyplot: no window, no backend switch, fine inside notebooks."""
+    fig = Figure(figsize=size)
+    return fig, fig.subplots()
+
+
+def _save(fig: Figure, path: os.PathLike | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
 
-def _references(ax: "plt.Axes", exact_w1: Optional[float], empirical_ot: Optional[float], floor: Optional[float]) -> None:
+def _references(ax: Axes, exact_w1: Optional[float], empirical_ot: Optional[float], floor: Optional[float]) -> None:
     if exact_w1 is not None:
         ax.axhline(exact_w1, color="k", lw=1.5, label=f"exact W1 = {exact_w1:.3g}")
     if empirical_ot is not None:
@@ -43,7 +47,7 @@ def plot_bound_curve(
     title: str = "",
 ) -> Path:
     """Held-out lower bound (estimate / certificate) against training step, with its CI band."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = _figure((6.4, 4.0))
     if curve:
         steps = [c["step"] for c in curve]
         ax.fill_between(
@@ -71,8 +75,8 @@ def plot_comparison(
     title: str = "",
 ) -> Path:
     """Bound curves of several critics (label, curve) overlaid, CI bands shaded."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = _figure((7.2, 4.4))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     labels_seen: dict[str, str] = {}
     for label, curve in runs:
         if not curve:

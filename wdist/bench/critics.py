@@ -12,11 +12,13 @@ Timing: ``--warmup`` untimed steps, then ``--repeats`` runs of ``--steps`` timed
 synchronised after each); the figure is the median over repeats of the median step time.
 
 Memory: on CUDA the peak allocated memory (``torch.cuda.max_memory_allocated``) from just
-before the critic is built to the end of the last step (weights, gradients, optimiser state,
-activations). On the CPU torch does not track allocations, so the table reports the
+before the critic is built to the end of the last step, less what was allocated before (the
+two input batches): weights, gradients, optimiser state, activations. On the CPU torch does not track allocations, so the table reports the
 **peak RSS** of the process (``getrusage`` ``ru_maxrss``) minus its resident size before the
-critic was built (taken after one throwaway step of a tiny conv net, so that library code and
-workspaces first touched by any training step are not charged to the critic); each (critic, size) then runs in a fresh Python process (``--no-isolate``
+critic was built (taken after one throwaway step of a tiny conv net on a full batch, so that
+library code and workspaces first touched by any training step are not charged to the critic;
+some allocator and thread overhead remains, about 70-90 MiB even for tiny critics on a Linux
+x86 machine, so compare large figures, not small ones); each (critic, size) then runs in a fresh Python process (``--no-isolate``
 turns that off, after which the figure only counts growth beyond the earlier cells' peak).
 """
 
@@ -83,13 +85,13 @@ def _gradient_penalty(critic: torch.nn.Module, xp: torch.Tensor, xq: torch.Tenso
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
-def _prewarm(dev: torch.device, shape: tuple[int, ...]) -> None:
+def _prewarm(dev: torch.device, shape: tuple[int, ...], batch: int = 2) -> None:
     """One GP training step of a throwaway tiny conv net, so that the libraries' code and
     workspaces touched on first use are resident before the memory baseline is taken."""
     net = torch.nn.Sequential(
         torch.nn.Conv2d(shape[0], 4, 4, 2, 1), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.LazyLinear(1)
     ).to(dev)
-    x = torch.rand((2,) + tuple(shape), device=dev)
+    x = torch.rand((batch,) + tuple(shape), device=dev)
     net(x)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.9))
     loss = -net(x).mean() + _gradient_penalty(net, x, x.flip(0))
@@ -122,7 +124,7 @@ def bench_one(
     # P and Q batches: two different random image distributions in [-1, 1]
     xp = (torch.rand((batch,) + shape, generator=gen) * 2 - 1).to(dev)
     xq = (0.5 * torch.randn((batch,) + shape, generator=gen)).clamp(-1, 1).to(dev)
-    _prewarm(dev, shape)
+    _prewarm(dev, shape, batch)
     synchronize(dev)
     rss0 = _rss_now_mib()
     if rss0 is None:
@@ -228,6 +230,8 @@ def run_critic_benchmark(
         isolate = device == "cpu"
     if threads and not isolate:
         torch.set_num_threads(threads)
+    if isolate and not threads:
+        threads = torch.get_num_threads()  # the workers use this process's thread count
     rows = []
     for size in sizes:
         for name in critics_:
