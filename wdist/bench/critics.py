@@ -2,7 +2,7 @@
 
 For every (critic, image size) it times full training steps on random images in [-1, 1] of
 shape ``(batch, 3, size, size)``. One training step is what ``wdist estimate`` does per batch:
-the critic on a P batch and on a Q batch, the Kantorovich–Rubinstein loss
+one critic forward on the P batch and the Q batch concatenated, the Kantorovich–Rubinstein loss
 ``-(mean f(x_P) - mean f(x_Q))`` (plus ``gp_lambda`` times the WGAN-GP gradient penalty on random
 interpolates for ``gp-dcgan``, as in WGAN-GP training), backward, and an Adam step (betas
 0.5, 0.9, as the default ``train`` config). Data loading and generators are left out: this is
@@ -137,11 +137,12 @@ def bench_one(
     n_params = sum(p.numel() for p in critic.parameters() if p.requires_grad)
     opt = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=1e-4, betas=(0.5, 0.9))
     gp = critic_name in GP_CRITICS
+    xpq = torch.cat([xp, xq])
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        fp, fq = critic(xp), critic(xq)
-        loss = -(fp.mean() - fq.mean())
+        f = critic(xpq)  # one forward on both batches, as CriticSystem.training_step
+        loss = -(f[:batch].mean() - f[batch:].mean())
         if gp:
             loss = loss + GP_LAMBDA * _gradient_penalty(critic, xp, xq)
         loss.backward()
