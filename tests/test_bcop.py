@@ -10,15 +10,6 @@ import torch
 from critics.layers import BCOPConv2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matmuls thrash with 2 OpenMP threads on shared, busy cores (250x slower measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 KERNELS = [1, 2, 3, 4, 5]
 CHANNELS = [(4, 4), (2, 4), (5, 3)]  # equal, in < out, in > out
 DTYPES = [torch.float32, torch.float64]

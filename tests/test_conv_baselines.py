@@ -12,15 +12,6 @@ import critics
 from critics.layers import OSSNConv2d, RKOConv2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matmuls thrash with 2 OpenMP threads on shared, busy cores (250x slower measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 N = 8
 DTYPES = [torch.float32, torch.float64]
 

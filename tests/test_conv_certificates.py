@@ -21,15 +21,6 @@ from critics.layers import (
 from critics.layers.conv_base import reshaped_kernel_norm_bound
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matmuls thrash with 2 OpenMP threads on shared, busy cores (250x slower measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def input_grad_norms(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(model(x).sum(), x)

@@ -8,15 +8,6 @@ import torch
 import critics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matmuls thrash with 2 OpenMP threads on shared, busy cores (250x slower measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CONSTRAINED = ["bcop-dcgan", "soc-lipconvnet", "rko-dcgan"]
 ALL = CONSTRAINED + ["ossn-dcgan", "gp-dcgan"]
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 48, 48), (3, 64, 64)]

@@ -12,15 +12,6 @@ from critics.layers.conv_base import reshaped_kernel_norm_bound
 from critics.layers.soc import exp_tail_bound
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matmuls thrash with 2 OpenMP threads on shared, busy cores (250x slower measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 KERNELS = [1, 3, 5]  # odd only: even kernels are an error (no centre tap for W - W*)
 DTYPES = [torch.float32, torch.float64]
 N = 8

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import sys
 import time
 import warnings
 from dataclasses import asdict, is_dataclass
@@ -22,7 +21,7 @@ from pytorch_lightning.callbacks import Callback
 
 import critics
 from critics.empirical import empirical_lipschitz
-from wdist.config import ConfigError, EstimateConfig, load_config, resolve_config
+from wdist.config import ConfigError, EstimateConfig, resolve_config
 from wdist.data import PairDataModule
 from wdist.loggers import finish_wandb, make_loggers
 from wdist.ot import exact_w1

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["median_seconds", "describe_device", "reset_peak_memory", "peak_memory_mb", "synchronize"]
+__all__ = ["median_seconds", "describe_device", "reset_peak_memory", "peak_memory_mb", "synchronize", "fmt_or_na"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -47,3 +47,10 @@ def peak_memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return None
+
+
+def fmt_or_na(x: "float | None", spec: str) -> str:
+    """``format(x, spec)``, or ``n/a`` for a missing or NaN figure (tables never show a fake number)."""
+    import math
+
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)

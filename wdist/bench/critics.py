@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 if __package__:
-    from wdist.bench._timing import describe_device, peak_memory_mb, reset_peak_memory, synchronize
+    from wdist.bench._timing import fmt_or_na, describe_device, peak_memory_mb, reset_peak_memory, synchronize
 else:  # run as a script by the isolated worker: skip importing the (slow to import) wdist package
     import importlib.util as _ilu
 
@@ -50,6 +49,7 @@ else:  # run as a script by the isolated worker: skip importing the (slow to imp
     _spec.loader.exec_module(_timing)
     describe_device, peak_memory_mb = _timing.describe_device, _timing.peak_memory_mb
     reset_peak_memory, synchronize = _timing.reset_peak_memory, _timing.synchronize
+    fmt_or_na = _timing.fmt_or_na
 
 __all__ = ["run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
 
@@ -250,9 +250,6 @@ def run_critic_benchmark(
     return rows
 
 
-def _fmt(x: Optional[float], spec: str) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     ok = [r for r in rows if not r.get("error")]
@@ -268,7 +265,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             continue
         lines.append(
             f"| {r['critic']} | {r['shape'][0]}x{r['size']}x{r['size']} | {w} | {r['parameters'] / 1e6:.2f}M | {r['loss']} "
-            f"| {r['steps_per_second']:.2f} | {1e3 * r['seconds_per_step']:.1f} | {_fmt(r['memory_mib'], '.0f')} |"
+            f"| {r['steps_per_second']:.2f} | {1e3 * r['seconds_per_step']:.1f} | {fmt_or_na(r['memory_mib'], '.0f')} |"
         )
     if ok:
         r = ok[0]

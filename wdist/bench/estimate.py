@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -48,6 +47,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+
+from wdist.bench._timing import fmt_or_na
 
 __all__ = ["run_estimate_benchmark", "time_to_within", "format_table", "cli", "SETUPS", "write_smooth_images"]
 
@@ -241,9 +242,6 @@ def run_estimate_benchmark(
     return rows
 
 
-def _f(x: Optional[float], spec: str) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
@@ -254,9 +252,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         # settled only at the last evaluation: the bound was still moving; the time is the run's length
         last = " (last eval)" if r["evals"] > 1 and r["settled_step"] == r["curve"][-1]["step"] else ""
         lines.append(
-            f"| {r['setup']} | {r['critic']} | {_f(r['final_curve_bound'], '.4f')} | {'yes' if r['certified'] else 'no'} "
-            f"| {_f(r['time_to_1pct_s'], '.1f')} | {_f(r['train_time_to_1pct_s'], '.1f')} | {r['settled_step']}{last} "
-            f"| {r['steps']} | {_f(r['train_seconds'], '.1f')} |"
+            f"| {r['setup']} | {r['critic']} | {fmt_or_na(r['final_curve_bound'], '.4f')} | {'yes' if r['certified'] else 'no'} "
+            f"| {fmt_or_na(r['time_to_1pct_s'], '.1f')} | {fmt_or_na(r['train_time_to_1pct_s'], '.1f')} | {r['settled_step']}{last} "
+            f"| {r['steps']} | {fmt_or_na(r['train_seconds'], '.1f')} |"
         )
     if rows:
         lines.append("")
