@@ -132,6 +132,35 @@ def reshaped_kernel_norm_bound(kernel: Tensor, gram_iters: int = 6, reshapings: 
     return math.sqrt(kh * kw) * bounds.min()
 
 
+def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:
+    r"""Stride-1 circular "same" convolution with an odd kernel (``p = k // 2``), no padded copy.
+
+    The circularly padded input is the zero-padded one plus a border :math:`B` (its first and
+    last ``p`` rows, full width, and its first and last ``p`` columns, inner rows). By
+    linearity the result is the zero-padded convolution (padding inside the convolution) plus
+    the convolution with :math:`B`, which only reaches the ``p`` outer output rows and columns
+    and only through the matching ``p`` outer kernel rows (columns): four thin convolutions,
+    added in place with ``index_add_`` (whose backward passes the gradient through without a
+    copy). Same operator, to rounding, as ``conv2d(pad(x, circular), kernel)``.
+    """
+    n_h, n_w = x.shape[-2:]
+    y = F.conv2d(x, kernel, bias, padding=p)
+    # rows: the wrapped rows of the circular padding (width padded circularly, corners included)
+    top = F.pad(x[:, :, n_h - p :], (p, p, 0, 0), mode="circular")
+    bottom = F.pad(x[:, :, :p], (p, p, 0, 0), mode="circular")
+    if p > 1:
+        top = F.pad(top, (0, 0, 0, p - 1))
+        bottom = F.pad(bottom, (0, 0, p - 1, 0))
+    rows = torch.cat((F.conv2d(top, kernel[:, :, :p]), F.conv2d(bottom, kernel[:, :, p + 1 :])), dim=2)
+    # columns: the wrapped columns, inner rows only (zero padded vertically)
+    left = F.pad(x[..., n_w - p :], (0, p - 1, p, p))
+    right = F.pad(x[..., :p], (p - 1, 0, p, p))
+    cols = torch.cat((F.conv2d(left, kernel[..., :p]), F.conv2d(right, kernel[..., p + 1 :])), dim=3)
+    row_idx = torch.cat((torch.arange(p), torch.arange(n_h - p, n_h))).to(y.device)
+    col_idx = torch.cat((torch.arange(p), torch.arange(n_w - p, n_w))).to(y.device)
+    return y.index_add_(2, row_idx, rows).index_add_(3, col_idx, cols)
+
+
 class LipschitzConv2d(nn.Module):
     r"""Base class: stride-1 "same" convolution with a kernel built from free parameters.
 
@@ -252,18 +281,26 @@ class LipschitzConv2d(nn.Module):
         mode = "circular" if self.padding_mode == "circular" else "constant"
         return F.pad(x, same_padding(self.kernel_size), mode=mode)
 
-    def _conv(self, x: Tensor, kernel: Tensor) -> Tensor:
-        if self.padding_mode == "zeros" and self.kernel_size % 2:
-            # symmetric zero padding inside the convolution: no padded copy of the input
-            return F.conv2d(x, kernel.to(x.dtype), padding=self.kernel_size // 2)
-        return F.conv2d(self._pad(x), kernel.to(x.dtype))
+    def _conv(self, x: Tensor, kernel: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``conv(pad(x), kernel) + bias`` (the bias, if given, added inside the convolution)."""
+        if kernel.dtype != x.dtype:
+            kernel = kernel.to(x.dtype)
+        if bias is not None and bias.dtype != x.dtype:
+            bias = bias.to(x.dtype)
+        if self.kernel_size % 2:
+            p = self.kernel_size // 2
+            if self.padding_mode == "zeros":
+                # symmetric zero padding inside the convolution: no padded copy of the input
+                return F.conv2d(x, kernel, bias, padding=p)
+            if 0 < p <= min(x.shape[-2:]) and x.requires_grad and torch.is_grad_enabled():
+                # the backward of the padded copy (gathering the wrapped gradient) is what this
+                # saves; when the input needs no gradient, one padded copy is as fast
+                return _circular_conv_odd(x, kernel, bias, p)
+        return F.conv2d(self._pad(x), kernel, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        y = self._conv(x, self.weight)
-        if self.bias is not None:
-            y = y + self.bias.to(y.dtype)[:, None, None]
-        return y
+        return self._conv(x, self.weight, self.bias)
 
     # -- certificate --------------------------------------------------------------------------
     def _spatial(self, input_shape: tuple[int, ...]) -> tuple[int, int]:

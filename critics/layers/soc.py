@@ -175,14 +175,19 @@ class SOCConv2d(LipschitzConv2d):
         kernel = self.weight
         if self.in_channels < self.channels:
             x = F.pad(x, (0, 0, 0, 0, 0, self.channels - self.in_channels))
+        # z = sum_i C_L^i x / i!: each term is the previous one convolved with L / i (the
+        # division on the small kernel, not on the activations), accumulated in place (add saves
+        # nothing for backward); the bias rides on the last convolution when no channel is cut.
+        terms = self.terms
+        fuse_bias = self.bias is not None and self.out_channels == self.channels and terms > 1
         z = x
         term = x
-        for i in range(1, self.terms):
-            term = self._conv(term, kernel) / i
-            z = z + term
+        for i in range(1, terms):
+            term = self._conv(term, kernel / i, self.bias if fuse_bias and i == terms - 1 else None)
+            z = x + term if i == 1 else z.add_(term)
         if self.out_channels < self.channels:
             z = z[:, : self.out_channels]
-        if self.bias is not None:
+        if self.bias is not None and not fuse_bias:
             z = z + self.bias.to(z.dtype)[:, None, None]
         return z
 
