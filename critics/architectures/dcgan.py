@@ -82,17 +82,20 @@ def _create_dcgan(
     input_shape: tuple[int, ...],
     width: float | None,
     conv: Callable[[int, int], nn.Module],
-    activation: Callable[[], nn.Module],
+    activation: str,
+    allowed: tuple[str, ...],
     head: Callable[[int], nn.Module],
 ) -> nn.Sequential:
-    """The shared skeleton; ``conv(c_in, c_out)`` builds one strided (halving) convolution."""
+    """The shared skeleton; ``conv(c_in, c_out)`` builds one strided (halving) convolution and
+    ``activation`` (one of the ``allowed`` kinds) follows each."""
     plan = stage_plan(name, input_shape)
     widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
+    act = _activation(name, activation, widths, allowed)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c = int(input_shape[0])
     for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
         stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
-        stage += [conv(c, c_out), activation()]
+        stage += [conv(c, c_out), act()]
         layers[f"stage{i}"] = nn.Sequential(*stage)
         c = c_out
     h, w = (h + 1) // 2, (w + 1) // 2
@@ -145,12 +148,10 @@ def bcop_dcgan(
        constrained convolutional networks", NeurIPS 2019, arXiv:1911.00937.
     """
     name = "bcop-dcgan"
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
     return _create_dcgan(
         name, input_shape, width,
         lambda i, o: strided_conv(BCOPConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
-        _activation(name, activation, widths, ("groupsort", "relu")),
+        activation, ("groupsort", "relu"),
         lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
     )
 
@@ -191,12 +192,10 @@ def rko_dcgan(
     .. [1] Li et al., arXiv:1911.00937 (RKO baseline).
     """
     name = "rko-dcgan"
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
     return _create_dcgan(
         name, input_shape, width,
         lambda i, o: strided_conv(RKOConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
-        _activation(name, activation, widths, ("groupsort", "relu")),
+        activation, ("groupsort", "relu"),
         lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
     )
 
@@ -235,12 +234,10 @@ def ossn_dcgan(
        arXiv:1911.00937 (OSSN baseline).
     """
     name = "ossn-dcgan"
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
     return _create_dcgan(
         name, input_shape, width,
         lambda i, o: strided_conv(OSSNConv2d, i, o, 4, 2),
-        _activation(name, activation, widths, ("groupsort", "relu")),
+        activation, ("groupsort", "relu"),
         lambda f: BjorckLinear(f, 1),
     )
 
@@ -279,11 +276,9 @@ def gp_dcgan(
     .. [2] Radford, Metz & Chintala, "DCGAN", ICLR 2016.
     """
     name = "gp-dcgan"
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
     return _create_dcgan(
         name, input_shape, width,
         lambda i, o: nn.Conv2d(i, o, 4, stride=2, padding=1),
-        _activation(name, activation, widths, ("leakyrelu", "relu")),
+        activation, ("leakyrelu", "relu"),
         lambda f: nn.Linear(f, 1),
     )
