@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from critics.functional import bjorck_orthonormalize
-from critics.layers.conv_base import LipschitzConv2d
+from critics.layers.conv_base import LipschitzConv2d, check_stride_one
 
 __all__ = ["BCOPConv2d", "block_orthogonal_kernel"]
 
@@ -136,11 +136,7 @@ class BCOPConv2d(LipschitzConv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if stride != 1:
-            raise ValueError(
-                f"BCOPConv2d supports stride=1 only; got stride={stride!r}. Downsample with "
-                "InvertibleDownsample (pixel unshuffle) followed by a stride-1 BCOPConv2d."
-            )
+        check_stride_one("BCOPConv2d", stride)
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
         self.bjorck_iters = int(bjorck_iters)
         self.bjorck_tol = bjorck_tol

@@ -41,6 +41,15 @@ def check_channels(layer: str, in_channels: int, out_channels: int, kernel_size:
             raise ValueError(f"{layer}: {name} must be a positive integer; got {value!r}")
 
 
+def check_stride_one(layer: str, stride: int) -> None:
+    """Raise ``ValueError`` naming the value unless ``stride == 1`` (downsample by pixel unshuffle)."""
+    if stride != 1:
+        raise ValueError(
+            f"{layer} supports stride=1 only; got stride={stride!r}. Downsample with "
+            f"InvertibleDownsample (pixel unshuffle) followed by a stride-1 {layer}."
+        )
+
+
 def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
     """``F.pad`` widths (left, right, top, bottom) of a stride-1 "same" convolution."""
     before, after = (kernel_size - 1) // 2, kernel_size // 2

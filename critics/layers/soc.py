@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critics.layers.conv_base import LipschitzConv2d, conv_operator_norm, reshaped_kernel_norm_bound
+from critics.layers.conv_base import LipschitzConv2d, check_stride_one, conv_operator_norm, reshaped_kernel_norm_bound
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
 
@@ -119,11 +119,7 @@ class SOCConv2d(LipschitzConv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if stride != 1:
-            raise ValueError(
-                f"SOCConv2d supports stride=1 only; got stride={stride!r}. Downsample with "
-                "InvertibleDownsample (pixel unshuffle) followed by a stride-1 SOCConv2d."
-            )
+        check_stride_one("SOCConv2d", stride)
         if isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 0:
             raise ValueError(
                 f"SOCConv2d needs an odd kernel_size (the skew-symmetric construction W - W* needs a "
