@@ -146,7 +146,7 @@ def bjorck_orthonormalize(
 
 
 def _iterations_to_tol(err: float, tol: float, beta: float, check_every: int) -> int:
-    """Iterations until the next convergence check, predicted from the current Gram error.
+    r"""Iterations until the next convergence check, predicted from the current Gram error.
 
     For the classical step (``beta = 0.5``) and singular values :math:`1 - d` the iteration maps
     :math:`d \mapsto \tfrac32 d^2`, so the Gram error :math:`e \approx 2d` becomes about

@@ -15,6 +15,14 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 _CUDA = torch.cuda.is_available()
+if _CUDA:
+    # The tests check mathematical properties (orthogonality to 1e-4, certificates against
+    # Jacobians): IEEE float32 on the GPU too, not cuDNN's default TF32 convolutions.
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
 
 @pytest.fixture(autouse=True)

@@ -67,3 +67,56 @@ def test_bf16_mixed_trains_in_bf16_and_certifies_float32_weights() -> None:
     assert iv.estimate == pytest.approx(res.estimate, abs=1e-6, rel=0)
     assert iv.estimate / cert == pytest.approx(res.lower_bound, abs=1e-6, rel=0)
     assert res.empirical_lipschitz is not None and res.empirical_lipschitz <= cert * (1 + 1e-6)
+
+
+def _tf32_settings() -> tuple:
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
+        return (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9 settings API")
+def test_heldout_evaluation_switches_tf32_off_and_restores_the_users_setting() -> None:
+    """cuDNN's default TF32 convolutions err by ~1e-3 per layer (seen on an H100: a BCOP layer's
+    computed Jacobian had singular values 0.9997-1.0003); evaluation must run in IEEE float32
+    and leave the user's training setting as it was, also when evaluation raises."""
+    from wdist.system import ieee_float32
+
+    before = _tf32_settings()
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    try:
+        with ieee_float32():
+            assert _tf32_settings() == ("ieee", "ieee")
+        assert _tf32_settings() == ("tf32", "tf32")
+        with pytest.raises(RuntimeError, match="boom"):
+            with ieee_float32():
+                raise RuntimeError("boom")
+        assert _tf32_settings() == ("tf32", "tf32")
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9 settings API")
+def test_cuda_heldout_values_match_float64_with_tf32_enabled_for_training() -> None:
+    """With TF32 switched on (as a user might for training speed), the values computed inside
+    ``ieee_float32`` still match a float64 evaluation of the same critic to float32 accuracy."""
+    from wdist.system import ieee_float32
+
+    critic = critics.build("bcop-dcgan", (3, 16, 16), width=0.25).cuda().eval()
+    x = torch.rand(64, 3, 16, 16, device="cuda") * 2 - 1
+    ref = critics.build("bcop-dcgan", (3, 16, 16), width=0.25).double().cuda().eval()
+    ref.load_state_dict(critic.state_dict())
+    before = _tf32_settings()
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    try:
+        with torch.no_grad(), ieee_float32():
+            got = critic(x).double()
+        with torch.no_grad():
+            want = ref(x.double())
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = before
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-5

@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 import critics
 from wdist.stats import mean_difference_interval
 
-__all__ = ["CriticSystem", "NonFiniteLossError", "AtomicCheckpointIO", "StepCheckpoint", "HELDOUT_KEYS"]
+__all__ = ["CriticSystem", "NonFiniteLossError", "AtomicCheckpointIO", "StepCheckpoint", "HELDOUT_KEYS", "ieee_float32"]
 
 # the held-out statistics are computed from values gathered over every process, so they are
 # identical on all ranks: Lightning's advice to reduce them with sync_dist does not apply
@@ -115,12 +115,45 @@ def _validation_follows(trainer: pl.Trainer) -> bool:
         return isinstance(every, int) and every > 0 and trainer.global_step % every == 0
 
 
-def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast switched off: held-out values come from the float32 weights that are certified."""
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """float32 matrix products and convolutions in IEEE float32 inside (no TF32), restored after.
+
+    On Ampere and later GPUs cuDNN convolutions default to TF32 (10-bit mantissa): a relative
+    error near 1e-3 per layer, as large as the certificate's own tolerance. The held-out values
+    must be the certified function evaluated to float32 accuracy, so evaluation switches TF32
+    off (training keeps the user's setting). Uses torch's ``fp32_precision`` settings where they
+    exist (torch >= 2.9), else the legacy ``allow_tf32`` flags; no effect on the CPU.
+    """
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
+        knobs = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
+        saved = [k.fp32_precision for k in knobs]
+        try:
+            for k in knobs:
+                k.fp32_precision = "ieee"
+            yield
+        finally:
+            for k, v in zip(knobs, saved):
+                k.fp32_precision = v
+    else:  # pragma: no cover - torch < 2.9
+        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def _full_precision(device: torch.device) -> Iterator[None]:
+    """Autocast off and TF32 off: held-out values come from the float32 weights that are certified,
+    computed in IEEE float32."""
     try:
-        return torch.autocast(device_type=device.type, enabled=False)
+        no_autocast: contextlib.AbstractContextManager = torch.autocast(device_type=device.type, enabled=False)
     except (RuntimeError, ValueError):  # a device type autocast does not know
-        return contextlib.nullcontext()
+        no_autocast = contextlib.nullcontext()
+    with no_autocast, ieee_float32():
+        yield
 
 
 class CriticSystem(pl.LightningModule):
@@ -279,6 +312,7 @@ class CriticSystem(pl.LightningModule):
         idx, bp, bq = batch
         # under mixed precision training runs in reduced precision; the held-out values must come
         # from the very weights the certificate is computed on, so evaluation runs without autocast
+        # and without TF32 (see ieee_float32)
         with _full_precision(self.device):
             xp = self._decode(bp, self.p_decoder)
             xq = self._decode(bq, self.q_decoder)

@@ -61,11 +61,11 @@ def conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode
 
     .. math::
 
-        \|\mathcal{C}_K\|_2 = \max_{u, v} \sigma_{\max}ig(\hat K(u, v)ig), \qquad
+        \|\mathcal{C}_K\|_2 = \max_{u, v} \sigma_{\max}\big(\hat K(u, v)\big), \qquad
         \sigma_{\max}(\hat K)^2 = \lambda_{\max}(\hat K^{H} \hat K)
 
-    over the :math:`n_h 	imes n_w` grid for circular padding (exact, whatever the shift of an
-    asymmetric padding), over the :math:`(n_h + k - 1) 	imes (n_w + k - 1)` grid for zero
+    over the :math:`n_h \times n_w` grid for circular padding (exact, whatever the shift of an
+    asymmetric padding), over the :math:`(n_h + k - 1) \times (n_w + k - 1)` grid for zero
     padding (an upper bound: the zero-padded convolution is a restriction of that circular
     one). The same quantity as :func:`critics.certificates.conv2d_lipschitz_bound`, computed
     faster: a real kernel has :math:`\hat K(-\omega) = \overline{\hat K(\omega)}`, so half the
