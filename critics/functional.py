@@ -6,6 +6,8 @@ can orthonormalise all of its matrices in one call per step.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -41,19 +43,35 @@ def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
     (...,) tensor
         Upper bounds :math:`\ge \sigma_{\max}`, in the units of ``w``. Differentiable.
     """
+    tiny = torch.finfo(w.dtype).tiny
+    # W / max|W_ij| first: the Gram matrix of a very large (small) W would overflow (underflow to
+    # zero, and a zero bound is no bound); sigma_max scales linearly, so the factor is put back.
+    peak = w.detach().abs().amax(dim=(-2, -1)).clamp_min(tiny)
+    w = w / peak[..., None, None]
     if w.shape[-2] < w.shape[-1]:
         g = w @ w.mT
     else:
         g = w.mT @ w
-    # log of the accumulated rescaling, so that large or tiny norms neither overflow nor underflow
-    log_scale = torch.zeros(w.shape[:-2], dtype=w.dtype, device=w.device)
-    for t in range(gram_iters):
-        f = torch.linalg.matrix_norm(g).clamp_min(torch.finfo(w.dtype).tiny)
+    # Each G_t is rescaled to unit Frobenius norm before squaring (no overflow or underflow in
+    # the squarings); the log of the accumulated scale is summed once at the end (four ops per
+    # squaring: few kernel launches on a GPU, where this runs at every step).
+    norms = []
+    for _ in range(gram_iters):
+        f = torch.linalg.matrix_norm(g).clamp_min(tiny)
+        norms.append(f)
         g = g / f[..., None, None]
-        log_scale = log_scale + torch.log(f) / (2 ** (t + 1))
         g = g @ g
-    f = torch.linalg.matrix_norm(g).clamp_min(torch.finfo(w.dtype).tiny)
-    return torch.exp(log_scale + torch.log(f) / (2 ** (gram_iters + 1)))
+    norms.append(torch.linalg.matrix_norm(g).clamp_min(tiny))
+    # sigma_max(W) <= prod_t f_t^(1 / 2^(t+1)) * f_last^(1 / 2^(gram_iters+1))
+    exponents = _gram_exponents(gram_iters, w.dtype, w.device)
+    return peak * torch.exp((torch.log(torch.stack(norms, dim=-1)) * exponents).sum(dim=-1))
+
+
+@functools.lru_cache(maxsize=64)
+def _gram_exponents(gram_iters: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``[2^-1, ..., 2^-gram_iters, 2^-(gram_iters+1)]`` (cached: no host-to-device copy per call)."""
+    powers = [0.5 ** (t + 1) for t in range(gram_iters)] + [0.5 ** (gram_iters + 1)]
+    return torch.tensor(powers, dtype=dtype, device=device)
 
 
 def orthogonality_error(w: Tensor) -> Tensor:
@@ -131,17 +149,20 @@ def bjorck_orthonormalize(
     with torch.no_grad():
         scale = spectral_norm_upper_bound(x, gram_iters)
     x = x / scale[..., None, None].clamp_min(torch.finfo(x.dtype).tiny)
+    batch_shape = x.shape[:-2]
+    x = x.reshape(-1, *x.shape[-2:])  # (B, m, n): one fused baddbmm per step below
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
     next_check = 0
     for k in range(iters):
-        g = x.mT @ x
+        g = torch.bmm(x.mT, x)
         if tol is not None and k >= next_check:
             with torch.no_grad():
                 err = float((g - eye).abs().amax())
             if err < tol:
                 break
             next_check = k + _iterations_to_tol(err, tol, beta, check_every)
-        x = (1.0 + beta) * x - beta * (x @ g)
+        x = torch.baddbmm(x, x, g, beta=1.0 + beta, alpha=-beta)  # (1 + b) X - b X X^T X
+    x = x.reshape(*batch_shape, *x.shape[-2:])
     return x.mT if wide else x
 
 

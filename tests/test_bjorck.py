@@ -175,3 +175,27 @@ def test_remove_on_a_deep_copy_leaves_the_original_working() -> None:
     with torch.no_grad():
         torch.testing.assert_close(layer(x), twin(x), rtol=0, atol=1e-6)
     assert parametrize.is_parametrized(layer)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1.0, 0.0])
+def test_spectral_norm_upper_bound_holds_at_extreme_scales_in_float32(scale: float) -> None:
+    """The Gram-iteration bound stays a bound (>= sigma_max, and tight) where W^T W would
+    overflow or underflow in float32: W is pre-scaled by its largest entry."""
+    from critics.functional import spectral_norm_upper_bound
+
+    w = torch.randn(5, 16, 40) * scale
+    bound = spectral_norm_upper_bound(w, gram_iters=6).double()
+    exact = torch.linalg.matrix_norm(w.double(), ord=2)
+    assert torch.isfinite(bound).all()
+    assert (bound >= exact * (1 - 1e-6)).all()
+    assert (bound <= exact * 1.02 + 1e-300).all()
+
+
+def test_spectral_norm_upper_bound_gradient_is_the_top_singular_pair() -> None:
+    """Differentiable: with enough squarings its gradient is u_1 v_1^T (the gradient of sigma_max)."""
+    from critics.functional import spectral_norm_upper_bound
+
+    w = torch.randn(16, 40, dtype=torch.float64, requires_grad=True)
+    spectral_norm_upper_bound(w, gram_iters=10).backward()
+    u, _, vh = torch.linalg.svd(w.detach())
+    assert torch.allclose(w.grad, torch.outer(u[:, 0], vh[0]), atol=1e-6)
