@@ -15,6 +15,7 @@ __all__ = [
     "spectral_norm_upper_bound",
     "bjorck_orthonormalize",
     "orthogonality_error",
+    "bjorck_iterations_needed",
 ]
 
 
@@ -131,6 +132,20 @@ def bjorck_orthonormalize(
        orthogonal matrix", SIAM J. Numer. Anal. 8 (1971).
     .. [2] Anil, Lucas & Grosse, "Sorting out Lipschitz function approximation", ICML 2019.
     """
+    return _bjorck(w, iters, tol, check_every, beta, gram_iters)[0]
+
+
+def bjorck_iterations_needed(w: Tensor, tol: float, max_iters: int = 30, beta: float = 0.5, gram_iters: int = 3) -> int:
+    r"""Björck iterations :func:`bjorck_orthonormalize` needs to bring every matrix of ``w`` to
+    :math:`\max_{ij} |W^\top W - I|_{ij} < tol` (testing after every iteration; ``max_iters``
+    if it never does). No gradient; one device synchronisation per iteration. Used to size a
+    fixed-iteration build (a CUDA graph cannot hold the convergence test)."""
+    with torch.no_grad():
+        return _bjorck(w.detach(), max_iters, tol, 1, beta, gram_iters)[1]
+
+
+def _bjorck(w: Tensor, iters: int, tol: float | None, check_every: int, beta: float, gram_iters: int) -> tuple[Tensor, int]:
+    """:func:`bjorck_orthonormalize`, also returning the number of iterations run."""
     if w.ndim < 2:
         raise ValueError(f"bjorck_orthonormalize expects matrices (..., m, n); got shape {tuple(w.shape)}")
     if iters < 0 or check_every < 1:
@@ -139,11 +154,11 @@ def bjorck_orthonormalize(
         # Orthogonality to 1e-5 needs float32 at least: never iterate in half precision, even
         # under mixed-precision autocast (the certificate is computed on this float32 result).
         with torch.autocast(device_type=w.device.type, enabled=False):
-            return bjorck_orthonormalize(w.float(), iters, tol, check_every, beta, gram_iters)
+            return _bjorck(w.float(), iters, tol, check_every, beta, gram_iters)
     wide = w.shape[-2] < w.shape[-1]
     x = w.mT if wide else w  # work on tall matrices: the Gram matrix is the small n x n one
     if x.numel() == 0:
-        return w
+        return w, 0
     # The polar factor is invariant to a positive rescaling, so the scale is a constant for
     # autograd: no backward through the Gram iteration.
     with torch.no_grad():
@@ -153,17 +168,19 @@ def bjorck_orthonormalize(
     x = x.reshape(-1, *x.shape[-2:])  # (B, m, n): one fused baddbmm per step below
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
     next_check = 0
+    done = iters
     for k in range(iters):
         g = torch.bmm(x.mT, x)
         if tol is not None and k >= next_check:
             with torch.no_grad():
                 err = float((g - eye).abs().amax())
             if err < tol:
+                done = k
                 break
-            next_check = k + _iterations_to_tol(err, tol, beta, check_every)
+            next_check = k + (1 if check_every == 1 else _iterations_to_tol(err, tol, beta, check_every))
         x = torch.baddbmm(x, x, g, beta=1.0 + beta, alpha=-beta)  # (1 + b) X - b X X^T X
     x = x.reshape(*batch_shape, *x.shape[-2:])
-    return x.mT if wide else x
+    return (x.mT if wide else x), done
 
 
 def _iterations_to_tol(err: float, tol: float, beta: float, check_every: int) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
-from critics.functional import bjorck_orthonormalize
+from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
 from critics.layers.conv_base import LipschitzConv2d, check_stride_one
 
 __all__ = ["BCOPConv2d", "block_orthogonal_kernel"]
@@ -109,7 +111,10 @@ class BCOPConv2d(LipschitzConv2d):
     -----
     In eval mode the kernel is built once and cached (detached) until a parameter changes or
     ``train()`` is called; in training mode it is rebuilt (differentiably) once per step: the
-    forwards before a backward share it (see :class:`~critics.layers.LipschitzConv2d`).
+    forwards before a backward share it (see :class:`~critics.layers.LipschitzConv2d`). On
+    CUDA, training steps replay a captured CUDA graph of the construction; a graph cannot hold
+    the convergence test, so it runs a fixed number of Björck iterations, two more than the
+    parameters need, re-measured every ``graph_recheck_every`` (50) steps.
     Parameter edits through ``.data`` bypass the version counter and are not noticed; use
     in-place ops under ``torch.no_grad()`` (as optimisers and ``load_state_dict`` do).
 
@@ -140,6 +145,9 @@ class BCOPConv2d(LipschitzConv2d):
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
         self.bjorck_iters = int(bjorck_iters)
         self.bjorck_tol = bjorck_tol
+        self.graph_recheck_every = 50
+        self._graph_iters: int | None = None
+        self._graph_builds = 0
         c = max(self.in_channels, self.out_channels)
         r = max(1, c // 2)
         factory = {"device": device, "dtype": dtype}
@@ -160,18 +168,48 @@ class BCOPConv2d(LipschitzConv2d):
                 self.bias.zero_()
         self.clear_cache()
 
-    def _orthonormalize(self, w: Tensor) -> Tensor:
-        return bjorck_orthonormalize(w, iters=self.bjorck_iters, tol=self.bjorck_tol, gram_iters=5)
+    def _orthonormalize(self, w: Tensor, tol: float | None = None, iters: int | None = None) -> Tensor:
+        return bjorck_orthonormalize(w, iters=self.bjorck_iters if iters is None else iters, tol=tol, gram_iters=5)
 
-    def _build_kernel(self) -> Tensor:
-        dtype = self.ortho_param.dtype
+    def _kernel_from(
+        self, ortho: Tensor, proj: Tensor | None = None, tol: float | None = None, iters: int | None = None
+    ) -> Tensor:
+        """The kernel from the free parameters: Björck until ``tol`` (at most ``bjorck_iters``
+        iterations), or with ``tol=None`` exactly ``iters`` iterations (no host sync)."""
+        dtype = ortho.dtype
         work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        h = self._orthonormalize(self.ortho_param.to(work))
-        if self.proj_param is None:
+        h = self._orthonormalize(ortho.to(work), tol, iters)
+        if proj is None:
             kernel = h[:, :, None, None]
         else:
-            kernel = block_orthogonal_kernel(h, self._orthonormalize(self.proj_param.to(work)))
+            kernel = block_orthogonal_kernel(h, self._orthonormalize(proj.to(work), tol, iters))
         return kernel[: self.out_channels, : self.in_channels].to(dtype)
+
+    def _build_kernel(self) -> Tensor:
+        return self._kernel_from(self.ortho_param, self.proj_param, self.bjorck_tol)
+
+    def graph_iterations(self) -> int:
+        """Björck iterations the current parameters need to reach ``bjorck_tol`` (at most
+        ``bjorck_iters``; all of them when ``bjorck_tol`` is None)."""
+        if self.bjorck_tol is None:
+            return self.bjorck_iters
+        mats = [self.ortho_param] + ([self.proj_param] if self.proj_param is not None else [])
+        work = [m.float() if m.dtype in (torch.float16, torch.bfloat16) else m for m in mats]
+        return max(bjorck_iterations_needed(m, self.bjorck_tol, self.bjorck_iters, gram_iters=5) for m in work)
+
+    def _graph_build(self) -> tuple:
+        # A CUDA graph cannot hold the convergence test (a host sync deciding the loop), so it
+        # runs a fixed number of iterations: two more than the parameters need at capture,
+        # re-measured every `graph_recheck_every` builds and recaptured once the margin is gone
+        # (each iteration squares the error, so one spare iteration is ample between checks).
+        self._graph_builds += 1
+        if self._graph_iters is None or self._graph_builds % self.graph_recheck_every == 0:
+            needed = self.graph_iterations()
+            if self._graph_iters is None or needed >= self._graph_iters:
+                self._graph_iters = min(self.bjorck_iters, needed + 2)
+        params = (self.ortho_param,) if self.proj_param is None else (self.ortho_param, self.proj_param)
+        build = functools.partial(self._kernel_from, tol=None, iters=self._graph_iters)
+        return build, params, ("bcop", self._graph_iters, self.in_channels, self.out_channels)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}, bjorck_tol={self.bjorck_tol}"

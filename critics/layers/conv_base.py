@@ -12,6 +12,10 @@ class
   every parameter and buffer, so an optimiser step, ``load_state_dict``, ``.to()`` or
   ``train()`` invalidates it; in training mode the differentiable kernel is shared by the
   forwards of one step (e.g. the critic on P and on Q) until a backward passes through it;
+* on CUDA, in training mode, builds the kernel by replaying a CUDA graph of its construction
+  (forward and backward) where the subclass offers a synchronisation-free build
+  (:meth:`LipschitzConv2d._graph_build`): the construction is hundreds of tiny kernels, and
+  launching them one by one from Python costs several milliseconds per layer and step;
 * certifies the layer from the kernel actually used (:meth:`lipschitz_bound`).
 
 It also holds :func:`reshaped_kernel_norm_bound`, an input-size-independent guaranteed bound on
@@ -21,7 +25,8 @@ the norm of a convolution, cheap enough to run at every training step.
 from __future__ import annotations
 
 import math
-from typing import Callable
+import warnings
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +34,7 @@ from torch import Tensor, nn
 
 from critics.functional import spectral_norm_upper_bound
 
-__all__ = ["LipschitzConv2d", "conv_operator_norm", "reshaped_kernel_norm_bound", "check_channels", "same_padding"]
+__all__ = ["LipschitzConv2d", "GraphedBuild", "conv_operator_norm", "reshaped_kernel_norm_bound", "check_channels", "same_padding"]
 
 PADDING_MODES = ("zeros", "circular")
 
@@ -170,6 +175,81 @@ def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -
     return y.index_add_(2, row_idx, rows).index_add_(3, col_idx, cols)
 
 
+class GraphedBuild:
+    r"""CUDA graphs of ``fn(*params)`` and of its backward, replayed as one autograd node.
+
+    Capture (after warm-up on a side stream): the forward graph computes ``fn`` on the
+    parameters' own memory (so in-place optimiser updates are seen without copies); the backward
+    graph maps a static output gradient to the parameter gradients. Each call replays the
+    forward graph and returns a copy of its output; its backward copies the incoming gradient
+    in, replays the backward graph and returns copies of the parameter gradients (so that
+    accumulation into ``.grad`` never aliases the graph's static buffers). The static
+    intermediates belong to the latest replay, so a backward must follow its own forward
+    before the next one (one kernel build per step, as :class:`LipschitzConv2d` does); an
+    out-of-order backward raises rather than return wrong gradients.
+    """
+
+    def __init__(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int = 3) -> None:
+        self.params = params
+        self.trainable = [i for i, t in enumerate(params) if t.requires_grad]
+        if not self.trainable:
+            raise ValueError("no parameter requires a gradient: nothing to capture a backward for")
+        wrt = [params[i] for i in self.trainable]
+        device = params[0].device
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                out = fn(*params)
+                torch.autograd.grad(out, wrt, torch.ones_like(out), allow_unused=True)
+        torch.cuda.current_stream(device).wait_stream(side)
+        del out
+        torch.cuda.synchronize(device)
+        self.forward_graph = torch.cuda.CUDAGraph()
+        self.backward_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.forward_graph):
+            self.output = fn(*params)
+        self.output_grad = torch.zeros_like(self.output)
+        with torch.cuda.graph(self.backward_graph, pool=self.forward_graph.pool()):
+            self.param_grads = torch.autograd.grad(self.output, wrt, self.output_grad, allow_unused=True)
+        self.output = self.output.detach()
+        self.replays = 0
+
+    def __call__(self) -> Tensor:
+        return _ReplayBuild.apply(self, *self.params)
+
+
+class _ReplayBuild(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, graphed: GraphedBuild, *params: Tensor) -> Tensor:
+        graphed.forward_graph.replay()
+        graphed.replays += 1
+        ctx.graphed, ctx.replay = graphed, graphed.replays
+        return graphed.output.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        graphed: GraphedBuild = ctx.graphed
+        if ctx.replay != graphed.replays:
+            raise RuntimeError(
+                "backward through a CUDA-graphed kernel build after a later build of the same layer: "
+                "its saved intermediates were overwritten. Run each backward before the next forward "
+                "that rebuilds the kernel, or set layer.cuda_graphs = False for this layer."
+            )
+        graphed.output_grad.copy_(grad)
+        graphed.backward_graph.replay()
+        grads: list[Tensor | None] = [None] * len(graphed.params)
+        for i, g in zip(graphed.trainable, graphed.param_grads):
+            grads[i] = g.clone() if g is not None else None
+        return (None, *grads)
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
 class LipschitzConv2d(nn.Module):
     r"""Base class: stride-1 "same" convolution with a kernel built from free parameters.
 
@@ -185,9 +265,18 @@ class LipschitzConv2d(nn.Module):
         than before).
     bias : bool
         Learnable per-channel bias (does not change the Lipschitz constant).
+
+    Attributes
+    ----------
+    cuda_graphs : bool
+        Replay a captured CUDA graph of the kernel construction in CUDA training steps (default
+        True; set False on an instance to build eagerly). The graph reads the parameters'
+        memory, so optimiser steps are seen; it is recaptured if a parameter is moved or
+        replaced. A failed capture warns once and falls back to the eager build.
     """
 
     padding_modes: tuple[str, ...] = PADDING_MODES
+    cuda_graphs: bool = True
 
     def __init__(
         self,
@@ -216,11 +305,25 @@ class LipschitzConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.out_channels, **factory)) if bias else None
         self._cached_kernel: Tensor | None = None
         self._cache_key: tuple | None = None
+        self._graph: tuple[tuple, GraphedBuild] | None = None
 
     # -- to be provided by subclasses ---------------------------------------------------------
     def _build_kernel(self) -> Tensor:
         """The (out_channels, in_channels, k, k) kernel, differentiable in the parameters."""
         raise NotImplementedError
+
+    def _graph_build(self) -> tuple[Callable[..., Tensor], tuple[Tensor, ...], tuple] | None:
+        """``(fn, params, settings)`` with ``fn(*params)`` the training-mode kernel computed
+        without host synchronisation or data-dependent control flow (so that it can be captured
+        as a CUDA graph), and ``settings`` the hyperparameters it depends on; ``None`` (the
+        default) where the layer has no such build."""
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state["_graph"] = None  # CUDA graphs are neither copied nor pickled: recaptured on use
+        return state
 
     # -- kernel and cache ---------------------------------------------------------------------
     def _state_key(self) -> tuple:
@@ -259,7 +362,9 @@ class LipschitzConv2d(nn.Module):
             with torch.autocast(device_type=device_type, enabled=False):
                 return self._cached(build)
         if grad:
-            value = build()
+            value = self._graphed_build() if build == self._build_kernel else None
+            if value is None:
+                value = build()
             if value.requires_grad:
                 value.register_hook(self._drop_cache_hook)
         else:
@@ -267,6 +372,35 @@ class LipschitzConv2d(nn.Module):
                 value = build()
         self._cached_kernel, self._cache_key = value, key
         return value
+
+    def _graphed_build(self) -> Tensor | None:
+        """The kernel from a replayed CUDA graph, or ``None`` where graphs do not apply."""
+        if not self.cuda_graphs:
+            return None
+        spec = self._graph_build()
+        if spec is None:
+            return None
+        fn, params, settings = spec
+        if params[0].device.type != "cuda" or _compiling() or torch.cuda.is_current_stream_capturing():
+            return None
+        if not any(t.requires_grad for t in params):  # frozen layer: nothing to differentiate
+            return None
+        key = (settings, tuple((t.data_ptr(), tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in params))
+        if self._graph is None or self._graph[0] != key:
+            self._graph = None
+            try:
+                graphed = GraphedBuild(fn, params)
+            except Exception as exc:  # an environment where capture fails: build eagerly
+                warnings.warn(
+                    f"{type(self).__name__}: CUDA graph capture of the kernel construction failed "
+                    f"({type(exc).__name__}: {exc}); building the kernel eagerly from now on.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self.cuda_graphs = False
+                return None
+            self._graph = (key, graphed)
+        return self._graph[1]()
 
     def _drop_cache_hook(self, grad: Tensor) -> None:
         self.clear_cache()

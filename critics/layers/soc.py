@@ -154,7 +154,9 @@ class SOCConv2d(LipschitzConv2d):
 
     def _scaled(self) -> tuple[Tensor, Tensor]:
         """(scaled skew kernel, its certified norm bound s <= max_norm)."""
-        w = self.kernel_param
+        return self._scaled_from(self.kernel_param)
+
+    def _scaled_from(self, w: Tensor) -> tuple[Tensor, Tensor]:
         work = torch.float32 if w.dtype in (torch.float16, torch.bfloat16) else w.dtype
         skew = skew_symmetric_kernel(w.to(work))
         # For a skew kernel U(L) is a row permutation of -T(L)^T, so T alone gives the T/U bound;
@@ -163,8 +165,14 @@ class SOCConv2d(LipschitzConv2d):
         factor = torch.clamp(self.max_norm / bound.clamp_min(torch.finfo(work).tiny), max=1.0)
         return skew * factor, bound * factor
 
+    def _scaled_kernel(self, w: Tensor) -> Tensor:
+        return self._scaled_from(w)[0]
+
     def _build_kernel(self) -> Tensor:
         return self._scaled()[0]
+
+    def _graph_build(self) -> tuple:
+        return self._scaled_kernel, (self.kernel_param,), ("soc", self.max_norm)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)

@@ -130,10 +130,14 @@ def _saved_tensor_mb(fn) -> float:
 
 
 def _bcop_orthogonality_error(layer: BCOPConv2d) -> float:
+    """Error reached by the orthonormalisation the layer's training steps run: on CUDA (graph
+    replay) all ``bjorck_iters`` iterations, elsewhere until ``bjorck_tol``."""
+    graphed = layer.cuda_graphs and layer.ortho_param.device.type == "cuda"
+    tol = None if graphed else layer.bjorck_tol
     with torch.no_grad():
-        errs = [orthogonality_error(layer._orthonormalize(layer.ortho_param.float())).max()]
+        errs = [orthogonality_error(layer._orthonormalize(layer.ortho_param.float(), tol)).max()]
         if layer.proj_param is not None:
-            errs.append(orthogonality_error(layer._orthonormalize(layer.proj_param.float())).max())
+            errs.append(orthogonality_error(layer._orthonormalize(layer.proj_param.float(), tol)).max())
     return float(max(errs))
 
 
