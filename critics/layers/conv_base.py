@@ -24,8 +24,10 @@ the norm of a convolution, cheap enough to run at every training step.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -245,6 +247,12 @@ class _ReplayBuild(torch.autograd.Function):
         return (None, *grads)
 
 
+def _drop_cache(layer_ref: "weakref.ref[LipschitzConv2d]", grad: Tensor) -> None:
+    layer = layer_ref()
+    if layer is not None:
+        layer.clear_cache()
+
+
 def _compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
@@ -366,7 +374,9 @@ class LipschitzConv2d(nn.Module):
             if value is None:
                 value = build()
             if value.requires_grad:
-                value.register_hook(self._drop_cache_hook)
+                # weakly: a hook holding the layer would make layer -> kernel -> hook -> layer a
+                # cycle, keeping the layer (and its CUDA-graph memory) alive until a gc pass
+                value.register_hook(functools.partial(_drop_cache, weakref.ref(self)))
         else:
             with torch.no_grad():
                 value = build()
@@ -402,8 +412,6 @@ class LipschitzConv2d(nn.Module):
             self._graph = (key, graphed)
         return self._graph[1]()
 
-    def _drop_cache_hook(self, grad: Tensor) -> None:
-        self.clear_cache()
 
     @property
     def weight(self) -> Tensor:

@@ -11,8 +11,9 @@ every step, as during training), a stride-1 C -> C layer on a (batch, C, n, n) i
 * ``rko``, ``ossn`` the baselines; ``conv`` a plain ``nn.Conv2d``.
 
 Reported: median milliseconds over ``repeats`` steps after 3 warm-up steps, the layers of one
-shape taking turns within each repeat (fairer on shared cores), memory (CUDA: peak allocated MiB during the
-step; CPU: MiB of tensors saved for backward, a proxy, since torch does not track CPU peaks),
+shape taking turns within each repeat (fairer on shared cores), memory (CUDA: peak allocated MiB
+during one step of a freshly built layer alone with the input, its CUDA-graph pool included;
+CPU: MiB of tensors saved for backward, a proxy, since torch does not track CPU peaks),
 the ratio to the plain conv, BCOP's speed-up over the reference, and the orthogonality error
 :math:`\\max \\|Q^\\top Q - I\\|_2` reached by each BCOP variant's orthogonaliser (so the
 comparison is at the same error).
@@ -21,6 +22,7 @@ comparison is at the same error).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import statistics
@@ -131,14 +133,48 @@ def _saved_tensor_mb(fn) -> float:
 
 def _bcop_orthogonality_error(layer: BCOPConv2d) -> float:
     """Error reached by the orthonormalisation the layer's training steps run: on CUDA (graph
-    replay) all ``bjorck_iters`` iterations, elsewhere until ``bjorck_tol``."""
-    graphed = layer.cuda_graphs and layer.ortho_param.device.type == "cuda"
-    tol = None if graphed else layer.bjorck_tol
+    replay) the graph's fixed iteration count, elsewhere Björck until ``bjorck_tol``."""
+    graphed = layer._graph is not None and layer._graph_iters is not None
+    tol, iters = (None, layer._graph_iters) if graphed else (layer.bjorck_tol, None)
     with torch.no_grad():
-        errs = [orthogonality_error(layer._orthonormalize(layer.ortho_param.float(), tol)).max()]
+        errs = [orthogonality_error(layer._orthonormalize(layer.ortho_param.float(), tol, iters)).max()]
         if layer.proj_param is not None:
-            errs.append(orthogonality_error(layer._orthonormalize(layer.proj_param.float(), tol)).max())
+            errs.append(orthogonality_error(layer._orthonormalize(layer.proj_param.float(), tol, iters)).max())
     return float(max(errs))
+
+
+def _build(name: str, c: int, k: int, dev: torch.device, act_dtype: torch.dtype, compile: bool) -> tuple[nn.Module, object] | None:
+    layer = _make(name, c, k)
+    if layer is None:
+        return None
+    layer = layer.to(dev).train()
+    if name == "conv":
+        layer = layer.to(act_dtype)
+    return layer, (torch.compile(layer) if compile else layer)
+
+
+def _cuda_step_memory_mb(name: str, c: int, k: int, x: Tensor, dev: torch.device, act_dtype: torch.dtype, compile: bool) -> float | None:
+    """Peak allocated MiB during one training step of a freshly built layer, alone on the device
+    with the input: parameters, gradients, its CUDA-graph pool (BCOP, SOC) and the step's
+    temporaries."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    made = _build(name, c, k, dev, act_dtype, compile)
+    if made is None:
+        return None
+    layer, fwd = made
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):  # warm-up (and CUDA-graph capture)
+            _step(layer, fwd, x)
+        reset_peak_memory(dev)
+        _step(layer, fwd, x)
+        synchronize(dev)
+    mem = peak_memory_mb(dev)
+    del layer, fwd, made
+    gc.collect()
+    torch.cuda.empty_cache()
+    return mem
 
 
 def _step(layer: nn.Module, fwd: object, x: Tensor) -> None:
@@ -210,29 +246,17 @@ def run_layer_benchmark(
                 x = torch.randn(batch, c, n, n, device=dev, dtype=act_dtype)
                 built: dict[str, tuple[nn.Module, object]] = {}
                 for name in layers:
-                    layer = _make(name, c, k)
-                    if layer is None:
-                        continue
-                    layer = layer.to(dev).train()
-                    if name == "conv":
-                        layer = layer.to(act_dtype)
-                    built[name] = (layer, torch.compile(layer) if compile else layer)
+                    made = _build(name, c, k, dev, act_dtype, compile)
+                    if made is not None:
+                        built[name] = made
                 times = _interleaved_times(built, x, dev, repeats)
                 shape_rows: dict[str, dict] = {}
                 for name, (layer, fwd) in built.items():
-                    reset_peak_memory(dev)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        if dev.type == "cuda":
-                            _step(layer, fwd, x)
-                            synchronize(dev)
-                            mem = peak_memory_mb(dev)
-                        else:
-                            mem = _saved_tensor_mb(lambda: fwd(x))
                     row = {
                         "layer": name, "channels": c, "kernel": k, "size": n, "batch": batch,
                         "device": device, "dtype": dtype, "compile": compile,
-                        "ms": 1e3 * statistics.median(times[name]), "mem_mb": mem,
+                        "ms": 1e3 * statistics.median(times[name]),
+                        "mem_mb": None if dev.type == "cuda" else _saved_tensor_mb(lambda: fwd(x)),
                     }
                     if name == "bcop":
                         row["orth_err"] = _bcop_orthogonality_error(layer)
@@ -242,6 +266,9 @@ def run_layer_benchmark(
                         row["convs"] = layer.train_terms - 1
                     shape_rows[name] = row
                 del built
+                if dev.type == "cuda":  # each layer alone, so no other layer's memory is counted
+                    for name, row in shape_rows.items():
+                        row["mem_mb"] = _cuda_step_memory_mb(name, c, k, x, dev, act_dtype, compile)
                 conv_ms = shape_rows.get("conv", {}).get("ms")
                 for name, row in shape_rows.items():
                     row["vs_conv"] = row["ms"] / conv_ms if conv_ms else None
