@@ -165,7 +165,7 @@ def _cuda_step_memory_mb(name: str, c: int, k: int, x: Tensor, dev: torch.device
     layer, fwd = made
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for _ in range(2):  # warm-up (and CUDA-graph capture)
+        for _ in range(1):  # warm-up (and CUDA-graph capture)
             _step(layer, fwd, x)
         reset_peak_memory(dev)
         _step(layer, fwd, x)
