@@ -141,6 +141,10 @@ def classify(command: str) -> tuple[str, str]:
             return "needs-data", "needs the CIFAR-10 / STL-10 data, a published checkpoint (and GPUs, or nodes)"
         if _option(t, "--train.strategy") == "ddp" and _option(t, "--train.accelerator") == "cpu":
             return "covered", COVERED["tests/test_ddp.py"]
+        if t[1] == "bench" and (_option(t, "--device") == "cuda" or _option(t, "--accelerator") in ("gpu", "cuda")):
+            if torch.cuda.is_available():
+                return "run", ""
+            return "needs-gpu", "a GPU benchmark: without CUDA it must stop with a clear error"
         return "run", ""
     if t[:3] == ["python", "-m", "generators.train_digits"]:
         return "train-digits", "run with --steps 2 into a temporary file"
@@ -153,7 +157,7 @@ def _id(command: str) -> str:
 
 SEGMENTS = _segments()
 WDIST_RUN = [c for c in SEGMENTS if classify(c)[0] == "run"]
-WDIST_FAIL = [c for c in SEGMENTS if classify(c)[0] in ("fails", "needs-data")]
+WDIST_FAIL = [c for c in SEGMENTS if classify(c)[0] in ("fails", "needs-data", "needs-gpu")]
 
 
 def _redirect(tokens: list[str], tmp: Path) -> list[str]:
@@ -261,12 +265,15 @@ def test_wdist_command_needing_files_fails_clearly(command: str, tmp_path: Path,
         root = Path(cfg["p"]["init_args"]["root"])
         if root.exists() and any(root.iterdir()):
             pytest.skip(f"{root} is present, so this would start a real run: {reason}")
-    code = main(tokens[1:] + FAST_ESTIMATE)
-    _, err = capsys.readouterr()
+    fast = FAST_BENCH_BY_NAME[tokens[2]] if kind == "needs-gpu" else FAST_ESTIMATE
+    code = main(tokens[1:] + fast)
+    out, err = capsys.readouterr()
     assert code == 2, f"`{command}` should stop with a usage error (exit 2), got {code}:\n{err}"
     assert "Traceback" not in err
-    msg = err.lower()
-    if kind == "fails":
+    msg = (out + err).lower()
+    if kind == "needs-gpu":
+        assert "no cuda device" in msg, out + err
+    elif kind == "fails":
         assert "cannot resume" in msg and "config.yaml" in msg
     else:
         assert "not found" in msg and ("data/cifar10" in msg or "data/stl10" in msg), err
