@@ -126,6 +126,10 @@ def test_backward_after_a_later_rebuild_raises_instead_of_returning_wrong_gradie
     _ = layer.weight  # a second replay overwrites the first one's intermediates
     with pytest.raises(RuntimeError, match="overwritten"):
         first.sum().backward()
+    again = layer.weight  # (cached: same build) a second backward through one replay
+    again.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="a second time"):
+        again.sum().backward()
 
 
 @pytest.mark.gpu

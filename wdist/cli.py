@@ -115,6 +115,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``wdist`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    from wdist.allocator import keep_freed_memory
+
+    keep_freed_memory()  # CPU steps of BCOP/SOC critics otherwise re-fault freed pages every step
     if not argv or argv[0] not in _COMMANDS:
         if argv and argv[0] in ("-h", "--help"):
             print(__doc__)

@@ -216,6 +216,7 @@ class GraphedBuild:
             self.param_grads = torch.autograd.grad(self.output, wrt, self.output_grad, allow_unused=True)
         self.output = self.output.detach()
         self.replays = 0
+        self.backward_of = 0
 
     def __call__(self) -> Tensor:
         return _ReplayBuild.apply(self, *self.params)
@@ -233,12 +234,13 @@ class _ReplayBuild(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         graphed: GraphedBuild = ctx.graphed
-        if ctx.replay != graphed.replays:
+        if ctx.replay != graphed.replays or graphed.backward_of == ctx.replay:
             raise RuntimeError(
-                "backward through a CUDA-graphed kernel build after a later build of the same layer: "
-                "its saved intermediates were overwritten. Run each backward before the next forward "
-                "that rebuilds the kernel, or set layer.cuda_graphs = False for this layer."
+                "backward through a CUDA-graphed kernel build after a later build of the same layer, "
+                "or a second time: its saved intermediates were overwritten. Run one backward after "
+                "each forward that rebuilds the kernel, or set layer.cuda_graphs = False for this layer."
             )
+        graphed.backward_of = ctx.replay  # the backward replay reuses the forward's buffers
         graphed.output_grad.copy_(grad)
         graphed.backward_graph.replay()
         grads: list[Tensor | None] = [None] * len(graphed.params)
