@@ -192,6 +192,10 @@ class GraphedBuild:
     """
 
     def __init__(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int = 3) -> None:
+        with torch.cuda.device(params[0].device):  # capture on the parameters' GPU, not the current one
+            self._capture(fn, params, warmup)
+
+    def _capture(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int) -> None:
         self.params = params
         self.trainable = [i for i, t in enumerate(params) if t.requires_grad]
         if not self.trainable:
@@ -225,7 +229,8 @@ class GraphedBuild:
 class _ReplayBuild(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, graphed: GraphedBuild, *params: Tensor) -> Tensor:
-        graphed.forward_graph.replay()
+        with torch.cuda.device(params[0].device):
+            graphed.forward_graph.replay()
         graphed.replays += 1
         ctx.graphed, ctx.replay = graphed, graphed.replays
         return graphed.output.clone()
@@ -242,7 +247,8 @@ class _ReplayBuild(torch.autograd.Function):
             )
         graphed.backward_of = ctx.replay  # the backward replay reuses the forward's buffers
         graphed.output_grad.copy_(grad)
-        graphed.backward_graph.replay()
+        with torch.cuda.device(graphed.output_grad.device):
+            graphed.backward_graph.replay()
         grads: list[Tensor | None] = [None] * len(graphed.params)
         for i, g in zip(graphed.trainable, graphed.param_grads):
             grads[i] = g.clone() if g is not None else None
