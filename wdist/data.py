@@ -45,13 +45,14 @@ def _check_finite(x: Tensor, what: str) -> None:
         raise SourceError(f"{what} contains {bad} NaN or Inf value(s); every sample must be finite.")
 
 
-def batch_seed(seed: int, rank: int, index: int) -> int:
+def batch_seed(seed: int, rank: int, index: int, salt: int = 0x7D157) -> int:
     """The seed of training batch ``index`` on process ``rank``: distinct for every triple.
 
     Mixed by NumPy's ``SeedSequence`` (a hash) into 63 bits, so neighbouring seeds, ranks and batch
-    indices give unrelated streams (the held-out set is drawn from its own seed, ``seed + 1000003``).
+    indices give unrelated streams (the held-out set is drawn from its own seed, ``seed + 1000003``);
+    ``salt`` separates other per-step streams (the gradient penalty's interpolation weights).
     """
-    words = np.random.SeedSequence([int(seed), int(rank), int(index), 0x7D157]).generate_state(2, np.uint32)
+    words = np.random.SeedSequence([int(seed), int(rank), int(index), int(salt)]).generate_state(2, np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
 
 

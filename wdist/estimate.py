@@ -182,6 +182,7 @@ def build_run(cfg: EstimateConfig):
         confidence=cfg.eval.confidence,
         interval=cfg.eval.interval,
         domain=p.domain,
+        seed=cfg.seed,
     )
     return p, q, exact, method, dm, system
 

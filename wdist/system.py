@@ -24,6 +24,7 @@ from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import Tensor, nn
 
 import critics
+from wdist.data import batch_seed
 from wdist.stats import mean_difference_interval
 
 __all__ = ["CriticSystem", "NonFiniteLossError", "AtomicCheckpointIO", "StepCheckpoint", "HELDOUT_KEYS", "ieee_float32"]
@@ -178,6 +179,9 @@ class CriticSystem(pl.LightningModule):
         See :class:`wdist.config.TrainConfig`.
     confidence, interval
         See :class:`wdist.config.EvalConfig`.
+    domain : (lo, hi) of bounded samples, or None (the a-priori range of Bernstein intervals).
+    seed : the run's seed; the gradient penalty's interpolation weights of step ``i`` on rank
+        ``r`` are drawn from ``batch_seed(seed, r, i)`` (exact resumes).
     """
 
     def __init__(
@@ -198,6 +202,7 @@ class CriticSystem(pl.LightningModule):
         confidence: float = 0.95,
         interval: Literal["normal", "bernstein", "bootstrap"] = "normal",
         domain: Optional[tuple[float, float]] = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         # plain Python types only (the config hands over jsonargparse's float/int subclasses), so
@@ -217,6 +222,7 @@ class CriticSystem(pl.LightningModule):
                 "confidence": float(confidence),
                 "interval": str(interval),
                 "domain": None if domain is None else (float(domain[0]), float(domain[1])),
+                "seed": int(seed),
             }
         )
         self.critic = critic
@@ -277,7 +283,12 @@ class CriticSystem(pl.LightningModule):
 
     def _gradient_penalty(self, xp: Tensor, xq: Tensor) -> Tensor:
         n = min(xp.shape[0], xq.shape[0])
-        t = torch.rand((n,) + (1,) * (xp.ndim - 1), device=xp.device, dtype=xp.dtype)
+        # interpolation weights drawn from (seed, rank, step), like the batches: a resumed run
+        # retraces the uninterrupted one exactly, and no global RNG state is consumed
+        gen = torch.Generator().manual_seed(
+            batch_seed(int(self.hparams.get("seed", 0)), self.global_rank, int(self.global_step), salt=0x6770)
+        )
+        t = torch.rand((n,) + (1,) * (xp.ndim - 1), generator=gen).to(device=xp.device, dtype=xp.dtype)
         x_hat = (t * xp[:n] + (1 - t) * xq[:n]).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
         return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
