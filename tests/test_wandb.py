@@ -122,3 +122,52 @@ def test_comparison_plot_is_logged_as_an_image(tmp_path: Path) -> None:
     assert "image" in str(state["summary"]["comparison"])
     images = list((run_dir / "files" / "media" / "images").glob("comparison_*.png"))
     assert len(images) == 1 and images[0].stat().st_size > 1000
+
+
+CRASHING_CLI = textwrap.dedent(
+    """
+    import sys
+    import pytorch_lightning as pl
+    import wdist.estimate
+    from wdist import cli
+
+    E = sys.modules["wdist.estimate"]
+
+    class Crash(pl.Callback):
+        def on_train_batch_end(self, trainer, *args, **kwargs):
+            if trainer.global_step >= 25:
+                raise RuntimeError("simulated crash")
+
+    _estimate = E.estimate
+    E.estimate = lambda *a, **k: _estimate(*a, **{**k, "callbacks": [Crash()]})
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def test_resumed_run_continues_the_same_wandb_run(tmp_path: Path) -> None:
+    """A crashed run resumed with --resume logs to the same W&B run id (recorded in
+    <out>/wandb_run_id), so its curves continue one run instead of starting a second."""
+    out = tmp_path / "out"
+    script = tmp_path / "crashing_cli.py"
+    script.write_text(CRASHING_CLI)
+    args = [
+        "estimate", "--config", str(TOY), "--out", str(out), "--logger", "wandb", "--quiet",
+        "--train.steps", "40", "--train.eval_every", "20", "--train.checkpoint_every", "10",
+        "--train.batch_size", "64", "--eval.n_eval", "256", "--eval.ot_samples", "0",
+        "--eval.empirical_lipschitz_samples", "0",
+    ]  # fmt: skip
+    env = _keyless_env(tmp_path)
+    crashed = subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode != 0 and "simulated crash" in crashed.stderr, crashed.stderr[-2000:]
+    run_id = (out / "wandb_run_id").read_text().strip()
+    resumed = subprocess.run(
+        [str(WDIST), "estimate", "--resume", str(out), "--quiet"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith("-" + run_id) for r in runs), runs
+    assert (out / "wandb_run_id").read_text().strip() == run_id
+    state = json.loads(_inspect(runs[-1], "--summary", "--json"))
+    assert int(state["summary"]["steps"]) == 40

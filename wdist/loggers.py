@@ -11,6 +11,8 @@ import csv
 import io
 import netrc
 import os
+import secrets
+import string
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -93,7 +95,26 @@ def wandb_api_key_present() -> bool:
     return bool(auth and auth[2])
 
 
-def _wandb_logger(out: Path, project: str, group: Optional[str], name: Optional[str], config: dict, offline: bool) -> Logger:
+WANDB_RUN_ID_FILE = "wandb_run_id"
+
+
+def _wandb_run_id(out: Path, resume: bool) -> str:
+    """The W&B run id of the run in ``out``: read back on resume (so the resumed run continues
+    the same W&B run and its curves), else a new one, recorded in ``out/wandb_run_id``."""
+    path = out / WANDB_RUN_ID_FILE
+    if resume and path.is_file():
+        run_id = path.read_text(encoding="utf-8").strip()
+        if run_id:
+            return run_id
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id format
+    if rank_zero_only.rank == 0:
+        atomic_write_text(path, run_id + "\n")
+    return run_id
+
+
+def _wandb_logger(
+    out: Path, project: str, group: Optional[str], name: Optional[str], config: dict, offline: bool, run_id: str
+) -> Logger:
     from pytorch_lightning.loggers import WandbLogger
     import wandb
 
@@ -106,6 +127,8 @@ def _wandb_logger(out: Path, project: str, group: Optional[str], name: Optional[
         offline=offline,
         config=config,
         settings=settings,
+        id=run_id,
+        resume="allow",  # an existing id (a resumed run) continues that W&B run
     )
     _ = logger.experiment  # start the run now, so a failure surfaces here and not mid-training
     return logger
@@ -122,7 +145,8 @@ def make_loggers(
 ) -> list[Logger]:
     """``[CSVLogger]`` writing ``out/metrics.csv``, plus a WandbLogger when ``kind == 'wandb'``.
 
-    ``resume``: continue the ``metrics.csv`` of an interrupted run in ``out`` instead of replacing it.
+    ``resume``: continue the ``metrics.csv`` of an interrupted run in ``out`` instead of replacing
+    it, and the W&B run whose id ``out/wandb_run_id`` holds (same id: one run, one set of curves).
     """
     csv_cls = ResumableCSVLogger if resume else CSVLogger
     loggers: list[Logger] = [csv_cls(save_dir=str(out), name="", version="")]
@@ -138,14 +162,15 @@ def make_loggers(
         )
     if offline:
         os.environ["WANDB_MODE"] = "offline"
+    run_id = _wandb_run_id(out, resume)
     try:
-        loggers.append(_wandb_logger(out, project, group, name, config or {}, offline))
+        loggers.append(_wandb_logger(out, project, group, name, config or {}, offline, run_id))
     except Exception as err:  # network down, service refusing: keep the run going offline
         if offline:
             raise
         print(f"W&B: could not reach the service ({err}); logging offline to {out / 'wandb'}.", file=sys.stderr)
         os.environ["WANDB_MODE"] = "offline"
-        loggers.append(_wandb_logger(out, project, group, name, config or {}, True))
+        loggers.append(_wandb_logger(out, project, group, name, config or {}, True, run_id))
     return loggers
 
 
