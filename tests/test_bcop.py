@@ -8,36 +8,12 @@ import pytest
 import torch
 
 from critics.layers import BCOPConv2d
+from layer_helpers import N, jacobian, train_steps
 
 
 KERNELS = [1, 2, 3, 4, 5]
 CHANNELS = [(4, 4), (2, 4), (5, 3)]  # equal, in < out, in > out
 DTYPES = [torch.float32, torch.float64]
-N = 8  # Jacobians on 8 x 8 inputs
-
-
-def jacobian(layer: torch.nn.Module, c: int, n: int = N) -> torch.Tensor:
-    """Exact Jacobian of an affine layer: the identity basis pushed through, minus f(0)."""
-    p = next(layer.parameters())
-    d = c * n * n
-    basis = torch.eye(d, dtype=p.dtype, device=p.device).reshape(d, c, n, n)
-    with torch.no_grad():
-        return (layer(basis) - layer(torch.zeros_like(basis[:1]))).reshape(d, -1).to(torch.float64).mT
-
-
-def train_steps(layer: torch.nn.Module, cin: int, cout: int, steps: int = 3, lr: float = 0.05) -> torch.nn.Module:
-    """A few Adam steps on a random linear objective, away from the initialisation."""
-    p = next(layer.parameters())
-    opt = torch.optim.Adam(layer.parameters(), lr=lr)
-    layer.train()
-    for _ in range(steps):
-        x = torch.randn(2, cin, N, N, dtype=p.dtype, device=p.device)
-        target = torch.randn(2, cout, N, N, dtype=p.dtype, device=p.device)
-        loss = (layer(x) * target).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return layer
 
 
 def rounding(dtype: torch.dtype) -> float:

@@ -10,31 +10,10 @@ from torch import nn
 
 import critics
 from critics.layers import OSSNConv2d, RKOConv2d
+from layer_helpers import N, jacobian, train_steps
 
 
-N = 8
 DTYPES = [torch.float32, torch.float64]
-
-
-def jacobian(layer: nn.Module, c: int, n: int = N) -> torch.Tensor:
-    p = next(layer.parameters())
-    d = c * n * n
-    basis = torch.eye(d, dtype=p.dtype, device=p.device).reshape(d, c, n, n)
-    with torch.no_grad():
-        return (layer(basis) - layer(torch.zeros_like(basis[:1]))).reshape(d, -1).to(torch.float64).mT
-
-
-def train_steps(layer: nn.Module, cin: int, cout: int, steps: int = 3, lr: float = 0.05) -> nn.Module:
-    p = next(layer.parameters())
-    opt = torch.optim.Adam(layer.parameters(), lr=lr)
-    layer.train()
-    for _ in range(steps):
-        x = torch.randn(2, cin, N, N, dtype=p.dtype, device=p.device)
-        loss = (layer(x) * torch.randn(2, cout, N, N, dtype=p.dtype, device=p.device)).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return layer
 
 
 def make(kind: str, cin: int, cout: int, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device) -> nn.Module:

@@ -10,32 +10,11 @@ import torch
 from critics.layers import SOCConv2d
 from critics.layers.conv_base import reshaped_kernel_norm_bound
 from critics.layers.soc import exp_tail_bound
+from layer_helpers import N, jacobian, train_steps
 
 
 KERNELS = [1, 3, 5]  # odd only: even kernels are an error (no centre tap for W - W*)
 DTYPES = [torch.float32, torch.float64]
-N = 8
-
-
-def jacobian(layer: torch.nn.Module, c: int, n: int = N) -> torch.Tensor:
-    p = next(layer.parameters())
-    d = c * n * n
-    basis = torch.eye(d, dtype=p.dtype, device=p.device).reshape(d, c, n, n)
-    with torch.no_grad():
-        return (layer(basis) - layer(torch.zeros_like(basis[:1]))).reshape(d, -1).to(torch.float64).mT
-
-
-def train_steps(layer: torch.nn.Module, cin: int, cout: int, steps: int = 3, lr: float = 0.05) -> torch.nn.Module:
-    p = next(layer.parameters())
-    opt = torch.optim.Adam(layer.parameters(), lr=lr)
-    layer.train()
-    for _ in range(steps):
-        x = torch.randn(2, cin, N, N, dtype=p.dtype, device=p.device)
-        loss = (layer(x) * torch.randn(2, cout, N, N, dtype=p.dtype, device=p.device)).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return layer
 
 
 def rounding(dtype: torch.dtype) -> float:

@@ -1,0 +1,33 @@
+"""Helpers shared by the convolution-layer tests: explicit Jacobians and a few training steps."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+N = 8  # Jacobians on 8 x 8 inputs
+
+
+def jacobian(layer: nn.Module, c: int, n: int = N) -> torch.Tensor:
+    """Exact Jacobian of an affine layer on (c, n, n) inputs: the identity basis pushed through,
+    minus f(0); (out_dim, in_dim), float64."""
+    p = next(layer.parameters())
+    d = c * n * n
+    basis = torch.eye(d, dtype=p.dtype, device=p.device).reshape(d, c, n, n)
+    with torch.no_grad():
+        return (layer(basis) - layer(torch.zeros_like(basis[:1]))).reshape(d, -1).to(torch.float64).mT
+
+
+def train_steps(layer: nn.Module, cin: int, cout: int, steps: int = 3, lr: float = 0.05) -> nn.Module:
+    """A few Adam steps on a random linear objective, so the parameters leave their initialisation."""
+    p = next(layer.parameters())
+    opt = torch.optim.Adam(layer.parameters(), lr=lr)
+    layer.train()
+    for _ in range(steps):
+        x = torch.randn(2, cin, N, N, dtype=p.dtype, device=p.device)
+        target = torch.randn(2, cout, N, N, dtype=p.dtype, device=p.device)
+        loss = (layer(x) * target).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return layer
