@@ -213,13 +213,14 @@ def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str,
     )
 
 
-def _record_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Module, tuple[int, ...]]:
-    shapes: dict[nn.Module, tuple[int, ...]] = {}
+def _record_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Module, list[tuple[int, ...]]]:
+    """Input shape (no batch dim) of every call of every module, in call order."""
+    shapes: dict[nn.Module, list[tuple[int, ...]]] = {}
 
     def hook(mod: nn.Module, args: tuple) -> None:
         # parametrization modules (torch.nn.utils.parametrize) are called with no arguments
         if args and isinstance(args[0], Tensor):
-            shapes.setdefault(mod, tuple(args[0].shape[1:]))
+            shapes.setdefault(mod, []).append(tuple(args[0].shape[1:]))
 
     hooks = [m.register_forward_pre_hook(hook) for m in model.modules()]
     try:
@@ -258,18 +259,32 @@ def certificate_report(model: nn.Module, input_shape: tuple[int, ...] | list[int
     return report
 
 
-def _walk_chain(model: nn.Module, shapes: dict[nn.Module, tuple[int, ...]], report: CertificateReport) -> None:
-    """Append the certificate of every leaf of the (nested) ``nn.Sequential`` chain to ``report``."""
+def _walk_chain(model: nn.Module, shapes: dict[nn.Module, list[tuple[int, ...]]], report: CertificateReport) -> None:
+    """Append the certificate of every leaf of the (nested) ``nn.Sequential`` chain to ``report``.
+
+    A module placed several times in the chain counts once per place (its factor multiplies
+    each time); a subclass of ``nn.Sequential`` with its own ``forward`` (a residual block, say)
+    is refused, since the product rule only holds for the plain chain.
+    """
+    calls = {m: list(v) for m, v in shapes.items()}
 
     def walk(mod: nn.Module, prefix: str) -> None:
         if isinstance(mod, nn.Sequential) and not hasattr(mod, "lipschitz_bound"):
-            for name, child in mod.named_children():
-                walk(child, f"{prefix}.{name}" if prefix else name)
+            if type(mod).forward is not nn.Sequential.forward:
+                raise CertificationError(
+                    f"cannot certify {prefix or 'the model'} ({type(mod).__name__}): a subclass of nn.Sequential "
+                    "with its own forward is not a plain chain, so the product of its layers' bounds need not "
+                    "bound it; give it a lipschitz_bound(input_shape) method or use nn.Sequential"
+                )
+            for name, child in mod._modules.items():  # every place, also of a module placed twice
+                if child is not None:
+                    walk(child, f"{prefix}.{name}" if prefix else name)
             return
-        if mod not in shapes:
+        if not calls.get(mod):
             return  # never called in the forward pass (e.g. an unused branch): contributes nothing
-        kind, bound = _module_bound(mod, shapes[mod])
-        report.layers.append(LayerCertificate(prefix or type(mod).__name__, kind, shapes[mod], bound))
+        shape = calls[mod].pop(0)
+        kind, bound = _module_bound(mod, shape)
+        report.layers.append(LayerCertificate(prefix or type(mod).__name__, kind, shape, bound))
 
     walk(model, "")
 

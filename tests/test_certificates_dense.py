@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import critics
-from critics.certificates import CertificationError, dense_lipschitz_bound
+from critics.certificates import CertificationError, certificate_report, certify, dense_lipschitz_bound
 from critics.layers import BjorckLinear, MaxMin
 
 
@@ -94,3 +94,29 @@ def test_parametrised_layers_certify_in_eval_mode_and_restore_modes() -> None:
     assert [m.training for m in model] == [True, False, True, True]
     sn.eval()
     assert report.layers[2].bound == pytest.approx(dense_lipschitz_bound(sn.weight), rel=1e-12)
+
+
+def test_a_layer_placed_twice_counts_twice() -> None:
+    """Sequential(lin, ReLU, lin) with ||W|| = 2: Lip = 4 (x -> 4x on the positive orthant),
+    so the certificate must be 4, not 2 (one factor per place in the chain)."""
+    lin = nn.Linear(3, 3, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(2 * torch.eye(3, dtype=torch.float64))
+    model = nn.Sequential(lin, nn.ReLU(), lin)
+    report = certificate_report(model, (3,))
+    assert [layer.name for layer in report.layers] == ["0", "1", "2"]
+    assert certify(model, (3,)) == pytest.approx(4.0, rel=1e-12)
+    x = torch.rand(3, dtype=torch.float64)
+    assert _jacobian_sigma_max(model, x) == pytest.approx(4.0, rel=1e-12)
+
+
+def test_sequential_subclass_with_its_own_forward_is_refused() -> None:
+    """A residual block x + seq(x) has Lip up to 2; the product rule would say 1."""
+
+    class Residual(nn.Sequential):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + super().forward(x)
+
+    model = nn.Sequential(Residual(nn.Linear(3, 3), nn.ReLU()), nn.Linear(3, 1))
+    with pytest.raises(CertificationError, match="Residual.*own forward"):
+        certify(model, (3,))
