@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from critics.layers import BCOPConv2d
+from critics.layers import BCOPConv2d, RKOConv2d, SOCConv2d
 from layer_helpers import N, jacobian, train_steps
 
 
@@ -147,3 +147,38 @@ def test_train_mode_kernel_shared_within_a_step(device: torch.device) -> None:
         _ = layer.weight  # a no-grad build must not be reused by a grad-enabled forward
     layer(xq).sum().backward()
     assert layer.ortho_param.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("make", [BCOPConv2d, SOCConv2d, RKOConv2d], ids=["bcop", "soc", "rko"])
+def test_frozen_then_unfrozen_layer_trains_again(make) -> None:
+    """A critic frozen with requires_grad_(False) (a generator step of a GAN loop) and unfrozen
+    again must not keep the kernel built without a graph: its parameters get gradients again."""
+    layer = make(4, 4, 3).train()
+    x = torch.randn(2, 4, N, N)
+    layer.requires_grad_(False)
+    layer(x).sum()
+    layer.requires_grad_(True)
+    layer(x).square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_changing_a_hyperparameter_rebuilds_the_cached_kernel() -> None:
+    """The eval kernel depends on bjorck_iters (BCOP) and max_norm (SOC): changing one on a
+    built layer must not keep the old kernel, and SOC's certificate is of the kernel used."""
+    soc = train_steps(SOCConv2d(4, 4, 3), 4, 4, steps=3, lr=0.5).eval()
+    x = torch.randn(2, 4, N, N)
+    before = soc(x)
+    soc.max_norm = 0.05
+    after = soc(x)
+    assert not torch.allclose(before, after)
+    sv = torch.linalg.svdvals(jacobian(soc, 4))
+    assert sv.max() <= soc.lipschitz_bound((4, N, N)) + 1e-6
+    assert soc.operator_norm_bound((4, N, N)) <= 0.05 * (1 + 1e-5)
+    bcop = BCOPConv2d(4, 4, 3)
+    bcop.proj_param.data.mul_(3.0)  # far from orthonormal: iterations matter
+    bcop.clear_cache()
+    bcop.eval()
+    one = bcop(x)
+    bcop.bjorck_iters, bcop.bjorck_tol = 1, None
+    assert not torch.allclose(bcop(x), one)

@@ -110,3 +110,20 @@ def test_bad_input_errors_name_the_value(cls: type) -> None:
         cls(4, 4, 4, padding_mode="replicate")
     with pytest.raises(ValueError, match="channels 2"):
         cls(4, 4, 3)(torch.randn(1, 2, 8, 8))
+
+
+def test_ossn_one_power_iteration_per_step_shared_by_the_forwards_of_the_step() -> None:
+    """The P and Q forwards of one step use one kernel (one sigma estimate); u advances once per
+    step, not once per forward."""
+    layer = OSSNConv2d(4, 4, 3).train()
+    x = torch.randn(2, 4, N, N)
+    u0 = layer.u.clone()
+    k1 = layer.weight
+    y = layer(x) + layer(x)
+    assert layer.weight is k1
+    assert torch.equal(y, 2 * layer(x))
+    u1 = layer.u.clone()
+    assert not torch.equal(u0, u1)
+    y.sum().backward()  # the backward ends the step; the next forward rebuilds, one more iteration
+    layer(x)
+    assert not torch.equal(layer.u, u1)

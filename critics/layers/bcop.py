@@ -188,6 +188,9 @@ class BCOPConv2d(LipschitzConv2d):
     def _build_kernel(self) -> Tensor:
         return self._kernel_from(self.ortho_param, self.proj_param, self.bjorck_tol)
 
+    def _settings(self) -> tuple:
+        return (self.bjorck_iters, self.bjorck_tol)
+
     def graph_iterations(self) -> int:
         """Björck iterations the current parameters need to reach ``bjorck_tol`` (at most
         ``bjorck_iters``; all of them when ``bjorck_tol`` is None)."""

@@ -342,9 +342,14 @@ class LipschitzConv2d(nn.Module):
         return state
 
     # -- kernel and cache ---------------------------------------------------------------------
+    def _settings(self) -> tuple:
+        """Hyperparameters the kernel depends on (subclasses extend it): part of the cache key,
+        so that changing one on a built layer rebuilds the kernel."""
+        return ()
+
     def _state_key(self) -> tuple:
-        return tuple(
-            (t._version, t.data_ptr(), t.dtype, t.device)
+        return self._settings() + tuple(
+            (t._version, t.data_ptr(), t.dtype, t.device, t.requires_grad)
             for t in (*self.parameters(recurse=False), *self.buffers(recurse=False))
         )
 
@@ -361,7 +366,8 @@ class LipschitzConv2d(nn.Module):
         """``build()``, reused while the parameters, the mode and the grad mode are unchanged.
 
         Eval mode (or no grad): a detached value, kept until a parameter or buffer changes
-        (version counter or storage) or ``train()``/``eval()`` is called. Training mode with
+        (version counter, storage or ``requires_grad``), a hyperparameter changes
+        (:meth:`_settings`) or ``train()``/``eval()`` is called. Training mode with
         grad: the differentiable value is shared by every forward until the next backward
         passes through it (a hook then drops it, as that backward frees its graph) or a
         parameter changes, so calling the critic on P and on Q in one step builds the kernel
@@ -388,7 +394,8 @@ class LipschitzConv2d(nn.Module):
         else:
             with torch.no_grad():
                 value = build()
-        self._cached_kernel, self._cache_key = value, key
+        # the key after the build: a build may advance a buffer (OSSN's power iteration)
+        self._cached_kernel, self._cache_key = value, (self.training, grad, self._state_key())
         return value
 
     def _graphed_build(self) -> Tensor | None:

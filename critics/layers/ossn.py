@@ -90,13 +90,13 @@ class OSSNConv2d(LipschitzConv2d):
             self.u.copy_(F.normalize(t @ v, dim=0))
 
     def _build_kernel(self) -> Tensor:
+        if self.training:
+            # one power iteration per rebuilt kernel, i.e. per training step (as SN-GAN does): the
+            # forwards of one step (P and Q) share the kernel and its sigma estimate
+            self.power_iteration(1)
         t = self._matrix()
         u = self.u.clone().to(t.dtype)  # a later power step must not alter this graph
         v = F.normalize(t.mT @ u, dim=0).detach()
         sigma = u @ (t @ v)
         return self.kernel_param / sigma.clamp_min(torch.finfo(t.dtype).tiny)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            self.power_iteration(1)
-        return super().forward(x)

@@ -85,5 +85,8 @@ class RKOConv2d(LipschitzConv2d):
         k = self.kernel_size
         return (t / k).reshape(self.out_channels, self.in_channels, k, k).to(v.dtype)
 
+    def _settings(self) -> tuple:
+        return (self.bjorck_iters, self.bjorck_tol)
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}"
