@@ -12,9 +12,11 @@ entrypoint's signature before calling it, so a typo is an error that lists what 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 _CRITICS: dict[str, Callable[..., nn.Module]] = {}
@@ -65,9 +67,13 @@ def build(name: str, input_shape: tuple[int, ...] | list[int], **options: Any) -
     is a ``ValueError`` naming it and listing the accepted ones.
     """
     fn = _entrypoint(name)
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or not input_shape
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape)
+    ):
+        raise ValueError(f"input_shape must be a non-empty tuple of positive integers; got {input_shape!r}")
     shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be a non-empty tuple of positive sizes; got {tuple(input_shape)!r}")
     allowed = critic_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -76,4 +82,17 @@ def build(name: str, input_shape: tuple[int, ...] | list[int], **options: Any) -
             f"Accepted options: {', '.join(f'{k}={v!r}' for k, v in allowed.items())}."
         )
     kwargs = {k: v for k, v in options.items() if v is not None}
-    return fn(shape, **kwargs)
+    model = fn(shape, **kwargs)
+    model.register_forward_pre_hook(functools.partial(_check_input_shape, name, shape))
+    return model
+
+
+def _check_input_shape(name: str, shape: tuple[int, ...], module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: a batch of the shape the critic was built for, or an error naming both."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and tuple(x.shape[1:]) != shape:
+        raise ValueError(
+            f"critic {name!r} was built for inputs of shape (N, {', '.join(map(str, shape))}); "
+            f"got a batch of shape {tuple(x.shape)}. Build it with input_shape={shape!r} matching the data "
+            "(channels, height, width for images)."
+        )

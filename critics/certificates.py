@@ -252,7 +252,8 @@ def certificate_report(model: nn.Module, input_shape: tuple[int, ...] | list[int
     model.eval()
     try:
         shapes = _record_input_shapes(model, input_shape)
-        _walk_chain(model, shapes, report)
+        with torch.no_grad():  # weights read as in evaluation (cached where layers cache them)
+            _walk_chain(model, shapes, report)
     finally:
         for m, mode in modes:  # pre-order, so a parent's train() never overrides a child's mode
             m.train(mode)

@@ -182,3 +182,17 @@ def test_changing_a_hyperparameter_rebuilds_the_cached_kernel() -> None:
     one = bcop(x)
     bcop.bjorck_iters, bcop.bjorck_tol = 1, None
     assert not torch.allclose(bcop(x), one)
+
+
+@pytest.mark.parametrize("cls", [BCOPConv2d, RKOConv2d])
+@pytest.mark.parametrize("iters", [0, -1, 2.5, True])
+def test_bjorck_iters_must_be_a_positive_integer(cls, iters) -> None:
+    with pytest.raises(ValueError, match=f"bjorck_iters must be a positive integer; got {iters!r}"):
+        cls(4, 4, 3, bjorck_iters=iters)
+
+
+def test_circular_padding_larger_than_the_input_is_refused_naming_the_sizes() -> None:
+    layer = BCOPConv2d(2, 2, 5)  # pads 2 pixels per side
+    with pytest.raises(ValueError, match=r"circular padding of 2 pixels \(kernel_size=5\).*\(1, 1\)"):
+        layer(torch.zeros(1, 2, 1, 1))
+    assert layer(torch.zeros(1, 2, 2, 2)).shape == (1, 2, 2, 2)

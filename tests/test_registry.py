@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import critics
 import critics.layers
@@ -57,3 +58,17 @@ def test_public_api_resolves() -> None:
     for mod in (critics, critics.layers):
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.__all__ lists {name!r}, which is not defined"
+
+
+def test_a_built_critic_refuses_inputs_of_another_shape_naming_both() -> None:
+    critic = critics.build("bcop-dcgan", (3, 32, 32), width=0.125)
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(N, 3, 32, 32\).*\(2, 1, 32, 32\)"):
+        critic(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        critics.certify(critic, (3, 16, 16))
+
+
+@pytest.mark.parametrize("shape", [(2.5,), ("3",), (), (3, 0, 8)])
+def test_input_shape_must_be_positive_integers(shape) -> None:
+    with pytest.raises(ValueError, match="input_shape must be a non-empty tuple of positive integers"):
+        critics.build("bjorck-mlp", shape)

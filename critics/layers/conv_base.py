@@ -48,6 +48,12 @@ def check_channels(layer: str, in_channels: int, out_channels: int, kernel_size:
             raise ValueError(f"{layer}: {name} must be a positive integer; got {value!r}")
 
 
+def check_iterations(layer: str, bjorck_iters: int) -> None:
+    """Raise ``ValueError`` naming the value unless ``bjorck_iters`` is a positive integer."""
+    if isinstance(bjorck_iters, bool) or not isinstance(bjorck_iters, int) or bjorck_iters < 1:
+        raise ValueError(f"{layer}: bjorck_iters must be a positive integer; got {bjorck_iters!r}")
+
+
 def check_stride_one(layer: str, stride: int) -> None:
     """Raise ``ValueError`` naming the value unless ``stride == 1`` (downsample by pixel unshuffle)."""
     if stride != 1:
@@ -439,6 +445,12 @@ class LipschitzConv2d(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects input (N, {self.in_channels}, H, W); "
                 f"got shape {tuple(x.shape)} (channels {x.shape[1] if x.ndim > 1 else 'missing'})"
+            )
+        if self.padding_mode == "circular" and max(same_padding(self.kernel_size)) > min(x.shape[-2:]):
+            raise ValueError(
+                f"{type(self).__name__}: circular padding of {max(same_padding(self.kernel_size))} pixels "
+                f"(kernel_size={self.kernel_size}) wraps around an input of only {tuple(x.shape[-2:])} pixels; "
+                f"use inputs of at least kernel_size // 2 = {self.kernel_size // 2} pixels per side or padding_mode='zeros'"
             )
 
     def _pad(self, x: Tensor) -> Tensor:

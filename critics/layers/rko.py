@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from critics.functional import bjorck_orthonormalize
-from critics.layers.conv_base import LipschitzConv2d
+from critics.layers.conv_base import LipschitzConv2d, check_iterations
 
 __all__ = ["RKOConv2d"]
 
@@ -64,6 +64,7 @@ class RKOConv2d(LipschitzConv2d):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
+        check_iterations("RKOConv2d", bjorck_iters)
         self.bjorck_iters = int(bjorck_iters)
         self.bjorck_tol = bjorck_tol
         k = self.kernel_size
