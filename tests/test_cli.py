@@ -73,7 +73,9 @@ def test_bad_value_names_allowed_values(capsys: pytest.CaptureFixture) -> None:
     assert_clean_error(code, err, "hinge", "kr", "wgan-gp")
 
 
-@pytest.mark.parametrize("key,value", [("--eval.n_eval", "0"), ("--train.batch_size", "-5"), ("--train.steps", "0")])
+@pytest.mark.parametrize(
+    "key,value", [("--eval.n_eval", "0"), ("--eval.n_eval", "1"), ("--train.batch_size", "-5"), ("--train.steps", "0")]
+)
 def test_non_positive_counts(capsys: pytest.CaptureFixture, key: str, value: str) -> None:
     code, _, err = run(capsys, "estimate", "--config", str(TOY), *FAST, key, value)
     assert_clean_error(code, err, key.lstrip("-"), value)

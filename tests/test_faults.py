@@ -163,3 +163,28 @@ def test_nan_on_one_ddp_process_stops_every_process(nan_module: Path, tmp_path: 
     assert "training step 13 of 40: the loss is NaN/Inf on another process" in proc.stderr
     assert "Traceback" not in proc.stderr
     _assert_kept_checkpoint(out, 10)
+
+
+def test_a_new_run_into_an_old_folder_sets_the_old_result_aside(tmp_path) -> None:
+    """If a second run into the same --out fails after training, the folder must not hold the
+    first run's result.json as if it were the second's: it is renamed previous_result.json."""
+    import json
+
+    from wdist.estimate import estimate as _estimate
+
+    toy = str(Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml")
+    fast = ["--train.eval_every", "10", "--eval.n_eval", "128", "--eval.ot_samples", "0",
+            "--eval.empirical_lipschitz_samples", "0"]  # fmt: skip
+    out = tmp_path / "run"
+    _estimate(toy, ["--train.steps", "20", *fast], out=out, quiet=True)
+    first = json.loads((out / "result.json").read_text())
+
+    class Crash(__import__("pytorch_lightning").Callback):
+        def on_train_batch_end(self, trainer, *args, **kwargs):
+            if trainer.global_step >= 5:
+                raise RuntimeError("simulated crash")
+
+    with pytest.raises(Exception, match="simulated crash"):
+        _estimate(toy, ["--train.steps", "10", *fast], out=out, quiet=True, callbacks=[Crash()])
+    assert not (out / "result.json").exists()
+    assert json.loads((out / "previous_result.json").read_text()) == first

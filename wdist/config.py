@@ -208,6 +208,11 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
             f"Invalid configuration: critic.options has unknown key(s) {', '.join(map(repr, unknown))} for "
             f"critic {cfg.critic.name!r}. Accepted: {', '.join(f'{k} (default {v!r})' for k, v in allowed.items())}."
         )
+    if cfg.eval.n_eval < 2:
+        raise ConfigError(
+            f"Invalid configuration: eval.n_eval must be at least 2 (a confidence interval needs two held-out "
+            f"pairs; thousands are usual); got {cfg.eval.n_eval}."
+        )
     if not 0.0 < cfg.eval.confidence < 1.0:
         raise ConfigError(f"Invalid configuration: eval.confidence must be in (0, 1); got {cfg.eval.confidence}.")
     if cfg.train.eval_every > cfg.train.steps:

@@ -67,6 +67,17 @@ def prepare_output_dir(out: Union[str, os.PathLike]) -> Path:
     return path
 
 
+def _set_aside_previous_result(out: Path) -> None:
+    """A new run into a folder holding an earlier run's result renames that result to
+    ``previous_result.json`` (and its plot), so that a new run failing part-way never leaves the
+    old ``result.json`` beside the new config and metrics, looking like this run's result."""
+    for name in ("result.json", "bound_curve.png"):
+        try:
+            os.replace(out / name, out / f"previous_{name}")
+        except FileNotFoundError:  # none there (or another DDP rank moved it first)
+            pass
+
+
 def _sides(cfg: EstimateConfig) -> tuple[Source, Source, Optional[float], Optional[str]]:
     if cfg.toy is not None:
         return cfg.toy.p, cfg.toy.q, cfg.toy.exact_w1(), cfg.toy.exact_w1_method()
@@ -245,6 +256,8 @@ def estimate(
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     if out_dir is not None:
         prepare_output_dir(out_dir)
+        if ckpt_path is None:
+            _set_aside_previous_result(out_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     p, q, exact, exact_method, dm, system = build_run(cfg)

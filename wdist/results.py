@@ -104,6 +104,15 @@ class Result:
             ("domain", f"shape {tuple(self.shape)}, range {self.domain if self.domain else 'unbounded'}, L2 distance"),
             ("critic", f"{self.critic} ({self.loss} loss, {self.steps} steps, {self.seconds:.1f} s on {self.device})"),
             (bound_label, f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] ({self.ci.get('method')}, n={self.n_eval})"),
+        ]
+        if self.certified and lo is not None:
+            # the point value is an estimate of E_P f - E_Q f (<= W1); it lies above W1 about half
+            # the time when the critic is near optimal, so the guaranteed statement is the CI's end
+            one_sided = 100 * (1 - (1 - conf) / 2)
+            rows.append(
+                ("W1 at least", f"{lo:.4f} with {one_sided:.1f}% confidence (lower end of the CI; the value above is an estimate)")
+            )
+        rows += [
             ("held-out E_P f - E_Q f", f"{self.estimate:.4f} ± {self.stderr:.4f} (stderr){'' if self.certified else '  [NOT a bound: critic not certified 1-Lipschitz]'}"),
             ("Lipschitz certificate", f"{self.lipschitz_certificate:.6f} (certified upper bound on Lip(f))"),
         ]
