@@ -58,3 +58,11 @@ def test_compare_rejects_bad_spec(tmp_path: Path) -> None:
     data["critics"] = [{"label": "a", "nme": "bcop-dcgan"}]
     with pytest.raises(ConfigError, match="nme"):
         compare(data, out=tmp_path)
+    # a misspelt critic or option in a later entry stops the comparison before the first run trains
+    data["critics"] = [{"label": "a", "name": "bcop-dcgan"}, {"label": "b", "name": "sn-mpl"}]
+    with pytest.raises(ConfigError, match=r"critics\[1\] \('b'\)\.name.*sn-mpl"):
+        compare(data, out=tmp_path)
+    data["critics"] = [{"label": "a", "name": "bcop-dcgan"}, {"label": "b", "name": "gp-dcgan", "options": {"widht": 1}}]
+    with pytest.raises(ConfigError, match=r"critics\[1\] \('b'\)\.options.*widht"):
+        compare(data, out=tmp_path)
+    assert not (tmp_path / "a").exists()  # nothing was trained

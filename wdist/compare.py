@@ -25,7 +25,7 @@ import yaml
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeInt, PositiveFloat
 
-from wdist.config import ConfigError, _explain
+from wdist.config import ConfigError, _explain, check_critic
 from wdist.estimate import estimate, prepare_output_dir
 from wdist.plots import plot_comparison
 from wdist.results import Result, atomic_write_text
@@ -78,6 +78,8 @@ def _parse_spec(data: dict) -> CompareSpec:
     labels = [c.label for c in spec.critics]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"Invalid comparison: critic labels must be distinct; got {labels}.")
+    for i, entry in enumerate(spec.critics):  # every entry checked before the first run trains
+        check_critic(entry.name, entry.options, where=f"critics[{i}] ({entry.label!r})")
     return spec
 
 

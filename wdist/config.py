@@ -188,6 +188,21 @@ def _explain(parser: ArgumentParser, message: str) -> str:
     return f"Invalid configuration: {text}.{hint}"
 
 
+def check_critic(name: str, options: dict, where: str = "critic") -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a registered critic and every key of
+    ``options`` is one of its options (``where`` names the config entry in the message)."""
+    try:
+        allowed = critics.critic_options(name)
+    except ValueError as err:
+        raise ConfigError(f"Invalid configuration: {where}.name: {err}") from None
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"Invalid configuration: {where}.options has unknown key(s) {', '.join(map(repr, unknown))} for "
+            f"critic {name!r}. Accepted: {', '.join(f'{k} (default {v!r})' for k, v in allowed.items())}."
+        )
+
+
 def _validate(cfg: EstimateConfig) -> EstimateConfig:
     if cfg.toy is not None and (cfg.p is not None or cfg.q is not None):
         raise ConfigError("Invalid configuration: give either 'toy' or both 'p' and 'q', not both.")
@@ -198,16 +213,7 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
             "('toy: {class_path: ThreeCones}') or two sources ('p: {class_path: Digits}', "
             "'q: {class_path: Generator, init_args: {name: digits/wgan-gp-8}}')."
         )
-    try:
-        allowed = critics.critic_options(cfg.critic.name)
-    except ValueError as err:
-        raise ConfigError(f"Invalid configuration: critic.name: {err}") from None
-    unknown = sorted(set(cfg.critic.options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"Invalid configuration: critic.options has unknown key(s) {', '.join(map(repr, unknown))} for "
-            f"critic {cfg.critic.name!r}. Accepted: {', '.join(f'{k} (default {v!r})' for k, v in allowed.items())}."
-        )
+    check_critic(cfg.critic.name, cfg.critic.options)
     if cfg.eval.n_eval < 2:
         raise ConfigError(
             f"Invalid configuration: eval.n_eval must be at least 2 (a confidence interval needs two held-out "
