@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from wdist.cli import main
@@ -138,3 +139,23 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
 def test_bench_toy_runs(capsys: pytest.CaptureFixture) -> None:
     code, out, _ = run(capsys, "bench", "toy", "--configs", str(TOY), "--critics", "bjorck-mlp", "--steps", "12", "--warmup", "4", "--repeats", "1")
     assert code == 0 and "| translation-2d | bjorck-mlp |" in out and "steps/s" in out
+
+
+def test_bad_critic_option_value_names_the_options(capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(capsys, "estimate", "--config", str(TOY), "--critic.options", "{width: abc}", *FAST)
+    assert_clean_error(code, err, "critic.options", "abc")
+    assert code == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present, so this would run")
+def test_gpu_accelerator_without_a_gpu_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(capsys, "estimate", "--config", str(TOY), "--train.accelerator", "gpu", *FAST)
+    assert_clean_error(code, err, "train.accelerator", "'gpu'")
+    assert code == 2  # a usage error, as the README promises
+
+
+def test_bench_toy_needs_more_steps_than_warmup(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "toy", "--steps", "3", "--warmup", "10"])
+    assert exc.value.code == 2
+    assert "--steps > --warmup" in capsys.readouterr().err

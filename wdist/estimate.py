@@ -174,7 +174,13 @@ def build_run(cfg: EstimateConfig):
     p, q, exact, method = _sides(cfg)
     check_compatible(p, q)
     shape = tuple(p.shape)
-    critic = critics.build(cfg.critic.name, shape, **cfg.critic.options)
+    try:
+        critic = critics.build(cfg.critic.name, shape, **cfg.critic.options)
+    except (ValueError, TypeError) as err:  # a bad option value: name the option block
+        raise ConfigError(
+            f"Invalid configuration: critic {cfg.critic.name!r} could not be built with critic.options="
+            f"{dict(cfg.critic.options)!r} for inputs of shape {shape}: {err}"
+        ) from None
     dm = PairDataModule(p, q, cfg.train.batch_size, cfg.eval.n_eval, cfg.eval.batch_size, cfg.seed)
     system = CriticSystem(
         critic,
@@ -209,6 +215,32 @@ def _config_record(cfg: EstimateConfig, resolved: Optional[dict]) -> dict[str, A
         rec[k] = None if v is None else (asdict(v) if is_dataclass(v) else v.describe())
     rec["seed"] = cfg.seed
     return rec
+
+
+def _trainer(cfg: EstimateConfig, loggers: list, cbs: list, out_dir: Optional[Path], quiet: bool) -> pl.Trainer:
+    """The Lightning Trainer of a run."""
+    from wdist.system import AtomicCheckpointIO
+
+    return pl.Trainer(
+        plugins=[AtomicCheckpointIO()],
+        max_steps=cfg.train.steps,
+        val_check_interval=cfg.train.eval_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        accelerator=cfg.train.accelerator,
+        devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes,
+        strategy=cfg.train.strategy,
+        precision=cfg.train.precision,
+        logger=loggers if loggers else False,
+        callbacks=cbs,
+        enable_checkpointing=bool(out_dir is not None and cfg.train.checkpoint_every),
+        enable_progress_bar=cfg.train.progress_bar and not quiet,
+        enable_model_summary=False,
+        inference_mode=False,
+        log_every_n_steps=max(1, min(50, cfg.train.eval_every)),
+        default_root_dir=str(out_dir) if out_dir is not None else None,
+    )
 
 
 def estimate(
@@ -285,26 +317,15 @@ def estimate(
             )
         if resolved_yaml is not None and ckpt_path is None:
             atomic_write_text(out_dir / "config.yaml", resolved_yaml)
-    trainer = pl.Trainer(
-        plugins=[AtomicCheckpointIO()],
-        max_steps=cfg.train.steps,
-        val_check_interval=cfg.train.eval_every,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        accelerator=cfg.train.accelerator,
-        devices=cfg.train.devices,
-        num_nodes=cfg.train.num_nodes,
-        strategy=cfg.train.strategy,
-        precision=cfg.train.precision,
-        logger=loggers if loggers else False,
-        callbacks=cbs,
-        enable_checkpointing=bool(out_dir is not None and cfg.train.checkpoint_every),
-        enable_progress_bar=cfg.train.progress_bar and not quiet,
-        enable_model_summary=False,
-        inference_mode=False,
-        log_every_n_steps=max(1, min(50, cfg.train.eval_every)),
-        default_root_dir=str(out_dir) if out_dir is not None else None,
-    )
+    try:
+        trainer = _trainer(cfg, loggers, cbs, out_dir, quiet)
+    except Exception as err:  # Lightning refusing the accelerator/devices/strategy/precision
+        t = cfg.train
+        raise ConfigError(
+            f"Invalid configuration: the trainer refused train.accelerator={t.accelerator!r}, "
+            f"train.devices={t.devices!r}, train.num_nodes={t.num_nodes!r}, train.strategy={t.strategy!r}, "
+            f"train.precision={t.precision!r}: {err}"
+        ) from None
     t0 = time.perf_counter()
     trainer.fit(system, datamodule=dm, ckpt_path=ckpt_path)
     if not system.curve or system.curve[-1]["step"] != trainer.global_step or system.last_eval is None:

@@ -98,6 +98,11 @@ def cli(argv: Sequence[str]) -> int:
     ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "cuda"])
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(list(argv))
+    if args.steps <= args.warmup or args.warmup < 0 or args.repeats < 1:
+        ap.error(
+            f"need --steps > --warmup >= 0 and --repeats >= 1 (timed steps are those after the warm-up); "
+            f"got --steps {args.steps}, --warmup {args.warmup}, --repeats {args.repeats}"
+        )
     configs = [Path(c) for c in args.configs] if args.configs else sorted((default_config_path().parent.parent / "toy").glob("*.yaml"))
     rows = run_toy_benchmark(configs, args.critics, args.steps, args.warmup, args.repeats, "gpu" if args.accelerator == "cuda" else args.accelerator)
     print(format_table(rows))
