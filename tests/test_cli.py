@@ -159,3 +159,10 @@ def test_bench_toy_needs_more_steps_than_warmup(capsys: pytest.CaptureFixture) -
         main(["bench", "toy", "--steps", "3", "--warmup", "10"])
     assert exc.value.code == 2
     assert "--steps > --warmup" in capsys.readouterr().err
+
+
+def test_exact_ot_too_large_for_memory_is_refused_before_training(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "estimate", "--config", str(TOY), *FAST, "--eval.ot_samples", "100000000", "--out", str(tmp_path / "r"))
+    assert_clean_error(code, err, "eval.ot_samples=100000000", "GiB")
+    assert code == 2
+    assert not (tmp_path / "r" / "metrics.csv").exists()  # nothing trained

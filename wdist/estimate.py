@@ -67,6 +67,19 @@ def prepare_output_dir(out: Union[str, os.PathLike]) -> Path:
     return path
 
 
+def _check_ot_fits(ot_samples: int) -> None:
+    """Refuse, before any training, an exact-OT reference too large for this machine's memory."""
+    from wdist.ot import max_exact_samples
+
+    largest = max_exact_samples()
+    if ot_samples and largest is not None and ot_samples > largest:
+        raise ConfigError(
+            f"Invalid configuration: eval.ot_samples={ot_samples} needs {16 * ot_samples ** 2 / 2**30:.1f} GiB for the "
+            f"exact-OT cost matrix and plan (16 x n^2 bytes), more than half of this machine's available memory; "
+            f"use eval.ot_samples <= {largest} (or 0 to skip the reference)."
+        )
+
+
 def _set_aside_previous_result(out: Path) -> None:
     """A new run into a folder holding an earlier run's result renames that result to
     ``previous_result.json`` (and its plot), so that a new run failing part-way never leaves the
@@ -285,6 +298,7 @@ def estimate(
         config, ckpt_path, out = saved, str(last), (out or rdir)
     _quiet_lightning(quiet)
     cfg, resolved_yaml, resolved = resolve_config(config, overrides)
+    _check_ot_fits(cfg.eval.ot_samples)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     if out_dir is not None:
         prepare_output_dir(out_dir)

@@ -15,6 +15,7 @@ The empirical value is biased upwards as an estimate of W1(P, Q) (by convexity,
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -105,6 +106,13 @@ def _available_memory_bytes() -> Optional[int]:
         return None
 
 
+def max_exact_samples() -> Optional[int]:
+    """The largest n for which :func:`exact_w1` on n x n samples fits in half the available
+    memory (its default limit), or ``None`` when the available memory is unknown."""
+    avail = _available_memory_bytes()
+    return None if avail is None else int(math.isqrt(max(0, avail // 2) // 16))
+
+
 def _gib(b: float) -> str:
     return f"{b / 2**30:.2f} GiB"
 
@@ -164,7 +172,8 @@ def exact_w1(x: ArrayLike, y: ArrayLike, max_cost_bytes: Optional[int] = None) -
         raise OTError(
             f"exact OT between n={n} and m={m} samples needs {needed} bytes ({_gib(needed)}) for the "
             f"dense float64 cost matrix and plan (2 x 8 x n x m), more than {what}. Use fewer samples "
-            "(the cost grows as n x m and the time roughly as n^3), or the sliced approximation."
+            "(the cost grows as n x m and the time roughly as n^3; in a config, lower eval.ot_samples), or "
+            "wdist.ot.sliced_w1 (a lower bound on W1, not W1)."
         )
     a = np.full(n, 1.0 / n)
     b = np.full(m, 1.0 / m)
