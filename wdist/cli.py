@@ -81,7 +81,8 @@ def _cmd_exact(argv: Sequence[str]) -> int:
             ("empirical OT (upper reference)", f"{refs['empirical_ot_w1']:.6f} (exact OT, {refs['empirical_ot_n']} vs {refs['empirical_ot_n']} samples; biased upwards)")
         )
     if refs["empirical_ot_floor"] is not None:
-        rows.append(("empirical OT floor (P vs P)", f"{refs['empirical_ot_floor']:.6f}"))
+        n_floor = refs["empirical_ot_floor_n"]
+        rows.append(("empirical OT floor (P vs P)", f"{refs['empirical_ot_floor']:.6f} (same-distribution sampling bias, {n_floor} vs {n_floor} samples)"))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     if ns.out:

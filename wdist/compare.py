@@ -134,7 +134,7 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
     if ref.empirical_ot_w1 is not None:
         refs.append(f"empirical OT (upper reference, biased up) = {ref.empirical_ot_w1:.4f} on {ref.empirical_ot_n} samples each")
     if ref.empirical_ot_floor is not None:
-        refs.append(f"empirical OT floor (P vs P) = {ref.empirical_ot_floor:.4f}")
+        refs.append(f"empirical OT floor (P vs P) = {ref.empirical_ot_floor:.4f} on {ref.empirical_ot_floor_n} samples each")
     if refs:
         lines += ["", "References: " + "; ".join(refs) + "."]
     return "\n".join(lines)

@@ -75,6 +75,7 @@ class Result:
     domain: Optional[list[float]]
     versions: dict[str, str]
     curve: list[dict[str, float]] = field(default_factory=list)
+    empirical_ot_floor_n: Optional[int] = None
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,7 +129,8 @@ class Result:
                 )
             )
         if self.empirical_ot_floor is not None:
-            rows.append(("empirical OT floor (P vs P)", f"{self.empirical_ot_floor:.4f} (same-distribution sampling bias)"))
+            on = f" on {self.empirical_ot_floor_n} vs {self.empirical_ot_floor_n} samples" if self.empirical_ot_floor_n else ""
+            rows.append(("empirical OT floor (P vs P)", f"{self.empirical_ot_floor:.4f} (same-distribution sampling bias{on})"))
         rows.append(("verdict", self.verdict))
         return rows
 
