@@ -45,6 +45,9 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
         for r in runs:
             assert r["lower_bound"] == pytest.approx(r["estimate"] / r["lipschitz_certificate"])
             assert (out / label / f"seed{r['config']['seed']}" / "result.json").exists()
+    for row in data["rows"]:  # the smallest per-seed lower end, the most conservative statement
+        los = [r["ci95"][0] for r in data["runs"][row["label"]]]
+        assert row["ci95_lo_min"] == min(los) <= row["ci95_lo_mean"]
     gp_row = next(r for r in data["rows"] if r["label"] == "gp")
     assert gp_row["certified"] is False and gp_row["certificate_max"] > 1.001
     assert (out / "comparison.png").stat().st_size > 1000
