@@ -72,3 +72,29 @@ def test_a_built_critic_refuses_inputs_of_another_shape_naming_both() -> None:
 def test_input_shape_must_be_positive_integers(shape) -> None:
     with pytest.raises(ValueError, match="input_shape must be a non-empty tuple of positive integers"):
         critics.build("bjorck-mlp", shape)
+
+
+@pytest.mark.parametrize(
+    "name,options,needle",
+    [
+        ("bjorck-mlp", {"width": 64.7}, "width must be a positive integer; got 64.7"),
+        ("bjorck-mlp", {"depth": 2.9}, "depth must be an integer >= 0; got 2.9"),
+        ("gp-mlp", {"width": "64"}, "width must be a positive integer; got '64'"),
+        ("soc-lipconvnet", {"depth": True}, "depth must be an integer >= 0; got True"),
+        ("bcop-dcgan", {"bjorck_iters": 0}, "bjorck_iters must be a positive integer; got 0"),
+    ],
+)
+def test_integer_options_are_checked_not_truncated(name: str, options: dict, needle: str) -> None:
+    shape = (4,) if name.endswith("mlp") else (3, 16, 16)
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        critics.build(name, shape, **options)
+
+
+def test_groupsort_size_and_padding_multiple_are_integers() -> None:
+    from critics.layers import GroupSort
+    from critics.layers.downsample import PadToMultiple
+
+    with pytest.raises(ValueError, match="group_size must be a positive integer; got 2.7"):
+        GroupSort(2.7)
+    with pytest.raises(ValueError, match="multiple must be a positive integer; got 2.9"):
+        PadToMultiple(2.9)

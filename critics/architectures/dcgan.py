@@ -26,11 +26,10 @@ from typing import Callable
 from torch import nn
 
 from critics._registry import register_critic
-from critics.layers.activations import get_activation
+from critics.layers.activations import checked_activation
 from critics.layers.bcop import BCOPConv2d
 from critics.layers.bjorck import BjorckLinear
 from critics.layers.downsample import PadToMultiple, strided_conv
-from critics.layers.groupsort import GroupSort
 from critics.layers.ossn import OSSNConv2d
 from critics.layers.rko import RKOConv2d
 
@@ -67,16 +66,6 @@ def stage_widths(name: str, width: float, stages: int, base: tuple[int, ...] = B
     return [max(2, 2 * round(b * float(width) / 2)) for b in base[:stages]]
 
 
-def _activation(name: str, activation: str, channels: list[int], allowed: tuple[str, ...]) -> Callable[[], nn.Module]:
-    probe = get_activation(activation)
-    kind = "groupsort" if isinstance(probe, GroupSort) else type(probe).__name__.lower()
-    if kind not in allowed:
-        raise ValueError(f"{name}: activation {activation!r} is not allowed here; accepted: {', '.join(allowed)}")
-    if isinstance(probe, GroupSort) and any(c % probe.group_size for c in channels):
-        raise ValueError(f"{name}: channel widths {channels} are not divisible by the group size of {activation!r}")
-    return lambda: get_activation(activation)
-
-
 def _create_dcgan(
     name: str,
     input_shape: tuple[int, ...],
@@ -90,7 +79,7 @@ def _create_dcgan(
     ``activation`` (one of the ``allowed`` kinds) follows each."""
     plan = stage_plan(name, input_shape)
     widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
-    act = _activation(name, activation, widths, allowed)
+    act = checked_activation(name, activation, allowed, widths)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c = int(input_shape[0])
     for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):

@@ -6,8 +6,10 @@ from collections import OrderedDict
 
 from torch import nn
 
+from critics._checks import check_int
 from critics._registry import register_critic
-from critics.architectures.dcgan import _activation, default_width, stage_plan, stage_widths
+from critics.architectures.dcgan import default_width, stage_plan, stage_widths
+from critics.layers.activations import checked_activation
 from critics.layers.bjorck import BjorckLinear
 from critics.layers.downsample import InvertibleDownsample, PadToMultiple
 from critics.layers.soc import SOCConv2d
@@ -68,11 +70,10 @@ def soc_lipconvnet(
     .. [1] Singla & Feizi, "Skew orthogonal convolutions", ICML 2021, arXiv:2105.11417.
     """
     name = "soc-lipconvnet"
-    if int(depth) < 0:
-        raise ValueError(f"{name}: depth must be a non-negative integer; got {depth!r}")
+    check_int(name, "depth", depth, minimum=0)
     plan = stage_plan(name, input_shape)
     widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
-    act = _activation(name, activation, widths, ("groupsort", "relu"))
+    act = checked_activation(name, activation, ("groupsort", "relu"), widths)
 
     def soc(i: int, o: int) -> SOCConv2d:
         return SOCConv2d(i, o, kernel_size, train_terms=train_terms, eval_terms=eval_terms)

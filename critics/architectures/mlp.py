@@ -12,31 +12,17 @@ import math
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from critics._checks import check_int
 from critics._registry import register_critic
-from critics.layers.activations import get_activation
+from critics.layers.activations import checked_activation
 from critics.layers.bjorck import BjorckLinear
-from critics.layers.groupsort import GroupSort
 
 __all__ = ["bjorck_mlp", "gp_mlp", "sn_mlp"]
 
 
 def _check_sizes(name: str, width: int, depth: int) -> None:
-    if int(width) < 1:
-        raise ValueError(f"{name}: width must be a positive integer; got {width!r}")
-    if int(depth) < 0:
-        raise ValueError(f"{name}: depth must be a non-negative integer; got {depth!r}")
-
-
-def _activation(name: str, activation: str, allowed: tuple[str, ...], width: int) -> nn.Module:
-    act = get_activation(activation)
-    kind = "groupsort" if isinstance(act, GroupSort) else type(act).__name__.lower()
-    if kind not in allowed:
-        raise ValueError(f"{name}: activation {activation!r} is not allowed here; accepted: {', '.join(allowed)}")
-    if isinstance(act, GroupSort) and width % act.group_size:
-        raise ValueError(
-            f"{name}: width {width} is not divisible by the group size {act.group_size} of activation {activation!r}"
-        )
-    return act
+    check_int(name, "width", width)
+    check_int(name, "depth", depth, minimum=0)
 
 
 def _create_mlp(
@@ -50,10 +36,11 @@ def _create_mlp(
 ) -> nn.Sequential:
     """``Flatten -> (linear(d_in, width) -> act) x depth -> linear(., 1)``; ``linear(i, o)`` builds a layer."""
     _check_sizes(name, width, depth)
+    act = checked_activation(name, activation, allowed_activations, [int(width)])
     features = math.prod(int(s) for s in input_shape)
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(int(depth)):
-        layers += [linear(features, int(width)), _activation(name, activation, allowed_activations, int(width))]  # type: ignore[operator]
+        layers += [linear(features, int(width)), act()]  # type: ignore[operator]
         features = int(width)
     layers.append(linear(features, 1))  # type: ignore[operator]
     return nn.Sequential(*layers)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from critics._checks import check_int
 from critics.functional import spectral_norm_upper_bound
 
 __all__ = ["LipschitzConv2d", "GraphedBuild", "conv_operator_norm", "reshaped_kernel_norm_bound", "check_channels", "same_padding"]
@@ -42,16 +43,14 @@ PADDING_MODES = ("zeros", "circular")
 
 
 def check_channels(layer: str, in_channels: int, out_channels: int, kernel_size: int) -> None:
-    """Raise ``ValueError`` naming the value if a channel count or the kernel size is < 1."""
+    """Raise ``ValueError`` naming the value if a channel count or the kernel size is not a positive integer."""
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{layer}: {name} must be a positive integer; got {value!r}")
+        check_int(layer, name, value)
 
 
 def check_iterations(layer: str, bjorck_iters: int) -> None:
     """Raise ``ValueError`` naming the value unless ``bjorck_iters`` is a positive integer."""
-    if isinstance(bjorck_iters, bool) or not isinstance(bjorck_iters, int) or bjorck_iters < 1:
-        raise ValueError(f"{layer}: bjorck_iters must be a positive integer; got {bjorck_iters!r}")
+    check_int(layer, "bjorck_iters", bjorck_iters)
 
 
 def check_stride_one(layer: str, stride: int) -> None:

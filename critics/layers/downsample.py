@@ -8,6 +8,8 @@ from typing import Any, Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from critics._checks import check_int
+
 __all__ = ["InvertibleDownsample", "PadToMultiple", "strided_conv"]
 
 
@@ -79,9 +81,7 @@ class PadToMultiple(nn.Module):
 
     def __init__(self, multiple: int = 2) -> None:
         super().__init__()
-        if int(multiple) < 1:
-            raise ValueError(f"PadToMultiple: multiple must be a positive integer; got {multiple!r}")
-        self.multiple = int(multiple)
+        self.multiple = check_int("PadToMultiple", "multiple", multiple)
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.multiple
@@ -130,8 +130,8 @@ def strided_conv(
     ``nn.Sequential(InvertibleDownsample(stride), conv(stride**2 * in_channels, out_channels,
     ceil(kernel_size / stride)))``.
     """
-    if int(stride) < 1 or int(kernel_size) < 1:
-        raise ValueError(f"strided_conv: kernel_size and stride must be positive; got {kernel_size!r}, {stride!r}")
+    check_int("strided_conv", "kernel_size", kernel_size)
+    check_int("strided_conv", "stride", stride)
     k = max(1, math.ceil(int(kernel_size) / int(stride)))
     return nn.Sequential(
         InvertibleDownsample(int(stride)), conv(int(stride) ** 2 * in_channels, out_channels, k, **conv_kwargs)

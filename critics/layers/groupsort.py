@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from critics._checks import check_int
+
 __all__ = ["GroupSort", "MaxMin"]
 
 
@@ -43,9 +45,7 @@ class GroupSort(nn.Module):
 
     def __init__(self, group_size: int, descending: bool = True) -> None:
         super().__init__()
-        if int(group_size) < 1:
-            raise ValueError(f"group_size must be a positive integer; got {group_size!r}")
-        self.group_size = int(group_size)
+        self.group_size = check_int(type(self).__name__, "group_size", group_size)
         self.descending = bool(descending)
 
     def extra_repr(self) -> str:
