@@ -140,16 +140,21 @@ def conv2d_lipschitz_bound(
     ``padding_mode='circular'`` with stride 1 gives the exact operator norm (FFT over the n x n
     grid). Any other padding (zeros; or a circular layer with stride > 1) uses the (n + k - 1)
     grid for zero padding, and strides only subsample (a coordinate projection), so the result is
-    an upper bound.
+    an upper bound. Computed by :func:`critics.layers.conv_base.conv_operator_norm` (half the
+    frequencies, Gram eigenvalues); :func:`conv2d_frequency_singular_values` is the full-SVD
+    reference it is tested against.
     """
+    from critics.layers.conv_base import conv_operator_norm
+
+    del stride  # subsampling never increases the norm; kept in the signature for clarity
+    return conv_operator_norm(kernel, (int(input_size[0]), int(input_size[1])), padding_mode=padding_mode)
+
+
+def _frequency_grid(kernel: Tensor, input_size: tuple[int, int], padding_mode: str) -> tuple[int, int]:
+    """The grid on which a stride-1 convolution's spectrum is taken (see :func:`conv2d_lipschitz_bound`)."""
     h, w = int(input_size[0]), int(input_size[1])
     kh, kw = kernel.shape[-2:]
-    if padding_mode == "circular":
-        grid = (h, w)
-    else:
-        grid = (h + kh - 1, w + kw - 1)
-    del stride  # subsampling never increases the norm; kept in the signature for clarity
-    return float(conv2d_frequency_singular_values(kernel, grid).max())
+    return (h, w) if padding_mode == "circular" else (h + kh - 1, w + kw - 1)
 
 
 def _kind(module: nn.Module) -> str:
