@@ -166,3 +166,16 @@ def test_exact_ot_too_large_for_memory_is_refused_before_training(capsys: pytest
     assert_clean_error(code, err, "eval.ot_samples=100000000", "GiB")
     assert code == 2
     assert not (tmp_path / "r" / "metrics.csv").exists()  # nothing trained
+
+
+def test_exact_command_states_units_and_writes_them(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    import json
+
+    cfg = ROOT / "configs" / "toy" / "sphere-128d.yaml"
+    code, out, _ = run(capsys, "exact", "--config", str(cfg), "--eval.ot_samples", "50", "--out", str(tmp_path))
+    assert code == 0
+    assert "shape (128,), range unbounded, L2 distance" in out
+    assert "[0] * 128" in out and "0, 0, 0, 0, 0, 0, 0, 0, 0" not in out  # a constant vector, not 128 zeros
+    saved = json.loads((tmp_path / "exact.json").read_text())
+    assert saved["shape"] == [128] and saved["domain"] is None and saved["distance"] == "L2"
+    assert saved["empirical_ot_floor_n"] == 50

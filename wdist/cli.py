@@ -74,7 +74,9 @@ def _cmd_exact(argv: Sequence[str]) -> int:
 
     check_compatible(p, q)
     refs = references(p, q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, torch.device("cpu"))
-    rows = [("P", p.describe()), ("Q", q.describe())]
+    from wdist.results import domain_text
+
+    rows = [("P", p.describe()), ("Q", q.describe()), ("domain", domain_text(p.shape, p.domain))]
     rows.append(("exact W1", f"{exact:.6f} ({method})" if exact is not None else "none known (no closed form)"))
     if refs["empirical_ot_w1"] is not None:
         rows.append(
@@ -88,7 +90,7 @@ def _cmd_exact(argv: Sequence[str]) -> int:
     if ns.out:
         from wdist.results import atomic_write_text
 
-        atomic_write_text(Path(ns.out) / "exact.json", json.dumps({"exact_w1": exact, "exact_w1_method": method, **refs}, indent=2))
+        atomic_write_text(Path(ns.out) / "exact.json", json.dumps({"exact_w1": exact, "exact_w1_method": method, "shape": list(p.shape), "domain": p.domain, "distance": "L2", **refs}, indent=2))
     return 0
 
 

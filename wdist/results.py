@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["Result", "atomic_write_text", "CERTIFIED_TOLERANCE"]
+__all__ = ["Result", "atomic_write_text", "domain_text", "CERTIFIED_TOLERANCE"]
 
 CERTIFIED_TOLERANCE = 1e-3  # certificate <= 1 + this: the raw estimate is itself a bound
 
@@ -42,6 +42,11 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def domain_text(shape: Any, domain: Any) -> str:
+    """The units line of every report: sample shape, value range, and the distance used."""
+    return f"shape {tuple(shape)}, range {domain if domain else 'unbounded'}, L2 distance on the flattened samples"
 
 
 @dataclass
@@ -102,7 +107,7 @@ class Result:
         rows = [
             ("P", self.p),
             ("Q", self.q),
-            ("domain", f"shape {tuple(self.shape)}, range {self.domain if self.domain else 'unbounded'}, L2 distance"),
+            ("domain", domain_text(self.shape, self.domain)),
             ("critic", f"{self.critic} ({self.loss} loss, {self.steps} steps, {self.seconds:.1f} s on {self.device})"),
             (bound_label, f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] ({self.ci.get('method')}, n={self.n_eval})"),
         ]

@@ -120,6 +120,13 @@ def _ring(k: int, radius: float, phase: float) -> list[list[float]]:
 
 
 def _fmt(v: Tensor) -> str:
+    """A vector for descriptions: all entries when few, else the constant or the first and last few."""
+    if v.numel() > 8:
+        if bool((v == v[0]).all()):
+            return f"[{float(v[0]):g}] * {v.numel()}"
+        head = ", ".join(f"{float(x):g}" for x in v[:3])
+        tail = ", ".join(f"{float(x):g}" for x in v[-2:])
+        return f"[{head}, ..., {tail}] ({v.numel()} entries)"
     return "[" + ", ".join(f"{float(x):g}" for x in v) + "]"
 
 
