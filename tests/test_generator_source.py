@@ -120,3 +120,24 @@ def test_bundled_digits_generator() -> None:
     check_compatible(Digits(limit=10), src)
     x = src.sample(16, torch.Generator().manual_seed(0))
     assert x.shape == (16, *src.shape) and x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_batch_statistics_generator_heldout_set_does_not_depend_on_eval_batch_size(fake_module: str) -> None:
+    """With batch-norm on batch statistics a generator's output depends on its batch; the
+    held-out samples are decoded once, in chunks of the training batch size and index order, so
+    the held-out estimate is the same whatever eval.batch_size (and number of processes)."""
+    from wdist.estimate import estimate
+
+    def run(eval_batch: int) -> float:
+        cfg = {
+            "p": {"class_path": "Digits"},
+            "q": {"class_path": "Generator", "init_args": {
+                "name": fake_module, "latent_dim": 4, "latent": "normal", "output_shape": [1, 8, 8],
+                "output_range": [0.0, 1.0], "batchnorm": "batch"}},
+            "critic": {"name": "bjorck-mlp", "options": {"width": 16, "depth": 1}},
+            "train": {"steps": 6, "batch_size": 32, "eval_every": 6},
+            "eval": {"n_eval": 100, "batch_size": eval_batch, "ot_samples": 0, "empirical_lipschitz_samples": 0},
+        }  # fmt: skip
+        return estimate(cfg, quiet=True).estimate
+
+    assert run(7) == pytest.approx(run(100), rel=1e-6)

@@ -234,6 +234,7 @@ class CriticSystem(pl.LightningModule):
         self._val_fp: list[Tensor] = []
         self._val_fq: list[Tensor] = []
         self.last_eval: Optional[dict[str, Any]] = None
+        self._decoded: dict[str, Tensor] = {}  # held-out samples of generator sides, decoded once
 
     def difference_range(self, certificate: float) -> Optional[float]:
         """An a-priori width of the interval holding every d_i = f(x_i) - f(y_i), or ``None``.
@@ -319,14 +320,38 @@ class CriticSystem(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_idx, self._val_fp, self._val_fq = [], [], []
 
+    def _heldout_samples(self, side: str, idx: Tensor, batch: Tensor) -> Tensor:
+        """Held-out samples of one side for the items ``idx``.
+
+        A generator side is decoded once, the first time it is needed: the whole held-out latent
+        set, in consecutive chunks of the training batch size, in index order (under autocast off
+        and TF32 off), and kept on the device. So a generator whose output depends on its batch
+        (batch-norm on batch statistics) gives every held-out item the same sample whatever the
+        evaluation batch size or the number of processes, drawn with the same batch statistics
+        as in training; and the frozen generator is not run again at every evaluation.
+        """
+        decoder = self.p_decoder if side == "p" else self.q_decoder
+        if decoder is None:
+            return batch
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        heldout = getattr(dm, "heldout", None)
+        if heldout is None:  # outside a Trainer with a PairDataModule: decode this batch
+            return self._decode(batch, decoder)
+        cache = self._decoded.get(side)
+        if cache is None:
+            latents, step = (heldout.p if side == "p" else heldout.q), int(dm.batch_size)
+            chunks = [self._decode(latents[i : i + step].to(self.device), decoder) for i in range(0, len(latents), step)]
+            cache = self._decoded[side] = torch.cat(chunks)
+        return cache[idx.to(cache.device)]
+
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         idx, bp, bq = batch
         # under mixed precision training runs in reduced precision; the held-out values must come
         # from the very weights the certificate is computed on, so evaluation runs without autocast
         # and without TF32 (see ieee_float32)
         with _full_precision(self.device):
-            xp = self._decode(bp, self.p_decoder)
-            xq = self._decode(bq, self.q_decoder)
+            xp = self._heldout_samples("p", idx, bp)
+            xq = self._heldout_samples("q", idx, bq)
             self._val_idx.append(idx)
             self._val_fp.append(self.critic(xp).reshape(-1).double())
             self._val_fq.append(self.critic(xq).reshape(-1).double())
