@@ -26,21 +26,29 @@ TRAIN_BATCH, EVAL_BATCH = 48, 100
 
 NAN_GENERATOR = textwrap.dedent(
     f"""
+    import inspect
+
     import torch
     from torch import nn
 
 
-    class NanAfter(nn.Module):
-        '''A small generator whose output becomes NaN from its `after`-th call on `batch` latents.'''
+    def _phase():
+        # held-out samples are decoded by CriticSystem._heldout_samples (once per run, in chunks of
+        # the training batch size, so the batch size no longer tells the two phases apart)
+        return "heldout" if any(f.function == "_heldout_samples" for f in inspect.stack(0)) else "train"
 
-        def __init__(self, after, batch):
+
+    class NanAfter(nn.Module):
+        '''A small generator whose output becomes NaN from its `after`-th call in `phase`.'''
+
+        def __init__(self, after, phase):
             super().__init__()
             self.lin = nn.Linear(4, 64)
-            self.after, self.batch, self.calls = after, batch, 0
+            self.after, self.phase, self.calls = after, phase, 0
 
         def forward(self, z):
             x = torch.tanh(self.lin(z)).reshape(-1, 1, 8, 8)
-            if z.shape[0] == self.batch:
+            if _phase() == self.phase:
                 self.calls += 1
                 if self.calls >= self.after:
                     x = x * float("nan")
@@ -48,17 +56,17 @@ NAN_GENERATOR = textwrap.dedent(
 
 
     def nan_in_training():
-        return NanAfter(13, {TRAIN_BATCH})
+        return NanAfter(13, "train")
 
 
     def nan_on_heldout():
-        return NanAfter(1, {EVAL_BATCH})
+        return NanAfter(1, "heldout")
 
 
     def nan_on_rank1():  # only the second process of a distributed run sees NaN
         import os
 
-        return NanAfter(13 if os.environ.get("LOCAL_RANK") == "1" else 10**9, {TRAIN_BATCH})
+        return NanAfter(13 if os.environ.get("LOCAL_RANK") == "1" else 10**9, "train")
     """
 )
 
