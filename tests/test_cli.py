@@ -149,8 +149,8 @@ def test_bad_critic_option_value_names_the_options(capsys: pytest.CaptureFixture
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present, so this would run")
 def test_gpu_accelerator_without_a_gpu_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run(capsys, "estimate", "--config", str(TOY), "--train.accelerator", "gpu", *FAST)
-    assert_clean_error(code, err, "train.accelerator", "'gpu'")
+    code, _, err = run(capsys, "estimate", "--config", str(TOY), "--trainer.accelerator", "gpu", *FAST)
+    assert_clean_error(code, err, "trainer.accelerator", "'gpu'")
     assert code == 2  # a usage error, as the README promises
 
 

@@ -1,4 +1,4 @@
-"""Distributed training and held-out evaluation (issue #5, item 4).
+"""Distributed training and held-out evaluation.
 
 Two CPU processes (DDP over gloo) train a critic; the held-out statistics of the saved critic are
 then recomputed in this one process on the same held-out samples and must agree to 1e-6. The
@@ -23,7 +23,7 @@ from torch import nn
 import pytorch_lightning as pl
 from wdist.config import resolve_config
 from wdist.data import PairDataModule, TrainingStream
-from wdist.estimate import build_run
+from wdist.pipeline import build_run
 from wdist.sources import LatentSource
 from wdist.stats import mean_difference_interval
 
@@ -37,10 +37,10 @@ DRIVER = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
 
-    import wdist.estimate
+    import wdist.pipeline
     from wdist import cli
 
-    E = sys.modules["wdist.estimate"]  # (the package attribute is the function of that name)
+    E = sys.modules["wdist.pipeline"]
 
     marks = Path(sys.argv[1])
     seen = {}
@@ -79,7 +79,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd = [
         sys.executable, str(driver), str(marks),
         "estimate", "--config", str(TOY), "--out", str(out), "--quiet",
-        "--train.accelerator", "cpu", "--train.devices", "2", "--train.strategy", "ddp",
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "20",
         "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.batch_size", "128",
         "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
@@ -112,7 +112,8 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     out = ddp_run / "out"
     res = json.loads((out / "result.json").read_text())
     cfg, _, _ = resolve_config(out / "config.yaml")
-    _, _, _, _, dm, system = build_run(cfg)
+    run = build_run(cfg)
+    dm, system = run.datamodule, run.system
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 20
     system.load_state_dict(ckpt["state_dict"])
@@ -123,8 +124,9 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
         enable_model_summary=False, inference_mode=False,
     )  # fmt: skip
     trainer.validate(system, datamodule=dm, verbose=False)
-    one = system.last_eval
-    assert one is not None and one["n_eval"] == N_EVAL
+    assert system.last_evaluation is not None
+    one = system.last_evaluation.row()
+    assert one["n_eval"] == N_EVAL
     ci = res["ci"]
     for key, ref in [
         ("estimate", res["estimate"]), ("stderr", res["stderr"]), ("estimate_lo", ci["estimate_lo"]),
@@ -147,14 +149,14 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
 
 def test_gather_drops_sampler_padding() -> None:
     """What two ranks hand to the gather for n = 5: rank 1's shard is padded with item 0."""
-    from wdist.system import CriticSystem
+    from wdist.heldout import HeldOutValues
 
-    system = CriticSystem(nn.Linear(1, 1), (1,))
+    gathered = HeldOutValues()
     values = torch.arange(5, dtype=torch.float64) * 10
-    # rank 0: 0, 2, 4 ; rank 1: 1, 3, 0 (padding) -- concatenated as all_gather would return them
-    idx = torch.tensor([0, 2, 4, 1, 3, 0])
-    system._val_idx, system._val_fp, system._val_fq = [idx], [values[idx]], [-values[idx]]
-    fp, fq = system.gather_heldout()
+    # rank 0: 0, 2, 4 ; rank 1: 1, 3, 0 (padding) -- concatenated as the gather would return them
+    for idx in (torch.tensor([0, 2, 4]), torch.tensor([1, 3, 0])):
+        gathered.update(idx, values[idx], -values[idx])
+    fp, fq = gathered.compute()
     assert fp.tolist() == values.tolist() and fq.tolist() == (-values).tolist()
 
 

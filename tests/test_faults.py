@@ -1,4 +1,4 @@
-"""Faults (issue #5, item 5): a generator that starts producing NaN stops the run cleanly.
+"""Faults: a generator that starts producing NaN stops the run cleanly.
 
 The generator is a user's own network (``python:module:callable``) whose output turns NaN at its
 13th training batch (or on the held-out set). The run must stop with a message naming the step and
@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from wdist.estimate import estimate
+from wdist.pipeline import estimate
 from wdist.system import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,9 +33,9 @@ NAN_GENERATOR = textwrap.dedent(
 
 
     def _phase():
-        # held-out samples are decoded by CriticSystem._heldout_samples (once per run, in chunks of
-        # the training batch size, so the batch size no longer tells the two phases apart)
-        return "heldout" if any(f.function == "_heldout_samples" for f in inspect.stack(0)) else "train"
+        # held-out samples are decoded by CriticSystem._prepare_heldout (once per run, in chunks of
+        # the training batch size, so the batch size does not tell the two phases apart)
+        return "heldout" if any(f.function == "_prepare_heldout" for f in inspect.stack(0)) else "train"
 
 
     class NanAfter(nn.Module):
@@ -161,7 +161,7 @@ def test_nan_on_one_ddp_process_stops_every_process(nan_module: Path, tmp_path: 
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [str(WDIST), "estimate", "--config", str(cfg), "--out", str(out), "--quiet",
-         "--train.accelerator", "cpu", "--train.devices", "2", "--train.strategy", "ddp"],
+         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,  # a hang fails here
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -178,7 +178,7 @@ def test_a_new_run_into_an_old_folder_sets_the_old_result_aside(tmp_path) -> Non
     first run's result.json as if it were the second's: it is renamed previous_result.json."""
     import json
 
-    from wdist.estimate import estimate as _estimate
+    from wdist.pipeline import estimate as _estimate
 
     toy = str(Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml")
     fast = ["--train.eval_every", "10", "--eval.n_eval", "128", "--eval.ot_samples", "0",

@@ -126,7 +126,7 @@ def test_batch_statistics_generator_heldout_set_does_not_depend_on_eval_batch_si
     """With batch-norm on batch statistics a generator's output depends on its batch; the
     held-out samples are decoded once, in chunks of the training batch size and index order, so
     the held-out estimate is the same whatever eval.batch_size (and number of processes)."""
-    from wdist.estimate import estimate
+    from wdist.pipeline import estimate
 
     def run(eval_batch: int) -> float:
         cfg = {

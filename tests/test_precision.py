@@ -1,6 +1,6 @@
-"""Mixed precision (issue #5, item 6), the part that runs on a CPU.
+"""Mixed precision, the part that runs on a CPU.
 
-``--train.precision bf16-mixed`` trains under autocast (bfloat16 matmuls), while the held-out
+``--trainer.precision bf16-mixed`` trains under autocast (bfloat16 matmuls), while the held-out
 evaluation runs without autocast on the float32 weights, and the certificate is computed (float64)
 on those same weights: the reported estimate is reproduced by a float32 forward of the final
 critic, and its certificate by certifying that critic.
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import critics
-from wdist.estimate import estimate
+from wdist.pipeline import estimate
 from wdist.stats import mean_difference_interval
 
 TOY = Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml"
@@ -45,7 +45,7 @@ def test_bf16_mixed_trains_in_bf16_and_certifies_float32_weights() -> None:
         watch = _Watch()
         res = estimate(
             str(TOY),
-            ["--train.precision", "bf16-mixed", "--train.accelerator", "cpu", "--train.steps", "30",
+            ["--trainer.precision", "bf16-mixed", "--trainer.accelerator", "cpu", "--train.steps", "30",
              "--train.eval_every", "15", "--train.batch_size", "64", "--eval.n_eval", "1024",
              "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "64"],
             callbacks=[watch], quiet=True,
@@ -80,7 +80,7 @@ def test_heldout_evaluation_switches_tf32_off_and_restores_the_users_setting() -
     """cuDNN's default TF32 convolutions err by ~1e-3 per layer (seen on an H100: a BCOP layer's
     computed Jacobian had singular values 0.9997-1.0003); evaluation must run in IEEE float32
     and leave the user's training setting as it was, also when evaluation raises."""
-    from wdist.system import ieee_float32
+    from wdist.precision import ieee_float32
 
     before = _tf32_settings()
     torch.backends.cuda.matmul.fp32_precision = "tf32"
@@ -103,7 +103,7 @@ def test_heldout_evaluation_switches_tf32_off_and_restores_the_users_setting() -
 def test_cuda_heldout_values_match_float64_with_tf32_enabled_for_training() -> None:
     """With TF32 switched on (as a user might for training speed), the values computed inside
     ``ieee_float32`` still match a float64 evaluation of the same critic to float32 accuracy."""
-    from wdist.system import ieee_float32
+    from wdist.precision import ieee_float32
 
     critic = critics.build("bcop-dcgan", (3, 16, 16), width=0.25).cuda().eval()
     x = torch.rand(64, 3, 16, 16, device="cuda") * 2 - 1

@@ -139,7 +139,7 @@ def classify(command: str) -> tuple[str, str]:
             return "fails", "resumes a run folder that does not exist here; tests/test_resume.py kills and resumes a real run"
         if _needs_data(_option(t, "--config")):
             return "needs-data", "needs the CIFAR-10 / STL-10 data, a published checkpoint (and GPUs, or nodes)"
-        if _option(t, "--train.strategy") == "ddp" and _option(t, "--train.accelerator") == "cpu":
+        if _option(t, "--trainer.strategy") == "ddp" and _option(t, "--trainer.accelerator") == "cpu":
             return "covered", COVERED["tests/test_ddp.py"]
         if t[1] == "bench" and (_option(t, "--device") == "cuda" or _option(t, "--accelerator") in ("gpu", "cuda")):
             if torch.cuda.is_available():
@@ -284,7 +284,7 @@ def test_covered_commands_match_the_covering_test(command: str) -> None:
     text = (ROOT / "tests" / "test_ddp.py").read_text()
     tokens = shlex.split(command)
     assert Path(_option(tokens, "--config")).name in text, f"tests/test_ddp.py no longer runs {command!r}"
-    for opt in ("--train.accelerator", "--train.devices", "--train.strategy"):
+    for opt in ("--trainer.accelerator", "--trainer.devices", "--trainer.strategy"):
         assert f'"{opt}", "{_option(tokens, opt)}"' in text, f"tests/test_ddp.py does not pass {opt} {_option(tokens, opt)}"
 
 

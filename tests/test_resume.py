@@ -1,4 +1,4 @@
-"""Resume and atomic files (issue #5, item 5).
+"""Resume and atomic files.
 
 A CLI run is killed with SIGKILL mid-training; its result file must be absent (or complete), its
 last checkpoint loadable, and ``wdist estimate --resume DIR`` must finish it with the same bound as
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from wdist.estimate import estimate
-from wdist.system import AtomicCheckpointIO
+from wdist.pipeline import estimate
+from wdist.callbacks import AtomicCheckpointIO
 
 REPO = Path(__file__).resolve().parent.parent
 TOY = REPO / "configs" / "toy" / "translation-2d.yaml"
@@ -40,10 +40,10 @@ SLOW_CLI = textwrap.dedent(
     """
     import sys, time
     import pytorch_lightning as pl
-    import wdist.estimate
+    import wdist.pipeline
     from wdist import cli
 
-    E = sys.modules["wdist.estimate"]
+    E = sys.modules["wdist.pipeline"]
 
     class Slow(pl.Callback):
         def on_train_batch_end(self, *args, **kwargs):
@@ -108,7 +108,7 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     state["killed_result"] = json.loads(result.read_text()) if result.exists() else None  # complete or absent
     last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)  # never a partial file
     state["killed_step"] = int(last["global_step"])
-    state["killed_curve"] = [c["step"] for c in last["wdist_curve"]]
+    state["killed_curve"] = [e["step"] for e in last["wdist_evaluations"]]
 
     resumed = subprocess.run(
         [str(WDIST), "estimate", "--resume", str(out), "--quiet"],
@@ -174,7 +174,7 @@ def test_atomic_checkpoint_survives_a_failed_write(tmp_path: Path, monkeypatch: 
 KILL_WRITER = textwrap.dedent(
     """
     import sys, torch
-    from wdist.system import AtomicCheckpointIO
+    from wdist.callbacks import AtomicCheckpointIO
     io, i = AtomicCheckpointIO(), 0
     while True:
         i += 1

@@ -1,4 +1,4 @@
-"""W&B curves (issue #5, item 7), read back with wandb's own reader.
+"""W&B curves, read back with wandb's own reader.
 
 Without an API key (and with WANDB_MODE unset) ``--logger wandb`` logs offline into
 ``<out>/wandb`` and says so. wandb 0.31 has no Python reader for ``.wandb`` transaction logs any
@@ -128,10 +128,10 @@ CRASHING_CLI = textwrap.dedent(
     """
     import sys
     import pytorch_lightning as pl
-    import wdist.estimate
+    import wdist.pipeline
     from wdist import cli
 
-    E = sys.modules["wdist.estimate"]
+    E = sys.modules["wdist.pipeline"]
 
     class Crash(pl.Callback):
         def on_train_batch_end(self, trainer, *args, **kwargs):

@@ -3,13 +3,37 @@
     import wdist
     result = wdist.estimate("configs/toy/three-cones.yaml", ["--train.steps", "500"])
     print(result.lower_bound, result.ci95, result.certified)
+
+The names below are imported on first use (PEP 562), so that ``import wdist`` and the command
+line's usage errors do not pay for Lightning, POT and matplotlib.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from wdist.config import EstimateConfig, load_config  # noqa: E402
-from wdist.estimate import estimate  # noqa: E402
-from wdist.ot import exact_w1, sliced_w1  # noqa: E402
-from wdist.results import Result  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = ["__version__", "estimate", "EstimateConfig", "load_config", "Result", "exact_w1", "sliced_w1"]
+from wdist._version import __version__
+
+_LAZY = {
+    "estimate": "wdist.pipeline",
+    "EstimateConfig": "wdist.config",
+    "load_config": "wdist.config",
+    "Result": "wdist.results",
+    "exact_w1": "wdist.ot",
+    "sliced_w1": "wdist.ot",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'wdist' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

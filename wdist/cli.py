@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from wdist.allocator import keep_freed_memory
+from wdist.errors import NonFiniteLossError
+
 __all__ = ["main"]
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError)
@@ -38,9 +41,14 @@ def _split_common(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return ns, rest
 
 
+# Each command imports what it needs when it runs: the training stack (Lightning, POT,
+# matplotlib) costs seconds to import, which `wdist --help` and usage errors should not pay.
+
+
 def _cmd_estimate(argv: Sequence[str]) -> int:
+    # start-up cost: imported when the command runs
     from wdist.config import build_parser
-    from wdist.estimate import estimate
+    from wdist.pipeline import estimate
 
     ns, overrides = _split_common(argv)
     if ns.help:
@@ -58,43 +66,22 @@ def _cmd_estimate(argv: Sequence[str]) -> int:
 
 
 def _cmd_exact(argv: Sequence[str]) -> int:
-    import torch
-
+    # start-up cost: imported when the command runs
     from wdist.config import load_config
-    from wdist.estimate import references
+    from wdist.files import atomic_write_text
+    from wdist.references import exact_report
+    from wdist.report import format_rows
 
     ns, overrides = _split_common(argv)
-    cfg = load_config(ns.config, overrides)
-    if cfg.toy is not None:
-        p, q = cfg.toy.p, cfg.toy.q
-        exact, method = cfg.toy.exact_w1(), cfg.toy.exact_w1_method()
-    else:
-        p, q, exact, method = cfg.p, cfg.q, None, None
-    from wdist.sources import check_compatible
-
-    check_compatible(p, q)
-    refs = references(p, q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, torch.device("cpu"))
-    from wdist.results import domain_text
-
-    rows = [("P", p.describe()), ("Q", q.describe()), ("domain", domain_text(p.shape, p.domain))]
-    rows.append(("exact W1", f"{exact:.6f} ({method})" if exact is not None else "none known (no closed form)"))
-    if refs["empirical_ot_w1"] is not None:
-        rows.append(
-            ("empirical OT (upper reference)", f"{refs['empirical_ot_w1']:.6f} (exact OT, {refs['empirical_ot_n']} vs {refs['empirical_ot_n']} samples; biased upwards)")
-        )
-    if refs["empirical_ot_floor"] is not None:
-        n_floor = refs["empirical_ot_floor_n"]
-        rows.append(("empirical OT floor (P vs P)", f"{refs['empirical_ot_floor']:.6f} (same-distribution sampling bias, {n_floor} vs {n_floor} samples)"))
-    width = max(len(k) for k, _ in rows)
-    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    report = exact_report(load_config(ns.config, overrides))
+    print(format_rows(report.rows()))
     if ns.out:
-        from wdist.results import atomic_write_text
-
-        atomic_write_text(Path(ns.out) / "exact.json", json.dumps({"exact_w1": exact, "exact_w1_method": method, "shape": list(p.shape), "domain": p.domain, "distance": "L2", **refs}, indent=2))
+        atomic_write_text(Path(ns.out) / "exact.json", json.dumps(report.to_dict(), indent=2))
     return 0
 
 
 def _cmd_compare(argv: Sequence[str]) -> int:
+    # start-up cost: imported when the command runs
     from wdist.compare import compare
 
     ns, overrides = _split_common(argv)
@@ -106,6 +93,7 @@ def _cmd_compare(argv: Sequence[str]) -> int:
 
 
 def _cmd_bench(argv: Sequence[str]) -> int:
+    # start-up cost: imported when the command runs
     from wdist.bench import main as bench_main
 
     return bench_main(list(argv))
@@ -118,7 +106,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``wdist`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    from wdist.allocator import keep_freed_memory
 
     keep_freed_memory()  # CPU steps of BCOP/SOC critics otherwise re-fault freed pages every step
     if not argv or argv[0] not in _COMMANDS:
@@ -138,8 +125,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as err:  # one clear paragraph, unless --debug
         if debug:
             raise
-        from wdist.system import NonFiniteLossError
-
         msg = str(err) or type(err).__name__
         print(f"wdist {cmd}: error: {msg}", file=sys.stderr)
         if not isinstance(err, _USAGE_ERRORS) or isinstance(err, NonFiniteLossError):

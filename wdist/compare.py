@@ -26,9 +26,11 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeInt, PositiveFloat
 
 from wdist.config import ConfigError, _explain, check_critic
-from wdist.estimate import estimate, prepare_output_dir
+from wdist.pipeline import estimate
+from wdist.files import atomic_write_text, prepare_output_dir
+from wdist.loggers import finish_wandb, make_loggers
 from wdist.plots import plot_comparison
-from wdist.results import Result, atomic_write_text
+from wdist.results import Result
 
 __all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare"]
 
@@ -208,8 +210,6 @@ def compare(
 
 def _log_comparison_image(out_dir: Path, name: str, png: Path, base: dict) -> None:
     """One extra run in the comparison's W&B group holding the overlaid plot and the table."""
-    from wdist.loggers import finish_wandb, make_loggers
-
     lg = base.get("logger", {})
     loggers = make_loggers(out_dir / "wandb-summary", "wandb", lg.get("project", "wdist"), lg.get("group") or name, f"{name}-summary")
     finish_wandb(loggers, images={"comparison": png})

@@ -17,33 +17,35 @@ Overrides on the command line use dots: ``--train.steps 200 --q.init_args.checkp
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse._util import import_object  # the resolver jsonargparse itself uses for class_path
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 import critics
-from wdist.sources import Source, ToyProblem
+from wdist.errors import ConfigError
+from wdist.sources import SOURCES, TOY_PROBLEMS, Source, ToyProblem, check_compatible
 
 __all__ = [
     "CriticConfig",
     "TrainConfig",
+    "TrainerConfig",
     "EvalConfig",
     "LoggerConfig",
     "EstimateConfig",
+    "Sides",
     "ConfigError",
     "build_parser",
     "load_config",
     "resolve_config",
     "default_config_path",
 ]
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the offending key or value and what is allowed."""
 
 
 @dataclass
@@ -75,12 +77,24 @@ class TrainConfig:
     schedule: Literal["none", "cosine", "step"] = "none"
     eval_every: PositiveInt = 200
     checkpoint_every: Optional[PositiveInt] = None
+
+
+@dataclass
+class TrainerConfig:
+    """Where and how Lightning runs the training: these fields are ``pytorch_lightning.Trainer``
+    arguments of the same names, passed to it as they are (``Trainer(**asdict(trainer), ...)``).
+
+    ``precision`` is Lightning's (``32-true``, ``bf16-mixed``, ``16-mixed``, ...): it applies to
+    training; held-out evaluation always runs in IEEE float32. The other Trainer arguments
+    (steps, validation interval, loggers, checkpoints) are set by wdist from the sections above.
+    """
+
     accelerator: str = "auto"
-    devices: Union[int, str] = 1
+    devices: Union[int, str, list[int]] = 1
     num_nodes: PositiveInt = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    progress_bar: bool = True
+    enable_progress_bar: bool = True
 
 
 @dataclass
@@ -112,6 +126,16 @@ class LoggerConfig:
     name: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class Sides:
+    """The two distributions of a configuration, checked compatible, with W1 where known exactly."""
+
+    p: Source
+    q: Source
+    exact_w1: Optional[float] = None
+    exact_w1_method: Optional[str] = None
+
+
 @dataclass
 class EstimateConfig:
     """Everything one estimate needs. Give either ``toy`` or both ``p`` and ``q``."""
@@ -121,10 +145,21 @@ class EstimateConfig:
     q: Optional[Source] = None
     critic: CriticConfig = field(default_factory=CriticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: NonNegativeInt = 0
     out: Optional[str] = None
+
+    def sides(self) -> Sides:
+        """P and Q (of the toy problem, or the two sources), checked to share shape and domain."""
+        if self.toy is not None:
+            sides = Sides(self.toy.p, self.toy.q, self.toy.exact_w1(), self.toy.exact_w1_method())
+        else:
+            assert self.p is not None and self.q is not None
+            sides = Sides(self.p, self.q)
+        check_compatible(sides.p, sides.q)
+        return sides
 
 
 def default_config_path() -> Path:
@@ -153,8 +188,6 @@ def _explain(parser: ArgumentParser, message: str) -> str:
     """Turn a jsonargparse message into one paragraph that also lists what is allowed."""
     text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     keys = _known_keys(parser)
-    import re
-
     names = [a or b for a, b in re.findall(
         r"(?:Key|key) \"?'?([\w.\-]+)\"?'? is not expected|unrecognized arguments: --?([\w.\-]+)", text
     )]
@@ -169,9 +202,6 @@ def _explain(parser: ArgumentParser, message: str) -> str:
             hint += f" Did you mean {close[0]!r}?"
     src = re.search(r"class_path '([\w.]+)'.*?Option '([\w\-]+)' is not accepted", text)
     if src:
-        import inspect
-
-        from jsonargparse._util import import_object  # the same resolver jsonargparse used
 
         try:
             params = [k for k in inspect.signature(import_object(src.group(1))).parameters if k != "self"]
@@ -179,12 +209,7 @@ def _explain(parser: ArgumentParser, message: str) -> str:
         except Exception:
             pass
     if "class_path" in text or "import path" in text:
-        from wdist import sources
-
-        hint += (
-            f" Known sources (p, q): {', '.join(sources.SOURCES)}; toy problems (toy): "
-            f"{', '.join(sources.TOY_PROBLEMS)}."
-        )
+        hint += f" Known sources (p, q): {', '.join(SOURCES)}; toy problems (toy): {', '.join(TOY_PROBLEMS)}."
     return f"Invalid configuration: {text}.{hint}"
 
 

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from wdist.seeds import HELDOUT_OFFSET, batch_seed, generator
 from wdist.sources import FiniteSource, LatentSource, Source, SourceError
 
-__all__ = ["PairDataModule", "HeldOutPairs", "TrainingStream", "side_kind"]
-
-_EVAL_SEED_OFFSET = 1_000_003  # held-out draws use a seed stream training never touches
-
-
-def side_kind(source: Source) -> str:
-    """``'latent'`` when the source decodes latents on the device, else ``'data'``."""
-    return "latent" if isinstance(source, LatentSource) else "data"
+__all__ = ["PairDataModule", "HeldOutPairs", "TrainingStream"]
 
 
 def _draw(source: Source, n: int, generator: torch.Generator) -> Tensor:
@@ -43,17 +36,6 @@ def _check_finite(x: Tensor, what: str) -> None:
     if x.is_floating_point() and not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise SourceError(f"{what} contains {bad} NaN or Inf value(s); every sample must be finite.")
-
-
-def batch_seed(seed: int, rank: int, index: int, salt: int = 0x7D157) -> int:
-    """The seed of training batch ``index`` on process ``rank``: distinct for every triple.
-
-    Mixed by NumPy's ``SeedSequence`` (a hash) into 63 bits, so neighbouring seeds, ranks and batch
-    indices give unrelated streams (the held-out set is drawn from its own seed, ``seed + 1000003``);
-    ``salt`` separates other per-step streams (the gradient penalty's interpolation weights).
-    """
-    words = np.random.SeedSequence([int(seed), int(rank), int(index), int(salt)]).generate_state(2, np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
 
 
 class TrainingStream(IterableDataset):
@@ -148,7 +130,7 @@ class PairDataModule(pl.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if self.heldout is not None:
             return
-        gen = torch.Generator().manual_seed(self.seed + _EVAL_SEED_OFFSET)
+        gen = generator(self.seed, HELDOUT_OFFSET)
         self.p_train, p_eval = self._split(self.p_all, gen, "P")
         self.q_train, q_eval = self._split(self.q_all, gen, "Q")
         _check_finite(p_eval, f"P ({self.p_all.describe()}) held-out samples")

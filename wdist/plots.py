@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -26,6 +27,15 @@ def _save(fig: Figure, path: os.PathLike | str) -> Path:
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, path)
     return path
+
+
+def _title(ax: Axes, text: str, width_inches: float) -> None:
+    """A title wrapped to the figure's width (about 13 characters per inch at 9 pt), at most 3 lines."""
+    lines = textwrap.wrap(text, width=max(20, int(13 * width_inches)))
+    if len(lines) > 3:
+        lines = lines[:3]
+        lines[-1] = lines[-1][: max(0, len(lines[-1]) - 3)] + "..."
+    ax.set_title("\n".join(lines), fontsize=9)
 
 
 def _references(ax: Axes, exact_w1: Optional[float], empirical_ot: Optional[float], floor: Optional[float]) -> None:
@@ -60,7 +70,7 @@ def plot_bound_curve(
     _references(ax, exact_w1, empirical_ot, empirical_ot_floor)
     ax.set_xlabel("training step")
     ax.set_ylabel("W1 (L2, in the stated domain)")
-    ax.set_title(title or "held-out bound curve")
+    _title(ax, title or "held-out bound curve", fig.get_figwidth())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
@@ -89,7 +99,7 @@ def plot_comparison(
     _references(ax, exact_w1, empirical_ot, empirical_ot_floor)
     ax.set_xlabel("training step")
     ax.set_ylabel("estimate / certificate (W1 lower bound when certified)")
-    ax.set_title(title or "critic comparison")
+    _title(ax, title or "critic comparison", fig.get_figwidth())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)

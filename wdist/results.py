@@ -13,40 +13,54 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-__all__ = ["Result", "atomic_write_text", "domain_text", "CERTIFIED_TOLERANCE"]
+from wdist.files import atomic_write_text
+from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation
+from wdist.references import References
+from wdist.report import domain_text, format_rows
 
-CERTIFIED_TOLERANCE = 1e-3  # certificate <= 1 + this: the raw estimate is itself a bound
-
-
-def atomic_write_text(path: os.PathLike | str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A reader sees the old file or the complete new one, never a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["Result", "RunRecord", "verdict", "CERTIFIED_TOLERANCE"]
 
 
-def domain_text(shape: Any, domain: Any) -> str:
-    """The units line of every report: sample shape, value range, and the distance used."""
-    return f"shape {tuple(shape)}, range {domain if domain else 'unbounded'}, L2 distance on the flattened samples"
+@dataclass(frozen=True)
+class RunRecord:
+    """What ran: the critic and its loss, the two sources and their units, the training budget
+    actually spent (steps, seconds of training proper, device), library versions and the config."""
+
+    critic: str
+    loss: str
+    p: str
+    q: str
+    shape: list[int]
+    domain: Optional[list[float]]
+    steps: int
+    seconds: float
+    device: str
+    versions: dict[str, str]
+    config: dict[str, Any]
+
+
+def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str:
+    """One sentence saying what the number is: a certified bound, a loose bound (uncertified
+    critic), or inconsistent (an observed gradient norm above the certificate)."""
+    cert, iv = evaluation.certificate, evaluation.interval
+    if empirical_lipschitz is not None and empirical_lipschitz > cert * (1 + 1e-6):
+        return (
+            f"INCONSISTENT: an observed gradient norm {empirical_lipschitz:.6g} exceeds the certificate {cert:.6g}; "
+            "the certificate is wrong for this critic; do not use the bound (please report this)."
+        )
+    if evaluation.certified:
+        return (
+            f"certified: Lip(f) <= {cert:.6f} <= 1 + {CERTIFIED_TOLERANCE:g}, so the held-out estimate is a lower "
+            f"bound on W1 up to sampling error ({100 * iv.confidence:.0f}% interval, {iv.method})."
+        )
+    return (
+        f"not certified: Lip(f) <= {cert:.6g} > 1 + {CERTIFIED_TOLERANCE:g}; the raw estimate {iv.estimate:.4g} "
+        f"is NOT a bound on W1. estimate / certificate = {evaluation.bound.estimate:.4g} is a valid (loose) lower bound."
+    )
 
 
 @dataclass
@@ -82,6 +96,67 @@ class Result:
     curve: list[dict[str, float]] = field(default_factory=list)
     empirical_ot_floor_n: Optional[int] = None
     config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_evaluation(
+        cls,
+        evaluation: Evaluation,
+        run: RunRecord,
+        curve: Sequence[Evaluation],
+        references: References,
+        exact_w1: Optional[float] = None,
+        exact_w1_method: Optional[str] = None,
+        empirical_lipschitz: Optional[float] = None,
+    ) -> "Result":
+        """The result of a run whose last held-out evaluation is ``evaluation``: every number is
+        taken from it (nothing is recomputed), the references and the run record are added."""
+        raw, bound = evaluation.interval, evaluation.bound
+        return cls(
+            estimate=float(raw.estimate),
+            lipschitz_certificate=float(evaluation.certificate),
+            lower_bound=float(bound.estimate),
+            stderr=float(raw.stderr),
+            ci95=[float(evaluation.bound95.lo), float(evaluation.bound95.hi)],
+            ci={
+                "confidence": raw.confidence,
+                "method": raw.method,
+                "estimate_lo": float(raw.lo),
+                "estimate_hi": float(raw.hi),
+                "lower_bound_lo": float(bound.lo),
+                "lower_bound_hi": float(bound.hi),
+            },
+            certified=evaluation.certified,
+            verdict=verdict(evaluation, empirical_lipschitz),
+            exact_w1=None if exact_w1 is None else float(exact_w1),
+            exact_w1_method=exact_w1_method,
+            empirical_ot_w1=references.empirical_ot_w1,
+            empirical_ot_floor=references.empirical_ot_floor,
+            empirical_ot_n=references.empirical_ot_n,
+            empirical_ot_floor_n=references.empirical_ot_floor_n,
+            empirical_lipschitz=empirical_lipschitz,
+            certificate_layers=[
+                {"name": c.name, "kind": c.kind, "input_shape": list(c.input_shape), "bound": c.bound}
+                for c in evaluation.certificate_layers
+            ],
+            n_eval=evaluation.n_eval,
+            steps=run.steps,
+            seconds=run.seconds,
+            device=run.device,
+            critic=run.critic,
+            loss=run.loss,
+            p=run.p,
+            q=run.q,
+            shape=list(run.shape),
+            domain=run.domain,
+            versions=run.versions,
+            curve=[ev.row() for ev in curve],
+            config=run.config,
+        )
+
+    @property
+    def references(self) -> References:
+        """The empirical-OT references of this result."""
+        return References(self.empirical_ot_w1, self.empirical_ot_n, self.empirical_ot_floor, self.empirical_ot_floor_n)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,20 +201,10 @@ class Result:
             rows.append(("largest gradient norm seen", f"{self.empirical_lipschitz:.4f} (empirical lower estimate of Lip(f))"))
         if self.exact_w1 is not None:
             rows.append(("exact W1", f"{self.exact_w1:.4f} ({self.exact_w1_method})"))
-        if self.empirical_ot_w1 is not None:
-            rows.append(
-                (
-                    "empirical OT (upper reference)",
-                    f"{self.empirical_ot_w1:.4f} (exact OT on {self.empirical_ot_n} vs {self.empirical_ot_n} samples; biased upwards)",
-                )
-            )
-        if self.empirical_ot_floor is not None:
-            on = f" on {self.empirical_ot_floor_n} vs {self.empirical_ot_floor_n} samples" if self.empirical_ot_floor_n else ""
-            rows.append(("empirical OT floor (P vs P)", f"{self.empirical_ot_floor:.4f} (same-distribution sampling bias{on})"))
+        rows += self.references.rows()
         rows.append(("verdict", self.verdict))
         return rows
 
     def format_table(self) -> str:
-        rows = self.summary_rows()
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+        """The summary table printed at the end of a run."""
+        return format_rows(self.summary_rows())

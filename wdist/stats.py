@@ -158,63 +158,68 @@ def mean_difference_interval(
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
         raise StatsError(f"confidence must be in the open interval (0, 1), got confidence={confidence!r}")
     d = _differences(fp, fq)
-    n = int(d.shape[0])
-    mean = float(d.mean())
-    sd = float(d.std(ddof=1))
-    se = sd / math.sqrt(n)
     c = float(confidence)
-
     if method == "normal":
-        from scipy import stats
-
-        half = float(stats.t.ppf((1.0 + c) / 2.0, df=n - 1)) * se
-        return Interval(mean, se, mean - half, mean + half, c, "normal (Student t on paired differences)", n)
-
+        return _normal_interval(d, c)
     if method == "bernstein":
-        observed = float(d.max() - d.min())
-        if value_range is None:
-            b = observed
-            name = (
-                "empirical Bernstein (Maurer & Pontil 2009; range b taken from the data = "
-                f"{b:.4g}, not a-priori: heuristic, the theorem's guarantee needs a known range)"
-            )
-        else:
-            b = float(value_range)
-            if not (math.isfinite(b) and b > 0):
-                raise StatsError(f"value_range must be a finite positive number, got value_range={value_range!r}")
-            if observed > b * (1 + 1e-12):
-                raise StatsError(
-                    f"value_range={value_range!r} is smaller than the observed range of the differences "
-                    f"({observed:.6g}): it cannot be a valid a-priori range"
-                )
-            name = f"empirical Bernstein (Maurer & Pontil 2009; a-priori range b = {b:.4g})"
-        delta = (1.0 - c) / 2.0
-        log_term = math.log(2.0 / delta)
-        half = math.sqrt(2.0 * sd**2 * log_term / n) + 7.0 * b * log_term / (3.0 * (n - 1))
-        return Interval(mean, se, mean - half, mean + half, c, name, n)
-
+        return _bernstein_interval(d, c, value_range)
     if method == "bootstrap":
-        if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
-            raise StatsError(f"n_boot must be an integer >= 2, got n_boot={n_boot!r}")
-        rng = np.random.default_rng(int(seed))
-        means = np.empty(n_boot, dtype=np.float64)
-        block = max(1, min(n_boot, 4_000_000 // n))  # keep each index block <= ~32 MB
-        for start in range(0, n_boot, block):
-            k = min(block, n_boot - start)
-            idx = rng.integers(0, n, size=(k, n))
-            means[start : start + k] = d[idx].mean(axis=1)
-        lo, hi = np.quantile(means, [(1.0 - c) / 2.0, (1.0 + c) / 2.0])
-        return Interval(
-            mean,
-            float(means.std(ddof=1)),
-            float(lo),
-            float(hi),
-            c,
-            f"percentile bootstrap ({n_boot} resamples, seed {seed})",
-            n,
-        )
-
+        return _bootstrap_interval(d, c, n_boot, seed)
     raise StatsError(f"unknown method {method!r}; choose 'normal', 'bernstein' or 'bootstrap'")
+
+
+def _normal_interval(d: np.ndarray, c: float) -> Interval:
+    """Student-t interval of the mean of ``d`` (see :func:`mean_difference_interval`)."""
+    from scipy import stats
+
+    n, mean = int(d.shape[0]), float(d.mean())
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf((1.0 + c) / 2.0, df=n - 1)) * se
+    return Interval(mean, se, mean - half, mean + half, c, "normal (Student t on paired differences)", n)
+
+
+def _bernstein_interval(d: np.ndarray, c: float, value_range: Optional[float]) -> Interval:
+    """Empirical-Bernstein interval of the mean of ``d`` (see :func:`mean_difference_interval`)."""
+    n, mean = int(d.shape[0]), float(d.mean())
+    sd = float(d.std(ddof=1))
+    observed = float(d.max() - d.min())
+    if value_range is None:
+        b = observed
+        name = (
+            "empirical Bernstein (Maurer & Pontil 2009; range b taken from the data = "
+            f"{b:.4g}, not a-priori: heuristic, the theorem's guarantee needs a known range)"
+        )
+    else:
+        b = float(value_range)
+        if not (math.isfinite(b) and b > 0):
+            raise StatsError(f"value_range must be a finite positive number, got value_range={value_range!r}")
+        if observed > b * (1 + 1e-12):
+            raise StatsError(
+                f"value_range={value_range!r} is smaller than the observed range of the differences "
+                f"({observed:.6g}): it cannot be a valid a-priori range"
+            )
+        name = f"empirical Bernstein (Maurer & Pontil 2009; a-priori range b = {b:.4g})"
+    delta = (1.0 - c) / 2.0
+    log_term = math.log(2.0 / delta)
+    half = math.sqrt(2.0 * sd**2 * log_term / n) + 7.0 * b * log_term / (3.0 * (n - 1))
+    return Interval(mean, sd / math.sqrt(n), mean - half, mean + half, c, name, n)
+
+
+def _bootstrap_interval(d: np.ndarray, c: float, n_boot: int, seed: int) -> Interval:
+    """Percentile-bootstrap interval of the mean of ``d`` (see :func:`mean_difference_interval`)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
+        raise StatsError(f"n_boot must be an integer >= 2, got n_boot={n_boot!r}")
+    n, mean = int(d.shape[0]), float(d.mean())
+    rng = np.random.default_rng(int(seed))
+    means = np.empty(n_boot, dtype=np.float64)
+    block = max(1, min(n_boot, 4_000_000 // n))  # keep each index block <= ~32 MB
+    for start in range(0, n_boot, block):
+        k = min(block, n_boot - start)
+        idx = rng.integers(0, n, size=(k, n))
+        means[start : start + k] = d[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1.0 - c) / 2.0, (1.0 + c) / 2.0])
+    name = f"percentile bootstrap ({n_boot} resamples, seed {seed})"
+    return Interval(mean, float(means.std(ddof=1)), float(lo), float(hi), c, name, n)
 
 
 def scale_interval(interval: Interval, certificate: float) -> Interval:

@@ -1,33 +1,30 @@
-"""The training system: a critic trained to maximise E_P f - E_Q f, evaluated on held-out pairs.
+"""The training system: a critic trained to maximise E_P f - E_Q f, evaluated on held-out samples.
 
 The critic and (for generator sides) the frozen decoders are plain modules handed in; this
-LightningModule owns the objective, the optimiser and the held-out evaluation. Every held-out
-evaluation records, per step: the mean difference on the held-out set, the certified Lipschitz
-constant of the weights at that step, the lower bound (their ratio) and its interval.
+LightningModule owns the objective, the optimiser and the held-out evaluation. Every evaluation is
+an :class:`~wdist.evaluation.Evaluation` (per-sample values, certificate, raw and scaled interval),
+computed once and appended to :attr:`CriticSystem.evaluations`, the bound curve.
 """
 
 from __future__ import annotations
 
-import math
-
-import contextlib
-import os
-import tempfile
 import warnings
-from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from dataclasses import asdict
+from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import Tensor, nn
 
-import critics
-from wdist.data import batch_seed
-from wdist.stats import mean_difference_interval
+from wdist.config import EvalConfig, TrainConfig
+from wdist.errors import NonFiniteLossError
+from wdist.evaluation import Evaluation, evaluate
+from wdist.heldout import HeldOutValues
+from wdist.precision import full_precision
+from wdist.seeds import GP_SALT, batch_seed
+from wdist.sources.base import decode_latents
 
-__all__ = ["CriticSystem", "NonFiniteLossError", "AtomicCheckpointIO", "StepCheckpoint", "HELDOUT_KEYS", "ieee_float32"]
+__all__ = ["CriticSystem", "NonFiniteLossError", "HELDOUT_KEYS"]
 
 # the held-out statistics are computed from values gathered over every process, so they are
 # identical on all ranks: Lightning's advice to reduce them with sync_dist does not apply
@@ -36,125 +33,19 @@ warnings.filterwarnings("ignore", message=r".*self\.log\('heldout/.*sync_dist=Tr
 HELDOUT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or Inf loss; the message names the step and what was non-finite."""
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoint writes that a kill cannot leave half-done.
-
-    Lightning's own ``_atomic_save`` goes through an fsspec transaction whose temporary file lies
-    in the system temp folder: when that is another file system the final ``shutil.move`` is a
-    copy into the destination (a kill mid-copy leaves a truncated ``last.ckpt``), and the data
-    are never fsync'ed. Here the checkpoint is written to a temporary file in the destination
-    folder, flushed to disk, then renamed over the old one (atomic on POSIX): a reader sees the
-    previous checkpoint or the new one, never a partial file. Remote URLs fall back to Lightning.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options; got {storage_options!r}")
-        text = str(path)
-        if "://" in text and not text.startswith("file://"):
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(text[len("file://") :] if text.startswith("file://") else text)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a run killed mid-write
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable
-            dfd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-
-class StepCheckpoint(ModelCheckpoint):
-    """``every_n_train_steps`` checkpoints that include the held-out evaluation of their step.
-
-    Lightning saves step checkpoints in ``on_train_batch_end``, before the validation that runs
-    after the same batch; a run resumed from such a checkpoint would never evaluate that step
-    again, and its bound curve would miss the point. When a validation follows the batch, the
-    save is deferred to the end of that validation (ModelCheckpoint's own deferral mechanism).
-    """
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
-        step = trainer.global_step
-        if (
-            self._every_n_train_steps >= 1
-            and step % self._every_n_train_steps == 0
-            and not self._should_skip_saving_checkpoint(trainer)
-            and _validation_follows(trainer)
-        ):
-            self._defer_save_until_validation = True
-            return
-        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-
-
-def _validation_follows(trainer: pl.Trainer) -> bool:
-    """Whether the fit loop runs a validation right after the current training batch."""
-    if not trainer.enable_validation:
-        return False
-    loop = trainer.fit_loop.epoch_loop
-    try:
-        return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))  # Lightning's own test
-    except (AttributeError, TypeError):  # a Lightning without that private hook: the step rule
-        every = trainer.val_check_batch
-        return isinstance(every, int) and every > 0 and trainer.global_step % every == 0
-
-
-@contextlib.contextmanager
-def ieee_float32() -> Iterator[None]:
-    """float32 matrix products and convolutions in IEEE float32 inside (no TF32), restored after.
-
-    On Ampere and later GPUs cuDNN convolutions default to TF32 (10-bit mantissa): a relative
-    error near 1e-3 per layer, as large as the certificate's own tolerance. The held-out values
-    must be the certified function evaluated to float32 accuracy, so evaluation switches TF32
-    off (training keeps the user's setting). Uses torch's ``fp32_precision`` settings where they
-    exist (torch >= 2.9), else the legacy ``allow_tf32`` flags; no effect on the CPU.
-    """
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
-        knobs = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
-        saved = [k.fp32_precision for k in knobs]
-        try:
-            for k in knobs:
-                k.fp32_precision = "ieee"
-            yield
-        finally:
-            for k, v in zip(knobs, saved):
-                k.fp32_precision = v
-    else:  # pragma: no cover - torch < 2.9
-        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        try:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-@contextlib.contextmanager
-def _full_precision(device: torch.device) -> Iterator[None]:
-    """Autocast off and TF32 off: held-out values come from the float32 weights that are certified,
-    computed in IEEE float32."""
-    try:
-        no_autocast: contextlib.AbstractContextManager = torch.autocast(device_type=device.type, enabled=False)
-    except (RuntimeError, ValueError):  # a device type autocast does not know
-        no_autocast = contextlib.nullcontext()
-    with no_autocast, ieee_float32():
-        yield
+def _plain(value: Any) -> Any:
+    """``value`` in builtin types (jsonargparse hands over int/float subclasses), so that a
+    checkpoint (hyperparameters, optimiser state) loads with ``torch.load(weights_only=True)``."""
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 class CriticSystem(pl.LightningModule):
@@ -172,106 +63,85 @@ class CriticSystem(pl.LightningModule):
         Maps ``(N, *input_shape)`` to ``(N, 1)``; certified by :func:`critics.certify`.
     input_shape : tuple of int
         Shape of one sample.
-    p_decoder, q_decoder : nn.Module or None
+    train : TrainConfig
+        Objective, optimiser, schedule, steps and training batch size (which is also the chunk in
+        which generator sides are decoded, :func:`~wdist.sources.base.decode_latents`).
+    eval : EvalConfig
+        Confidence and interval method of the held-out evaluation.
+    domain : (lo, hi) of bounded samples, or None (the a-priori range of Bernstein intervals).
+    seed : the run's seed (:mod:`wdist.seeds`: the gradient penalty's interpolation weights).
+    p_generator, q_generator : nn.Module or None
         Frozen networks decoding latent vectors for a generator side (``None``: the side's batches
         are samples already).
-    loss, gp_lambda, optimizer, lr, betas, momentum, weight_decay, schedule, max_steps
-        See :class:`wdist.config.TrainConfig`.
-    confidence, interval
-        See :class:`wdist.config.EvalConfig`.
-    domain : (lo, hi) of bounded samples, or None (the a-priori range of Bernstein intervals).
-    seed : the run's seed; the gradient penalty's interpolation weights of step ``i`` on rank
-        ``r`` are drawn from ``batch_seed(seed, r, i)`` (exact resumes).
+
+    Attributes
+    ----------
+    evaluations : list of Evaluation
+        The held-out evaluations so far, one per evaluated step (restored from checkpoints).
     """
 
     def __init__(
         self,
         critic: nn.Module,
         input_shape: tuple[int, ...],
-        p_decoder: Optional[nn.Module] = None,
-        q_decoder: Optional[nn.Module] = None,
-        loss: Literal["kr", "wgan-gp"] = "kr",
-        gp_lambda: float = 10.0,
-        optimizer: Literal["adam", "rmsprop", "sgd"] = "adam",
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.5, 0.9),
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        schedule: Literal["none", "cosine", "step"] = "none",
-        max_steps: int = 1000,
-        confidence: float = 0.95,
-        interval: Literal["normal", "bernstein", "bootstrap"] = "normal",
+        train: Optional[TrainConfig] = None,
+        eval: Optional[EvalConfig] = None,
         domain: Optional[tuple[float, float]] = None,
         seed: int = 0,
+        p_generator: Optional[nn.Module] = None,
+        q_generator: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
-        # plain Python types only (the config hands over jsonargparse's float/int subclasses), so
-        # that a checkpoint loads with torch.load(weights_only=True), as Lightning resumes it
+        train = TrainConfig(**_plain(asdict(train))) if train is not None else TrainConfig()
+        eval = EvalConfig(**_plain(asdict(eval))) if eval is not None else EvalConfig()
         self.save_hyperparameters(
             {
                 "input_shape": tuple(int(s) for s in input_shape),
-                "loss": str(loss),
-                "gp_lambda": float(gp_lambda),
-                "optimizer": str(optimizer),
-                "lr": float(lr),
-                "betas": tuple(float(b) for b in betas),
-                "momentum": float(momentum),
-                "weight_decay": float(weight_decay),
-                "schedule": str(schedule),
-                "max_steps": int(max_steps),
-                "confidence": float(confidence),
-                "interval": str(interval),
+                "train": asdict(train),
+                "eval": asdict(eval),
                 "domain": None if domain is None else (float(domain[0]), float(domain[1])),
                 "seed": int(seed),
             }
         )
+        self.train_cfg, self.eval_cfg = train, eval
         self.critic = critic
-        self.input_shape = tuple(input_shape)
-        self.p_decoder = p_decoder
-        self.q_decoder = q_decoder
-        self.curve: list[dict[str, float]] = []
-        self._val_idx: list[Tensor] = []
-        self._val_fp: list[Tensor] = []
-        self._val_fq: list[Tensor] = []
-        self.last_eval: Optional[dict[str, Any]] = None
-        self._decoded: dict[str, Tensor] = {}  # held-out samples of generator sides, decoded once
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.domain = self.hparams["domain"]
+        self.seed = int(seed)
+        self.p_generator = p_generator
+        self.q_generator = q_generator
+        self.evaluations: list[Evaluation] = []
+        self.heldout_values = HeldOutValues()
+        self._heldout_on_device: Optional[dict[str, Tensor]] = None
 
-    def difference_range(self, certificate: float) -> Optional[float]:
-        """An a-priori width of the interval holding every d_i = f(x_i) - f(y_i), or ``None``.
-
-        For samples in a bounded domain [lo, hi]^D and Lip(f) <= L (certified),
-        |d_i| <= L ||x_i - y_i|| <= L (hi - lo) sqrt(D), so d_i lies in an interval of width
-        2 L (hi - lo) sqrt(D). Loose, but known before looking at the data, as the empirical
-        Bernstein bound requires. Unbounded (toy) domains have none.
-        """
-        domain = self.hparams.get("domain")
-        if domain is None:
-            return None
-        return 2.0 * float(certificate) * (domain[1] - domain[0]) * math.sqrt(math.prod(self.input_shape))
+    @property
+    def last_evaluation(self) -> Optional[Evaluation]:
+        """The latest held-out evaluation, or ``None`` before the first."""
+        return self.evaluations[-1] if self.evaluations else None
 
     # -- inference ------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         return self.critic(x)
 
-    def _decode(self, batch: Tensor, decoder: Optional[nn.Module]) -> Tensor:
+    def samples(self, batch: Tensor, decoder: Optional[nn.Module]) -> Tensor:
+        """A batch of one side's samples: decoded when it holds a generator's latents."""
         if decoder is None:
             return batch
-        with torch.no_grad():
-            return decoder(batch)
+        return decode_latents(decoder, batch, chunk=int(self.train_cfg.batch_size), device=batch.device)
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        xp = self._decode(batch[0], self.p_decoder)
-        xq = self._decode(batch[1], self.q_decoder)
+        xp = self.samples(batch[0], self.p_generator)
+        xq = self.samples(batch[1], self.q_generator)
         # one forward on both batches: the critic has no batch coupling, and its constrained
         # weights are then built (orthonormalised) once per step instead of twice
         f = self.critic(torch.cat([xp, xq.to(xp.dtype)]))
         fp, fq = f[: xp.shape[0]], f[xp.shape[0] :]
         gap = fp.mean() - fq.mean()
         loss = -gap
-        if self.hparams.loss == "wgan-gp":
+        if self.train_cfg.loss == "wgan-gp":
             gp = self._gradient_penalty(xp, xq)
-            loss = loss + self.hparams.gp_lambda * gp
+            loss = loss + self.train_cfg.gp_lambda * gp
             self.log("train/gp", gp.detach(), on_step=True, prog_bar=False)
         bad = not bool(torch.isfinite(loss))
         if self.trainer is not None and self.trainer.world_size > 1:
@@ -286,9 +156,7 @@ class CriticSystem(pl.LightningModule):
         n = min(xp.shape[0], xq.shape[0])
         # interpolation weights drawn from (seed, rank, step), like the batches: a resumed run
         # retraces the uninterrupted one exactly, and no global RNG state is consumed
-        gen = torch.Generator().manual_seed(
-            batch_seed(int(self.hparams.get("seed", 0)), self.global_rank, int(self.global_step), salt=0x6770)
-        )
+        gen = torch.Generator().manual_seed(batch_seed(self.seed, self.global_rank, int(self.global_step), GP_SALT))
         t = torch.rand((n,) + (1,) * (xp.ndim - 1), generator=gen).to(device=xp.device, dtype=xp.dtype)
         x_hat = (t * xp[:n] + (1 - t) * xq[:n]).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
@@ -311,106 +179,102 @@ class CriticSystem(pl.LightningModule):
                 where.append("the samples are finite, so the critic diverged (lower the learning rate?)")
             what = f"the loss is {loss.item()}; {'; '.join(where)}"
         raise NonFiniteLossError(
-            f"Training stopped at training step {step} of {self.hparams.max_steps}: {what}. That update "
+            f"Training stopped at training step {step} of {self.train_cfg.steps}: {what}. That update "
             "was not applied. The last good checkpoint, if any, is kept (resume from it with --resume "
             "after fixing the cause); no result was written."
         )
 
     # -- held-out evaluation ------------------------------------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._val_idx, self._val_fp, self._val_fq = [], [], []
+    def on_fit_start(self) -> None:
+        self._prepare_heldout()
 
-    def _heldout_samples(self, side: str, idx: Tensor, batch: Tensor) -> Tensor:
-        """Held-out samples of one side for the items ``idx``.
+    def on_validation_start(self) -> None:
+        self._prepare_heldout()  # a validate-only run (no fit) decodes here, once
 
-        A generator side is decoded once, the first time it is needed: the whole held-out latent
-        set, in consecutive chunks of the training batch size, in index order (under autocast off
-        and TF32 off), and kept on the device. So a generator whose output depends on its batch
-        (batch-norm on batch statistics) gives every held-out item the same sample whatever the
-        evaluation batch size or the number of processes, drawn with the same batch statistics
-        as in training; and the frozen generator is not run again at every evaluation.
+    def _prepare_heldout(self) -> None:
+        """Decode the held-out latents of generator sides once, on this process's device.
+
+        The whole held-out set of a generator side goes through :func:`decode_latents` in index
+        order, in chunks of the training batch size, and stays on the device: every evaluation
+        reuses the same samples, drawn with the batch statistics of training-sized batches.
         """
-        decoder = self.p_decoder if side == "p" else self.q_decoder
-        if decoder is None:
-            return batch
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        heldout = getattr(dm, "heldout", None)
-        if heldout is None:  # outside a Trainer with a PairDataModule: decode this batch
-            return self._decode(batch, decoder)
-        cache = self._decoded.get(side)
-        if cache is None:
-            latents, step = (heldout.p if side == "p" else heldout.q), int(dm.batch_size)
-            chunks = [self._decode(latents[i : i + step].to(self.device), decoder) for i in range(0, len(latents), step)]
-            cache = self._decoded[side] = torch.cat(chunks)
-        return cache[idx.to(cache.device)]
+        if self._heldout_on_device is not None:
+            return
+        heldout = getattr(getattr(self._trainer, "datamodule", None), "heldout", None)
+        self._heldout_on_device = {}
+        if heldout is None:
+            return
+        for side, latents, decoder in (("p", heldout.p, self.p_generator), ("q", heldout.q, self.q_generator)):
+            if decoder is not None:
+                with full_precision(self.device):
+                    chunk = int(self.train_cfg.batch_size)
+                    self._heldout_on_device[side] = decode_latents(decoder, latents, chunk, device=self.device)
+
+    def heldout_samples(self) -> tuple[Tensor, Tensor]:
+        """The whole held-out set of both sides as samples (decoded ones for generator sides)."""
+        heldout = self.trainer.datamodule.heldout
+        self._prepare_heldout()
+        assert self._heldout_on_device is not None
+        xp = self._heldout_on_device.get("p", heldout.p)
+        xq = self._heldout_on_device.get("q", heldout.q)
+        return xp.to(self.device), xq.to(self.device)
+
+    def _heldout_batch(self, side: str, idx: Tensor, batch: Tensor) -> Tensor:
+        decoded = (self._heldout_on_device or {}).get(side)
+        if decoded is not None:
+            return decoded[idx.to(decoded.device)]
+        decoder = self.p_generator if side == "p" else self.q_generator
+        if decoder is not None:
+            raise RuntimeError(
+                "held-out latents of a generator side reached validation_step undecoded: the system "
+                "decodes them when fit or validation starts, from the data module's `heldout` set"
+            )
+        return batch
+
+    def on_validation_epoch_start(self) -> None:
+        self.heldout_values.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         idx, bp, bq = batch
         # under mixed precision training runs in reduced precision; the held-out values must come
         # from the very weights the certificate is computed on, so evaluation runs without autocast
-        # and without TF32 (see ieee_float32)
-        with _full_precision(self.device):
-            xp = self._heldout_samples("p", idx, bp)
-            xq = self._heldout_samples("q", idx, bq)
-            self._val_idx.append(idx)
-            self._val_fp.append(self.critic(xp).reshape(-1).double())
-            self._val_fq.append(self.critic(xq).reshape(-1).double())
-
-    def gather_heldout(self) -> tuple[Tensor, Tensor]:
-        """Per-sample critic values on the whole held-out set, from every process, in index order."""
-        idx = torch.cat(self._val_idx).to(self.device)
-        fp, fq = torch.cat(self._val_fp), torch.cat(self._val_fq)
-        trainer = self._trainer  # (None outside a Trainer: one process)
-        if trainer is not None and trainer.world_size > 1:
-            idx, fp, fq = (self.all_gather(t).reshape(-1) for t in (idx, fp, fq))
-        # the distributed sampler pads shards with repeated items: keep each index once
-        order = torch.argsort(idx, stable=True)
-        idx, fp, fq = idx[order], fp[order], fq[order]
-        keep = torch.ones_like(idx, dtype=torch.bool)
-        keep[1:] = idx[1:] != idx[:-1]
-        return fp[keep].cpu(), fq[keep].cpu()
+        # and without TF32 (see wdist.precision)
+        with full_precision(self.device):
+            fp = self.critic(self._heldout_batch("p", idx, bp)).reshape(-1)
+            fq = self.critic(self._heldout_batch("q", idx, bq)).reshape(-1)
+        self.heldout_values.update(idx, fp, fq)
 
     def on_validation_epoch_end(self) -> None:
-        fp, fq = self.gather_heldout()
+        fp, fq = self.heldout_values.compute()
+        self._check_finite_values(fp, fq)
+        ev = evaluate(
+            self.critic, self.input_shape, fp, fq, int(self.global_step),
+            confidence=self.eval_cfg.confidence, method=self.eval_cfg.interval, domain=self.domain,
+        )  # fmt: skip
+        if not self.trainer.sanity_checking:
+            if self.evaluations and self.evaluations[-1].step == ev.step:
+                self.evaluations[-1] = ev
+            else:
+                self.evaluations.append(ev)
+        row = ev.row()
+        for key in HELDOUT_KEYS:  # for callbacks (e.g. a ModelCheckpoint monitoring the bound),
+            # on every rank alike: the values are identical there, so no reduction is needed
+            self.log(f"heldout/{key}", row[key], sync_dist=False, logger=False)
+        self._log_heldout(row)
+
+    def _check_finite_values(self, fp: Tensor, fq: Tensor) -> None:
         bad_p, bad_q = int((~torch.isfinite(fp)).sum()), int((~torch.isfinite(fq)).sum())
         if bad_p or bad_q:  # identical on every process (gathered values), so all stop together
             sides = [f"{n} on the {s} side" for n, s in ((bad_p, "P"), (bad_q, "Q")) if n]
-            from_generator = (bad_q and self.q_decoder is not None) or (bad_p and self.p_decoder is not None)
+            from_generator = (bad_q and self.q_generator is not None) or (bad_p and self.p_generator is not None)
             hint = "a generator producing non-finite output?" if from_generator else "the critic diverged?"
             raise NonFiniteLossError(
                 f"Held-out evaluation stopped at step {int(self.global_step)}: {' and '.join(sides)} of "
                 f"{fp.numel()} critic values are NaN/Inf ({hint}). The last good checkpoint, if any, is "
                 "kept; no result was written."
             )
-        cert = critics.certify(self.critic, self.input_shape)
-        iv = mean_difference_interval(
-            fp, fq, confidence=self.hparams.confidence, method=self.hparams.interval,
-            value_range=self.difference_range(cert),
-        )
-        point = {
-            "step": int(self.global_step),
-            "estimate": float(iv.estimate),
-            "stderr": float(iv.stderr),
-            "estimate_lo": float(iv.lo),
-            "estimate_hi": float(iv.hi),
-            "certificate": float(cert),
-            "lower_bound": float(iv.estimate / cert),
-            "lower_bound_lo": float(iv.lo / cert),
-            "lower_bound_hi": float(iv.hi / cert),
-            "n_eval": int(fp.numel()),
-        }
-        self.last_eval = {**point, "fp": fp, "fq": fq, "interval": iv}
-        if not self.trainer.sanity_checking:
-            if not self.curve or self.curve[-1]["step"] != point["step"]:
-                self.curve.append(point)
-            else:
-                self.curve[-1] = point
-        for key in HELDOUT_KEYS:  # for callbacks (e.g. a ModelCheckpoint monitoring the bound),
-            # on every rank alike: the values are identical there, so no reduction is needed
-            self.log(f"heldout/{key}", point[key], sync_dist=False, logger=False)
-        self._log_heldout(point)
 
-    def _log_heldout(self, point: dict[str, Any]) -> None:
+    def _log_heldout(self, row: dict[str, Any]) -> None:
         """The bound curve, its interval ends as separate series, at the true step, in float64.
 
         Logged straight to the loggers (``self.log`` would convert to float32 and, during training,
@@ -418,22 +282,22 @@ class CriticSystem(pl.LightningModule):
         """
         if self.trainer is None or not self.trainer.is_global_zero or self.trainer.sanity_checking:
             return
-        metrics = {f"heldout/{k}": float(point[k]) for k in HELDOUT_KEYS}
-        metrics["heldout/n_eval"] = int(point["n_eval"])
+        metrics = {f"heldout/{k}": float(row[k]) for k in HELDOUT_KEYS}
+        metrics["heldout/n_eval"] = int(row["n_eval"])
         for lg in self.loggers:
-            lg.log_metrics(metrics, step=int(point["step"]))
+            lg.log_metrics(metrics, step=int(row["step"]))
             lg.save()
 
-    # -- checkpoints keep the curve, so a resumed run plots all of it -------------------------
+    # -- checkpoints keep the evaluations, so a resumed run reports the whole curve --------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["wdist_curve"] = list(self.curve)
+        checkpoint["wdist_evaluations"] = [ev.state() for ev in self.evaluations]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.curve = list(checkpoint.get("wdist_curve", []))
+        self.evaluations = [Evaluation.from_state(s) for s in checkpoint.get("wdist_evaluations", [])]
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp = self.train_cfg
         params = [p for p in self.critic.parameters() if p.requires_grad]
         if hp.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
@@ -444,9 +308,9 @@ class CriticSystem(pl.LightningModule):
         if hp.schedule == "none":
             return opt
         if hp.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_steps))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.steps))
         else:
             sched = torch.optim.lr_scheduler.MultiStepLR(
-                opt, milestones=[int(hp.max_steps * 0.5), int(hp.max_steps * 0.75)], gamma=0.1
+                opt, milestones=[int(hp.steps * 0.5), int(hp.steps * 0.75)], gamma=0.1
             )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

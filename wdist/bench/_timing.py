@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import platform
-import statistics
-import time
-from typing import Callable
 
 import torch
 
-__all__ = ["median_seconds", "describe_device", "reset_peak_memory", "peak_memory_mb", "synchronize", "fmt_or_na"]
+__all__ = ["describe_device", "reset_peak_memory", "peak_memory_mb", "synchronize", "fmt_or_na"]
 
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls (device synchronised)."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def describe_device(device: torch.device) -> str:

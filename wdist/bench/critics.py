@@ -36,20 +36,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-if __package__:
-    from wdist.bench._timing import fmt_or_na, describe_device, peak_memory_mb, reset_peak_memory, synchronize
-else:  # run as a script by the isolated worker: skip importing the (slow to import) wdist package
-    import importlib.util as _ilu
-
-    # this file's folder is sys.path[0] now; drop it, or ``import critics`` would find this file
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-    _spec = _ilu.spec_from_file_location("_wdist_bench_timing", Path(__file__).with_name("_timing.py"))
-    _timing = _ilu.module_from_spec(_spec)
-    _spec.loader.exec_module(_timing)
-    describe_device, peak_memory_mb = _timing.describe_device, _timing.peak_memory_mb
-    reset_peak_memory, synchronize = _timing.reset_peak_memory, _timing.synchronize
-    fmt_or_na = _timing.fmt_or_na
+import critics
+from wdist.bench._timing import describe_device, fmt_or_na, peak_memory_mb, reset_peak_memory, synchronize
 
 __all__ = ["run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
 
@@ -115,8 +103,6 @@ def bench_one(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time training steps of one critic at one size in this process; returns one table row."""
-    import critics
-
     dev = torch.device(device)
     torch.manual_seed(seed)
     shape = (channels, size, size)
@@ -191,8 +177,8 @@ def bench_one(
 def _bench_isolated(kwargs: dict[str, Any], threads: Optional[int]) -> dict[str, Any]:
     """:func:`bench_one` in a fresh Python process (so that its peak RSS is its own)."""
     payload = json.dumps({"kwargs": kwargs, "threads": threads})
-    # the file itself as a script: the worker imports torch and critics only, not wdist
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), payload], capture_output=True, text=True)
+    # the worker imports torch, critics and this module only (the wdist package imports lazily)
+    proc = subprocess.run([sys.executable, "-m", "wdist.bench.critics", payload], capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("WDIST_BENCH_ROW ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -297,8 +283,6 @@ def cli(argv: Sequence[str]) -> int:
     if min(args.steps, args.repeats, args.batch) < 1 or args.warmup < 0 or args.width <= 0:
         print("wdist bench critics: error: --steps, --repeats, --batch must be >= 1, --warmup >= 0, --width > 0.", file=sys.stderr)
         return 2
-    import critics
-
     unknown = [c for c in args.critics if c not in critics.available()]
     if unknown:
         print(f"wdist bench critics: error: unknown critic(s) {', '.join(unknown)}; image critics: {', '.join(CRITICS)}.", file=sys.stderr)

@@ -48,7 +48,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from generators import RandomWeightsWarning
 from wdist.bench._timing import fmt_or_na
+from wdist.config import ConfigError, default_config_path
+from wdist.pipeline import estimate
 
 __all__ = ["run_estimate_benchmark", "time_to_within", "format_table", "cli", "SETUPS", "write_smooth_images"]
 
@@ -123,8 +126,6 @@ def write_smooth_images(path: Path, n: int = CIFAR_LIKE_N, seed: int = 0) -> Pat
 
 def _setup_config(setup: str, critic: str, tmp: Path, width: Optional[float], n_eval: Optional[int]) -> tuple[Any, list[str], str]:
     """(config, base overrides, description) of one setup."""
-    from wdist.config import default_config_path
-
     if setup == "digits":
         cfg: Any = str(default_config_path())
         over = ["--critic.name", critic]
@@ -169,9 +170,6 @@ def run_one(
     tmp: Path,
 ) -> dict[str, Any]:
     """One estimate with a clock; one table row."""
-    import wdist
-    from generators import RandomWeightsWarning
-
     cfg, over, desc = _setup_config(setup, critic, tmp, width, n_eval)
     steps = steps or DEFAULT_STEPS[setup]
     eval_every = eval_every or DEFAULT_EVAL_EVERY[setup]
@@ -179,8 +177,8 @@ def run_one(
         over += ["--train.steps", str(steps)]
     over += [
         "--train.eval_every", str(eval_every),
-        "--train.accelerator", accelerator,
-        "--train.devices", "1",
+        "--trainer.accelerator", accelerator,
+        "--trainer.devices", "1",
         "--eval.ot_samples", "0",
         "--eval.empirical_lipschitz_samples", "0",
     ]
@@ -190,7 +188,7 @@ def run_one(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|GPU available but not used|TPU available|module\\(s\\) in eval mode).*")
-        result = wdist.estimate(cfg, over, callbacks=[clock], quiet=True)
+        result = estimate(cfg, over, callbacks=[clock], quiet=True)
     total = time.perf_counter() - t0
     conv = time_to_within(result.curve, clock)
     return {
@@ -288,8 +286,6 @@ def cli(argv: Sequence[str]) -> int:
         if v is not None and v < 1:
             print(f"wdist bench estimate: error: {name} must be >= 1, got {v}.", file=sys.stderr)
             return 2
-    from wdist.config import ConfigError
-
     try:
         rows = run_estimate_benchmark(
             args.setups, args.critics, steps=args.steps, eval_every=args.eval_every, accelerator=accelerator,

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback
 
 from wdist.bench._timing import describe_device
 from wdist.config import default_config_path, load_config
-from wdist.estimate import build_run
+from wdist.pipeline import build_run
 
 __all__ = ["run_toy_benchmark", "cli"]
 
@@ -48,14 +48,14 @@ def _steps_per_second(config: Path, critic: str, steps: int, warmup: int, accele
         cfg.critic.options = {k: v for k, v in cfg.critic.options.items() if k in ("width", "depth")}
     if critic == "gp-mlp":
         cfg.train.loss = "wgan-gp"
-    *_, dm, system = build_run(cfg)
+    run = build_run(cfg)
     timer = _StepTimer()
     trainer = pl.Trainer(
         max_steps=steps, val_check_interval=steps, check_val_every_n_epoch=None, limit_val_batches=0,
         num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[timer], accelerator=accelerator, devices=1, inference_mode=False,
     )
-    trainer.fit(system, datamodule=dm)
+    trainer.fit(run.system, datamodule=run.datamodule)
     return 1.0 / statistics.median(timer.times[warmup:])
 
 

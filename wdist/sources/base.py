@@ -29,6 +29,8 @@ __all__ = [
     "ToyProblem",
     "SourceError",
     "check_compatible",
+    "decode_latents",
+    "DEFAULT_DECODE_CHUNK",
 ]
 
 
@@ -153,11 +155,47 @@ class TensorSource(FiniteSource):
         return self._description
 
 
+#: Latents decoded at once outside a run (inside a run: ``train.batch_size``).
+DEFAULT_DECODE_CHUNK = 256
+
+
+def decode_latents(module: nn.Module, latents: Tensor, chunk: int, device: Optional[torch.device] = None) -> Tensor:
+    """Samples of a frozen generator: the one decode path of every generator side.
+
+    The latents are decoded in consecutive chunks of ``chunk`` items, in index order, without
+    gradients, on ``device`` (default: the module's device), and returned there as float32. A run
+    uses its training batch size as ``chunk`` everywhere (training batches, the held-out set, the
+    empirical Lipschitz check, the OT references), so a generator whose output depends on its
+    batch (batch norm on batch statistics) produces every sample with the batch statistics of a
+    training-sized batch, and the same latents give the same samples wherever they are decoded.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Maps ``(m, *latent_shape)`` latents to ``(m, *shape)`` samples.
+    latents : (n, *latent_shape) tensor
+    chunk : int
+        Latents per forward pass, >= 1.
+    device : torch.device, optional
+
+    Returns
+    -------
+    (n, *shape) float32 tensor on ``device``.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise SourceError(f"decode chunk must be a positive integer; got chunk={chunk!r}")
+    if device is None:
+        device = next(iter(module.parameters()), torch.empty(0)).device
+    with torch.no_grad():
+        parts = [module(latents[i : i + chunk].to(device)).to(torch.float32) for i in range(0, len(latents), chunk)]
+    return torch.cat(parts) if parts else latents.new_empty((0,)).to(device)
+
+
 class LatentSource(Source):
     """A source that maps latent vectors through a frozen ``nn.Module`` on the training device.
 
     The module is registered inside the training system, so it moves with the critic; sampling
-    happens there in eval mode without gradients.
+    happens there in eval mode without gradients, through :func:`decode_latents`.
     """
 
     latent_dim: int
@@ -171,15 +209,13 @@ class LatentSource(Source):
     def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` latent vectors on the CPU, shape ``(n, latent_dim)``."""
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Samples from latents, on ``z``'s device, without gradients."""
-        with torch.no_grad():
-            return self.module(z)
+    def decode(self, z: Tensor, chunk: int = DEFAULT_DECODE_CHUNK) -> Tensor:
+        """Samples from latents (:func:`decode_latents`), on the module's device."""
+        return decode_latents(self.module, z, chunk)
 
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        z = self.sample_latent(n, generator)
-        dev = next(iter(self.module.parameters()), torch.empty(0)).device
-        return self.decode(z.to(dev)).cpu()
+    def sample(self, n: int, generator: torch.Generator, chunk: int = DEFAULT_DECODE_CHUNK) -> Tensor:
+        """``n`` samples on the CPU: latents from ``generator``, decoded in chunks of ``chunk``."""
+        return self.decode(self.sample_latent(n, generator), chunk).cpu()
 
 
 class ToyProblem(ABC):

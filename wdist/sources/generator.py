@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from jsonargparse.typing import PositiveInt
 from torch import Tensor, nn
 
+from generators import load
 from wdist.sources.base import LatentSource, SourceError
 from wdist.sources.transforms import check_range, check_size
 
@@ -124,8 +125,6 @@ class Generator(LatentSource):
         output_shape: Optional[list[int]] = None,
         output_range: Optional[tuple[float, float]] = None,
     ) -> None:
-        from generators import load
-
         if batchnorm not in ("eval", "batch"):
             raise SourceError(f"batchnorm must be 'eval' or 'batch', got batchnorm={batchnorm!r}")
         self.name = name

@@ -1,0 +1,35 @@
+"""Plots: the bound curve and the comparison, readable as saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from wdist import plots
+
+LONG = (
+    "bcop-dcgan: Digits (sklearn 8x8 digits, 1797 items, 1x8x8 in [-1, 1]) vs generator digits/wgan-gp-8 "
+    "(normal latent of 16, 1x8x8 in [-1, 1] from [-1, 1], batch-norm on batch statistics, checkpoint "
+    "/a/long/path/to/a/checkpoint/file/of/the/generator.pt)"
+)
+CURVE = [
+    {"step": s, "estimate": 0.3, "lower_bound": 0.3, "lower_bound_lo": 0.25, "lower_bound_hi": 0.35} for s in (10, 20)
+]
+
+
+def test_long_titles_are_wrapped_inside_the_figure(tmp_path: Path) -> None:
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    plots._title(ax, LONG, fig.get_figwidth())
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box = ax.title.get_window_extent(renderer)
+    assert 1 < len(ax.title.get_text().splitlines()) <= 3
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width  # no line runs off the figure
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    a = plots.plot_bound_curve(CURVE, tmp_path / "a.png", exact_w1=0.4, title=LONG)
+    b = plots.plot_comparison([("x seed0", CURVE)], tmp_path / "b.png", exact_w1=0.4, title=LONG)
+    assert a.stat().st_size > 1000 and b.stat().st_size > 1000

@@ -1,0 +1,297 @@
+"""One estimate end to end: config -> sources -> critic -> trainer -> evaluation -> references -> result.
+
+This is the data flow of DESIGN.md. :func:`estimate` only orchestrates; each step is a call into
+the module that owns it, and each value is computed once and passed on: the held-out evaluation
+(:mod:`wdist.evaluation`) is made by the training system, the references by
+:mod:`wdist.references`, and the :class:`~wdist.results.Result` is built from the last evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import warnings
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import nn
+
+import critics
+from critics.empirical import empirical_lipschitz
+from wdist._version import __version__
+from wdist.callbacks import AtomicCheckpointIO, BoundProgressBar, StepCheckpoint, TrainClock
+from wdist.config import ConfigError, EstimateConfig, Sides, resolve_config
+from wdist.data import PairDataModule
+from wdist.evaluation import Evaluation
+from wdist.files import atomic_write_text, prepare_output_dir, set_aside_previous_result
+from wdist.loggers import finish_wandb, make_loggers
+from wdist.plots import plot_bound_curve
+from wdist.references import check_ot_fits, references
+from wdist.results import Result, RunRecord
+from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
+from wdist.sources import LatentSource
+from wdist.system import CriticSystem
+
+__all__ = ["estimate", "build_run", "build_critic", "make_trainer", "Run", "versions"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that shapes the number."""
+    import ot
+    import torchvision
+
+    return {
+        "wdist": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pytorch_lightning": pl.__version__,
+        "pot": ot.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _quiet_lightning() -> None:
+    """Silence Lightning's chatter that says nothing about the estimate."""
+    for pattern in (
+        ".*Experiment logs directory .* exists and is not empty.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+        ".*in eval mode.*",  # the frozen generator is in eval mode on purpose
+        ".*does not have many workers.*",  # samples are generated in-process, on purpose
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*`IterableDataset` has `__len__` defined.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    # Lightning's INFO lines (accelerator found, tips) say nothing the result does not; the
+    # device is part of every result. Warnings stay visible.
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_critic(cfg: EstimateConfig, shape: tuple[int, ...]) -> nn.Module:
+    """The configured critic for inputs of ``shape`` (a bad option names ``critic.options``)."""
+    try:
+        return critics.build(cfg.critic.name, shape, **cfg.critic.options)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(
+            f"Invalid configuration: critic {cfg.critic.name!r} could not be built with critic.options="
+            f"{dict(cfg.critic.options)!r} for inputs of shape {shape}: {err}"
+        ) from None
+
+
+@dataclass
+class Run:
+    """The pieces of one estimate before training: sides, data module and training system."""
+
+    cfg: EstimateConfig
+    sides: Sides
+    datamodule: PairDataModule
+    system: CriticSystem
+
+
+def build_run(cfg: EstimateConfig) -> Run:
+    """The sources, critic, data module and training system of a configuration (no Trainer)."""
+    sides = cfg.sides()
+    p, q = sides.p, sides.q
+    shape = tuple(p.shape)
+    dm = PairDataModule(p, q, cfg.train.batch_size, cfg.eval.n_eval, cfg.eval.batch_size, cfg.seed)
+    system = CriticSystem(
+        build_critic(cfg, shape), shape, cfg.train, cfg.eval, domain=p.domain, seed=cfg.seed,
+        p_generator=p.module if isinstance(p, LatentSource) else None,
+        q_generator=q.module if isinstance(q, LatentSource) else None,
+    )  # fmt: skip
+    return Run(cfg, sides, dm, system)
+
+
+def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], out_dir: Optional[Path]) -> pl.Trainer:
+    """The Lightning Trainer of a run: ``trainer.*`` as given, the rest from ``train.*``."""
+    try:
+        return pl.Trainer(
+            **asdict(cfg.trainer),
+            plugins=[AtomicCheckpointIO()],
+            max_steps=cfg.train.steps,
+            val_check_interval=cfg.train.eval_every,
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            logger=loggers if loggers else False,
+            callbacks=callbacks,
+            enable_checkpointing=bool(out_dir is not None and cfg.train.checkpoint_every),
+            enable_model_summary=False,
+            inference_mode=False,
+            log_every_n_steps=max(1, min(50, cfg.train.eval_every)),
+            default_root_dir=str(out_dir) if out_dir is not None else None,
+        )
+    except Exception as err:  # Lightning refusing the accelerator/devices/strategy/precision
+        given = ", ".join(f"trainer.{k}={v!r}" for k, v in asdict(cfg.trainer).items())
+        raise ConfigError(f"Invalid configuration: the trainer refused {given}: {err}") from None
+
+
+def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Callback]) -> list[Callback]:
+    cbs: list[Callback] = [*extra, TrainClock()]
+    if cfg.trainer.enable_progress_bar:
+        cbs.append(BoundProgressBar())
+    if out_dir is not None and cfg.train.checkpoint_every:
+        cbs.append(
+            StepCheckpoint(
+                dirpath=out_dir / "checkpoints", every_n_train_steps=cfg.train.checkpoint_every, save_last=True,
+                save_top_k=1, filename="step{step}", auto_insert_metric_name=False,
+            )
+        )  # fmt: skip
+    return cbs
+
+
+def _fit(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
+    """Train, and evaluate the final weights unless the last evaluation already did."""
+    trainer.fit(run.system, datamodule=run.datamodule, ckpt_path=ckpt_path)
+    last = run.system.last_evaluation
+    if last is None or last.step != trainer.global_step or last.fp is None:
+        trainer.validate(run.system, datamodule=run.datamodule, verbose=False)
+    last = run.system.last_evaluation
+    assert last is not None
+    return last
+
+
+def empirical_lipschitz_check(system: CriticSystem, n: int, seed: int) -> Optional[float]:
+    """Largest gradient norm of the trained critic at ``n`` held-out samples of each side and ``n``
+    interpolates between them: an empirical *lower* estimate of Lip(f), set beside the certificate
+    (``None`` when ``n`` is 0). The samples are the held-out ones the evaluation used."""
+    if n <= 0:
+        return None
+    xp, xq = system.heldout_samples()
+    system.critic.eval()
+    gen = generator(seed, EMPIRICAL_LIPSCHITZ_OFFSET)
+    return float(empirical_lipschitz(system.critic, xp[:n], xq[:n], n_interpolates=n, generator=gen))
+
+
+def _device_text(trainer: pl.Trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        text = f"cuda ({torch.cuda.get_device_name(device)})"
+    else:
+        text = f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return text + (f" x {trainer.world_size} processes" if trainer.world_size > 1 else "")
+
+
+def _config_record(cfg: EstimateConfig, resolved: Optional[dict]) -> dict[str, Any]:
+    if resolved is not None:
+        return resolved
+    rec: dict[str, Any] = {k: asdict(getattr(cfg, k)) for k in ("critic", "train", "trainer", "eval", "logger")}
+    for k in ("toy", "p", "q"):
+        v = getattr(cfg, k)
+        rec[k] = None if v is None else (asdict(v) if is_dataclass(v) else v.describe())
+    rec["seed"] = cfg.seed
+    return rec
+
+
+def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunRecord:
+    cfg, p = run.cfg, run.sides.p
+    clock = next(cb for cb in trainer.callbacks if isinstance(cb, TrainClock))
+    return RunRecord(
+        critic=cfg.critic.name, loss=cfg.train.loss, p=p.describe(), q=run.sides.q.describe(),
+        shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
+        steps=int(trainer.global_step), seconds=float(clock.seconds), device=_device_text(trainer),
+        versions=versions(), config=_config_record(cfg, resolved),
+    )  # fmt: skip
+
+
+def _resume_paths(
+    resume: Union[str, os.PathLike], out: Union[str, os.PathLike, None]
+) -> tuple[Path, str, Union[str, os.PathLike]]:
+    """``(saved config, last checkpoint, output folder)`` of a run to resume, checked to exist."""
+    rdir = Path(resume)
+    saved, last = rdir / "config.yaml", rdir / "checkpoints" / "last.ckpt"
+    if not saved.is_file():
+        raise ConfigError(f"Cannot resume from {str(rdir)!r}: it has no config.yaml (is it a wdist output folder?).")
+    if not last.is_file():
+        raise ConfigError(
+            f"Cannot resume from {str(rdir)!r}: no checkpoint at {str(last)!r} (set train.checkpoint_every to write them)."
+        )
+    return saved, str(last), (out or rdir)
+
+
+def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
+    plot = plot_bound_curve(
+        result.curve, out_dir / "bound_curve.png", exact_w1=result.exact_w1, empirical_ot=result.empirical_ot_w1,
+        empirical_ot_floor=result.empirical_ot_floor, certified=result.certified,
+        title=f"{result.critic}: {result.p} vs {result.q}",
+    )  # fmt: skip
+    result.save(out_dir / "result.json")
+    summary = {k: v for k, v in result.to_dict().items() if k not in ("curve", "config")}
+    finish_wandb(loggers, summary=summary, images={"bound_curve": plot})
+
+
+def estimate(
+    config: Union[str, os.PathLike, dict, EstimateConfig, None] = None,
+    overrides: Sequence[str] = (),
+    *,
+    out: Union[str, os.PathLike, None] = None,
+    resume: Union[str, os.PathLike, None] = None,
+    callbacks: Sequence[Callback] = (),
+    quiet: bool = False,
+) -> Result:
+    """Train a critic on P vs Q and return the held-out, certified lower bound on W1(P, Q).
+
+    Parameters
+    ----------
+    config : YAML path, dict, :class:`~wdist.config.EstimateConfig`, or ``None`` for the bundled
+        digits default.
+    overrides : dotted command-line overrides, e.g. ``["--train.steps", "200"]``.
+    out : output folder (overrides ``config.out``); receives ``result.json``, ``metrics.csv``,
+        ``bound_curve.png``, ``config.yaml`` and ``checkpoints/``. ``None`` and no ``config.out``:
+        nothing is written.
+    resume : a previous run's output folder; training continues from ``checkpoints/last.ckpt``
+        with that run's ``config.yaml`` (``config`` is then ignored; overrides still apply).
+    callbacks : extra Lightning callbacks.
+    quiet : no progress bar and no Lightning chatter.
+
+    Returns
+    -------
+    Result
+        ``lower_bound = estimate / lipschitz_certificate`` with its interval; distances are L2 on
+        the flattened samples, in the sources' domain. A non-zero rank of a distributed run
+        returns ``None`` (rank 0 reports; the statistics are identical).
+    """
+    ckpt_path: Optional[str] = None
+    if resume is not None:
+        config, ckpt_path, out = _resume_paths(resume, out)
+    _quiet_lightning()
+    cfg, resolved_yaml, resolved = resolve_config(config, overrides)
+    if quiet:
+        cfg.trainer.enable_progress_bar = False
+    check_ot_fits(cfg.eval.ot_samples)
+    out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
+    loggers: list = []
+    if out_dir is not None:
+        prepare_output_dir(out_dir)
+        if ckpt_path is None:
+            set_aside_previous_result(out_dir)
+            if resolved_yaml is not None:
+                atomic_write_text(out_dir / "config.yaml", resolved_yaml)
+        lg = cfg.logger
+        loggers = make_loggers(
+            out_dir, lg.kind, lg.project, lg.group, lg.name, config=resolved or {}, resume=ckpt_path is not None
+        )
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run = build_run(cfg)
+    trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
+    last = _fit(trainer, run, ckpt_path)
+    if trainer.global_rank != 0:
+        return None  # type: ignore[return-value]
+    emp = empirical_lipschitz_check(run.system, cfg.eval.empirical_lipschitz_samples, cfg.seed)
+    refs = references(
+        run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size,
+        trainer.strategy.root_device,
+    )  # fmt: skip
+    result = Result.from_evaluation(
+        last, _run_record(run, trainer, resolved), run.system.evaluations, refs,
+        run.sides.exact_w1, run.sides.exact_w1_method, emp,
+    )  # fmt: skip
+    if out_dir is not None:
+        _write_outputs(result, out_dir, loggers)
+    return result
