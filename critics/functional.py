@@ -1,15 +1,16 @@
-"""Stateless operations behind the Lipschitz layers: orthonormalisation and norm bounds.
+"""Stateless operations behind the Lipschitz layers: Björck orthonormalisation and its error.
 
 Everything here is a pure function of tensors, batched over leading dimensions, so that a layer
-can orthonormalise all of its matrices in one call per step.
+can orthonormalise all of its matrices in one call per step. The norm bounds it relies on
+(:func:`spectral_norm_upper_bound`, re-exported here) live in :mod:`critics.norms`.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
+
+from critics.norms import spectral_norm_upper_bound
 
 __all__ = [
     "spectral_norm_upper_bound",
@@ -17,62 +18,6 @@ __all__ = [
     "orthogonality_error",
     "bjorck_iterations_needed",
 ]
-
-
-def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
-    r"""Guaranteed upper bound on the spectral norm of each matrix in a batch (Gram iteration).
-
-    .. math::
-
-        G_0 = W^\top W, \quad G_{t+1} = G_t^2 / \|G_t\|_F^2 \ (\text{rescaled}), \quad
-        \sigma_{\max}(W) \le \|G_t\|_F^{1 / 2^{t+1}} \cdot (\text{accumulated scale})
-
-    Since :math:`\|A\|_2 \le \|A\|_F` and :math:`\sigma_{\max}(G_t) = \sigma_{\max}(W)^{2^{t+1}}`,
-    every iterate gives a valid bound, and it tightens geometrically towards
-    :math:`\sigma_{\max}(W)` (Delattre et al., 2023). With ``gram_iters=0`` it is the Frobenius
-    norm.
-
-    Parameters
-    ----------
-    w : (..., m, n) tensor
-        Matrices, batched over leading dimensions.
-    gram_iters : int
-        Number of squarings.
-
-    Returns
-    -------
-    (...,) tensor
-        Upper bounds :math:`\ge \sigma_{\max}`, in the units of ``w``. Differentiable.
-    """
-    tiny = torch.finfo(w.dtype).tiny
-    # W / max|W_ij| first: the Gram matrix of a very large (small) W would overflow (underflow to
-    # zero, and a zero bound is no bound); sigma_max scales linearly, so the factor is put back.
-    peak = w.detach().abs().amax(dim=(-2, -1)).clamp_min(tiny)
-    w = w / peak[..., None, None]
-    if w.shape[-2] < w.shape[-1]:
-        g = w @ w.mT
-    else:
-        g = w.mT @ w
-    # Each G_t is rescaled to unit Frobenius norm before squaring (no overflow or underflow in
-    # the squarings); the log of the accumulated scale is summed once at the end (four ops per
-    # squaring: few kernel launches on a GPU, where this runs at every step).
-    norms = []
-    for _ in range(gram_iters):
-        f = torch.linalg.matrix_norm(g).clamp_min(tiny)
-        norms.append(f)
-        g = g / f[..., None, None]
-        g = g @ g
-    norms.append(torch.linalg.matrix_norm(g).clamp_min(tiny))
-    # sigma_max(W) <= prod_t f_t^(1 / 2^(t+1)) * f_last^(1 / 2^(gram_iters+1))
-    exponents = _gram_exponents(gram_iters, w.dtype, w.device)
-    return peak * torch.exp((torch.log(torch.stack(norms, dim=-1)) * exponents).sum(dim=-1))
-
-
-@functools.lru_cache(maxsize=64)
-def _gram_exponents(gram_iters: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``[2^-1, ..., 2^-gram_iters, 2^-(gram_iters+1)]`` (cached: no host-to-device copy per call)."""
-    powers = [0.5 ** (t + 1) for t in range(gram_iters)] + [0.5 ** (gram_iters + 1)]
-    return torch.tensor(powers, dtype=dtype, device=device)
 
 
 def orthogonality_error(w: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from critics.certificates import dense_lipschitz_bound
+from critics.norms import dense_lipschitz_bound
 from critics.parametrizations import BjorckOrthonormal
 
 __all__ = ["BjorckLinear"]

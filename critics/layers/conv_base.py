@@ -17,15 +17,11 @@ class
   (:meth:`LipschitzConv2d._graph_build`): the construction is hundreds of tiny kernels, and
   launching them one by one from Python costs several milliseconds per layer and step;
 * certifies the layer from the kernel actually used (:meth:`lipschitz_bound`).
-
-It also holds :func:`reshaped_kernel_norm_bound`, an input-size-independent guaranteed bound on
-the norm of a convolution, cheap enough to run at every training step.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 import weakref
 from typing import Any, Callable
@@ -35,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_int
-from critics.functional import spectral_norm_upper_bound
+from critics.norms import conv_operator_norm
 
-__all__ = ["LipschitzConv2d", "GraphedBuild", "conv_operator_norm", "reshaped_kernel_norm_bound", "check_channels", "same_padding"]
+__all__ = ["LipschitzConv2d", "GraphedBuild", "check_channels", "same_padding"]
 
 PADDING_MODES = ("zeros", "circular")
 
@@ -66,91 +62,6 @@ def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
     """``F.pad`` widths (left, right, top, bottom) of a stride-1 "same" convolution."""
     before, after = (kernel_size - 1) // 2, kernel_size // 2
     return (before, after, before, after)
-
-
-def conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> float:
-    r"""Certified L2 norm of a stride-1 convolution on ``input_size`` images (float64, FFT).
-
-    .. math::
-
-        \|\mathcal{C}_K\|_2 = \max_{u, v} \sigma_{\max}\big(\hat K(u, v)\big), \qquad
-        \sigma_{\max}(\hat K)^2 = \lambda_{\max}(\hat K^{H} \hat K)
-
-    over the :math:`n_h \times n_w` grid for circular padding (exact, whatever the shift of an
-    asymmetric padding), over the :math:`(n_h + k - 1) \times (n_w + k - 1)` grid for zero
-    padding (an upper bound: the zero-padded convolution is a restriction of that circular
-    one). The same quantity as :func:`critics.certificates.conv2d_lipschitz_bound`, computed
-    faster: a real kernel has :math:`\hat K(-\omega) = \overline{\hat K(\omega)}`, so half the
-    frequencies suffice (``rfft2``), and the largest eigenvalue of the smaller Gram matrix
-    (batched ``eigvalsh``) replaces a full SVD. Taps beyond the grid are wrapped modulo it.
-    """
-    h, w = int(input_size[0]), int(input_size[1])
-    kh, kw = kernel.shape[-2:]
-    if padding_mode != "circular":
-        h, w = h + kh - 1, w + kw - 1
-    k = kernel.detach().to(torch.float64)
-    if kh > h or kw > w:  # wrap the taps modulo the grid
-        rows = torch.arange(kh, device=k.device) % h
-        cols = torch.arange(kw, device=k.device) % w
-        k = k.new_zeros(*k.shape[:2], h, kw).index_add_(2, rows, k)
-        k = k.new_zeros(*k.shape[:2], h, w).index_add_(3, cols, k)
-    spec = torch.fft.rfft2(k, s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
-    gram = spec.mH @ spec if spec.shape[-1] <= spec.shape[-2] else spec @ spec.mH
-    return float(torch.linalg.eigvalsh(gram).amax().clamp_min(0.0).sqrt())
-
-
-def reshaped_kernel_norm_bound(kernel: Tensor, gram_iters: int = 6, reshapings: str = "TURS") -> Tensor:
-    r"""Guaranteed, input-size-independent upper bound on the L2 norm of a 2-D convolution.
-
-    .. math::
-
-        \|\mathcal{C}_K\|_2 \le \sqrt{k_h k_w}\,
-        \min\big(\|R\|_2, \|S\|_2, \|T\|_2, \|U\|_2\big)
-
-    with :math:`T \in \mathbb{R}^{c_o \times c_i k_h k_w}`,
-    :math:`U \in \mathbb{R}^{c_o k_h k_w \times c_i}`,
-    :math:`R \in \mathbb{R}^{c_o k_h \times k_w c_i}` and
-    :math:`S \in \mathbb{R}^{c_o k_w \times k_h c_i}` the four reshapings of the kernel
-    (Singla & Feizi 2021, "Fantastic Four"), for zero or circular padding, any input size and
-    stride. Each matrix norm is itself bounded from above by Gram iteration
-    (:func:`critics.functional.spectral_norm_upper_bound`), so the result is a bound at every
-    step, never an estimate. Differentiable.
-
-    Parameters
-    ----------
-    kernel : (C_out, C_in, k_h, k_w) tensor
-    gram_iters : int
-        Gram squarings per reshaping (the bound tightens geometrically with it).
-    reshapings : str
-        Which of ``"T"``, ``"U"``, ``"R"``, ``"S"`` to use (any subset gives a valid bound).
-        ``T`` and ``U`` cost :math:`k^2 C^3` plus :math:`C^3` per squaring; ``R`` and ``S``
-        :math:`k^3 C^3` per squaring, usually 10-30% tighter.
-
-    Returns
-    -------
-    0-d tensor, in the units of ``kernel``.
-
-    References
-    ----------
-    .. [1] Singla & Feizi, "Fantastic four: differentiable bounds on singular values of
-       convolution layers", ICLR 2021, arXiv:1911.10258.
-    .. [2] Delattre, Barthélemy, Araujo & Allauzen, "Efficient bound of Lipschitz constant for
-       convolutional layers by Gram iteration", ICML 2023.
-    """
-    co, ci, kh, kw = kernel.shape
-    if not reshapings or set(reshapings) - set("TURS"):
-        raise ValueError(f"reshapings must be a non-empty subset of 'TURS'; got {reshapings!r}")
-    if kh * kw == 1:
-        reshapings = "T"  # all four are the same matrix (up to transposition)
-    views = {
-        "T": lambda: kernel.reshape(co, ci * kh * kw),
-        "U": lambda: kernel.permute(0, 2, 3, 1).reshape(co * kh * kw, ci),
-        "R": lambda: kernel.permute(0, 2, 3, 1).reshape(co * kh, kw * ci),
-        "S": lambda: kernel.permute(0, 3, 2, 1).reshape(co * kw, kh * ci),
-    }
-    mats = [views[r]() for r in dict.fromkeys(reshapings)]
-    bounds = torch.stack([spectral_norm_upper_bound(m, gram_iters) for m in mats])
-    return math.sqrt(kh * kw) * bounds.min()
 
 
 def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:

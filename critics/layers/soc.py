@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critics.layers.conv_base import LipschitzConv2d, check_stride_one, conv_operator_norm, reshaped_kernel_norm_bound
+from critics.layers.conv_base import LipschitzConv2d, check_stride_one
+from critics.norms import conv_operator_norm, reshaped_kernel_norm_bound
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
 
@@ -51,7 +52,7 @@ class SOCConv2d(LipschitzConv2d):
         \qquad K = \text{terms} - 1
 
     where :math:`b(L) = k\,\overline{\sigma}(T_L)` is the input-size-independent bound of
-    :func:`~critics.layers.conv_base.reshaped_kernel_norm_bound` (:math:`T_L` the
+    :func:`~critics.norms.reshaped_kernel_norm_bound` (:math:`T_L` the
     :math:`C \times C k^2` reshaping, :math:`\overline\sigma` its Gram-iteration upper bound):
     a guaranteed upper bound at every step, not a power-iteration estimate. It is typically
     1.5-2x the true norm, so the layer's actual :math:`\|\mathcal{C}_{\tilde L}\|` sits
