@@ -7,8 +7,9 @@ import functools
 import torch
 from torch import Tensor, nn
 
+from critics._checks import check_int, check_stride_one
 from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
-from critics.layers.conv_base import LipschitzConv2d, check_iterations, check_stride_one
+from critics.layers.conv_base import LipschitzConv2d
 
 __all__ = ["BCOPConv2d", "block_orthogonal_kernel"]
 
@@ -143,7 +144,7 @@ class BCOPConv2d(LipschitzConv2d):
     ) -> None:
         check_stride_one("BCOPConv2d", stride)
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
-        check_iterations("BCOPConv2d", bjorck_iters)
+        check_int("BCOPConv2d", "bjorck_iters", bjorck_iters)
         self.bjorck_iters = int(bjorck_iters)
         self.bjorck_tol = bjorck_tol
         self.graph_recheck_every = 50

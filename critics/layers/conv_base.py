@@ -1,10 +1,11 @@
-"""Shared machinery of the Lipschitz convolutions: argument checks, padding, eval-mode caching.
+"""The base class of the Lipschitz convolutions: padding, eval-mode caching, certificate.
 
 Every convolution in :mod:`critics.layers` is a stride-1 ``"same"`` convolution whose kernel is a
 differentiable function of free parameters (:meth:`LipschitzConv2d._build_kernel`). This base
 class
 
-* validates the constructor arguments, with errors that name the offending value;
+* validates the constructor arguments (:mod:`critics._checks`), with errors that name the
+  offending value;
 * pads explicitly, ``(k - 1) // 2`` before and ``k // 2`` after in each direction, so even
   kernels are supported (asymmetrically) for ``"zeros"`` and ``"circular"`` padding;
 * caches the built kernel in eval mode (detached, so eval mode freezes the weights: gradients
@@ -14,8 +15,8 @@ class
   forwards of one step (e.g. the critic on P and on Q) until a backward passes through it;
 * on CUDA, in training mode, builds the kernel by replaying a CUDA graph of its construction
   (forward and backward) where the subclass offers a synchronisation-free build
-  (:meth:`LipschitzConv2d._graph_build`): the construction is hundreds of tiny kernels, and
-  launching them one by one from Python costs several milliseconds per layer and step;
+  (:meth:`LipschitzConv2d._graph_build`; the capture and replay are in
+  :mod:`critics.layers._cuda_graphs`);
 * certifies the layer from the kernel actually used (:meth:`lipschitz_bound`).
 """
 
@@ -30,32 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critics._checks import check_int
+from critics._checks import check_channels
+from critics.layers._cuda_graphs import GraphedBuild, can_replay
 from critics.norms import conv_operator_norm
 
-__all__ = ["LipschitzConv2d", "GraphedBuild", "check_channels", "same_padding"]
+__all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding"]
 
 PADDING_MODES = ("zeros", "circular")
-
-
-def check_channels(layer: str, in_channels: int, out_channels: int, kernel_size: int) -> None:
-    """Raise ``ValueError`` naming the value if a channel count or the kernel size is not a positive integer."""
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size)):
-        check_int(layer, name, value)
-
-
-def check_iterations(layer: str, bjorck_iters: int) -> None:
-    """Raise ``ValueError`` naming the value unless ``bjorck_iters`` is a positive integer."""
-    check_int(layer, "bjorck_iters", bjorck_iters)
-
-
-def check_stride_one(layer: str, stride: int) -> None:
-    """Raise ``ValueError`` naming the value unless ``stride == 1`` (downsample by pixel unshuffle)."""
-    if stride != 1:
-        raise ValueError(
-            f"{layer} supports stride=1 only; got stride={stride!r}. Downsample with "
-            f"InvertibleDownsample (pixel unshuffle) followed by a stride-1 {layer}."
-        )
 
 
 def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
@@ -93,93 +75,10 @@ def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -
     return y.index_add_(2, row_idx, rows).index_add_(3, col_idx, cols)
 
 
-class GraphedBuild:
-    r"""CUDA graphs of ``fn(*params)`` and of its backward, replayed as one autograd node.
-
-    Capture (after warm-up on a side stream): the forward graph computes ``fn`` on the
-    parameters' own memory (so in-place optimiser updates are seen without copies); the backward
-    graph maps a static output gradient to the parameter gradients. Each call replays the
-    forward graph and returns a copy of its output; its backward copies the incoming gradient
-    in, replays the backward graph and returns copies of the parameter gradients (so that
-    accumulation into ``.grad`` never aliases the graph's static buffers). The static
-    intermediates belong to the latest replay, so a backward must follow its own forward
-    before the next one (one kernel build per step, as :class:`LipschitzConv2d` does); an
-    out-of-order backward raises rather than return wrong gradients.
-    """
-
-    def __init__(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int = 3) -> None:
-        with torch.cuda.device(params[0].device):  # capture on the parameters' GPU, not the current one
-            self._capture(fn, params, warmup)
-
-    def _capture(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int) -> None:
-        self.params = params
-        self.trainable = [i for i, t in enumerate(params) if t.requires_grad]
-        if not self.trainable:
-            raise ValueError("no parameter requires a gradient: nothing to capture a backward for")
-        wrt = [params[i] for i in self.trainable]
-        device = params[0].device
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                out = fn(*params)
-                torch.autograd.grad(out, wrt, torch.ones_like(out), allow_unused=True)
-        torch.cuda.current_stream(device).wait_stream(side)
-        del out
-        torch.cuda.synchronize(device)
-        self.forward_graph = torch.cuda.CUDAGraph()
-        self.backward_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.forward_graph):
-            self.output = fn(*params)
-        self.output_grad = torch.zeros_like(self.output)
-        with torch.cuda.graph(self.backward_graph, pool=self.forward_graph.pool()):
-            self.param_grads = torch.autograd.grad(self.output, wrt, self.output_grad, allow_unused=True)
-        self.output = self.output.detach()
-        self.replays = 0
-        self.backward_of = 0
-
-    def __call__(self) -> Tensor:
-        return _ReplayBuild.apply(self, *self.params)
-
-
-class _ReplayBuild(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, graphed: GraphedBuild, *params: Tensor) -> Tensor:
-        with torch.cuda.device(params[0].device):
-            graphed.forward_graph.replay()
-        graphed.replays += 1
-        ctx.graphed, ctx.replay = graphed, graphed.replays
-        return graphed.output.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        graphed: GraphedBuild = ctx.graphed
-        if ctx.replay != graphed.replays or graphed.backward_of == ctx.replay:
-            raise RuntimeError(
-                "backward through a CUDA-graphed kernel build after a later build of the same layer, "
-                "or a second time: its saved intermediates were overwritten. Run one backward after "
-                "each forward that rebuilds the kernel, or set layer.cuda_graphs = False for this layer."
-            )
-        graphed.backward_of = ctx.replay  # the backward replay reuses the forward's buffers
-        graphed.output_grad.copy_(grad)
-        with torch.cuda.device(graphed.output_grad.device):
-            graphed.backward_graph.replay()
-        grads: list[Tensor | None] = [None] * len(graphed.params)
-        for i, g in zip(graphed.trainable, graphed.param_grads):
-            grads[i] = g.clone() if g is not None else None
-        return (None, *grads)
-
-
 def _drop_cache(layer_ref: "weakref.ref[LipschitzConv2d]", grad: Tensor) -> None:
     layer = layer_ref()
     if layer is not None:
         layer.clear_cache()
-
-
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
 class LipschitzConv2d(nn.Module):
@@ -322,9 +221,7 @@ class LipschitzConv2d(nn.Module):
         if spec is None:
             return None
         fn, params, settings = spec
-        if params[0].device.type != "cuda" or _compiling() or torch.cuda.is_current_stream_capturing():
-            return None
-        if not any(t.requires_grad for t in params):  # frozen layer: nothing to differentiate
+        if not can_replay(params):
             return None
         key = (settings, tuple((t.data_ptr(), tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in params))
         if self._graph is None or self._graph[0] != key:
@@ -342,7 +239,6 @@ class LipschitzConv2d(nn.Module):
                 return None
             self._graph = (key, graphed)
         return self._graph[1]()
-
 
     @property
     def weight(self) -> Tensor:

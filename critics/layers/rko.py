@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from critics._checks import check_int
 from critics.functional import bjorck_orthonormalize
-from critics.layers.conv_base import LipschitzConv2d, check_iterations
+from critics.layers.conv_base import LipschitzConv2d
 
 __all__ = ["RKOConv2d"]
 
@@ -64,7 +65,7 @@ class RKOConv2d(LipschitzConv2d):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
-        check_iterations("RKOConv2d", bjorck_iters)
+        check_int("RKOConv2d", "bjorck_iters", bjorck_iters)
         self.bjorck_iters = int(bjorck_iters)
         self.bjorck_tol = bjorck_tol
         k = self.kernel_size

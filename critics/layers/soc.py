@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critics.layers.conv_base import LipschitzConv2d, check_stride_one
+from critics._checks import check_stride_one
+from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import conv_operator_norm, reshaped_kernel_norm_bound
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
