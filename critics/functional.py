@@ -11,6 +11,9 @@ import torch
 from torch import Tensor
 
 from critics.norms import spectral_norm_upper_bound
+from critics.ortho import OrthoConfig
+
+_D = OrthoConfig.DEFAULT  # the defaults below are those of the default configuration
 
 __all__ = [
     "spectral_norm_upper_bound",
@@ -34,11 +37,11 @@ def orthogonality_error(w: Tensor) -> Tensor:
 
 def bjorck_orthonormalize(
     w: Tensor,
-    iters: int = 30,
-    tol: float | None = 1e-6,
-    check_every: int = 4,
-    beta: float = 0.5,
-    gram_iters: int = 3,
+    iters: int = _D.bjorck_iters,
+    tol: float | None = _D.bjorck_tol,
+    check_every: int = _D.check_every,
+    beta: float = _D.bjorck_beta,
+    gram_iters: int = _D.gram_iters,
 ) -> Tensor:
     r"""Orthonormalise a batch of matrices by first-order Björck–Bowie iteration.
 
@@ -63,8 +66,15 @@ def bjorck_orthonormalize(
         synchronisation; it runs before the first step, then after the number of iterations that
         quadratic convergence predicts from the current error (never more than ``check_every``).
         ``None`` runs all ``iters`` iterations.
+    check_every : int
+        At most this many iterations between two convergence tests.
     beta : float
         Step, 0.5 for the classical iteration.
+    gram_iters : int
+        Gram squarings of the initial scaling :math:`\bar\sigma`.
+
+    The defaults are the fields of :attr:`critics.ortho.OrthoConfig.DEFAULT`; a layer passes its
+    own configuration (``**ortho.bjorck_options()``).
 
     Returns
     -------
@@ -80,7 +90,13 @@ def bjorck_orthonormalize(
     return _bjorck(w, iters, tol, check_every, beta, gram_iters)[0]
 
 
-def bjorck_iterations_needed(w: Tensor, tol: float, max_iters: int = 30, beta: float = 0.5, gram_iters: int = 3) -> int:
+def bjorck_iterations_needed(
+    w: Tensor,
+    tol: float,
+    max_iters: int = _D.bjorck_iters,
+    beta: float = _D.bjorck_beta,
+    gram_iters: int = _D.gram_iters,
+) -> int:
     r"""Björck iterations :func:`bjorck_orthonormalize` needs to bring every matrix of ``w`` to
     :math:`\max_{ij} |W^\top W - I|_{ij} < tol` (testing after every iteration; ``max_iters``
     if it never does). No gradient; one device synchronisation per iteration. Used to size a
@@ -89,7 +105,9 @@ def bjorck_iterations_needed(w: Tensor, tol: float, max_iters: int = 30, beta: f
         return _bjorck(w.detach(), max_iters, tol, 1, beta, gram_iters)[1]
 
 
-def _bjorck(w: Tensor, iters: int, tol: float | None, check_every: int, beta: float, gram_iters: int) -> tuple[Tensor, int]:
+def _bjorck(
+    w: Tensor, iters: int, tol: float | None, check_every: int, beta: float, gram_iters: int
+) -> tuple[Tensor, int]:
     """:func:`bjorck_orthonormalize`, also returning the number of iterations run."""
     if w.ndim < 2:
         raise ValueError(f"bjorck_orthonormalize expects matrices (..., m, n); got shape {tuple(w.shape)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import conv_operator_norm, reshaped_kernel_norm_bound
+from critics.ortho import OrthoConfig, resolve
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
 
@@ -57,8 +59,9 @@ class SOCConv2d(LipschitzConv2d):
     :math:`C \times C k^2` reshaping, :math:`\overline\sigma` its Gram-iteration upper bound):
     a guaranteed upper bound at every step, not a power-iteration estimate. It is typically
     1.5-2x the true norm, so the layer's actual :math:`\|\mathcal{C}_{\tilde L}\|` sits
-    around 0.35-0.5 when the bound is active (the certificate uses the exact FFT value). :math:`\mathcal{C}_{\tilde L}` is skew-symmetric, so
-    :math:`\exp(\mathcal{C}_{\tilde L})` is orthogonal and only the truncation departs from it.
+    around 0.35-0.5 when the bound is active (the certificate uses the exact FFT value).
+    :math:`\mathcal{C}_{\tilde L}` is skew-symmetric, so :math:`\exp(\mathcal{C}_{\tilde L})` is
+    orthogonal and only the truncation departs from it.
     ``in_channels < out_channels`` zero-pads the input channels (an isometry);
     ``in_channels > out_channels`` keeps the first ``out_channels`` output channels (a
     projection). Training mode sums ``train_terms`` terms, eval mode ``eval_terms``.
@@ -92,6 +95,10 @@ class SOCConv2d(LipschitzConv2d):
         Learnable bias.
     stride : int
         Must be 1.
+    ortho : OrthoConfig or None
+        Keyword only. Only ``gram_iters`` is used: the Gram squarings of the reshaped-kernel
+        bound :math:`b(L)` (``None``: ``default_ortho``,
+        :attr:`OrthoConfig.SOC <critics.ortho.OrthoConfig.SOC>`, 6 squarings).
 
     Notes
     -----
@@ -107,6 +114,8 @@ class SOCConv2d(LipschitzConv2d):
        convolution layers", ICLR 2021, arXiv:1911.10258.
     """
 
+    default_ortho: ClassVar[OrthoConfig] = OrthoConfig.SOC
+
     def __init__(
         self,
         in_channels: int,
@@ -120,6 +129,8 @@ class SOCConv2d(LipschitzConv2d):
         stride: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        ortho: OrthoConfig | None = None,
     ) -> None:
         check_stride_one("SOCConv2d", stride)
         if isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 0:
@@ -136,9 +147,11 @@ class SOCConv2d(LipschitzConv2d):
         self.train_terms = int(train_terms)
         self.eval_terms = int(eval_terms)
         self.max_norm = float(max_norm)
+        self.ortho = resolve("SOCConv2d", ortho, self.default_ortho)
         c = max(self.in_channels, self.out_channels)
         self.channels = c
-        self.kernel_param = nn.Parameter(torch.empty(c, c, self.kernel_size, self.kernel_size, device=device, dtype=dtype))
+        factory = {"device": device, "dtype": dtype}
+        self.kernel_param = nn.Parameter(torch.empty(c, c, self.kernel_size, self.kernel_size, **factory))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -163,7 +176,7 @@ class SOCConv2d(LipschitzConv2d):
         skew = skew_symmetric_kernel(w.to(work))
         # For a skew kernel U(L) is a row permutation of -T(L)^T, so T alone gives the T/U bound;
         # R and S would cost k^3 C^3 per Gram step for ~20% tightness: not worth it per step.
-        bound = reshaped_kernel_norm_bound(skew, gram_iters=6, reshapings="T")
+        bound = reshaped_kernel_norm_bound(skew, gram_iters=self.ortho.gram_iters, reshapings="T")
         factor = torch.clamp(self.max_norm / bound.clamp_min(torch.finfo(work).tiny), max=1.0)
         return skew * factor, bound * factor
 
@@ -174,10 +187,10 @@ class SOCConv2d(LipschitzConv2d):
         return self._scaled()[0]
 
     def _settings(self) -> tuple:
-        return (self.max_norm,)
+        return (self.max_norm, self.ortho)
 
     def _graph_build(self) -> tuple:
-        return self._scaled_kernel, (self.kernel_param,), ("soc", self.max_norm)
+        return self._scaled_kernel, (self.kernel_param,), ("soc", self.max_norm, self.ortho)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
@@ -205,7 +218,7 @@ class SOCConv2d(LipschitzConv2d):
         spatial = self._spatial(input_shape)
         with torch.no_grad():
             kernel = self.weight  # the kernel the forward of the current mode uses
-            s_reshaped = reshaped_kernel_norm_bound(kernel, gram_iters=6, reshapings="T")
+            s_reshaped = reshaped_kernel_norm_bound(kernel, gram_iters=self.ortho.gram_iters, reshapings="T")
         s_fft = conv_operator_norm(kernel, spatial, padding_mode=self.padding_mode)
         # s_reshaped is computed in the parameter dtype; inflate it by a rounding margin.
         eps = torch.finfo(kernel.dtype).eps
