@@ -15,12 +15,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from critics.layers.bjorck import BjorckLinear
+from critics.layers.conv_base import LipschitzConv2d
+from critics.layers.downsample import InvertibleDownsample
 from critics.parametrizations import BjorckOrthonormal, remove_bjorck
 
 __all__ = ["export", "vanilla_export", "EXPORTABLE"]
 
 #: The layer families replaced by their ``export()``.
-EXPORTABLE: tuple[type[nn.Module], ...] = (BjorckLinear,)
+EXPORTABLE: tuple[type[nn.Module], ...] = (BjorckLinear, LipschitzConv2d, InvertibleDownsample)
 
 
 def export(model: nn.Module) -> nn.Module:

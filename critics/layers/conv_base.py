@@ -286,7 +286,6 @@ class LipschitzConv2d(nn.Module):
         self._check_input(x)
         return self._conv(x, self.weight, self.bias)
 
-    # -- certificate --------------------------------------------------------------------------
     def _spatial(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
         shape = tuple(int(s) for s in input_shape)
         if len(shape) == 3 and shape[0] != self.in_channels:
@@ -297,6 +296,47 @@ class LipschitzConv2d(nn.Module):
             raise ValueError(f"{type(self).__name__}: input_shape must be (C, H, W) or (H, W); got {shape}")
         return shape[-2], shape[-1]
 
+    # -- export -------------------------------------------------------------------------------
+    def eval_kernel(self) -> Tensor:
+        """A detached copy of the kernel the eval-mode forward uses, whatever the current mode
+        (the mode is restored; no training-mode side effect such as OSSN's power iteration)."""
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            with torch.no_grad():
+                return self.weight.detach().clone()
+        finally:
+            if was_training:
+                self.train(True)
+
+    def _plain_conv(self, in_channels: int, out_channels: int, kernel: Tensor, bias: Tensor | None) -> nn.Conv2d:
+        """``nn.Conv2d`` with this layer's padding (``padding="same"``: ``(k - 1) // 2`` before and
+        ``k // 2`` after, in the layer's padding mode) and the given fixed weights."""
+        conv = nn.Conv2d(
+            in_channels, out_channels, kernel.shape[-1], padding="same", padding_mode=self.padding_mode,
+            bias=bias is not None, device=kernel.device, dtype=kernel.dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(kernel)
+            if bias is not None:
+                conv.bias.copy_(bias)
+        return conv.train(self.training)
+
+    def export(self) -> nn.Module:
+        """This layer as a plain ``nn.Conv2d`` with the eval-mode kernel and the bias.
+
+        ``padding="same"`` with the layer's ``padding_mode`` pads exactly as the layer does (for
+        even kernels one more pixel after than before), so the module computes the eval-mode
+        layer's function (to float rounding; bit for bit where both run the same convolution),
+        and :func:`critics.certify` gives it the layer's certificate (same kernel, same grid).
+        Subclasses whose forward is not one convolution override this.
+        """
+        kernel = self.eval_kernel()
+        bias = None if self.bias is None else self.bias.detach().to(kernel.dtype)
+        return self._plain_conv(self.in_channels, self.out_channels, kernel, bias)
+
+    # -- certificate --------------------------------------------------------------------------
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """Float64 FFT certificate of the kernel used in the current mode (see subclasses)."""
         with torch.no_grad():
