@@ -17,7 +17,8 @@ class
   (forward and backward) where the subclass offers a synchronisation-free build
   (:meth:`LipschitzConv2d._graph_build`; the capture and replay are in
   :mod:`critics.layers._cuda_graphs`);
-* certifies the layer from the kernel actually used (:meth:`lipschitz_bound`).
+* certifies the layer from the kernel actually used (:meth:`lipschitz_bound`);
+* exports it as a plain ``nn.Conv2d`` with that kernel (:meth:`LipschitzConv2d.export`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ PADDING_MODES = ("zeros", "circular")
 
 
 def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
-    """``F.pad`` widths (left, right, top, bottom) of a stride-1 "same" convolution."""
+    """``F.pad`` widths (left, right, top, bottom), in pixels, of a stride-1 "same" convolution:
+    ``(k - 1) // 2`` before and ``k // 2`` after, so the output has the input's size."""
     before, after = (kernel_size - 1) // 2, kernel_size // 2
     return (before, after, before, after)
 
@@ -86,6 +88,10 @@ class LipschitzConv2d(nn.Module):
 
     Subclasses set up their parameters and implement :meth:`_build_kernel`; forward is
     :math:`y = \mathcal{C}_K(\operatorname{pad}(x)) + b`.
+
+    Lipschitz bound: the float64 FFT norm of the kernel actually used (L2; exact for circular
+    padding, on the :math:`n_h \times n_w` grid; an upper bound for zero padding, on the
+    :math:`(n_h + k - 1) \times (n_w + k - 1)` grid; stride 1); subclasses state theirs.
 
     Parameters
     ----------
