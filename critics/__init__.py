@@ -1,18 +1,21 @@
 """critics: provably Lipschitz layers, critic architectures, certificates and a registry.
 
-Usable on its own in any GAN training loop::
+Usable on its own in any GAN training loop:
 
-    import critics
-    f = critics.build("bjorck-mlp", input_shape=(2,), width=64, depth=3)
-    L = critics.certify(f, (2,))      # certified upper bound on Lip(f), L2 -> L2
+>>> import critics
+>>> f = critics.build("bjorck-mlp", input_shape=(2,), width=64, depth=3)
+>>> L = critics.certify(f, (2,))      # certified upper bound on Lip(f), L2 -> L2
+>>> g = critics.export(f)             # the same function in plain torch.nn modules
 """
 
 from critics._registry import available, build, critic_options, register_critic
 from critics.certificates import CertificateReport, certificate_report, certify
+from critics.ortho import OrthoConfig
 
 from critics import layers  # noqa: E402  (layers before architectures, which use them)
 from critics import architectures  # noqa: E402  (imported for registration)
 from critics import empirical  # noqa: E402
+from critics.vanilla import export  # noqa: E402
 
 __all__ = [
     "available",
@@ -22,6 +25,8 @@ __all__ = [
     "CertificateReport",
     "critic_options",
     "empirical",
+    "export",
     "layers",
+    "OrthoConfig",
     "register_critic",
 ]

@@ -12,8 +12,11 @@ exact arithmetic up to float64 rounding; it never relies on an iteration having 
 * parameter-free 1-Lipschitz maps (GroupSort, MaxMin, ReLU, pixel (un)shuffle, flatten): 1;
 * the network: the product over a chain of layers (``nn.Sequential``, nested).
 
-Empirical *lower* estimates (largest observed gradient norm) live in :mod:`critics.empirical` and
-are never used in place of these bounds.
+This module walks a model and multiplies; the norms themselves are computed in
+:mod:`critics.norms` (``dense_lipschitz_bound``, ``conv2d_lipschitz_bound`` and the full-SVD
+reference ``conv2d_frequency_singular_values`` are re-exported here). Empirical *lower*
+estimates (largest observed gradient norm) live in :mod:`critics.empirical` and are never used
+in place of these bounds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from critics.norms import conv2d_frequency_singular_values, conv2d_lipschitz_bound, dense_lipschitz_bound
 
 __all__ = [
     "LayerCertificate",
@@ -86,77 +91,6 @@ class CertificateReport:
         }
 
 
-def dense_lipschitz_bound(weight: Tensor) -> float:
-    r"""Exact L2 Lipschitz constant of :math:`x \mapsto W x`: :math:`\sigma_{\max}(W)` in float64."""
-    w = weight.detach().to(torch.float64)
-    if w.ndim != 2:
-        w = w.reshape(w.shape[0], -1)
-    return float(torch.linalg.svdvals(w)[0]) if w.numel() else 0.0
-
-
-def _fold_kernel(kernel: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Wrap kernel taps modulo the grid, so a kernel larger than the grid is handled exactly."""
-    co, ci, kh, kw = kernel.shape
-    h, w = grid
-    if kh <= h and kw <= w:
-        return kernel
-    out = kernel.new_zeros(co, ci, min(kh, h), min(kw, w))
-    for p in range(kh):
-        for q in range(kw):
-            out[:, :, p % h, q % w] += kernel[:, :, p, q]
-    return out
-
-
-def conv2d_frequency_singular_values(kernel: Tensor, grid: tuple[int, int]) -> Tensor:
-    r"""Singular values of the circular convolution with ``kernel`` on an ``h x w`` grid.
-
-    .. math::
-
-        \hat K(u, v) = \sum_{p, q} K[:, :, p, q]\, e^{-2\pi i (p u / h + q v / w)}, \qquad
-        \sigma(\mathcal{C}_K) = \bigcup_{u, v} \sigma(\hat K(u, v))
-
-    computed in float64 with one batched ``svdvals`` over the stacked ``C_out x C_in`` matrices.
-
-    Parameters
-    ----------
-    kernel : (C_out, C_in, k_h, k_w) tensor
-    grid : (h, w)
-
-    Returns
-    -------
-    (h * w * min(C_out, C_in),) tensor of float64 singular values.
-    """
-    k = _fold_kernel(kernel.detach().to(torch.float64), grid)
-    spec = torch.fft.fft2(k, s=grid)  # (C_out, C_in, h, w), complex128
-    mats = spec.permute(2, 3, 0, 1).reshape(-1, k.shape[0], k.shape[1])
-    return torch.linalg.svdvals(mats).reshape(-1)
-
-
-def conv2d_lipschitz_bound(
-    kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros", stride: int | tuple[int, int] = 1
-) -> float:
-    """Certified L2 Lipschitz bound of a 2-D convolution acting on ``input_size`` images.
-
-    ``padding_mode='circular'`` with stride 1 gives the exact operator norm (FFT over the n x n
-    grid). Any other padding (zeros; or a circular layer with stride > 1) uses the (n + k - 1)
-    grid for zero padding, and strides only subsample (a coordinate projection), so the result is
-    an upper bound. Computed by :func:`critics.layers.conv_base.conv_operator_norm` (half the
-    frequencies, Gram eigenvalues); :func:`conv2d_frequency_singular_values` is the full-SVD
-    reference it is tested against.
-    """
-    from critics.layers.conv_base import conv_operator_norm
-
-    del stride  # subsampling never increases the norm; kept in the signature for clarity
-    return conv_operator_norm(kernel, (int(input_size[0]), int(input_size[1])), padding_mode=padding_mode)
-
-
-def _frequency_grid(kernel: Tensor, input_size: tuple[int, int], padding_mode: str) -> tuple[int, int]:
-    """The grid on which a stride-1 convolution's spectrum is taken (see :func:`conv2d_lipschitz_bound`)."""
-    h, w = int(input_size[0]), int(input_size[1])
-    kh, kw = kernel.shape[-2:]
-    return (h, w) if padding_mode == "circular" else (h + kh - 1, w + kw - 1)
-
-
 def _kind(module: nn.Module) -> str:
     """Class name, without the ``Parametrized`` prefix torch.nn.utils.parametrize injects."""
     name = type(module).__name__
@@ -205,9 +139,8 @@ def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str,
                 "'circular' are supported (reflect/replicate padding repeats pixels, which can "
                 "increase the norm)"
             )
-        bound = conv2d_lipschitz_bound(
-            module.weight, input_shape[-2:], padding_mode=module.padding_mode, stride=module.stride
-        )
+        # a stride only subsamples the output, which cannot increase the norm
+        bound = conv2d_lipschitz_bound(module.weight, input_shape[-2:], padding_mode=module.padding_mode)
         if module.padding_mode == "circular":
             bound *= _circular_repeat_factor(module, input_shape[-2:])
         return "Conv2d", bound

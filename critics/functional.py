@@ -1,15 +1,19 @@
-"""Stateless operations behind the Lipschitz layers: orthonormalisation and norm bounds.
+"""Stateless operations behind the Lipschitz layers: Björck orthonormalisation and its error.
 
 Everything here is a pure function of tensors, batched over leading dimensions, so that a layer
-can orthonormalise all of its matrices in one call per step.
+can orthonormalise all of its matrices in one call per step. The norm bounds it relies on
+(:func:`spectral_norm_upper_bound`, re-exported here) live in :mod:`critics.norms`.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
+
+from critics.norms import spectral_norm_upper_bound
+from critics.ortho import OrthoConfig
+
+_D = OrthoConfig.DEFAULT  # the defaults below are those of the default configuration
 
 __all__ = [
     "spectral_norm_upper_bound",
@@ -17,62 +21,6 @@ __all__ = [
     "orthogonality_error",
     "bjorck_iterations_needed",
 ]
-
-
-def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
-    r"""Guaranteed upper bound on the spectral norm of each matrix in a batch (Gram iteration).
-
-    .. math::
-
-        G_0 = W^\top W, \quad G_{t+1} = G_t^2 / \|G_t\|_F^2 \ (\text{rescaled}), \quad
-        \sigma_{\max}(W) \le \|G_t\|_F^{1 / 2^{t+1}} \cdot (\text{accumulated scale})
-
-    Since :math:`\|A\|_2 \le \|A\|_F` and :math:`\sigma_{\max}(G_t) = \sigma_{\max}(W)^{2^{t+1}}`,
-    every iterate gives a valid bound, and it tightens geometrically towards
-    :math:`\sigma_{\max}(W)` (Delattre et al., 2023). With ``gram_iters=0`` it is the Frobenius
-    norm.
-
-    Parameters
-    ----------
-    w : (..., m, n) tensor
-        Matrices, batched over leading dimensions.
-    gram_iters : int
-        Number of squarings.
-
-    Returns
-    -------
-    (...,) tensor
-        Upper bounds :math:`\ge \sigma_{\max}`, in the units of ``w``. Differentiable.
-    """
-    tiny = torch.finfo(w.dtype).tiny
-    # W / max|W_ij| first: the Gram matrix of a very large (small) W would overflow (underflow to
-    # zero, and a zero bound is no bound); sigma_max scales linearly, so the factor is put back.
-    peak = w.detach().abs().amax(dim=(-2, -1)).clamp_min(tiny)
-    w = w / peak[..., None, None]
-    if w.shape[-2] < w.shape[-1]:
-        g = w @ w.mT
-    else:
-        g = w.mT @ w
-    # Each G_t is rescaled to unit Frobenius norm before squaring (no overflow or underflow in
-    # the squarings); the log of the accumulated scale is summed once at the end (four ops per
-    # squaring: few kernel launches on a GPU, where this runs at every step).
-    norms = []
-    for _ in range(gram_iters):
-        f = torch.linalg.matrix_norm(g).clamp_min(tiny)
-        norms.append(f)
-        g = g / f[..., None, None]
-        g = g @ g
-    norms.append(torch.linalg.matrix_norm(g).clamp_min(tiny))
-    # sigma_max(W) <= prod_t f_t^(1 / 2^(t+1)) * f_last^(1 / 2^(gram_iters+1))
-    exponents = _gram_exponents(gram_iters, w.dtype, w.device)
-    return peak * torch.exp((torch.log(torch.stack(norms, dim=-1)) * exponents).sum(dim=-1))
-
-
-@functools.lru_cache(maxsize=64)
-def _gram_exponents(gram_iters: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``[2^-1, ..., 2^-gram_iters, 2^-(gram_iters+1)]`` (cached: no host-to-device copy per call)."""
-    powers = [0.5 ** (t + 1) for t in range(gram_iters)] + [0.5 ** (gram_iters + 1)]
-    return torch.tensor(powers, dtype=dtype, device=device)
 
 
 def orthogonality_error(w: Tensor) -> Tensor:
@@ -89,11 +37,11 @@ def orthogonality_error(w: Tensor) -> Tensor:
 
 def bjorck_orthonormalize(
     w: Tensor,
-    iters: int = 30,
-    tol: float | None = 1e-6,
-    check_every: int = 4,
-    beta: float = 0.5,
-    gram_iters: int = 3,
+    iters: int = _D.bjorck_iters,
+    tol: float | None = _D.bjorck_tol,
+    check_every: int = _D.check_every,
+    beta: float = _D.bjorck_beta,
+    gram_iters: int = _D.gram_iters,
 ) -> Tensor:
     r"""Orthonormalise a batch of matrices by first-order Björck–Bowie iteration.
 
@@ -118,8 +66,15 @@ def bjorck_orthonormalize(
         synchronisation; it runs before the first step, then after the number of iterations that
         quadratic convergence predicts from the current error (never more than ``check_every``).
         ``None`` runs all ``iters`` iterations.
+    check_every : int
+        At most this many iterations between two convergence tests.
     beta : float
         Step, 0.5 for the classical iteration.
+    gram_iters : int
+        Gram squarings of the initial scaling :math:`\bar\sigma`.
+
+    The defaults are the fields of :attr:`critics.ortho.OrthoConfig.DEFAULT`; a layer passes its
+    own configuration (``**ortho.bjorck_options()``).
 
     Returns
     -------
@@ -135,7 +90,13 @@ def bjorck_orthonormalize(
     return _bjorck(w, iters, tol, check_every, beta, gram_iters)[0]
 
 
-def bjorck_iterations_needed(w: Tensor, tol: float, max_iters: int = 30, beta: float = 0.5, gram_iters: int = 3) -> int:
+def bjorck_iterations_needed(
+    w: Tensor,
+    tol: float,
+    max_iters: int = _D.bjorck_iters,
+    beta: float = _D.bjorck_beta,
+    gram_iters: int = _D.gram_iters,
+) -> int:
     r"""Björck iterations :func:`bjorck_orthonormalize` needs to bring every matrix of ``w`` to
     :math:`\max_{ij} |W^\top W - I|_{ij} < tol` (testing after every iteration; ``max_iters``
     if it never does). No gradient; one device synchronisation per iteration. Used to size a
@@ -144,7 +105,9 @@ def bjorck_iterations_needed(w: Tensor, tol: float, max_iters: int = 30, beta: f
         return _bjorck(w.detach(), max_iters, tol, 1, beta, gram_iters)[1]
 
 
-def _bjorck(w: Tensor, iters: int, tol: float | None, check_every: int, beta: float, gram_iters: int) -> tuple[Tensor, int]:
+def _bjorck(
+    w: Tensor, iters: int, tol: float | None, check_every: int, beta: float, gram_iters: int
+) -> tuple[Tensor, int]:
     """:func:`bjorck_orthonormalize`, also returning the number of iterations run."""
     if w.ndim < 2:
         raise ValueError(f"bjorck_orthonormalize expects matrices (..., m, n); got shape {tuple(w.shape)}")

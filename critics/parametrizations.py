@@ -3,25 +3,20 @@
 A constraint is registered on an ordinary ``nn.Linear`` (or any module with a 2-D weight), so the
 layer stays a drop-in replacement, its state_dict holds the unconstrained weight under
 ``parametrizations.weight.original``, and removing the constraint leaves a vanilla layer whose
-weight is the constrained one (:func:`remove_bjorck`, :func:`vanilla_export`).
+weight is the constrained one (:func:`remove_bjorck`; :func:`critics.export` does it for a whole
+model).
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from critics.functional import bjorck_orthonormalize
+from critics.ortho import OrthoConfig, resolve
 
-__all__ = [
-    "BjorckOrthonormal",
-    "register_bjorck",
-    "remove_bjorck",
-    "vanilla_export",
-]
+__all__ = ["BjorckOrthonormal", "remove_bjorck"]
 
 
 class BjorckOrthonormal(nn.Module):
@@ -30,7 +25,7 @@ class BjorckOrthonormal(nn.Module):
     .. math::
 
         W = \operatorname{Bj\ddot{o}rck}_K(V), \qquad
-        W_0 = V / \bar\sigma(V), \quad W_{k+1} = \tfrac{3}{2} W_k - \tfrac{1}{2} W_k W_k^\top W_k
+        W_0 = V / \bar\sigma(V), \quad W_{k+1} = (1 + \beta) W_k - \beta W_k W_k^\top W_k
 
     (:func:`critics.functional.bjorck_orthonormalize`): the orthogonal polar factor of ``V``,
     semi-orthogonal when ``V`` is rectangular (orthonormal rows if wide, columns if tall).
@@ -53,17 +48,11 @@ class BjorckOrthonormal(nn.Module):
 
     Parameters
     ----------
-    iters : int
-        Maximum number of Björck iterations.
-    tol : float or None
-        Early stop once :math:`\max_{ij} |W^\top W - I|_{ij} < tol`; ``None`` always runs ``iters``.
-    beta : float
-        Björck step (0.5 is the classical iteration).
-    check_every : int
-        Convergence check period (each check synchronises the device).
-    gram_iters : int
-        Gram-iteration squarings for the initial scaling, which guarantees
-        :math:`\sigma_{\max}(W_0) \le 1`.
+    ortho : OrthoConfig or None
+        Björck iterations, tolerance, step, check period and Gram squarings of the initial
+        scaling (which guarantees :math:`\sigma_{\max}(W_0) \le 1`); ``None`` is
+        :attr:`OrthoConfig.DEFAULT <critics.ortho.OrthoConfig.DEFAULT>`. Assigning a new one to
+        ``.ortho`` invalidates the eval-mode cache.
 
     References
     ----------
@@ -72,27 +61,15 @@ class BjorckOrthonormal(nn.Module):
     .. [2] Anil, Lucas & Grosse, "Sorting out Lipschitz function approximation", ICML 2019.
     """
 
-    def __init__(
-        self,
-        iters: int = 30,
-        tol: float | None = 1e-6,
-        beta: float = 0.5,
-        check_every: int = 4,
-        gram_iters: int = 3,
-    ) -> None:
+    def __init__(self, ortho: OrthoConfig | None = None) -> None:
         super().__init__()
-        if iters < 1:
-            raise ValueError(f"iters must be >= 1; got {iters}")
-        self.iters = int(iters)
-        self.tol = tol
-        self.beta = float(beta)
-        self.check_every = int(check_every)
-        self.gram_iters = int(gram_iters)
+        self.ortho = resolve(type(self).__name__, ortho, OrthoConfig.DEFAULT)
         self.register_buffer("cached_weight", torch.empty(0), persistent=False)
         self._cache_key: tuple | None = None
 
     def extra_repr(self) -> str:
-        return f"iters={self.iters}, tol={self.tol}, beta={self.beta}"
+        o = self.ortho
+        return f"iters={o.bjorck_iters}, tol={o.bjorck_tol}, beta={o.bjorck_beta}"
 
     @staticmethod
     def _key(w: Tensor) -> tuple:
@@ -110,26 +87,17 @@ class BjorckOrthonormal(nn.Module):
     def _orthonormalize(self, w: Tensor) -> Tensor:
         if w.ndim != 2:
             raise ValueError(f"BjorckOrthonormal expects a 2-D weight; got shape {tuple(w.shape)}")
-        return bjorck_orthonormalize(
-            w, iters=self.iters, tol=self.tol, check_every=self.check_every, beta=self.beta,
-            gram_iters=self.gram_iters,
-        )
+        return bjorck_orthonormalize(w, **self.ortho.bjorck_options())
 
     def forward(self, w: Tensor) -> Tensor:
         if self.training or (torch.is_grad_enabled() and w.requires_grad):
             return self._orthonormalize(w)
-        key = self._key(w)
+        key = (self.ortho, *self._key(w))
         if key != self._cache_key:
             with torch.no_grad():
                 self.cached_weight = self._orthonormalize(w.detach())
             self._cache_key = key
         return self.cached_weight
-
-
-def register_bjorck(module: nn.Module, name: str = "weight", **options: object) -> nn.Module:
-    """Register :class:`BjorckOrthonormal` on ``module.<name>``; returns the module."""
-    parametrize.register_parametrization(module, name, BjorckOrthonormal(**options))  # type: ignore[arg-type]
-    return module
 
 
 def remove_bjorck(module: nn.Module, name: str = "weight") -> nn.Module:
@@ -148,34 +116,3 @@ def remove_bjorck(module: nn.Module, name: str = "weight") -> nn.Module:
         module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return module
-
-
-def vanilla_export(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` with every Björck constraint removed and every
-    :class:`~critics.layers.BjorckLinear` replaced by a plain ``nn.Linear`` with the same
-    (orthonormalised) weight and bias. The original model is not modified.
-    """
-    from critics.layers.bjorck import BjorckLinear  # local: layers import this module
-
-    model = copy.deepcopy(model)
-
-    def strip(mod: nn.Module) -> nn.Module:
-        if isinstance(mod, BjorckLinear):
-            plain = nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None,
-                              device=mod.weight.device, dtype=mod.weight.dtype)
-            with torch.no_grad():
-                plain.weight.copy_(mod.weight)
-                if mod.bias is not None:
-                    plain.bias.copy_(mod.bias)
-            plain.train(mod.training)
-            return plain
-        if parametrize.is_parametrized(mod):
-            for tensor_name in list(mod.parametrizations.keys()):  # type: ignore[union-attr]
-                if any(isinstance(p, BjorckOrthonormal) for p in mod.parametrizations[tensor_name]):  # type: ignore[index]
-                    remove_bjorck(mod, tensor_name)
-        for child_name, child in mod.named_children():
-            if child_name != "parametrizations":
-                setattr(mod, child_name, strip(child))
-        return mod
-
-    return strip(model)

@@ -11,7 +11,8 @@ from torch.nn.utils import parametrize
 
 from critics.functional import orthogonality_error
 from critics.layers import BjorckLinear
-from critics.parametrizations import BjorckOrthonormal, remove_bjorck, vanilla_export
+from critics.parametrizations import BjorckOrthonormal, remove_bjorck
+from critics.vanilla import vanilla_export
 
 TOL = 1e-5
 SHAPES = [(32, 32), (64, 64), (16, 48), (48, 16)]  # (in, out): square, out > in, out < in

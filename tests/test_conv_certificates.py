@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import critics
-from critics.certificates import _frequency_grid, conv2d_frequency_singular_values, conv2d_lipschitz_bound
+from critics.certificates import conv2d_frequency_singular_values, conv2d_lipschitz_bound
 from critics.layers import (
     BCOPConv2d,
     InvertibleDownsample,
@@ -18,7 +18,7 @@ from critics.layers import (
     SOCConv2d,
     strided_conv,
 )
-from critics.layers.conv_base import reshaped_kernel_norm_bound
+from critics.norms import conv_operator_norm, fold_kernel, frequency_grid, reshaped_kernel_norm_bound
 
 
 def input_grad_norms(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -91,11 +91,21 @@ def test_certificate_is_float64_and_deterministic(conv: type) -> None:
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
 def test_fast_operator_norm_matches_full_svd(padding_mode: str) -> None:
-    from critics.layers.conv_base import conv_operator_norm
-
     for seed, (co, ci, k, n) in enumerate([(3, 5, 3, 7), (6, 2, 2, 8), (4, 4, 5, 3), (2, 3, 4, 1), (5, 5, 1, 6)]):
         kernel = torch.randn(co, ci, k, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        grid = _frequency_grid(kernel, (n, n + 1), padding_mode)
+        grid = frequency_grid(kernel, (n, n + 1), padding_mode)
         ref = float(conv2d_frequency_singular_values(kernel, grid).max())  # full SVD of every frequency
         assert conv_operator_norm(kernel, (n, n + 1), padding_mode) == pytest.approx(ref, rel=1e-12)
         assert conv2d_lipschitz_bound(kernel, (n, n + 1), padding_mode) == pytest.approx(ref, rel=1e-12)
+
+
+def test_fold_kernel_wraps_taps_modulo_the_grid() -> None:
+    """The loop-free folding equals its definition, K'[p mod h, q mod w] += K[p, q]."""
+    g = torch.Generator().manual_seed(0)
+    for k, grid in [(5, (2, 3)), (4, (4, 1)), (3, (7, 7)), (6, (1, 1))]:
+        kernel = torch.randn(2, 3, k, k, generator=g, dtype=torch.float64)
+        ref = torch.zeros(2, 3, min(k, grid[0]), min(k, grid[1]), dtype=torch.float64)
+        for p in range(k):
+            for q in range(k):
+                ref[:, :, p % grid[0], q % grid[1]] += kernel[:, :, p, q]
+        torch.testing.assert_close(fold_kernel(kernel, grid), ref, rtol=0, atol=1e-12)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from critics.layers import SOCConv2d
-from critics.layers.conv_base import reshaped_kernel_norm_bound
+from critics.norms import reshaped_kernel_norm_bound
 from critics.layers.soc import exp_tail_bound
 from layer_helpers import N, jacobian, train_steps
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from critics._checks import check_stride_one
 from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
-from critics.layers.conv_base import LipschitzConv2d, check_iterations, check_stride_one
+from critics.layers.conv_base import LipschitzConv2d
+from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
 
 __all__ = ["BCOPConv2d", "block_orthogonal_kernel"]
 
@@ -53,7 +56,7 @@ def block_orthogonal_kernel(h: Tensor, q: Tensor) -> Tensor:
     return torch.einsum("aij,bjl->ilab", v, w)
 
 
-class BCOPConv2d(LipschitzConv2d):
+class BCOPConv2d(BjorckOptions, LipschitzConv2d):
     r"""Orthogonal convolution by block convolution of symmetric projectors (Li et al. 2019).
 
     With :math:`C = \max(c_{in}, c_{out})`, one orthogonal :math:`H` and :math:`2(k-1)`
@@ -95,17 +98,22 @@ class BCOPConv2d(LipschitzConv2d):
         Channel counts (>= 1).
     kernel_size : int
         Square kernel, >= 1; even sizes pad one more pixel after than before.
-    bjorck_iters : int
-        Maximum Björck iterations per training step (default 30; the convergence test usually
-        stops after 3-7).
-    bjorck_tol : float
-        Convergence tolerance on :math:`\max_{ij}|Q^\top Q - I|_{ij}` (default 1e-6).
+    bjorck_iters : int or None
+        Maximum Björck iterations per training step (``None``: from ``ortho``, 30 by default; the
+        convergence test usually stops after 3-7).
+    bjorck_tol : float or None
+        Convergence tolerance on :math:`\max_{ij}|Q^\top Q - I|_{ij}` (default: from ``ortho``,
+        1e-6; ``None`` runs every iteration).
     padding_mode : str
         ``"circular"`` (default, exactly orthogonal) or ``"zeros"``.
     bias : bool
         Learnable bias.
     stride : int
         Must be 1 (present so that ``stride=2`` fails with a clear message).
+    ortho : OrthoConfig or None
+        Keyword only. Björck and Gram-iteration settings (``None``: ``default_ortho``,
+        :attr:`OrthoConfig.CONV <critics.ortho.OrthoConfig.CONV>`, 5 Gram squarings);
+        ``bjorck_iters`` and ``bjorck_tol`` override its fields.
 
     Notes
     -----
@@ -127,27 +135,29 @@ class BCOPConv2d(LipschitzConv2d):
     """
 
     padding_modes = ("circular", "zeros")
+    default_ortho: ClassVar[OrthoConfig] = OrthoConfig.CONV
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        bjorck_iters: int = 30,
-        bjorck_tol: float | None = 1e-6,
+        bjorck_iters: int | None = None,
+        bjorck_tol: Tol = UNSET,
         padding_mode: str = "circular",
         bias: bool = True,
         stride: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        ortho: OrthoConfig | None = None,
     ) -> None:
         check_stride_one("BCOPConv2d", stride)
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
-        check_iterations("BCOPConv2d", bjorck_iters)
-        self.bjorck_iters = int(bjorck_iters)
-        self.bjorck_tol = bjorck_tol
+        self.ortho = resolve("BCOPConv2d", ortho, self.default_ortho, bjorck_iters, bjorck_tol)
         self.graph_recheck_every = 50
         self._graph_iters: int | None = None
+        self._graph_ortho: OrthoConfig | None = None
         self._graph_builds = 0
         c = max(self.in_channels, self.out_channels)
         r = max(1, c // 2)
@@ -170,16 +180,21 @@ class BCOPConv2d(LipschitzConv2d):
         self.clear_cache()
 
     def _orthonormalize(self, w: Tensor, tol: float | None = None, iters: int | None = None) -> Tensor:
-        return bjorck_orthonormalize(w, iters=self.bjorck_iters if iters is None else iters, tol=tol, gram_iters=5)
+        """Björck with ``self.ortho``, but the given ``tol`` (None: no early stop) and ``iters``
+        (None: ``bjorck_iters``)."""
+        options = {**self.ortho.bjorck_options(), "tol": tol}
+        if iters is not None:
+            options["iters"] = iters
+        return bjorck_orthonormalize(w, **options)
 
     def _kernel_from(
-        self, ortho: Tensor, proj: Tensor | None = None, tol: float | None = None, iters: int | None = None
+        self, h_param: Tensor, proj: Tensor | None = None, tol: float | None = None, iters: int | None = None
     ) -> Tensor:
         """The kernel from the free parameters: Björck until ``tol`` (at most ``bjorck_iters``
         iterations), or with ``tol=None`` exactly ``iters`` iterations (no host sync)."""
-        dtype = ortho.dtype
+        dtype = h_param.dtype
         work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        h = self._orthonormalize(ortho.to(work), tol, iters)
+        h = self._orthonormalize(h_param.to(work), tol, iters)
         if proj is None:
             kernel = h[:, :, None, None]
         else:
@@ -190,7 +205,7 @@ class BCOPConv2d(LipschitzConv2d):
         return self._kernel_from(self.ortho_param, self.proj_param, self.bjorck_tol)
 
     def _settings(self) -> tuple:
-        return (self.bjorck_iters, self.bjorck_tol)
+        return (self.ortho,)
 
     def graph_iterations(self) -> int:
         """Björck iterations the current parameters need to reach ``bjorck_tol`` (at most
@@ -199,21 +214,28 @@ class BCOPConv2d(LipschitzConv2d):
             return self.bjorck_iters
         mats = [self.ortho_param] + ([self.proj_param] if self.proj_param is not None else [])
         work = [m.float() if m.dtype in (torch.float16, torch.bfloat16) else m for m in mats]
-        return max(bjorck_iterations_needed(m, self.bjorck_tol, self.bjorck_iters, gram_iters=5) for m in work)
+        o = self.ortho
+        return max(
+            bjorck_iterations_needed(m, o.bjorck_tol, o.bjorck_iters, beta=o.bjorck_beta, gram_iters=o.gram_iters)
+            for m in work
+        )
 
     def _graph_build(self) -> tuple:
         # A CUDA graph cannot hold the convergence test (a host sync deciding the loop), so it
         # runs a fixed number of iterations: two more than the parameters need at capture,
         # re-measured every `graph_recheck_every` builds and recaptured once the margin is gone
-        # (each iteration squares the error, so one spare iteration is ample between checks).
+        # (each iteration squares the error, so one spare iteration is ample between checks). A new
+        # configuration (self.ortho) re-measures at once.
         self._graph_builds += 1
-        if self._graph_iters is None or self._graph_builds % self.graph_recheck_every == 0:
+        fresh = self._graph_iters is None or self._graph_ortho != self.ortho
+        if fresh or self._graph_builds % self.graph_recheck_every == 0:
             needed = self.graph_iterations()
-            if self._graph_iters is None or needed >= self._graph_iters:
+            if fresh or needed >= self._graph_iters:
                 self._graph_iters = min(self.bjorck_iters, needed + 2)
+            self._graph_ortho = self.ortho
         params = (self.ortho_param,) if self.proj_param is None else (self.ortho_param, self.proj_param)
         build = functools.partial(self._kernel_from, tol=None, iters=self._graph_iters)
-        return build, params, ("bcop", self._graph_iters, self.in_channels, self.out_channels)
+        return build, params, ("bcop", self._graph_iters, self.in_channels, self.out_channels, self.ortho)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}, bjorck_tol={self.bjorck_tol}"

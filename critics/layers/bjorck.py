@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from critics.certificates import dense_lipschitz_bound
+from critics.norms import dense_lipschitz_bound
+from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
 from critics.parametrizations import BjorckOrthonormal
 
 __all__ = ["BjorckLinear"]
 
 
-class BjorckLinear(nn.Linear):
+class BjorckLinear(BjorckOptions, nn.Linear):
     r"""Linear layer whose weight is the Björck orthonormalisation of a free parameter.
 
     .. math::
@@ -43,10 +46,15 @@ class BjorckLinear(nn.Linear):
     bias : bool
         Learnable bias (does not affect the Lipschitz constant).
     bjorck_iters : int or None
-        Maximum Björck iterations per forward in training mode (default 30).
+        Maximum Björck iterations per forward in training mode (``None``: from ``ortho``, 30 by
+        default).
     bjorck_tol : float or None
-        Early-stop tolerance on :math:`\max_{ij}|W^\top W - I|_{ij}` (default 1e-6). Set to
-        ``None`` together with ``bjorck_iters`` to run a fixed number of iterations.
+        Early-stop tolerance on :math:`\max_{ij}|W^\top W - I|_{ij}` (default: from ``ortho``,
+        1e-6). ``None`` runs all ``bjorck_iters`` iterations.
+    ortho : OrthoConfig or None
+        Keyword only. The orthogonaliser's configuration (``None``: ``default_ortho``,
+        :attr:`OrthoConfig.DEFAULT <critics.ortho.OrthoConfig.DEFAULT>`); ``bjorck_iters`` and
+        ``bjorck_tol`` override its fields.
     device, dtype
         As for ``nn.Linear``.
 
@@ -56,8 +64,7 @@ class BjorckLinear(nn.Linear):
     .. [2] Björck & Bowie, SIAM J. Numer. Anal. 8 (1971).
     """
 
-    DEFAULT_ITERS = 30
-    DEFAULT_TOL = 1e-6
+    default_ortho: ClassVar[OrthoConfig] = OrthoConfig.DEFAULT
 
     def __init__(
         self,
@@ -65,16 +72,30 @@ class BjorckLinear(nn.Linear):
         out_features: int,
         bias: bool = True,
         bjorck_iters: int | None = None,
-        bjorck_tol: float | None = DEFAULT_TOL,
+        bjorck_tol: Tol = UNSET,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        ortho: OrthoConfig | None = None,
     ) -> None:
+        config = resolve(type(self).__name__, ortho, self.default_ortho, bjorck_iters, bjorck_tol)
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.bjorck_iters = self.DEFAULT_ITERS if bjorck_iters is None else int(bjorck_iters)
-        self.bjorck_tol = bjorck_tol
-        parametrize.register_parametrization(
-            self, "weight", BjorckOrthonormal(iters=self.bjorck_iters, tol=self.bjorck_tol)
-        )
+        self._ortho = config
+        parametrize.register_parametrization(self, "weight", BjorckOrthonormal(config))
+
+    @property
+    def ortho(self) -> OrthoConfig:
+        """The orthogonaliser's configuration; assigning one (None: ``default_ortho``) reconfigures the
+        parametrisation, whose eval-mode cache is keyed on it."""
+        return self._ortho
+
+    @ortho.setter
+    def ortho(self, value: OrthoConfig) -> None:
+        self._ortho = resolve(type(self).__name__, value, self.default_ortho)
+        if parametrize.is_parametrized(self, "weight"):
+            for p in self.parametrizations.weight:
+                if isinstance(p, BjorckOrthonormal):
+                    p.ortho = self._ortho
 
     def reset_parameters(self) -> None:
         """Orthogonal raw weight (works before and after the parametrisation is registered)."""
@@ -86,6 +107,18 @@ class BjorckLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}, bjorck_tol={self.bjorck_tol}"
+
+    def export(self) -> nn.Linear:
+        """A plain ``nn.Linear`` with the weight this layer uses (orthonormalised) and its bias,
+        in this layer's mode; the same function (bit for bit: the weight is copied)."""
+        with torch.no_grad():
+            weight = self.weight.detach()
+            plain = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                              device=weight.device, dtype=weight.dtype)
+            plain.weight.copy_(weight)
+            if self.bias is not None:
+                plain.bias.copy_(self.bias)
+        return plain.train(self.training)
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """Exact float64 :math:`\\sigma_{\\max}` of the weight actually used (eval-mode weight)."""

@@ -1,10 +1,11 @@
-"""Shared machinery of the Lipschitz convolutions: argument checks, padding, eval-mode caching.
+"""The base class of the Lipschitz convolutions: padding, eval-mode caching, certificate.
 
 Every convolution in :mod:`critics.layers` is a stride-1 ``"same"`` convolution whose kernel is a
 differentiable function of free parameters (:meth:`LipschitzConv2d._build_kernel`). This base
 class
 
-* validates the constructor arguments, with errors that name the offending value;
+* validates the constructor arguments (:mod:`critics._checks`), with errors that name the
+  offending value;
 * pads explicitly, ``(k - 1) // 2`` before and ``k // 2`` after in each direction, so even
   kernels are supported (asymmetrically) for ``"zeros"`` and ``"circular"`` padding;
 * caches the built kernel in eval mode (detached, so eval mode freezes the weights: gradients
@@ -14,18 +15,15 @@ class
   forwards of one step (e.g. the critic on P and on Q) until a backward passes through it;
 * on CUDA, in training mode, builds the kernel by replaying a CUDA graph of its construction
   (forward and backward) where the subclass offers a synchronisation-free build
-  (:meth:`LipschitzConv2d._graph_build`): the construction is hundreds of tiny kernels, and
-  launching them one by one from Python costs several milliseconds per layer and step;
-* certifies the layer from the kernel actually used (:meth:`lipschitz_bound`).
-
-It also holds :func:`reshaped_kernel_norm_bound`, an input-size-independent guaranteed bound on
-the norm of a convolution, cheap enough to run at every training step.
+  (:meth:`LipschitzConv2d._graph_build`; the capture and replay are in
+  :mod:`critics.layers._cuda_graphs`);
+* certifies the layer from the kernel actually used (:meth:`lipschitz_bound`);
+* exports it as a plain ``nn.Conv2d`` with that kernel (:meth:`LipschitzConv2d.export`).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 import weakref
 from typing import Any, Callable
@@ -34,123 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critics._checks import check_int
-from critics.functional import spectral_norm_upper_bound
+from critics._checks import check_channels
+from critics.layers._cuda_graphs import GraphedBuild, can_replay
+from critics.norms import conv_operator_norm
 
-__all__ = ["LipschitzConv2d", "GraphedBuild", "conv_operator_norm", "reshaped_kernel_norm_bound", "check_channels", "same_padding"]
+__all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding"]
 
 PADDING_MODES = ("zeros", "circular")
 
 
-def check_channels(layer: str, in_channels: int, out_channels: int, kernel_size: int) -> None:
-    """Raise ``ValueError`` naming the value if a channel count or the kernel size is not a positive integer."""
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size)):
-        check_int(layer, name, value)
-
-
-def check_iterations(layer: str, bjorck_iters: int) -> None:
-    """Raise ``ValueError`` naming the value unless ``bjorck_iters`` is a positive integer."""
-    check_int(layer, "bjorck_iters", bjorck_iters)
-
-
-def check_stride_one(layer: str, stride: int) -> None:
-    """Raise ``ValueError`` naming the value unless ``stride == 1`` (downsample by pixel unshuffle)."""
-    if stride != 1:
-        raise ValueError(
-            f"{layer} supports stride=1 only; got stride={stride!r}. Downsample with "
-            f"InvertibleDownsample (pixel unshuffle) followed by a stride-1 {layer}."
-        )
-
-
 def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
-    """``F.pad`` widths (left, right, top, bottom) of a stride-1 "same" convolution."""
+    """``F.pad`` widths (left, right, top, bottom), in pixels, of a stride-1 "same" convolution:
+    ``(k - 1) // 2`` before and ``k // 2`` after, so the output has the input's size."""
     before, after = (kernel_size - 1) // 2, kernel_size // 2
     return (before, after, before, after)
-
-
-def conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> float:
-    r"""Certified L2 norm of a stride-1 convolution on ``input_size`` images (float64, FFT).
-
-    .. math::
-
-        \|\mathcal{C}_K\|_2 = \max_{u, v} \sigma_{\max}\big(\hat K(u, v)\big), \qquad
-        \sigma_{\max}(\hat K)^2 = \lambda_{\max}(\hat K^{H} \hat K)
-
-    over the :math:`n_h \times n_w` grid for circular padding (exact, whatever the shift of an
-    asymmetric padding), over the :math:`(n_h + k - 1) \times (n_w + k - 1)` grid for zero
-    padding (an upper bound: the zero-padded convolution is a restriction of that circular
-    one). The same quantity as :func:`critics.certificates.conv2d_lipschitz_bound`, computed
-    faster: a real kernel has :math:`\hat K(-\omega) = \overline{\hat K(\omega)}`, so half the
-    frequencies suffice (``rfft2``), and the largest eigenvalue of the smaller Gram matrix
-    (batched ``eigvalsh``) replaces a full SVD. Taps beyond the grid are wrapped modulo it.
-    """
-    h, w = int(input_size[0]), int(input_size[1])
-    kh, kw = kernel.shape[-2:]
-    if padding_mode != "circular":
-        h, w = h + kh - 1, w + kw - 1
-    k = kernel.detach().to(torch.float64)
-    if kh > h or kw > w:  # wrap the taps modulo the grid
-        rows = torch.arange(kh, device=k.device) % h
-        cols = torch.arange(kw, device=k.device) % w
-        k = k.new_zeros(*k.shape[:2], h, kw).index_add_(2, rows, k)
-        k = k.new_zeros(*k.shape[:2], h, w).index_add_(3, cols, k)
-    spec = torch.fft.rfft2(k, s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
-    gram = spec.mH @ spec if spec.shape[-1] <= spec.shape[-2] else spec @ spec.mH
-    return float(torch.linalg.eigvalsh(gram).amax().clamp_min(0.0).sqrt())
-
-
-def reshaped_kernel_norm_bound(kernel: Tensor, gram_iters: int = 6, reshapings: str = "TURS") -> Tensor:
-    r"""Guaranteed, input-size-independent upper bound on the L2 norm of a 2-D convolution.
-
-    .. math::
-
-        \|\mathcal{C}_K\|_2 \le \sqrt{k_h k_w}\,
-        \min\big(\|R\|_2, \|S\|_2, \|T\|_2, \|U\|_2\big)
-
-    with :math:`T \in \mathbb{R}^{c_o \times c_i k_h k_w}`,
-    :math:`U \in \mathbb{R}^{c_o k_h k_w \times c_i}`,
-    :math:`R \in \mathbb{R}^{c_o k_h \times k_w c_i}` and
-    :math:`S \in \mathbb{R}^{c_o k_w \times k_h c_i}` the four reshapings of the kernel
-    (Singla & Feizi 2021, "Fantastic Four"), for zero or circular padding, any input size and
-    stride. Each matrix norm is itself bounded from above by Gram iteration
-    (:func:`critics.functional.spectral_norm_upper_bound`), so the result is a bound at every
-    step, never an estimate. Differentiable.
-
-    Parameters
-    ----------
-    kernel : (C_out, C_in, k_h, k_w) tensor
-    gram_iters : int
-        Gram squarings per reshaping (the bound tightens geometrically with it).
-    reshapings : str
-        Which of ``"T"``, ``"U"``, ``"R"``, ``"S"`` to use (any subset gives a valid bound).
-        ``T`` and ``U`` cost :math:`k^2 C^3` plus :math:`C^3` per squaring; ``R`` and ``S``
-        :math:`k^3 C^3` per squaring, usually 10-30% tighter.
-
-    Returns
-    -------
-    0-d tensor, in the units of ``kernel``.
-
-    References
-    ----------
-    .. [1] Singla & Feizi, "Fantastic four: differentiable bounds on singular values of
-       convolution layers", ICLR 2021, arXiv:1911.10258.
-    .. [2] Delattre, Barthélemy, Araujo & Allauzen, "Efficient bound of Lipschitz constant for
-       convolutional layers by Gram iteration", ICML 2023.
-    """
-    co, ci, kh, kw = kernel.shape
-    if not reshapings or set(reshapings) - set("TURS"):
-        raise ValueError(f"reshapings must be a non-empty subset of 'TURS'; got {reshapings!r}")
-    if kh * kw == 1:
-        reshapings = "T"  # all four are the same matrix (up to transposition)
-    views = {
-        "T": lambda: kernel.reshape(co, ci * kh * kw),
-        "U": lambda: kernel.permute(0, 2, 3, 1).reshape(co * kh * kw, ci),
-        "R": lambda: kernel.permute(0, 2, 3, 1).reshape(co * kh, kw * ci),
-        "S": lambda: kernel.permute(0, 3, 2, 1).reshape(co * kw, kh * ci),
-    }
-    mats = [views[r]() for r in dict.fromkeys(reshapings)]
-    bounds = torch.stack([spectral_norm_upper_bound(m, gram_iters) for m in mats])
-    return math.sqrt(kh * kw) * bounds.min()
 
 
 def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:
@@ -182,93 +77,10 @@ def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -
     return y.index_add_(2, row_idx, rows).index_add_(3, col_idx, cols)
 
 
-class GraphedBuild:
-    r"""CUDA graphs of ``fn(*params)`` and of its backward, replayed as one autograd node.
-
-    Capture (after warm-up on a side stream): the forward graph computes ``fn`` on the
-    parameters' own memory (so in-place optimiser updates are seen without copies); the backward
-    graph maps a static output gradient to the parameter gradients. Each call replays the
-    forward graph and returns a copy of its output; its backward copies the incoming gradient
-    in, replays the backward graph and returns copies of the parameter gradients (so that
-    accumulation into ``.grad`` never aliases the graph's static buffers). The static
-    intermediates belong to the latest replay, so a backward must follow its own forward
-    before the next one (one kernel build per step, as :class:`LipschitzConv2d` does); an
-    out-of-order backward raises rather than return wrong gradients.
-    """
-
-    def __init__(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int = 3) -> None:
-        with torch.cuda.device(params[0].device):  # capture on the parameters' GPU, not the current one
-            self._capture(fn, params, warmup)
-
-    def _capture(self, fn: Callable[..., Tensor], params: tuple[Tensor, ...], warmup: int) -> None:
-        self.params = params
-        self.trainable = [i for i, t in enumerate(params) if t.requires_grad]
-        if not self.trainable:
-            raise ValueError("no parameter requires a gradient: nothing to capture a backward for")
-        wrt = [params[i] for i in self.trainable]
-        device = params[0].device
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                out = fn(*params)
-                torch.autograd.grad(out, wrt, torch.ones_like(out), allow_unused=True)
-        torch.cuda.current_stream(device).wait_stream(side)
-        del out
-        torch.cuda.synchronize(device)
-        self.forward_graph = torch.cuda.CUDAGraph()
-        self.backward_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.forward_graph):
-            self.output = fn(*params)
-        self.output_grad = torch.zeros_like(self.output)
-        with torch.cuda.graph(self.backward_graph, pool=self.forward_graph.pool()):
-            self.param_grads = torch.autograd.grad(self.output, wrt, self.output_grad, allow_unused=True)
-        self.output = self.output.detach()
-        self.replays = 0
-        self.backward_of = 0
-
-    def __call__(self) -> Tensor:
-        return _ReplayBuild.apply(self, *self.params)
-
-
-class _ReplayBuild(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, graphed: GraphedBuild, *params: Tensor) -> Tensor:
-        with torch.cuda.device(params[0].device):
-            graphed.forward_graph.replay()
-        graphed.replays += 1
-        ctx.graphed, ctx.replay = graphed, graphed.replays
-        return graphed.output.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        graphed: GraphedBuild = ctx.graphed
-        if ctx.replay != graphed.replays or graphed.backward_of == ctx.replay:
-            raise RuntimeError(
-                "backward through a CUDA-graphed kernel build after a later build of the same layer, "
-                "or a second time: its saved intermediates were overwritten. Run one backward after "
-                "each forward that rebuilds the kernel, or set layer.cuda_graphs = False for this layer."
-            )
-        graphed.backward_of = ctx.replay  # the backward replay reuses the forward's buffers
-        graphed.output_grad.copy_(grad)
-        with torch.cuda.device(graphed.output_grad.device):
-            graphed.backward_graph.replay()
-        grads: list[Tensor | None] = [None] * len(graphed.params)
-        for i, g in zip(graphed.trainable, graphed.param_grads):
-            grads[i] = g.clone() if g is not None else None
-        return (None, *grads)
-
-
 def _drop_cache(layer_ref: "weakref.ref[LipschitzConv2d]", grad: Tensor) -> None:
     layer = layer_ref()
     if layer is not None:
         layer.clear_cache()
-
-
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
 class LipschitzConv2d(nn.Module):
@@ -276,6 +88,10 @@ class LipschitzConv2d(nn.Module):
 
     Subclasses set up their parameters and implement :meth:`_build_kernel`; forward is
     :math:`y = \mathcal{C}_K(\operatorname{pad}(x)) + b`.
+
+    Lipschitz bound: the float64 FFT norm of the kernel actually used (L2; exact for circular
+    padding, on the :math:`n_h \times n_w` grid; an upper bound for zero padding, on the
+    :math:`(n_h + k - 1) \times (n_w + k - 1)` grid; stride 1); subclasses state theirs.
 
     Parameters
     ----------
@@ -411,9 +227,7 @@ class LipschitzConv2d(nn.Module):
         if spec is None:
             return None
         fn, params, settings = spec
-        if params[0].device.type != "cuda" or _compiling() or torch.cuda.is_current_stream_capturing():
-            return None
-        if not any(t.requires_grad for t in params):  # frozen layer: nothing to differentiate
+        if not can_replay(params):
             return None
         key = (settings, tuple((t.data_ptr(), tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in params))
         if self._graph is None or self._graph[0] != key:
@@ -431,7 +245,6 @@ class LipschitzConv2d(nn.Module):
                 return None
             self._graph = (key, graphed)
         return self._graph[1]()
-
 
     @property
     def weight(self) -> Tensor:
@@ -479,7 +292,6 @@ class LipschitzConv2d(nn.Module):
         self._check_input(x)
         return self._conv(x, self.weight, self.bias)
 
-    # -- certificate --------------------------------------------------------------------------
     def _spatial(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
         shape = tuple(int(s) for s in input_shape)
         if len(shape) == 3 and shape[0] != self.in_channels:
@@ -490,6 +302,47 @@ class LipschitzConv2d(nn.Module):
             raise ValueError(f"{type(self).__name__}: input_shape must be (C, H, W) or (H, W); got {shape}")
         return shape[-2], shape[-1]
 
+    # -- export -------------------------------------------------------------------------------
+    def eval_kernel(self) -> Tensor:
+        """A detached copy of the kernel the eval-mode forward uses, whatever the current mode
+        (the mode is restored; no training-mode side effect such as OSSN's power iteration)."""
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            with torch.no_grad():
+                return self.weight.detach().clone()
+        finally:
+            if was_training:
+                self.train(True)
+
+    def _plain_conv(self, in_channels: int, out_channels: int, kernel: Tensor, bias: Tensor | None) -> nn.Conv2d:
+        """``nn.Conv2d`` with this layer's padding (``padding="same"``: ``(k - 1) // 2`` before and
+        ``k // 2`` after, in the layer's padding mode) and the given fixed weights."""
+        conv = nn.Conv2d(
+            in_channels, out_channels, kernel.shape[-1], padding="same", padding_mode=self.padding_mode,
+            bias=bias is not None, device=kernel.device, dtype=kernel.dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(kernel)
+            if bias is not None:
+                conv.bias.copy_(bias)
+        return conv.train(self.training)
+
+    def export(self) -> nn.Module:
+        """This layer as a plain ``nn.Conv2d`` with the eval-mode kernel and the bias.
+
+        ``padding="same"`` with the layer's ``padding_mode`` pads exactly as the layer does (for
+        even kernels one more pixel after than before), so the module computes the eval-mode
+        layer's function (to float rounding; bit for bit where both run the same convolution),
+        and :func:`critics.certify` gives it the layer's certificate (same kernel, same grid).
+        Subclasses whose forward is not one convolution override this.
+        """
+        kernel = self.eval_kernel()
+        bias = None if self.bias is None else self.bias.detach().to(kernel.dtype)
+        return self._plain_conv(self.in_channels, self.out_channels, kernel, bias)
+
+    # -- certificate --------------------------------------------------------------------------
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """Float64 FFT certificate of the kernel used in the current mode (see subclasses)."""
         with torch.no_grad():

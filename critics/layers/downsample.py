@@ -57,6 +57,10 @@ class InvertibleDownsample(nn.PixelUnshuffle):
         """1.0 (a permutation of coordinates)."""
         return 1.0
 
+    def export(self) -> nn.PixelUnshuffle:
+        """The plain ``nn.PixelUnshuffle`` with the same factor (the same map, without the check)."""
+        return nn.PixelUnshuffle(self.downscale_factor).train(self.training)
+
 
 class PadToMultiple(nn.Module):
     r"""Zero-pad the bottom and right edges so H and W become multiples of ``multiple``.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics.layers.conv_base import LipschitzConv2d
+from critics.ortho import OrthoConfig, resolve
 
 __all__ = ["OSSNConv2d"]
 
@@ -22,11 +24,12 @@ class OSSNConv2d(LipschitzConv2d):
         v = \frac{T_V^\top u}{\|T_V^\top u\|}, \qquad T_V = \operatorname{reshape}(V) \in
         \mathbb{R}^{c_{out} \times c_{in} k^2}
 
-    as in spectral-normalised GANs (Miyato et al. 2018): one power iteration per training step
-    updates the buffer ``u``; eval mode uses ``u`` as it is. Two approximations make this *not*
-    a 1-Lipschitz guarantee: :math:`\hat\sigma \le \sigma_{\max}(T_V)` (an estimate from below),
-    and :math:`\|\mathcal{C}_K\|` can be up to :math:`k\,\sigma_{\max}(T_K)`, not
-    :math:`\sigma_{\max}(T_K)`. Provided as the published baseline; its certificate shows it.
+    as in spectral-normalised GANs (Miyato et al. 2018): ``ortho.power_iters`` power iterations
+    (default one) per training step update the buffer ``u``; eval mode uses ``u`` as it is. Two
+    approximations make this *not* a 1-Lipschitz guarantee: :math:`\hat\sigma \le
+    \sigma_{\max}(T_V)` (an estimate from below), and :math:`\|\mathcal{C}_K\|` can be up to
+    :math:`k\,\sigma_{\max}(T_K)`, not :math:`\sigma_{\max}(T_K)`. Provided as the published
+    baseline; its certificate shows it.
 
     Lipschitz bound: the float64 FFT norm of the kernel actually used (exact for circular
     padding on the :math:`n \times n` grid; an upper bound for zero padding on the
@@ -44,6 +47,10 @@ class OSSNConv2d(LipschitzConv2d):
         ``"zeros"`` (default) or ``"circular"``.
     bias : bool
         Learnable bias.
+    ortho : OrthoConfig or None
+        Keyword only. Only ``power_iters`` is used: power iterations per training step
+        (``None``: ``default_ortho``, :attr:`OrthoConfig.DEFAULT <critics.ortho.OrthoConfig.DEFAULT>`,
+        one).
 
     References
     ----------
@@ -51,6 +58,8 @@ class OSSNConv2d(LipschitzConv2d):
        networks", ICLR 2018.
     .. [2] Li, Haddadi, Jacobsen, Grosse et al., arXiv:1911.00937 (OSSN baseline).
     """
+
+    default_ortho: ClassVar[OrthoConfig] = OrthoConfig.DEFAULT
 
     def __init__(
         self,
@@ -61,8 +70,11 @@ class OSSNConv2d(LipschitzConv2d):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        ortho: OrthoConfig | None = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
+        self.ortho = resolve("OSSNConv2d", ortho, self.default_ortho)
         k = self.kernel_size
         factory = {"device": device, "dtype": dtype}
         self.kernel_param = nn.Parameter(torch.empty(self.out_channels, self.in_channels, k, k, **factory))
@@ -82,21 +94,25 @@ class OSSNConv2d(LipschitzConv2d):
         return self.kernel_param.reshape(self.out_channels, -1)
 
     @torch.no_grad()
-    def power_iteration(self, steps: int = 1) -> None:
-        """Update the buffer ``u`` in place by ``steps`` power iterations."""
+    def power_iteration(self, steps: int | None = None) -> None:
+        r"""Update the buffer ``u`` in place by ``steps`` power iterations (``None``:
+        ``ortho.power_iters``): :math:`v = T_V^\top u / \|T_V^\top u\|`, :math:`u = T_V v / \|T_V v\|`."""
         t = self._matrix()
-        for _ in range(steps):
+        for _ in range(self.ortho.power_iters if steps is None else steps):
             v = F.normalize(t.mT @ self.u, dim=0)
             self.u.copy_(F.normalize(t @ v, dim=0))
 
     def _build_kernel(self) -> Tensor:
         if self.training:
-            # one power iteration per rebuilt kernel, i.e. per training step (as SN-GAN does): the
+            # power iteration once per rebuilt kernel, i.e. per training step (as SN-GAN does): the
             # forwards of one step (P and Q) share the kernel and its sigma estimate
-            self.power_iteration(1)
+            self.power_iteration()
         t = self._matrix()
         u = self.u.clone().to(t.dtype)  # a later power step must not alter this graph
         v = F.normalize(t.mT @ u, dim=0).detach()
         sigma = u @ (t @ v)
         return self.kernel_param / sigma.clamp_min(torch.finfo(t.dtype).tiny)
+
+    def _settings(self) -> tuple:
+        return (self.ortho,)
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from critics.functional import bjorck_orthonormalize
-from critics.layers.conv_base import LipschitzConv2d, check_iterations
+from critics.layers.conv_base import LipschitzConv2d
+from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
 
 __all__ = ["RKOConv2d"]
 
-class RKOConv2d(LipschitzConv2d):
+
+class RKOConv2d(BjorckOptions, LipschitzConv2d):
     r"""Convolution whose reshaped kernel is (semi-)orthogonal, scaled by :math:`1/k` (baseline).
 
     .. math::
@@ -35,14 +39,20 @@ class RKOConv2d(LipschitzConv2d):
     ----------
     in_channels, out_channels, kernel_size : int
         Positive; even kernels pad one more pixel after than before.
-    bjorck_iters : int
-        Maximum Björck iterations per training step (convergence-tested).
+    bjorck_iters : int or None
+        Maximum Björck iterations per training step, convergence-tested (``None``: from
+        ``ortho``, 30 by default).
     bjorck_tol : float or None
-        Björck convergence tolerance.
+        Björck convergence tolerance (default: from ``ortho``, 1e-6; ``None`` runs every
+        iteration).
     padding_mode : str
         ``"zeros"`` (default) or ``"circular"``.
     bias : bool
         Learnable bias.
+    ortho : OrthoConfig or None
+        Keyword only. Björck and Gram-iteration settings (``None``: ``default_ortho``,
+        :attr:`OrthoConfig.CONV <critics.ortho.OrthoConfig.CONV>`); ``bjorck_iters`` and
+        ``bjorck_tol`` override its fields.
 
     References
     ----------
@@ -51,24 +61,27 @@ class RKOConv2d(LipschitzConv2d):
     .. [2] Cissé et al., "Parseval networks", ICML 2017.
     """
 
+    default_ortho: ClassVar[OrthoConfig] = OrthoConfig.CONV
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        bjorck_iters: int = 30,
-        bjorck_tol: float | None = 1e-6,
+        bjorck_iters: int | None = None,
+        bjorck_tol: Tol = UNSET,
         padding_mode: str = "zeros",
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        ortho: OrthoConfig | None = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
-        check_iterations("RKOConv2d", bjorck_iters)
-        self.bjorck_iters = int(bjorck_iters)
-        self.bjorck_tol = bjorck_tol
+        self.ortho = resolve("RKOConv2d", ortho, self.default_ortho, bjorck_iters, bjorck_tol)
         k = self.kernel_size
-        self.kernel_param = nn.Parameter(torch.empty(self.out_channels, self.in_channels * k * k, device=device, dtype=dtype))
+        factory = {"device": device, "dtype": dtype}
+        self.kernel_param = nn.Parameter(torch.empty(self.out_channels, self.in_channels * k * k, **factory))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -82,12 +95,12 @@ class RKOConv2d(LipschitzConv2d):
     def _build_kernel(self) -> Tensor:
         v = self.kernel_param
         work = torch.float32 if v.dtype in (torch.float16, torch.bfloat16) else v.dtype
-        t = bjorck_orthonormalize(v.to(work), iters=self.bjorck_iters, tol=self.bjorck_tol, gram_iters=5)
+        t = bjorck_orthonormalize(v.to(work), **self.ortho.bjorck_options())
         k = self.kernel_size
         return (t / k).reshape(self.out_channels, self.in_channels, k, k).to(v.dtype)
 
     def _settings(self) -> tuple:
-        return (self.bjorck_iters, self.bjorck_tol)
+        return (self.ortho,)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}"

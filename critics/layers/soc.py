@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critics.layers.conv_base import LipschitzConv2d, check_stride_one, conv_operator_norm, reshaped_kernel_norm_bound
+from critics._checks import check_stride_one
+from critics.layers.conv_base import LipschitzConv2d
+from critics.norms import conv_operator_norm, reshaped_kernel_norm_bound
+from critics.ortho import OrthoConfig, resolve
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
 
@@ -51,12 +55,13 @@ class SOCConv2d(LipschitzConv2d):
         \qquad K = \text{terms} - 1
 
     where :math:`b(L) = k\,\overline{\sigma}(T_L)` is the input-size-independent bound of
-    :func:`~critics.layers.conv_base.reshaped_kernel_norm_bound` (:math:`T_L` the
+    :func:`~critics.norms.reshaped_kernel_norm_bound` (:math:`T_L` the
     :math:`C \times C k^2` reshaping, :math:`\overline\sigma` its Gram-iteration upper bound):
     a guaranteed upper bound at every step, not a power-iteration estimate. It is typically
     1.5-2x the true norm, so the layer's actual :math:`\|\mathcal{C}_{\tilde L}\|` sits
-    around 0.35-0.5 when the bound is active (the certificate uses the exact FFT value). :math:`\mathcal{C}_{\tilde L}` is skew-symmetric, so
-    :math:`\exp(\mathcal{C}_{\tilde L})` is orthogonal and only the truncation departs from it.
+    around 0.35-0.5 when the bound is active (the certificate uses the exact FFT value).
+    :math:`\mathcal{C}_{\tilde L}` is skew-symmetric, so :math:`\exp(\mathcal{C}_{\tilde L})` is
+    orthogonal and only the truncation departs from it.
     ``in_channels < out_channels`` zero-pads the input channels (an isometry);
     ``in_channels > out_channels`` keeps the first ``out_channels`` output channels (a
     projection). Training mode sums ``train_terms`` terms, eval mode ``eval_terms``.
@@ -90,6 +95,10 @@ class SOCConv2d(LipschitzConv2d):
         Learnable bias.
     stride : int
         Must be 1.
+    ortho : OrthoConfig or None
+        Keyword only. Only ``gram_iters`` is used: the Gram squarings of the reshaped-kernel
+        bound :math:`b(L)` (``None``: ``default_ortho``,
+        :attr:`OrthoConfig.SOC <critics.ortho.OrthoConfig.SOC>`, 6 squarings).
 
     Notes
     -----
@@ -105,6 +114,8 @@ class SOCConv2d(LipschitzConv2d):
        convolution layers", ICLR 2021, arXiv:1911.10258.
     """
 
+    default_ortho: ClassVar[OrthoConfig] = OrthoConfig.SOC
+
     def __init__(
         self,
         in_channels: int,
@@ -118,6 +129,8 @@ class SOCConv2d(LipschitzConv2d):
         stride: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        ortho: OrthoConfig | None = None,
     ) -> None:
         check_stride_one("SOCConv2d", stride)
         if isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 0:
@@ -134,9 +147,11 @@ class SOCConv2d(LipschitzConv2d):
         self.train_terms = int(train_terms)
         self.eval_terms = int(eval_terms)
         self.max_norm = float(max_norm)
+        self.ortho = resolve("SOCConv2d", ortho, self.default_ortho)
         c = max(self.in_channels, self.out_channels)
         self.channels = c
-        self.kernel_param = nn.Parameter(torch.empty(c, c, self.kernel_size, self.kernel_size, device=device, dtype=dtype))
+        factory = {"device": device, "dtype": dtype}
+        self.kernel_param = nn.Parameter(torch.empty(c, c, self.kernel_size, self.kernel_size, **factory))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -161,7 +176,7 @@ class SOCConv2d(LipschitzConv2d):
         skew = skew_symmetric_kernel(w.to(work))
         # For a skew kernel U(L) is a row permutation of -T(L)^T, so T alone gives the T/U bound;
         # R and S would cost k^3 C^3 per Gram step for ~20% tightness: not worth it per step.
-        bound = reshaped_kernel_norm_bound(skew, gram_iters=6, reshapings="T")
+        bound = reshaped_kernel_norm_bound(skew, gram_iters=self.ortho.gram_iters, reshapings="T")
         factor = torch.clamp(self.max_norm / bound.clamp_min(torch.finfo(work).tiny), max=1.0)
         return skew * factor, bound * factor
 
@@ -172,10 +187,10 @@ class SOCConv2d(LipschitzConv2d):
         return self._scaled()[0]
 
     def _settings(self) -> tuple:
-        return (self.max_norm,)
+        return (self.max_norm, self.ortho)
 
     def _graph_build(self) -> tuple:
-        return self._scaled_kernel, (self.kernel_param,), ("soc", self.max_norm)
+        return self._scaled_kernel, (self.kernel_param,), ("soc", self.max_norm, self.ortho)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
@@ -198,12 +213,84 @@ class SOCConv2d(LipschitzConv2d):
             z = z + self.bias.to(z.dtype)[:, None, None]
         return z
 
+    def export(self) -> nn.Sequential:
+        r"""The eval-mode series as plain ``nn.Conv2d`` layers with fixed weights (``nn.Sequential``).
+
+        With :math:`T` = ``eval_terms``, :math:`L_i = \tilde L / i` and :math:`E` the identity
+        kernel (one centre tap per channel), the series :math:`t_i = \mathcal{C}_{L_i} t_{i-1}`,
+        :math:`z_i = z_{i-1} + t_i` (:math:`t_0 = z_0 = x`, zero channels appended when
+        :math:`c_{in} < C`) is carried as :math:`2C` channels :math:`(u_i, z)` with
+        :math:`u_i = t_i / \beta_i`, two convolutions per term:
+
+        .. math::
+
+            \begin{pmatrix} u_i \\ z_{i-1} \end{pmatrix} =
+            \begin{pmatrix} \tfrac{\beta_{i-1}}{\beta_i} L_i & 0 \\ 0 & E \end{pmatrix} *
+            \begin{pmatrix} u_{i-1} \\ z_{i-1} \end{pmatrix}, \qquad
+            \begin{pmatrix} u_i \\ z_i \end{pmatrix} =
+            \begin{pmatrix} I & 0 \\ \beta_i I & I \end{pmatrix}
+            \begin{pmatrix} u_i \\ z_{i-1} \end{pmatrix}
+
+        (``k x k`` with ``padding="same"`` in the layer's padding mode, then ``1 x 1``; the first
+        reads :math:`x` alone, the last keeps the :math:`c_{out}` first channels of :math:`z` and
+        adds the bias): :math:`2(T - 1)` convolutions (one when :math:`T = 1`). The scales
+        :math:`\beta_0 = 1`, :math:`\beta_i = 2^{\lceil \log_2(s \beta_{i-1} / i) \rceil}` (powers of two,
+        :math:`s` the layer's scaling bound) follow the decay of the terms: scaling by a power of
+        two is exact, the identity blocks copy exactly and the ``1 x 1`` step rounds
+        :math:`z_{i-1} + t_i` once, as the layer does, so the module computes the eval-mode
+        layer's function to float rounding of the convolutions. Its weights take
+        :math:`(2C)^2 k^2 (T - 1)` numbers, about :math:`4(T-1)` times the layer's.
+
+        :func:`critics.certify` certifies it as a chain of convolutions, by the product of their
+        norms (2 to 3 with the scales above): a valid bound, but looser than the layer's
+        :math:`1 + \sum_{i \ge T} s^i / i!`, which rests on the skew-symmetry of
+        :math:`\mathcal{C}_{\tilde L}` that per-factor norms cannot see (already the first term's
+        :math:`\|I + \mathcal{C}_{L_1}\| > 1`). Certify the layer, not its export.
+        """
+        kernel = self.eval_kernel()
+        dtype = self.kernel_param.dtype
+        c, cin, cout, k, terms = self.channels, self.in_channels, self.out_channels, self.kernel_size, self.eval_terms
+        bias = None if self.bias is None else self.bias.detach().to(dtype)
+        if terms == 1:  # y = x (channels padded or cut) + b
+            copy = torch.eye(c, dtype=dtype, device=kernel.device)[:cout, :cin, None, None]
+            return nn.Sequential(self._plain_conv(cin, cout, copy, bias))
+        with torch.no_grad():
+            s = float(self._scaled_from(self.kernel_param)[1])
+        exponents = [0]  # beta_i = 2 ** exponents[i]
+        for i in range(1, terms):
+            step = math.ceil(math.log2(s / i)) if s > 0 else 0
+            exponents.append(max(exponents[-1] + step, -100))
+        centre = torch.zeros(c, c, k, k, dtype=dtype, device=kernel.device)
+        centre[torch.arange(c), torch.arange(c), k // 2, k // 2] = 1.0
+        zero = torch.zeros_like(centre)
+        eye = torch.eye(c, dtype=dtype, device=kernel.device)[:, :, None, None]
+        # the layer adds its bias inside the last term's convolution when no channel is cut
+        fuse_bias = bias is not None and cout == c
+        convs: list[nn.Module] = []
+        for i in range(1, terms):
+            beta = 2.0 ** exponents[i]
+            term = (kernel / i).to(dtype) * 2.0 ** (exponents[i - 1] - exponents[i])  # L_i beta_{i-1} / beta_i
+            last = i == terms - 1
+            step_bias = torch.cat((bias / beta, torch.zeros_like(bias))) if last and fuse_bias else None
+            if i == 1:  # (u_1, z_0) from x
+                weight = torch.cat((term[:, :cin], centre[:, :cin]))
+                convs.append(self._plain_conv(cin, 2 * c, weight, step_bias))
+            else:
+                weight = torch.cat((torch.cat((term, zero), dim=1), torch.cat((zero, centre), dim=1)))
+                convs.append(self._plain_conv(2 * c, 2 * c, weight, step_bias))
+            add = torch.cat((torch.cat((eye, 0 * eye), dim=1), torch.cat((beta * eye, eye), dim=1)))
+            if not last:  # (u_i, z_{i-1}) -> (u_i, z_{i-1} + beta_i u_i)
+                convs.append(self._plain_conv(2 * c, 2 * c, add, None))
+            else:  # y = first c_out channels of z_{T-2} + t_{T-1} (+ the bias if not fused)
+                convs.append(self._plain_conv(2 * c, cout, add[c:][:cout], None if fuse_bias else bias))
+        return nn.Sequential(*convs)
+
     def operator_norm_bound(self, input_shape: tuple[int, ...]) -> float:
         r"""Certified :math:`s \ge \|\mathcal{C}_{\tilde L}\|_2` on ``input_shape`` inputs (float64)."""
         spatial = self._spatial(input_shape)
         with torch.no_grad():
             kernel = self.weight  # the kernel the forward of the current mode uses
-            s_reshaped = reshaped_kernel_norm_bound(kernel, gram_iters=6, reshapings="T")
+            s_reshaped = reshaped_kernel_norm_bound(kernel, gram_iters=self.ortho.gram_iters, reshapings="T")
         s_fft = conv_operator_norm(kernel, spatial, padding_mode=self.padding_mode)
         # s_reshaped is computed in the parameter dtype; inflate it by a rounding margin.
         eps = torch.finfo(kernel.dtype).eps

@@ -1,0 +1,241 @@
+"""Norms and certified bounds of the linear maps the layers are made of (math only).
+
+Every function here is a pure function of tensors: spectral-norm bounds of matrices (Gram
+iteration, SVD) and of 2-D convolutions (FFT over the frequencies of the kernel, reshaped-kernel
+bounds). The layers use them to scale their weights and to certify themselves;
+:mod:`critics.certificates` uses them to certify plain ``nn.Linear`` / ``nn.Conv2d`` modules.
+All norms are L2 -> L2 operator norms, in the units of the weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "spectral_norm_upper_bound",
+    "dense_lipschitz_bound",
+    "reshaped_kernel_norm_bound",
+    "fold_kernel",
+    "frequency_grid",
+    "conv_operator_norm",
+    "conv2d_lipschitz_bound",
+    "conv2d_frequency_singular_values",
+]
+
+
+def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
+    r"""Guaranteed upper bound on the spectral norm of each matrix in a batch (Gram iteration).
+
+    .. math::
+
+        G_0 = W^\top W, \quad G_{t+1} = G_t^2 / \|G_t\|_F^2 \ (\text{rescaled}), \quad
+        \sigma_{\max}(W) \le \|G_t\|_F^{1 / 2^{t+1}} \cdot (\text{accumulated scale})
+
+    Since :math:`\|A\|_2 \le \|A\|_F` and :math:`\sigma_{\max}(G_t) = \sigma_{\max}(W)^{2^{t+1}}`,
+    every iterate gives a valid bound, and it tightens geometrically towards
+    :math:`\sigma_{\max}(W)` (Delattre et al., 2023). With ``gram_iters=0`` it is the Frobenius
+    norm.
+
+    Parameters
+    ----------
+    w : (..., m, n) tensor
+        Matrices, batched over leading dimensions.
+    gram_iters : int
+        Number of squarings.
+
+    Returns
+    -------
+    (...,) tensor
+        Upper bounds :math:`\ge \sigma_{\max}`, in the units of ``w``. Differentiable.
+    """
+    tiny = torch.finfo(w.dtype).tiny
+    # W / max|W_ij| first: the Gram matrix of a very large (small) W would overflow (underflow to
+    # zero, and a zero bound is no bound); sigma_max scales linearly, so the factor is put back.
+    peak = w.detach().abs().amax(dim=(-2, -1)).clamp_min(tiny)
+    w = w / peak[..., None, None]
+    if w.shape[-2] < w.shape[-1]:
+        g = w @ w.mT
+    else:
+        g = w.mT @ w
+    # Each G_t is rescaled to unit Frobenius norm before squaring (no overflow or underflow in
+    # the squarings); the log of the accumulated scale is summed once at the end (four ops per
+    # squaring: few kernel launches on a GPU, where this runs at every step).
+    norms = []
+    for _ in range(gram_iters):
+        f = torch.linalg.matrix_norm(g).clamp_min(tiny)
+        norms.append(f)
+        g = g / f[..., None, None]
+        g = g @ g
+    norms.append(torch.linalg.matrix_norm(g).clamp_min(tiny))
+    # sigma_max(W) <= prod_t f_t^(1 / 2^(t+1)) * f_last^(1 / 2^(gram_iters+1))
+    exponents = _gram_exponents(gram_iters, w.dtype, w.device)
+    return peak * torch.exp((torch.log(torch.stack(norms, dim=-1)) * exponents).sum(dim=-1))
+
+
+@functools.lru_cache(maxsize=64)
+def _gram_exponents(gram_iters: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``[2^-1, ..., 2^-gram_iters, 2^-(gram_iters+1)]`` (cached: no host-to-device copy per call)."""
+    powers = [0.5 ** (t + 1) for t in range(gram_iters)] + [0.5 ** (gram_iters + 1)]
+    return torch.tensor(powers, dtype=dtype, device=device)
+
+
+def dense_lipschitz_bound(weight: Tensor) -> float:
+    r"""Exact L2 Lipschitz constant of :math:`x \mapsto W x`: :math:`\sigma_{\max}(W)` in float64.
+
+    A weight with more than two dimensions is read as the matrix ``W.reshape(W.shape[0], -1)``;
+    an empty weight has norm 0. In the units of ``weight``.
+    """
+    w = weight.detach().to(torch.float64)
+    if w.ndim != 2:
+        w = w.reshape(w.shape[0], -1)
+    return float(torch.linalg.svdvals(w)[0]) if w.numel() else 0.0
+
+
+def reshaped_kernel_norm_bound(kernel: Tensor, gram_iters: int = 6, reshapings: str = "TURS") -> Tensor:
+    r"""Guaranteed, input-size-independent upper bound on the L2 norm of a 2-D convolution.
+
+    .. math::
+
+        \|\mathcal{C}_K\|_2 \le \sqrt{k_h k_w}\,
+        \min\big(\|R\|_2, \|S\|_2, \|T\|_2, \|U\|_2\big)
+
+    with :math:`T \in \mathbb{R}^{c_o \times c_i k_h k_w}`,
+    :math:`U \in \mathbb{R}^{c_o k_h k_w \times c_i}`,
+    :math:`R \in \mathbb{R}^{c_o k_h \times k_w c_i}` and
+    :math:`S \in \mathbb{R}^{c_o k_w \times k_h c_i}` the four reshapings of the kernel
+    (Singla & Feizi 2021, "Fantastic Four"), for zero or circular padding, any input size and
+    stride. Each matrix norm is itself bounded from above by Gram iteration
+    (:func:`spectral_norm_upper_bound`), so the result is a bound at every step, never an
+    estimate. Differentiable.
+
+    Parameters
+    ----------
+    kernel : (C_out, C_in, k_h, k_w) tensor
+    gram_iters : int
+        Gram squarings per reshaping (the bound tightens geometrically with it).
+    reshapings : str
+        Which of ``"T"``, ``"U"``, ``"R"``, ``"S"`` to use (any subset gives a valid bound).
+        ``T`` and ``U`` cost :math:`k^2 C^3` plus :math:`C^3` per squaring; ``R`` and ``S``
+        :math:`k^3 C^3` per squaring, usually 10-30% tighter.
+
+    Returns
+    -------
+    0-d tensor, in the units of ``kernel``.
+
+    References
+    ----------
+    .. [1] Singla & Feizi, "Fantastic four: differentiable bounds on singular values of
+       convolution layers", ICLR 2021, arXiv:1911.10258.
+    .. [2] Delattre, Barthélemy, Araujo & Allauzen, "Efficient bound of Lipschitz constant for
+       convolutional layers by Gram iteration", ICML 2023.
+    """
+    co, ci, kh, kw = kernel.shape
+    if not reshapings or set(reshapings) - set("TURS"):
+        raise ValueError(f"reshapings must be a non-empty subset of 'TURS'; got {reshapings!r}")
+    if kh * kw == 1:
+        reshapings = "T"  # all four are the same matrix (up to transposition)
+    views = {
+        "T": lambda: kernel.reshape(co, ci * kh * kw),
+        "U": lambda: kernel.permute(0, 2, 3, 1).reshape(co * kh * kw, ci),
+        "R": lambda: kernel.permute(0, 2, 3, 1).reshape(co * kh, kw * ci),
+        "S": lambda: kernel.permute(0, 3, 2, 1).reshape(co * kw, kh * ci),
+    }
+    mats = [views[r]() for r in dict.fromkeys(reshapings)]
+    bounds = torch.stack([spectral_norm_upper_bound(m, gram_iters) for m in mats])
+    return math.sqrt(kh * kw) * bounds.min()
+
+
+def fold_kernel(kernel: Tensor, grid: tuple[int, int]) -> Tensor:
+    r"""The kernel's taps wrapped modulo an ``h x w`` grid: ``K'[:, :, p mod h, q mod w] += K[:, :, p, q]``.
+
+    The circular convolution with ``K'`` on that grid is the one with ``K``, so a kernel larger
+    than the grid is handled exactly. Returns ``kernel`` itself when it fits, else a
+    ``(C_out, C_in, min(k_h, h), min(k_w, w))`` tensor (``index_add_`` per axis, no Python loop
+    over taps).
+    """
+    h, w = int(grid[0]), int(grid[1])
+    kh, kw = kernel.shape[-2:]
+    if kh > h:
+        rows = torch.arange(kh, device=kernel.device) % h
+        kernel = kernel.new_zeros(*kernel.shape[:-2], h, kw).index_add_(-2, rows, kernel)
+    if kw > w:
+        cols = torch.arange(kw, device=kernel.device) % w
+        kernel = kernel.new_zeros(*kernel.shape[:-1], w).index_add_(-1, cols, kernel)
+    return kernel
+
+
+def frequency_grid(kernel: Tensor, input_size: tuple[int, int], padding_mode: str) -> tuple[int, int]:
+    r"""The grid on which a stride-1 convolution's spectrum is taken: :math:`n_h \times n_w` for
+    circular padding (exact), :math:`(n_h + k_h - 1) \times (n_w + k_w - 1)` for zero padding (a
+    zero-padded convolution is a restriction of the circular one on that grid)."""
+    h, w = int(input_size[0]), int(input_size[1])
+    kh, kw = kernel.shape[-2:]
+    return (h, w) if padding_mode == "circular" else (h + kh - 1, w + kw - 1)
+
+
+def conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> float:
+    r"""Certified L2 norm of a stride-1 convolution on ``input_size`` images (float64, FFT).
+
+    .. math::
+
+        \|\mathcal{C}_K\|_2 = \max_{u, v} \sigma_{\max}\big(\hat K(u, v)\big), \qquad
+        \sigma_{\max}(\hat K)^2 = \lambda_{\max}(\hat K^{H} \hat K)
+
+    over the :math:`n_h \times n_w` grid for circular padding (exact, whatever the shift of an
+    asymmetric padding), over the :math:`(n_h + k - 1) \times (n_w + k - 1)` grid for zero
+    padding (an upper bound: the zero-padded convolution is a restriction of that circular
+    one; see :func:`frequency_grid`). The same quantity as the largest value of
+    :func:`conv2d_frequency_singular_values`, computed faster: a real kernel has
+    :math:`\hat K(-\omega) = \overline{\hat K(\omega)}`, so half the frequencies suffice
+    (``rfft2``), and the largest eigenvalue of the smaller Gram matrix (batched ``eigvalsh``)
+    replaces a full SVD. Taps beyond the grid are wrapped modulo it (:func:`fold_kernel`).
+    Returns a float in the units of ``kernel``.
+    """
+    h, w = frequency_grid(kernel, input_size, padding_mode)
+    k = fold_kernel(kernel.detach().to(torch.float64), (h, w))
+    spec = torch.fft.rfft2(k, s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
+    gram = spec.mH @ spec if spec.shape[-1] <= spec.shape[-2] else spec @ spec.mH
+    return float(torch.linalg.eigvalsh(gram).amax().clamp_min(0.0).sqrt())
+
+
+def conv2d_lipschitz_bound(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> float:
+    r"""Certified L2 Lipschitz bound of a 2-D convolution acting on ``input_size`` images.
+
+    :math:`\max_{u, v} \sigma_{\max}(\hat K(u, v))` over the grid of :func:`frequency_grid`:
+    ``padding_mode='circular'`` with stride 1 gives the exact operator norm (n x n grid); zero
+    padding the (n + k - 1) grid, an upper bound. A stride only subsamples the output (a
+    coordinate projection), which cannot increase the norm, so the stride-1 value bounds every
+    stride. Computed by :func:`conv_operator_norm`; :func:`conv2d_frequency_singular_values` is
+    the full-SVD reference it is tested against. A float in the units of ``kernel``.
+    """
+    return conv_operator_norm(kernel, (int(input_size[0]), int(input_size[1])), padding_mode=padding_mode)
+
+
+def conv2d_frequency_singular_values(kernel: Tensor, grid: tuple[int, int]) -> Tensor:
+    r"""Singular values of the circular convolution with ``kernel`` on an ``h x w`` grid.
+
+    .. math::
+
+        \hat K(u, v) = \sum_{p, q} K[:, :, p, q]\, e^{-2\pi i (p u / h + q v / w)}, \qquad
+        \sigma(\mathcal{C}_K) = \bigcup_{u, v} \sigma(\hat K(u, v))
+
+    computed in float64 with one batched ``svdvals`` over the stacked ``C_out x C_in`` matrices
+    (the slow, full reference for :func:`conv_operator_norm`).
+
+    Parameters
+    ----------
+    kernel : (C_out, C_in, k_h, k_w) tensor
+    grid : (h, w)
+
+    Returns
+    -------
+    (h * w * min(C_out, C_in),) tensor of float64 singular values, in the units of ``kernel``.
+    """
+    k = fold_kernel(kernel.detach().to(torch.float64), grid)
+    spec = torch.fft.fft2(k, s=tuple(grid))  # (C_out, C_in, h, w), complex128
+    mats = spec.permute(2, 3, 0, 1).reshape(-1, k.shape[0], k.shape[1])
+    return torch.linalg.svdvals(mats).reshape(-1)

@@ -1,0 +1,68 @@
+"""Plain-torch copies of critics: every wdist Lipschitz layer replaced by its export.
+
+``export(model)`` deep-copies a model and replaces each Lipschitz layer by the output of its
+``export()`` method, a module built only from ``torch.nn`` classes with fixed weights (the weights
+the layer uses in eval mode). The copy computes the same function as the eval-mode original (to
+float rounding), needs neither this package's layer classes nor ``torch.nn.utils.parametrize``,
+and loads anywhere torch does.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+from critics.layers.bjorck import BjorckLinear
+from critics.layers.conv_base import LipschitzConv2d
+from critics.layers.downsample import InvertibleDownsample
+from critics.parametrizations import BjorckOrthonormal, remove_bjorck
+
+__all__ = ["export", "vanilla_export", "EXPORTABLE"]
+
+#: The layer families replaced by their ``export()``.
+EXPORTABLE: tuple[type[nn.Module], ...] = (BjorckLinear, LipschitzConv2d, InvertibleDownsample)
+
+
+def export(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every wdist Lipschitz layer replaced by its plain export.
+
+    * :class:`~critics.layers.BjorckLinear` -> ``nn.Linear``;
+    * :class:`~critics.layers.BCOPConv2d`, :class:`~critics.layers.RKOConv2d`,
+      :class:`~critics.layers.OSSNConv2d` -> ``nn.Conv2d`` (``padding="same"``, the layer's padding
+      mode: exactly the layer's asymmetric padding of even kernels);
+    * :class:`~critics.layers.SOCConv2d` -> ``nn.Sequential`` of ``nn.Conv2d`` computing the
+      eval-mode truncated exponential series (see :meth:`SOCConv2d.export
+      <critics.layers.SOCConv2d.export>`);
+    * :class:`~critics.layers.InvertibleDownsample` -> ``nn.PixelUnshuffle``;
+    * any other module carrying a :class:`~critics.parametrizations.BjorckOrthonormal`
+      parametrisation: the parametrisation removed, the orthonormalised weight kept.
+
+    Parameter-free activations and padding (GroupSort, MaxMin, PadToMultiple) are kept as they
+    are. Each export reproduces the layer in eval mode (the mode a critic is evaluated and
+    certified in); :func:`critics.certify` of the copy is the certificate of plain ``nn.Linear``
+    and ``nn.Conv2d`` weights, equal to the original's for every family but SOC (whose export is
+    a product of convolutions, certified as such: a valid, looser bound). The original model is
+    not modified. Returns the copy.
+    """
+    model = copy.deepcopy(model)
+
+    def strip(mod: nn.Module) -> nn.Module:
+        if isinstance(mod, EXPORTABLE):
+            return mod.export()  # type: ignore[operator]
+        if parametrize.is_parametrized(mod):
+            constraints = mod.parametrizations  # type: ignore[union-attr]
+            for tensor_name in list(constraints.keys()):
+                if any(isinstance(p, BjorckOrthonormal) for p in constraints[tensor_name]):
+                    remove_bjorck(mod, tensor_name)
+        for child_name, child in mod.named_children():
+            if child_name != "parametrizations":
+                setattr(mod, child_name, strip(child))
+        return mod
+
+    return strip(model)
+
+
+#: The name deel-torchlip uses for the same operation.
+vanilla_export = export
