@@ -8,16 +8,14 @@ Usable on its own in any GAN training loop:
 >>> g = critics.export(f)             # the same function in plain torch.nn modules
 """
 
+from critics import architectures, empirical, layers  # architectures: imported for registration
 from critics._registry import available, build, critic_options, register_critic
 from critics.certificates import CertificateReport, certificate_report, certify
 from critics.ortho import OrthoConfig
-
-from critics import layers  # noqa: E402  (layers before architectures, which use them)
-from critics import architectures  # noqa: E402  (imported for registration)
-from critics import empirical  # noqa: E402
-from critics.vanilla import export  # noqa: E402
+from critics.vanilla import export
 
 __all__ = [
+    "architectures",
     "available",
     "build",
     "certify",

@@ -54,9 +54,7 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
     if name not in _CRITICS:
         close = difflib.get_close_matches(name, _CRITICS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown critic {name!r}. Available critics: {', '.join(available())}.{hint}"
-        )
+        raise ValueError(f"Unknown critic {name!r}. Available critics: {', '.join(available())}.{hint}")
     return _CRITICS[name]
 
 

@@ -85,8 +85,8 @@ class CertificateReport:
         return {
             "total": self.total,
             "layers": [
-                {"name": l.name, "kind": l.kind, "input_shape": list(l.input_shape), "bound": l.bound}
-                for l in self.layers
+                {"name": c.name, "kind": c.kind, "input_shape": list(c.input_shape), "bound": c.bound}
+                for c in self.layers
             ],
         }
 
@@ -95,7 +95,7 @@ def _kind(module: nn.Module) -> str:
     """Class name, without the ``Parametrized`` prefix torch.nn.utils.parametrize injects."""
     name = type(module).__name__
     if getattr(module, "parametrizations", None) is not None and name.startswith("Parametrized"):
-        return name[len("Parametrized"):]
+        return name[len("Parametrized") :]
     return name
 
 

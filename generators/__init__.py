@@ -13,10 +13,6 @@ output_shape=..., output_range=...)`` or ``"python:module.path:callable"`` with 
 """
 
 # Registration is an import side effect: import every family module.
-from generators.architectures import custom as _custom  # noqa: F401
-from generators.architectures import digits as _digits  # noqa: F401
-from generators.architectures import lconvnet as _lconvnet  # noqa: F401
-from generators.architectures import mimicry as _mimicry  # noqa: F401
 from generators._factory import RandomWeightsWarning, load
 from generators._registry import (
     SCHEMES,
@@ -26,6 +22,10 @@ from generators._registry import (
     generator_info,
     register_generator,
 )
+from generators.architectures import custom as _custom  # noqa: F401
+from generators.architectures import digits as _digits  # noqa: F401
+from generators.architectures import lconvnet as _lconvnet  # noqa: F401
+from generators.architectures import mimicry as _mimicry  # noqa: F401
 from generators.base import FrozenGenerator
 from generators.checkpoints import sha256_file
 

@@ -92,10 +92,10 @@ def load(
         )
         assert latent_dim is not None and latent is not None and output_shape is not None and output_range is not None
         if name.startswith(TORCHSCRIPT_PREFIX):
-            module = load_torchscript(name[len(TORCHSCRIPT_PREFIX):], sha256=sha256, map_location=target)
+            module = load_torchscript(name[len(TORCHSCRIPT_PREFIX) :], sha256=sha256, map_location=target)
             ckpt_sha = None  # the digest was for the TorchScript file itself
         else:
-            module = build_python(name[len(PYTHON_PREFIX):])
+            module = build_python(name[len(PYTHON_PREFIX) :])
             if checkpoint is None and sha256 is not None:
                 raise GeneratorLoadError(
                     f"sha256 was given for generator {name!r} but there is no checkpoint file to check."
@@ -113,8 +113,10 @@ def load(
         for key, value in given.items():
             if value is None:
                 continue
-            norm = tuple(float(v) for v in value) if key == "output_range" else (
-                tuple(int(v) for v in value) if key == "output_shape" else value
+            norm = (
+                tuple(float(v) for v in value)
+                if key == "output_range"
+                else (tuple(int(v) for v in value) if key == "output_shape" else value)
             )
             if norm != fixed[key]:
                 raise GeneratorLoadError(

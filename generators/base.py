@@ -161,9 +161,7 @@ class FrozenGenerator(nn.Module):
             Shape ``(N, *output_shape)``, values in ``output_range`` (as declared for the network).
         """
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"generator {self.name!r} takes z of shape (N, {self.latent_dim}); got {tuple(z.shape)}"
-            )
+            raise ValueError(f"generator {self.name!r} takes z of shape (N, {self.latent_dim}); got {tuple(z.shape)}")
         self._freeze()
         with torch.no_grad():
             x = self.module(z.to(self.device, torch.float32))

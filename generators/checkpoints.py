@@ -153,8 +153,10 @@ def _corrupt(p: Path, e: BaseException) -> GeneratorLoadError:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
     )
 
 
@@ -194,7 +196,7 @@ def extract_state_dict(obj: Any, path: str | os.PathLike[str] = "<checkpoint>") 
         )
     out = dict(sd)
     if all(k.startswith("module.") for k in out):
-        out = {k[len("module."):]: v for k, v in out.items()}
+        out = {k[len("module.") :]: v for k, v in out.items()}
     return out
 
 
@@ -277,7 +279,10 @@ def load_state_dict_strict(
         exact, same_keys = matching_architectures(state_dict)
         others = [n for n in exact if n != name]
         if others:
-            looks = f"The file's keys and shapes match registered generator(s) {', '.join(others)}: load it under that name."
+            looks = (
+                f"The file's keys and shapes match registered generator(s) {', '.join(others)}: "
+                "load it under that name."
+            )
         elif same_keys:
             looks = (
                 f"The file's key names match {', '.join(n for n in same_keys)} but some shapes differ "

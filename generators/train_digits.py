@@ -224,9 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     save_grid(fake, real, out.with_suffix(".png"))
     recipe = {
         "name": "digits/wgan-gp-8",
-        "command": "python -m generators.train_digits " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        ),
+        "command": "python -m generators.train_digits "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
         "data": "sklearn.datasets.load_digits(): 1797 images 8x8, intensity 0..16 -> x/8 - 1 in [-1, 1]",
         "generator": "DigitsGenerator: Linear(32,128)-ReLU-Linear(128,256)-ReLU-Linear(256,64)-tanh, "
         "view (1, 8, 8); z ~ N(0, I_32)",

@@ -6,10 +6,9 @@ import io
 
 import pytest
 import torch
-
-from critics.layers import BCOPConv2d, RKOConv2d, SOCConv2d
 from layer_helpers import N, jacobian, train_steps
 
+from critics.layers import BCOPConv2d, RKOConv2d, SOCConv2d
 
 KERNELS = [1, 2, 3, 4, 5]
 CHANNELS = [(4, 4), (2, 4), (5, 3)]  # equal, in < out, in > out
@@ -34,7 +33,9 @@ def test_norm_preserved_float64(k: int, cin: int, cout: int, device: torch.devic
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", KERNELS)
 @pytest.mark.parametrize("cin,cout", CHANNELS)
-def test_jacobian_orthogonal_and_certificate_exact(k: int, cin: int, cout: int, dtype: torch.dtype, device: torch.device) -> None:
+def test_jacobian_orthogonal_and_certificate_exact(
+    k: int, cin: int, cout: int, dtype: torch.dtype, device: torch.device
+) -> None:
     layer = train_steps(BCOPConv2d(cin, cout, k, dtype=dtype, device=device), cin, cout).eval()
     sv = torch.linalg.svdvals(jacobian(layer, cin))
     if cin == cout:

@@ -17,15 +17,35 @@ from wdist.bench import estimate as bench_estimate
 
 
 def _rows(out: str) -> list[str]:
-    return [ln for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| critic |") and not ln.startswith("| setup |")]
+    return [
+        ln
+        for ln in out.splitlines()
+        if ln.startswith("| ") and not ln.startswith("| critic |") and not ln.startswith("| setup |")
+    ]
 
 
 def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     js = tmp_path / "critics.json"
     threads = torch.get_num_threads()
     code = bench_critics.cli(
-        ["--sizes", "32", "--width", "0.125", "--steps", "2", "--warmup", "1", "--repeats", "1",
-         "--critics", "gp-dcgan", "bcop-dcgan", "--no-isolate", "--json", str(js)]
+        [
+            "--sizes",
+            "32",
+            "--width",
+            "0.125",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--critics",
+            "gp-dcgan",
+            "bcop-dcgan",
+            "--no-isolate",
+            "--json",
+            str(js),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out
@@ -42,7 +62,8 @@ def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
 def test_bench_critics_isolated_worker() -> None:
     """The default CPU path: one cell in a fresh process, its own peak RSS."""
     row = bench_critics._bench_isolated(
-        dict(critic_name="gp-dcgan", size=8, width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"), threads=1
+        dict(critic_name="gp-dcgan", size=8, width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"),
+        threads=1,
     )
     assert row["error"] is None and row["memory_kind"] == "peak RSS (MiB)" and row["memory_mib"] >= 0
     assert row["threads"] == 1
@@ -56,13 +77,29 @@ def test_bench_critics_rejects_unknown_critic(capsys: pytest.CaptureFixture) -> 
 def test_bench_estimate_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     js = tmp_path / "estimate.json"
     code = bench_estimate.cli(
-        ["--setups", "digits", "--critics", "bcop-dcgan", "--steps", "8", "--eval-every", "4", "--n-eval", "100",
-         "--width", "0.125", "--json", str(js)]
+        [
+            "--setups",
+            "digits",
+            "--critics",
+            "bcop-dcgan",
+            "--steps",
+            "8",
+            "--eval-every",
+            "4",
+            "--n-eval",
+            "100",
+            "--width",
+            "0.125",
+            "--json",
+            str(js),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out
     rows = _rows(out)
-    assert len(rows) == 1 and rows[0].split("|")[1].strip() == "digits" and rows[0].split("|")[2].strip() == "bcop-dcgan"
+    assert (
+        len(rows) == 1 and rows[0].split("|")[1].strip() == "digits" and rows[0].split("|")[2].strip() == "bcop-dcgan"
+    )
     (row,) = json.loads(js.read_text())
     assert row["steps"] == 8 and row["evals"] == 2 and [p["step"] for p in row["curve"]] == [4, 8]
     assert row["settled_step"] in (4, 8)
@@ -96,8 +133,24 @@ def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> Non
     layers = pytest.importorskip("wdist.bench.layers")
     out_json = tmp_path / "layers.json"
     code = layers.cli(
-        ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "1",
-         "--layers", "conv", "bcop", "soc", "--out", str(out_json)]
+        [
+            "--channels",
+            "4",
+            "--kernels",
+            "3",
+            "--sizes",
+            "8",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--layers",
+            "conv",
+            "bcop",
+            "soc",
+            "--out",
+            str(out_json),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out

@@ -28,7 +28,9 @@ def test_dense_bound_equals_jacobian_sigma_max(in_f: int, out_f: int) -> None:
 
 
 def test_dense_chain_bound_dominates_jacobian() -> None:
-    model = nn.Sequential(nn.Linear(6, 10), nn.LeakyReLU(0.2), nn.Sequential(nn.Linear(10, 4), nn.ReLU()), nn.Linear(4, 1)).double()
+    model = nn.Sequential(
+        nn.Linear(6, 10), nn.LeakyReLU(0.2), nn.Sequential(nn.Linear(10, 4), nn.ReLU()), nn.Linear(4, 1)
+    ).double()
     cert = critics.certify(model, (6,))
     for _ in range(5):
         assert _jacobian_sigma_max(model, torch.randn(6, dtype=torch.float64)) <= cert * (1 + 1e-12)
@@ -47,8 +49,16 @@ def test_circular_stride1_conv_certificate_is_exact(kernel: int) -> None:
 
 @pytest.mark.parametrize(
     "kernel,padding,mode,stride",
-    [(3, 1, "zeros", 1), (3, 0, "zeros", 1), (4, 1, "zeros", 2), (3, 3, "zeros", 1),
-     (2, 0, "circular", 1), (4, 1, "circular", 2), (1, 1, "circular", 1), (3, 2, "circular", 1)],
+    [
+        (3, 1, "zeros", 1),
+        (3, 0, "zeros", 1),
+        (4, 1, "zeros", 2),
+        (3, 3, "zeros", 1),
+        (2, 0, "circular", 1),
+        (4, 1, "circular", 2),
+        (1, 1, "circular", 1),
+        (3, 2, "circular", 1),
+    ],
 )
 def test_conv_certificate_dominates_jacobian(kernel: int, padding: int, mode: str, stride: int) -> None:
     conv = nn.Conv2d(2, 3, kernel, padding=padding, padding_mode=mode, stride=stride).double()

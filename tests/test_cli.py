@@ -15,7 +15,17 @@ from wdist.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = ROOT / "configs" / "toy" / "translation-2d.yaml"
-FAST = ["--train.steps", "10", "--train.eval_every", "10", "--eval.n_eval", "256", "--eval.ot_samples", "100", "--quiet"]
+FAST = [
+    "--train.steps",
+    "10",
+    "--train.eval_every",
+    "10",
+    "--eval.n_eval",
+    "256",
+    "--eval.ot_samples",
+    "100",
+    "--quiet",
+]
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -40,7 +50,9 @@ def test_estimate_prints_table_and_writes_files(capsys: pytest.CaptureFixture, t
 
 
 def test_exact_command(capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run(capsys, "exact", "--config", str(ROOT / "configs" / "toy" / "three-cones.yaml"), "--eval.ot_samples", "300")
+    code, out, _ = run(
+        capsys, "exact", "--config", str(ROOT / "configs" / "toy" / "three-cones.yaml"), "--eval.ot_samples", "300"
+    )
     assert code == 0
     assert "exact W1" in out and "1.000000" in out and "empirical OT" in out
 
@@ -126,18 +138,36 @@ def test_missing_config_file(capsys: pytest.CaptureFixture) -> None:
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "wdist.cli", "estimate", "--config", str(TOY), "--critic.name", "nope", "--debug"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
 def test_console_script_exit_code(tmp_path: Path) -> None:
-    proc = subprocess.run(["wdist", "estimate", "--config", str(TOY), "--train.stepz", "1"], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["wdist", "estimate", "--config", str(TOY), "--train.stepz", "1"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "stepz" in proc.stderr
 
 
 def test_bench_toy_runs(capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run(capsys, "bench", "toy", "--configs", str(TOY), "--critics", "bjorck-mlp", "--steps", "12", "--warmup", "4", "--repeats", "1")
+    code, out, _ = run(
+        capsys,
+        "bench",
+        "toy",
+        "--configs",
+        str(TOY),
+        "--critics",
+        "bjorck-mlp",
+        "--steps",
+        "12",
+        "--warmup",
+        "4",
+        "--repeats",
+        "1",
+    )
     assert code == 0 and "| translation-2d | bjorck-mlp |" in out and "steps/s" in out
 
 
@@ -161,8 +191,12 @@ def test_bench_toy_needs_more_steps_than_warmup(capsys: pytest.CaptureFixture) -
     assert "--steps > --warmup" in capsys.readouterr().err
 
 
-def test_exact_ot_too_large_for_memory_is_refused_before_training(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    code, _, err = run(capsys, "estimate", "--config", str(TOY), *FAST, "--eval.ot_samples", "100000000", "--out", str(tmp_path / "r"))
+def test_exact_ot_too_large_for_memory_is_refused_before_training(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "estimate", "--config", str(TOY), *FAST, "--eval.ot_samples", "100000000", "--out", str(tmp_path / "r")
+    )
     assert_clean_error(code, err, "eval.ot_samples=100000000", "GiB")
     assert code == 2
     assert not (tmp_path / "r" / "metrics.csv").exists()  # nothing trained

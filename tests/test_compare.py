@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from wdist.cli import main
-from wdist.config import ConfigError
 from wdist.compare import compare
+from wdist.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,11 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0
     md = (out / "comparison.md").read_text()
     assert md.strip() == printed.strip()
-    rows = {line.split("|")[1].strip().split(" ")[0]: line for line in md.splitlines() if line.startswith("| bcop") or line.startswith("| gp")}
+    rows = {
+        line.split("|")[1].strip().split(" ")[0]: line
+        for line in md.splitlines()
+        if line.startswith("| bcop") or line.startswith("| gp")
+    }
     assert set(rows) == {"bcop", "gp"}
     assert "| yes |" in rows["bcop"]
     assert "uncertified" in rows["gp"] and "(not a bound)" in rows["gp"]
@@ -65,7 +69,10 @@ def test_compare_rejects_bad_spec(tmp_path: Path) -> None:
     data["critics"] = [{"label": "a", "name": "bcop-dcgan"}, {"label": "b", "name": "sn-mpl"}]
     with pytest.raises(ConfigError, match=r"critics\[1\] \('b'\)\.name.*sn-mpl"):
         compare(data, out=tmp_path)
-    data["critics"] = [{"label": "a", "name": "bcop-dcgan"}, {"label": "b", "name": "gp-dcgan", "options": {"widht": 1}}]
+    data["critics"] = [
+        {"label": "a", "name": "bcop-dcgan"},
+        {"label": "b", "name": "gp-dcgan", "options": {"widht": 1}},
+    ]
     with pytest.raises(ConfigError, match=r"critics\[1\] \('b'\)\.options.*widht"):
         compare(data, out=tmp_path)
     assert not (tmp_path / "a").exists()  # nothing was trained

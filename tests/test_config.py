@@ -37,7 +37,9 @@ def test_training_settings_are_declared_once() -> None:
 
 
 def test_trainer_keys_from_the_command_line() -> None:
-    cfg = load_config(TOY, ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"])
+    cfg = load_config(
+        TOY, ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"]
+    )
     assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.precision) == ("cpu", 1, "bf16-mixed")
 
 

@@ -6,17 +6,18 @@ import io
 
 import pytest
 import torch
+from layer_helpers import N, jacobian, train_steps
 from torch import nn
 
 import critics
 from critics.layers import OSSNConv2d, RKOConv2d
-from layer_helpers import N, jacobian, train_steps
-
 
 DTYPES = [torch.float32, torch.float64]
 
 
-def make(kind: str, cin: int, cout: int, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device) -> nn.Module:
+def make(
+    kind: str, cin: int, cout: int, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device
+) -> nn.Module:
     if kind == "rko":
         return RKOConv2d(cin, cout, k, padding_mode=padding_mode, dtype=dtype, device=device)
     if kind == "ossn":
@@ -36,7 +37,9 @@ def bound(layer: nn.Module, shape: tuple[int, int, int]) -> float:
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("padding_mode", ["circular", "zeros"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_certificate_bounds_jacobian(kind: str, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device) -> None:
+def test_certificate_bounds_jacobian(
+    kind: str, k: int, padding_mode: str, dtype: torch.dtype, device: torch.device
+) -> None:
     cin, cout = (4, 6) if k % 2 else (5, 3)
     layer = train_steps(make(kind, cin, cout, k, padding_mode, dtype, device), cin, cout).eval()
     sv_max = float(torch.linalg.svdvals(jacobian(layer, cin)).max())

@@ -73,7 +73,7 @@ def test_certify_walks_a_chain_and_bounds_gradients() -> None:
     kinds = [layer.kind for layer in report.layers]
     assert kinds[:3] == ["InvertibleDownsample", "BCOPConv2d", "MaxMin"]
     assert "SOCConv2d" in kinds and "RKOConv2d" in kinds
-    conv_bounds = [l.bound for l in report.layers if l.kind.endswith("Conv2d")]
+    conv_bounds = [c.bound for c in report.layers if c.kind.endswith("Conv2d")]
     assert all(b <= 1 + 1e-4 for b in conv_bounds)
     grads = input_grad_norms(model, torch.randn(16, 3, 16, 16))
     assert grads.max() <= report.total * (1 + 1e-5)

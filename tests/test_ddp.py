@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
-import pytorch_lightning as pl
 from wdist.config import resolve_config
 from wdist.data import PairDataModule, TrainingStream
 from wdist.pipeline import build_run

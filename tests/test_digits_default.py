@@ -70,7 +70,16 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
 
 def test_bernstein_interval_uses_an_a_priori_range() -> None:
     """In [-1, 1]^64 a certified critic has |f(x) - f(y)| <= 1 * 2 * 8: a range known in advance."""
-    fast = ["--train.steps", "6", "--train.eval_every", "6", "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0"]
+    fast = [
+        "--train.steps",
+        "6",
+        "--train.eval_every",
+        "6",
+        "--eval.ot_samples",
+        "0",
+        "--eval.empirical_lipschitz_samples",
+        "0",
+    ]
     normal = wdist.estimate(None, fast, quiet=True)
     bern = wdist.estimate(None, fast + ["--eval.interval", "bernstein"], quiet=True)
     assert bern.estimate == pytest.approx(normal.estimate)

@@ -13,8 +13,19 @@ from wdist.results import Result
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "toy"
 REQUIRED = {
-    "estimate", "lipschitz_certificate", "lower_bound", "stderr", "ci95", "certified", "exact_w1",
-    "empirical_ot_w1", "n_eval", "steps", "seconds", "device", "versions",
+    "estimate",
+    "lipschitz_certificate",
+    "lower_bound",
+    "stderr",
+    "ci95",
+    "certified",
+    "exact_w1",
+    "empirical_ot_w1",
+    "n_eval",
+    "steps",
+    "seconds",
+    "device",
+    "versions",
 }
 
 
@@ -27,7 +38,9 @@ def _recovers(result: Result, exact: float) -> None:
     # the interval does not lie entirely above the truth (that would break the bound).
     assert ratio >= 0.97, f"lower bound {result.lower_bound:.4f} recovers only {ratio:.3f} of W1 = {exact}"
     assert lo <= exact, f"the whole CI [{lo:.4f}, {hi:.4f}] lies above the exact W1 {exact}"
-    assert result.empirical_lipschitz is not None and result.empirical_lipschitz <= result.lipschitz_certificate * (1 + 1e-6)
+    assert result.empirical_lipschitz is not None and result.empirical_lipschitz <= result.lipschitz_certificate * (
+        1 + 1e-6
+    )
 
 
 def test_translation_2d_recovers_norm_of_shift(tmp_path: Path) -> None:
@@ -58,8 +71,22 @@ def test_three_cones_recovers_one(tmp_path: Path) -> None:
 def test_gp_critic_is_reported_as_uncertified(tmp_path: Path) -> None:
     result = wdist.estimate(
         CONFIGS / "translation-2d.yaml",
-        ["--critic.name", "gp-mlp", "--critic.options", "{width: 32, depth: 2}", "--train.loss", "wgan-gp",
-         "--train.steps", "60", "--train.eval_every", "30", "--eval.n_eval", "1024", "--eval.ot_samples", "200"],
+        [
+            "--critic.name",
+            "gp-mlp",
+            "--critic.options",
+            "{width: 32, depth: 2}",
+            "--train.loss",
+            "wgan-gp",
+            "--train.steps",
+            "60",
+            "--train.eval_every",
+            "30",
+            "--eval.n_eval",
+            "1024",
+            "--eval.ot_samples",
+            "200",
+        ],
         quiet=True,
     )
     assert result.lipschitz_certificate > 1 + 1e-3  # an unconstrained MLP's product of norms
@@ -75,8 +102,9 @@ def test_gp_critic_is_reported_as_uncertified(tmp_path: Path) -> None:
 def test_sphere_and_mixture_configs_run(tmp_path: Path) -> None:
     for name in ("sphere-128d", "gaussian-mixture-2d"):
         result = wdist.estimate(
-            CONFIGS / f"{name}.yaml", ["--train.steps", "40", "--train.eval_every", "20", "--eval.n_eval", "1024",
-                                       "--eval.ot_samples", "300"], quiet=True,
+            CONFIGS / f"{name}.yaml",
+            ["--train.steps", "40", "--train.eval_every", "20", "--eval.n_eval", "1024", "--eval.ot_samples", "300"],
+            quiet=True,
         )
         assert result.certified
         assert result.steps == 40 and len(result.curve) == 2
@@ -88,8 +116,10 @@ def test_sphere_and_mixture_configs_run(tmp_path: Path) -> None:
 
 def test_result_roundtrip_and_atomic_write(tmp_path: Path) -> None:
     result = wdist.estimate(
-        CONFIGS / "translation-2d.yaml", ["--train.steps", "20", "--train.eval_every", "10", "--eval.n_eval", "512",
-                                          "--eval.ot_samples", "0"], out=tmp_path, quiet=True,
+        CONFIGS / "translation-2d.yaml",
+        ["--train.steps", "20", "--train.eval_every", "10", "--eval.n_eval", "512", "--eval.ot_samples", "0"],
+        out=tmp_path,
+        quiet=True,
     )
     back = Result.load(tmp_path / "result.json")
     assert back.lower_bound == result.lower_bound and back.ci95 == result.ci95

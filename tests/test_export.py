@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from layer_helpers import N, jacobian, train_steps
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -13,7 +14,6 @@ import critics
 from critics.empirical import max_gradient_norm
 from critics.layers import BCOPConv2d, BjorckLinear, OSSNConv2d, RKOConv2d, SOCConv2d
 from critics.vanilla import vanilla_export
-from layer_helpers import N, jacobian, train_steps
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 

@@ -25,7 +25,7 @@ WDIST = Path(sys.executable).with_name("wdist")
 TRAIN_BATCH, EVAL_BATCH = 48, 100
 
 NAN_GENERATOR = textwrap.dedent(
-    f"""
+    """
     import inspect
 
     import torch
@@ -127,7 +127,9 @@ def test_nan_in_training_stops_with_the_step(nan_module: Path, tmp_path: Path) -
 
 def test_nan_on_heldout_set_stops_at_the_evaluation(nan_module: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match=r"Held-out evaluation stopped at step 10: .* on the Q side .*generator"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"Held-out evaluation stopped at step 10: .* on the Q side .*generator"
+    ):
         estimate(_config("nan_on_heldout"), out=out, quiet=True)
     _assert_kept_checkpoint(out, 5)  # the step-10 checkpoint waits for its evaluation, which failed
 

@@ -118,12 +118,14 @@ def test_torchscript_file_given_as_checkpoint(tmp_path: Path) -> None:
 
 def test_wrapped_and_prefixed_state_dicts(tmp_path: Path) -> None:
     sd = generator_info("lconvnet/wgan-gp-32").builder().state_dict()
-    for i, obj in enumerate([
-        sd,
-        {"model_state_dict": sd, "optimizer_state_dict": {}, "global_step": 5},
-        {"state_dict": sd, "epoch": 3},
-        {f"module.{k}": v for k, v in sd.items()},
-    ]):
+    for i, obj in enumerate(
+        [
+            sd,
+            {"model_state_dict": sd, "optimizer_state_dict": {}, "global_step": 5},
+            {"state_dict": sd, "epoch": 3},
+            {f"module.{k}": v for k, v in sd.items()},
+        ]
+    ):
         torch.save(obj, tmp_path / f"{i}.pt")
         g = generators.load("lconvnet/wgan-gp-32", checkpoint=tmp_path / f"{i}.pt")
         assert torch.equal(g.module.fc[0].weight, sd["fc.0.weight"])
@@ -160,7 +162,9 @@ def test_cuda_saved_file_loads_on_cpu(tmp_path: Path, monkeypatch: pytest.Monkey
 
     def cuda_file(f, map_location=None, **kwargs):
         if map_location is None:
-            raise RuntimeError("Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False.")
+            raise RuntimeError(
+                "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False."
+            )
         return real_load(f, map_location=map_location, **kwargs)
 
     monkeypatch.setattr(torch, "load", cuda_file)

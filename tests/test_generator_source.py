@@ -112,7 +112,7 @@ def test_registered_generator_with_random_weights() -> None:
 
 
 def test_bundled_digits_generator() -> None:
-    generators = pytest.importorskip("generators")
+    pytest.importorskip("generators")
     try:
         src = Generator("digits/wgan-gp-8")
     except SourceError as err:

@@ -132,7 +132,12 @@ def test_key_names_match_spec(name: str) -> None:
 def test_published_round_trip(name: str, tmp_path: Path) -> None:
     latent_dim, latent, shape = SPEC[name]
     info = generator_info(name)
-    assert (info.latent_dim, info.latent, info.output_shape, info.output_range) == (latent_dim, latent, shape, (-1.0, 1.0))
+    assert (info.latent_dim, info.latent, info.output_shape, info.output_range) == (
+        latent_dim,
+        latent,
+        shape,
+        (-1.0, 1.0),
+    )
     ref = randomise_bn(info.builder()).eval()
     path = save_published(name, ref, tmp_path / "netG.pth")
     if info.file_format == "mimicry":
@@ -140,7 +145,13 @@ def test_published_round_trip(name: str, tmp_path: Path) -> None:
 
     g = generators.load(name, checkpoint=path)
     assert isinstance(g, FrozenGenerator) and isinstance(g.module, nn.Module)
-    assert (g.name, g.latent_dim, g.latent, g.output_shape, g.output_range) == (name, latent_dim, latent, shape, (-1.0, 1.0))
+    assert (g.name, g.latent_dim, g.latent, g.output_shape, g.output_range) == (
+        name,
+        latent_dim,
+        latent,
+        shape,
+        (-1.0, 1.0),
+    )
     assert g.batchnorm == "eval"
     assert not any(m.training for m in g.module.modules())
     assert not any(p.requires_grad for p in g.parameters())
@@ -163,7 +174,9 @@ def test_sample_is_seeded_and_deterministic() -> None:
     g = generators.load("lconvnet/wgan-gp-32", warn_random=False)
     a, b, c = g.sample(5, seed=7), g.sample(5, seed=7), g.sample(5, seed=8)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.equal(g.sample_latent(4, torch.Generator().manual_seed(7)), g.sample_latent(4, torch.Generator().manual_seed(7)))
+    assert torch.equal(
+        g.sample_latent(4, torch.Generator().manual_seed(7)), g.sample_latent(4, torch.Generator().manual_seed(7))
+    )
     assert g.sample(3, seed=1, device="cpu").device.type == "cpu"
 
 
@@ -223,8 +236,14 @@ def test_random_weights_warn() -> None:
 
 
 def test_registered_options_are_fixed() -> None:
-    g = generators.load("mimicry/sngan-32", latent_dim=128, latent="normal", output_shape=(3, 32, 32),
-                        output_range=(-1, 1), warn_random=False)
+    g = generators.load(
+        "mimicry/sngan-32",
+        latent_dim=128,
+        latent="normal",
+        output_shape=(3, 32, 32),
+        output_range=(-1, 1),
+        warn_random=False,
+    )
     assert g.latent_dim == 128
     with pytest.raises(GeneratorLoadError, match="latent_dim 128"):
         generators.load("mimicry/sngan-32", latent_dim=100, warn_random=False)
@@ -276,8 +295,9 @@ def test_torchscript_generator(tmp_path: Path) -> None:
 
 
 def test_python_callable_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "my_tiny_gen.py").write_text(textwrap.dedent(
-        """
+    (tmp_path / "my_tiny_gen.py").write_text(
+        textwrap.dedent(
+            """
         import torch
         from torch import nn
 
@@ -295,7 +315,8 @@ def test_python_callable_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
         NOT_CALLABLE = 3
         """
-    ))
+        )
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     ref = randomise_bn(TinyGen()).eval()
     ckpt = tmp_path / "tiny.pt"

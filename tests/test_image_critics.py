@@ -7,7 +7,6 @@ import torch
 
 import critics
 
-
 CONSTRAINED = ["bcop-dcgan", "soc-lipconvnet", "rko-dcgan"]
 ALL = CONSTRAINED + ["ossn-dcgan", "gp-dcgan"]
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 48, 48), (3, 64, 64)]
@@ -62,7 +61,10 @@ def test_bcop_dcgan_matches_the_published_skeleton() -> None:
     model = critics.build("bcop-dcgan", (3, 64, 64), width=1.0)
     convs = [m for m in model.modules() if type(m).__name__ == "BCOPConv2d"]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
-        (12, 64, 2), (256, 128, 2), (512, 256, 2), (1024, 512, 2)
+        (12, 64, 2),
+        (256, 128, 2),
+        (512, 256, 2),
+        (1024, 512, 2),
     ]
     assert model.head.in_features == 512 * 4 * 4
 

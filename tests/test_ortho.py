@@ -6,23 +6,32 @@ import dataclasses
 
 import pytest
 import torch
+from layer_helpers import N, train_steps
 
 from critics.functional import bjorck_orthonormalize, orthogonality_error
 from critics.layers import BCOPConv2d, BjorckLinear, OSSNConv2d, RKOConv2d, SOCConv2d
 from critics.ortho import PRESETS, OrthoConfig
-from layer_helpers import N, train_steps
 
 
 def test_defaults_and_presets() -> None:
     assert OrthoConfig() == OrthoConfig.DEFAULT
     assert dataclasses.asdict(OrthoConfig.DEFAULT) == {
-        "bjorck_iters": 30, "bjorck_tol": 1e-6, "bjorck_beta": 0.5, "check_every": 4, "gram_iters": 3, "power_iters": 1,
+        "bjorck_iters": 30,
+        "bjorck_tol": 1e-6,
+        "bjorck_beta": 0.5,
+        "check_every": 4,
+        "gram_iters": 3,
+        "power_iters": 1,
     }
     assert OrthoConfig.CONV == OrthoConfig.DEFAULT.replace(gram_iters=5)
     assert OrthoConfig.SOC == OrthoConfig.DEFAULT.replace(gram_iters=6)
     assert OrthoConfig.TEST.bjorck_tol is None and OrthoConfig.TEST.bjorck_iters > OrthoConfig.DEFAULT.bjorck_iters
-    assert PRESETS == {"default": OrthoConfig.DEFAULT, "conv": OrthoConfig.CONV, "soc": OrthoConfig.SOC,
-                       "test": OrthoConfig.TEST}
+    assert PRESETS == {
+        "default": OrthoConfig.DEFAULT,
+        "conv": OrthoConfig.CONV,
+        "soc": OrthoConfig.SOC,
+        "test": OrthoConfig.TEST,
+    }
     with pytest.raises(dataclasses.FrozenInstanceError):
         OrthoConfig.DEFAULT.bjorck_iters = 3  # type: ignore[misc]
     assert hash(OrthoConfig()) == hash(OrthoConfig.DEFAULT)
@@ -57,11 +66,15 @@ def test_each_layer_keeps_its_effective_default() -> None:
     assert OSSNConv2d(4, 4, 3).ortho.power_iters == 1
 
 
-@pytest.mark.parametrize("make", [
-    lambda **kw: BjorckLinear(6, 6, **kw),
-    lambda **kw: BCOPConv2d(4, 4, 3, **kw),
-    lambda **kw: RKOConv2d(4, 4, 3, **kw),
-], ids=["linear", "bcop", "rko"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: BjorckLinear(6, 6, **kw),
+        lambda **kw: BCOPConv2d(4, 4, 3, **kw),
+        lambda **kw: RKOConv2d(4, 4, 3, **kw),
+    ],
+    ids=["linear", "bcop", "rko"],
+)
 def test_keyword_options_override_the_configuration(make) -> None:
     layer = make(bjorck_iters=7, bjorck_tol=None, ortho=OrthoConfig.TEST)
     assert layer.ortho == OrthoConfig.TEST.replace(bjorck_iters=7, bjorck_tol=None)

@@ -40,18 +40,54 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 CI_RUN = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 FAST_ESTIMATE = [
-    "--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64",
-    "--eval.empirical_lipschitz_samples", "32", "--quiet",
+    "--train.steps",
+    "4",
+    "--train.eval_every",
+    "2",
+    "--eval.n_eval",
+    "64",
+    "--eval.ot_samples",
+    "64",
+    "--eval.empirical_lipschitz_samples",
+    "32",
+    "--quiet",
 ]
 FAST_EXACT = ["--eval.ot_samples", "64"]
 FAST_BENCH = ["--steps", "3", "--warmup", "1", "--repeats", "1"]
 FAST_BENCH_BY_NAME = {
     "toy": FAST_BENCH,
     "layers": ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "1"],
-    "critics": ["--sizes", "32", "--width", "0.125", "--batch", "4", "--steps", "1", "--warmup", "0", "--repeats", "1",
-                "--no-isolate", "--critics", "gp-dcgan"],
-    "estimate": ["--setups", "digits", "--critics", "bcop-dcgan", "--steps", "4", "--eval-every", "2", "--n-eval", "64",
-                 "--width", "0.125"],
+    "critics": [
+        "--sizes",
+        "32",
+        "--width",
+        "0.125",
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--no-isolate",
+        "--critics",
+        "gp-dcgan",
+    ],
+    "estimate": [
+        "--setups",
+        "digits",
+        "--critics",
+        "bcop-dcgan",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--n-eval",
+        "64",
+        "--width",
+        "0.125",
+    ],
 }
 BENCH_OUTPUT = {"toy": "steps/s", "layers": "ms", "critics": "steps/s", "estimate": "time to 1%"}
 
@@ -118,7 +154,7 @@ def _env_of(tokens: list[str]) -> dict[str, str]:
 
 
 def _strip_env(tokens: list[str]) -> list[str]:
-    return tokens[len(_env_of(tokens)):]
+    return tokens[len(_env_of(tokens)) :]
 
 
 def _needs_data(config: str | None) -> bool:
@@ -136,7 +172,10 @@ def classify(command: str) -> tuple[str, str]:
         return "setup", "the test command, run by .ci/run"
     if t[0] == "wdist":
         if "--resume" in t:
-            return "fails", "resumes a run folder that does not exist here; tests/test_resume.py kills and resumes a real run"
+            return (
+                "fails",
+                "resumes a run folder that does not exist here; tests/test_resume.py kills and resumes a real run",
+            )
         if _needs_data(_option(t, "--config")):
             return "needs-data", "needs the CIFAR-10 / STL-10 data, a published checkpoint (and GPUs, or nodes)"
         if _option(t, "--trainer.strategy") == "ddp" and _option(t, "--trainer.accelerator") == "cpu":
@@ -251,7 +290,9 @@ def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.parametrize("command", WDIST_FAIL, ids=_id)
-def test_wdist_command_needing_files_fails_clearly(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_wdist_command_needing_files_fails_clearly(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     from wdist.cli import main
 
     monkeypatch.chdir(ROOT)
@@ -285,7 +326,9 @@ def test_covered_commands_match_the_covering_test(command: str) -> None:
     tokens = shlex.split(command)
     assert Path(_option(tokens, "--config")).name in text, f"tests/test_ddp.py no longer runs {command!r}"
     for opt in ("--trainer.accelerator", "--trainer.devices", "--trainer.strategy"):
-        assert f'"{opt}", "{_option(tokens, opt)}"' in text, f"tests/test_ddp.py does not pass {opt} {_option(tokens, opt)}"
+        assert f'"{opt}", "{_option(tokens, opt)}"' in text, (
+            f"tests/test_ddp.py does not pass {opt} {_option(tokens, opt)}"
+        )
 
 
 def test_skip_list_is_current() -> None:
@@ -319,13 +362,18 @@ def test_train_digits_command(tmp_path: Path) -> None:
     assert out.is_file() and out.with_suffix(".json").is_file()
     state = torch.load(out, weights_only=True)
     assert {k: tuple(v.shape) for k, v in state.items()} == {
-        k: tuple(v.shape) for k, v in torch.load(ROOT / "generators/weights/digits_wgan_gp_8.pt", weights_only=True).items()
+        k: tuple(v.shape)
+        for k, v in torch.load(ROOT / "generators/weights/digits_wgan_gp_8.pt", weights_only=True).items()
     }
 
 
 #: (README text, what runs instead) in the Python block; each README text must be present.
 PYTHON_ADAPTATIONS = [
-    ('["--train.steps", "500"]', '["--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64"], quiet=True'),
+    (
+        '["--train.steps", "500"]',
+        '["--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64"], '
+        "quiet=True",
+    ),
     ('generators.load("mimicry/sngan-32", checkpoint="netG.pth")', 'generators.load("mimicry/sngan-32")'),
 ]
 
@@ -358,24 +406,31 @@ def test_bring_your_own_yaml_block(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     # The files the block names, in a folder of their own (relative paths, as in the README).
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    module, func = q["name"][len("python:"):].split(":")
+    module, func = q["name"][len("python:") :].split(":")
     pkg_dir = tmp_path / Path(*module.split("."))
     pkg_dir.parent.mkdir(parents=True, exist_ok=True)
     for parent in [tmp_path / Path(*module.split(".")[:i]) for i in range(1, len(module.split(".")))]:
         (parent / "__init__.py").write_text("")
     c, h, w = q["output_shape"]
-    pkg_dir.with_suffix(".py").write_text(textwrap.dedent(f"""
+    pkg_dir.with_suffix(".py").write_text(
+        textwrap.dedent(f"""
         from torch import nn
 
         def {func}():
-            return nn.Sequential(nn.Linear({q['latent_dim']}, {c * h * w}), nn.Sigmoid(), nn.Unflatten(1, ({c}, {h}, {w})))
-    """))
+            return nn.Sequential(
+                nn.Linear({q["latent_dim"]}, {c * h * w}), nn.Sigmoid(), nn.Unflatten(1, ({c}, {h}, {w}))
+            )
+    """)
+    )
     torch.manual_seed(0)
     sys.modules.pop(module, None)
     gen = __import__(module, fromlist=[func])
     torch.save(getattr(gen, func)().state_dict(), tmp_path / q["checkpoint"])
     lo, hi = cfg["p"]["init_args"]["value_range"]
-    np.save(tmp_path / cfg["p"]["init_args"]["path"], np.random.default_rng(0).uniform(lo, hi, (16, c, h, w)).astype(np.float32))
+    np.save(
+        tmp_path / cfg["p"]["init_args"]["path"],
+        np.random.default_rng(0).uniform(lo, hi, (16, c, h, w)).astype(np.float32),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no random-weights warning: the checkpoint is used
         loaded = wdist.load_config(cfg)

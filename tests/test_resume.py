@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from wdist.pipeline import estimate
 from wdist.callbacks import AtomicCheckpointIO
+from wdist.pipeline import estimate
 
 REPO = Path(__file__).resolve().parent.parent
 TOY = REPO / "configs" / "toy" / "translation-2d.yaml"

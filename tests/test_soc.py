@@ -6,12 +6,11 @@ import io
 
 import pytest
 import torch
-
-from critics.layers import SOCConv2d
-from critics.norms import reshaped_kernel_norm_bound
-from critics.layers.soc import exp_tail_bound
 from layer_helpers import N, jacobian, train_steps
 
+from critics.layers import SOCConv2d
+from critics.layers.soc import exp_tail_bound
+from critics.norms import reshaped_kernel_norm_bound
 
 KERNELS = [1, 3, 5]  # odd only: even kernels are an error (no centre tap for W - W*)
 DTYPES = [torch.float32, torch.float64]
@@ -24,7 +23,9 @@ def rounding(dtype: torch.dtype) -> float:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", KERNELS)
 @pytest.mark.parametrize("cin,cout,mode", [(4, 4, "eval"), (2, 4, "eval"), (5, 3, "eval"), (4, 4, "train")])
-def test_jacobian_within_certificate(k: int, cin: int, cout: int, dtype: torch.dtype, mode: str, device: torch.device) -> None:
+def test_jacobian_within_certificate(
+    k: int, cin: int, cout: int, dtype: torch.dtype, mode: str, device: torch.device
+) -> None:
     """Eval mode (12 terms): orthogonal to 1e-9; train mode (6 terms): within its certified tail."""
     layer = train_steps(SOCConv2d(cin, cout, k, dtype=dtype, device=device), cin, cout)
     layer.train(mode == "train")

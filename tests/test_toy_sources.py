@@ -155,7 +155,9 @@ def test_one_dimensional_closed_form_normal_pair() -> None:
     assert "quad" in pr.exact_w1_method()
     # Logistic(0.5, 0.3) vs Uniform(0, 3): the CDFs cross only at x = 3 (beyond it F_P < 1 = F_Q), so
     # W1 = (mean difference 1) + 2 * int_3^inf (1 - F_P) = 1 + 2 * 0.3 * log(1 + exp(-2.5 / 0.3)).
-    lu = OneDimensional(p="logistic", q="uniform", p_params={"loc": 0.5, "scale": 0.3}, q_params={"low": 0.0, "high": 3.0})
+    lu = OneDimensional(
+        p="logistic", q="uniform", p_params={"loc": 0.5, "scale": 0.3}, q_params={"low": 0.0, "high": 3.0}
+    )
     assert lu.exact_w1() == pytest.approx(1 + 0.6 * math.log1p(math.exp(-2.5 / 0.3)), abs=1e-10)
     shift = OneDimensional(p_params={"loc": 0.0}, q_params={"loc": 2.5})
     assert shift.exact_w1() == 2.5 and "closed form" in shift.exact_w1_method()

@@ -81,7 +81,11 @@ def test_bound_curve_and_its_interval_are_separate_series(wandb_run: dict) -> No
     for row, point in zip(held, curve):
         for key in ("lower_bound", "lower_bound_lo", "lower_bound_hi", "estimate", "certificate", "stderr"):
             assert float(row[f"heldout/{key}"]) == pytest.approx(point[key], rel=1e-12), key
-        assert float(row["heldout/lower_bound_lo"]) < float(row["heldout/lower_bound"]) < float(row["heldout/lower_bound_hi"])
+        assert (
+            float(row["heldout/lower_bound_lo"])
+            < float(row["heldout/lower_bound"])
+            < float(row["heldout/lower_bound_hi"])
+        )
     assert any("train/gap" in r for r in rows)
 
 
@@ -114,7 +118,12 @@ def test_comparison_plot_is_logged_as_an_image(tmp_path: Path) -> None:
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=_keyless_env(tmp_path), capture_output=True, text=True, timeout=180
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=_keyless_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = _one_run(tmp_path / "cmp" / "wandb-summary" / "wandb")
@@ -158,7 +167,9 @@ def test_resumed_run_continues_the_same_wandb_run(tmp_path: Path) -> None:
         "--eval.empirical_lipschitz_samples", "0",
     ]  # fmt: skip
     env = _keyless_env(tmp_path)
-    crashed = subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    crashed = subprocess.run(
+        [sys.executable, str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert crashed.returncode != 0 and "simulated crash" in crashed.stderr, crashed.stderr[-2000:]
     run_id = (out / "wandb_run_id").read_text().strip()
     resumed = subprocess.run(

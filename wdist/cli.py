@@ -22,7 +22,13 @@ from wdist.errors import NonFiniteLossError
 
 __all__ = ["main"]
 
-_USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError)
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    PermissionError,
+    NotADirectoryError,
+)
 
 
 def _split_common(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -26,9 +26,9 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeInt, PositiveFloat
 
 from wdist.config import ConfigError, _explain, check_critic
-from wdist.pipeline import estimate
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.loggers import finish_wandb, make_loggers
+from wdist.pipeline import estimate
 from wdist.plots import plot_comparison
 from wdist.results import Result
 
@@ -119,7 +119,9 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
         f"P = {ref.p}; Q = {ref.q}; shape {tuple(ref.shape)}, range {ref.domain}, L2 distance; "
         f"{ref.steps} steps, n_eval = {ref.n_eval}, mean ± std over seeds.",
         "",
-        "| critic | loss | certified | W1 lower bound (estimate / L) | per-seed 95% CI, ends averaged (smallest lower end) | raw estimate E_P f - E_Q f | certificate L (max) | largest grad norm seen | seeds |",
+        "| critic | loss | certified | W1 lower bound (estimate / L) "
+        "| per-seed 95% CI, ends averaged (smallest lower end) | raw estimate E_P f - E_Q f | certificate L (max) "
+        "| largest grad norm seen | seeds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -128,16 +130,22 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
             raw += " (not a bound)"
         lines.append(
             f"| {r['label']} ({r['critic']}) | {r['loss']} | {'yes' if r['certified'] else '**no: uncertified**'} | "
-            f"{r['lower_bound_mean']:.4f} ± {r['lower_bound_std']:.4f} | [{r['ci95_lo_mean']:.4f}, {r['ci95_hi_mean']:.4f}] ({r['ci95_lo_min']:.4f}) | "
+            f"{r['lower_bound_mean']:.4f} ± {r['lower_bound_std']:.4f} "
+            f"| [{r['ci95_lo_mean']:.4f}, {r['ci95_hi_mean']:.4f}] ({r['ci95_lo_min']:.4f}) | "
             f"{raw} | {r['certificate_max']:.4g} | {r['empirical_lipschitz_max']:.4g} | {r['seeds']} |"
         )
     refs = []
     if ref.exact_w1 is not None:
         refs.append(f"exact W1 = {ref.exact_w1:.4f} ({ref.exact_w1_method})")
     if ref.empirical_ot_w1 is not None:
-        refs.append(f"empirical OT (upper reference, biased up) = {ref.empirical_ot_w1:.4f} on {ref.empirical_ot_n} samples each")
+        refs.append(
+            f"empirical OT (upper reference, biased up) = {ref.empirical_ot_w1:.4f} "
+            f"on {ref.empirical_ot_n} samples each"
+        )
     if ref.empirical_ot_floor is not None:
-        refs.append(f"empirical OT floor (P vs P) = {ref.empirical_ot_floor:.4f} on {ref.empirical_ot_floor_n} samples each")
+        refs.append(
+            f"empirical OT floor (P vs P) = {ref.empirical_ot_floor:.4f} on {ref.empirical_ot_floor_n} samples each"
+        )
     if refs:
         lines += ["", "References: " + "; ".join(refs) + "."]
     return "\n".join(lines)
@@ -177,14 +185,22 @@ def compare(
             if entry.lr is not None:
                 run_cfg["train"]["lr"] = float(entry.lr)
             run_cfg["seed"] = int(seed)
-            run_cfg["logger"] = {**run_cfg.get("logger", {}), "group": run_cfg.get("logger", {}).get("group") or name, "name": f"{entry.label}-seed{seed}"}
+            run_cfg["logger"] = {
+                **run_cfg.get("logger", {}),
+                "group": run_cfg.get("logger", {}).get("group") or name,
+                "name": f"{entry.label}-seed{seed}",
+            }
             res = estimate(run_cfg, overrides, out=out_dir / entry.label / f"seed{seed}", quiet=quiet)
             results.setdefault(entry.label, []).append(res)
     rows = _rows(results)
     ref = next(iter(results.values()))[0]
     md = _markdown(rows, ref)
     png = plot_comparison(
-        [(f"{label} seed{r.config.get('seed', i)}", r.curve) for label, runs in results.items() for i, r in enumerate(runs)],
+        [
+            (f"{label} seed{r.config.get('seed', i)}", r.curve)
+            for label, runs in results.items()
+            for i, r in enumerate(runs)
+        ],
         out_dir / "comparison.png",
         exact_w1=ref.exact_w1,
         empirical_ot=ref.empirical_ot_w1,
@@ -211,5 +227,7 @@ def compare(
 def _log_comparison_image(out_dir: Path, name: str, png: Path, base: dict) -> None:
     """One extra run in the comparison's W&B group holding the overlaid plot and the table."""
     lg = base.get("logger", {})
-    loggers = make_loggers(out_dir / "wandb-summary", "wandb", lg.get("project", "wdist"), lg.get("group") or name, f"{name}-summary")
+    loggers = make_loggers(
+        out_dir / "wandb-summary", "wandb", lg.get("project", "wdist"), lg.get("group") or name, f"{name}-summary"
+    )
     finish_wandb(loggers, images={"comparison": png})

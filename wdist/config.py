@@ -188,9 +188,12 @@ def _explain(parser: ArgumentParser, message: str) -> str:
     """Turn a jsonargparse message into one paragraph that also lists what is allowed."""
     text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     keys = _known_keys(parser)
-    names = [a or b for a, b in re.findall(
-        r"(?:Key|key) \"?'?([\w.\-]+)\"?'? is not expected|unrecognized arguments: --?([\w.\-]+)", text
-    )]
+    names = [
+        a or b
+        for a, b in re.findall(
+            r"(?:Key|key) \"?'?([\w.\-]+)\"?'? is not expected|unrecognized arguments: --?([\w.\-]+)", text
+        )
+    ]
     names += [f"{g}.{o}" for g, o in re.findall(r"Group '([\w.\-]+)' does not accept option '([\w.\-]+)'", text)]
     hint = ""
     if names:
@@ -202,7 +205,6 @@ def _explain(parser: ArgumentParser, message: str) -> str:
             hint += f" Did you mean {close[0]!r}?"
     src = re.search(r"class_path '([\w.]+)'.*?Option '([\w\-]+)' is not accepted", text)
     if src:
-
         try:
             params = [k for k in inspect.signature(import_object(src.group(1))).parameters if k != "self"]
             hint += f" {src.group(1).rsplit('.', 1)[-1]} accepts: {', '.join(params)}."

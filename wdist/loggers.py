@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from wdist.files import atomic_write_text
-
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities import rank_zero_only
+
+from wdist.files import atomic_write_text
 
 __all__ = ["make_loggers", "wandb_api_key_present", "finish_wandb", "ResumableCSVLogger"]
 
@@ -115,8 +115,8 @@ def _wandb_run_id(out: Path, resume: bool) -> str:
 def _wandb_logger(
     out: Path, project: str, group: Optional[str], name: Optional[str], config: dict, offline: bool, run_id: str
 ) -> Logger:
-    from pytorch_lightning.loggers import WandbLogger
     import wandb
+    from pytorch_lightning.loggers import WandbLogger
 
     settings = wandb.Settings(init_timeout=60, silent=True, console="off")
     logger = WandbLogger(
@@ -184,7 +184,9 @@ def _json_like(v: Any) -> bool:
     return False
 
 
-def finish_wandb(loggers: list[Logger], summary: Optional[dict[str, Any]] = None, images: Optional[dict[str, Path]] = None) -> None:
+def finish_wandb(
+    loggers: list[Logger], summary: Optional[dict[str, Any]] = None, images: Optional[dict[str, Path]] = None
+) -> None:
     """Write the final result as the W&B run summary, attach images, and close the run."""
     for lg in loggers:
         if type(lg).__name__ != "WandbLogger":

@@ -210,7 +210,8 @@ def _resume_paths(
         raise ConfigError(f"Cannot resume from {str(rdir)!r}: it has no config.yaml (is it a wdist output folder?).")
     if not last.is_file():
         raise ConfigError(
-            f"Cannot resume from {str(rdir)!r}: no checkpoint at {str(last)!r} (set train.checkpoint_every to write them)."
+            f"Cannot resume from {str(rdir)!r}: no checkpoint at {str(last)!r} "
+            "(set train.checkpoint_every to write them)."
         )
     return saved, str(last), (out or rdir)
 

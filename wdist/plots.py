@@ -94,7 +94,14 @@ def plot_comparison(
         critic_name = label.split(" seed")[0]
         color = labels_seen.setdefault(critic_name, colors[len(labels_seen) % len(colors)])
         steps = [c["step"] for c in curve]
-        ax.fill_between(steps, [c["lower_bound_lo"] for c in curve], [c["lower_bound_hi"] for c in curve], color=color, alpha=0.15, lw=0)
+        ax.fill_between(
+            steps,
+            [c["lower_bound_lo"] for c in curve],
+            [c["lower_bound_hi"] for c in curve],
+            color=color,
+            alpha=0.15,
+            lw=0,
+        )
         ax.plot(steps, [c["lower_bound"] for c in curve], color=color, lw=1.3, label=label)
     _references(ax, exact_w1, empirical_ot, empirical_ot_floor)
     ax.set_xlabel("training step")

@@ -49,4 +49,3 @@ def full_precision(device: torch.device) -> Iterator[None]:
         no_autocast = contextlib.nullcontext()
     with no_autocast, ieee_float32():
         yield
-

@@ -66,7 +66,7 @@ def check_ot_fits(ot_samples: int) -> None:
     largest = max_exact_samples()
     if ot_samples and largest is not None and ot_samples > largest:
         raise ConfigError(
-            f"Invalid configuration: eval.ot_samples={ot_samples} needs {16 * ot_samples ** 2 / 2**30:.1f} GiB "
+            f"Invalid configuration: eval.ot_samples={ot_samples} needs {16 * ot_samples**2 / 2**30:.1f} GiB "
             f"for the exact-OT cost matrix and plan (16 x n^2 bytes), more than half of this machine's available "
             f"memory; use eval.ot_samples <= {largest} (or 0 to skip the reference)."
         )
@@ -95,9 +95,7 @@ def disjoint_pair(
     return draw(source, n, gen, chunk, device), draw(source, n, gen, chunk, device)
 
 
-def references(
-    p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device
-) -> References:
+def references(p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device) -> References:
     """Exact empirical OT between ``n`` samples of P and of Q, and optionally its floor.
 
     Parameters
@@ -165,9 +163,7 @@ def exact_report(cfg: EstimateConfig, device: torch.device = torch.device("cpu")
     """The references of a configuration, without training a critic."""
     sides = cfg.sides()
     check_ot_fits(cfg.eval.ot_samples)
-    refs = references(
-        sides.p, sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size, device
-    )
+    refs = references(sides.p, sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size, device)
     domain = None if sides.p.domain is None else [float(sides.p.domain[0]), float(sides.p.domain[1])]
     return ExactReport(
         sides.p.describe(), sides.q.describe(), list(sides.p.shape), domain, sides.exact_w1, sides.exact_w1_method, refs

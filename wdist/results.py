@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from wdist.files import atomic_write_text
 from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation
+from wdist.files import atomic_write_text
 from wdist.references import References
 from wdist.report import domain_text, format_rows
 
@@ -59,7 +59,8 @@ def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str
         )
     return (
         f"not certified: Lip(f) <= {cert:.6g} > 1 + {CERTIFIED_TOLERANCE:g}; the raw estimate {iv.estimate:.4g} "
-        f"is NOT a bound on W1. estimate / certificate = {evaluation.bound.estimate:.4g} is a valid (loose) lower bound."
+        f"is NOT a bound on W1. estimate / certificate = {evaluation.bound.estimate:.4g} "
+        "is a valid (loose) lower bound."
     )
 
 
@@ -184,21 +185,34 @@ class Result:
             ("Q", self.q),
             ("domain", domain_text(self.shape, self.domain)),
             ("critic", f"{self.critic} ({self.loss} loss, {self.steps} steps, {self.seconds:.1f} s on {self.device})"),
-            (bound_label, f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] ({self.ci.get('method')}, n={self.n_eval})"),
+            (
+                bound_label,
+                f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] "
+                f"({self.ci.get('method')}, n={self.n_eval})",
+            ),
         ]
         if self.certified and lo is not None:
             # the point value is an estimate of E_P f - E_Q f (<= W1); it lies above W1 about half
             # the time when the critic is near optimal, so the guaranteed statement is the CI's end
             one_sided = 100 * (1 - (1 - conf) / 2)
             rows.append(
-                ("W1 at least", f"{lo:.4f} with {one_sided:.1f}% confidence (lower end of the CI; the value above is an estimate)")
+                (
+                    "W1 at least",
+                    f"{lo:.4f} with {one_sided:.1f}% confidence (lower end of the CI; the value above is an estimate)",
+                )
             )
         rows += [
-            ("held-out E_P f - E_Q f", f"{self.estimate:.4f} ± {self.stderr:.4f} (stderr){'' if self.certified else '  [NOT a bound: critic not certified 1-Lipschitz]'}"),
+            (
+                "held-out E_P f - E_Q f",
+                f"{self.estimate:.4f} ± {self.stderr:.4f} (stderr)"
+                + ("" if self.certified else "  [NOT a bound: critic not certified 1-Lipschitz]"),
+            ),
             ("Lipschitz certificate", f"{self.lipschitz_certificate:.6f} (certified upper bound on Lip(f))"),
         ]
         if self.empirical_lipschitz is not None:
-            rows.append(("largest gradient norm seen", f"{self.empirical_lipschitz:.4f} (empirical lower estimate of Lip(f))"))
+            rows.append(
+                ("largest gradient norm seen", f"{self.empirical_lipschitz:.4f} (empirical lower estimate of Lip(f))")
+            )
         if self.exact_w1 is not None:
             rows.append(("exact W1", f"{self.exact_w1:.4f} ({self.exact_w1_method})"))
         rows += self.references.rows()

@@ -138,9 +138,12 @@ def bcop_dcgan(
     """
     name = "bcop-dcgan"
     return _create_dcgan(
-        name, input_shape, width,
+        name,
+        input_shape,
+        width,
         lambda i, o: strided_conv(BCOPConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
-        activation, ("groupsort", "relu"),
+        activation,
+        ("groupsort", "relu"),
         lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
     )
 
@@ -182,9 +185,12 @@ def rko_dcgan(
     """
     name = "rko-dcgan"
     return _create_dcgan(
-        name, input_shape, width,
+        name,
+        input_shape,
+        width,
         lambda i, o: strided_conv(RKOConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
-        activation, ("groupsort", "relu"),
+        activation,
+        ("groupsort", "relu"),
         lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
     )
 
@@ -224,9 +230,12 @@ def ossn_dcgan(
     """
     name = "ossn-dcgan"
     return _create_dcgan(
-        name, input_shape, width,
+        name,
+        input_shape,
+        width,
         lambda i, o: strided_conv(OSSNConv2d, i, o, 4, 2),
-        activation, ("groupsort", "relu"),
+        activation,
+        ("groupsort", "relu"),
         lambda f: BjorckLinear(f, 1),
     )
 
@@ -266,8 +275,11 @@ def gp_dcgan(
     """
     name = "gp-dcgan"
     return _create_dcgan(
-        name, input_shape, width,
+        name,
+        input_shape,
+        width,
         lambda i, o: nn.Conv2d(i, o, 4, stride=2, padding=1),
-        activation, ("leakyrelu", "relu"),
+        activation,
+        ("leakyrelu", "relu"),
         lambda f: nn.Linear(f, 1),
     )

@@ -95,7 +95,12 @@ def bjorck_mlp(
     .. [1] Anil, Lucas & Grosse, "Sorting out Lipschitz function approximation", ICML 2019.
     """
     return _create_mlp(
-        "bjorck-mlp", input_shape, width, depth, activation, ("groupsort", "relu"),
+        "bjorck-mlp",
+        input_shape,
+        width,
+        depth,
+        activation,
+        ("groupsort", "relu"),
         lambda i, o: BjorckLinear(i, o, bjorck_iters=bjorck_iters),
     )
 
@@ -179,6 +184,11 @@ def sn_mlp(
     .. [1] Miyato et al., "Spectral normalization for generative adversarial networks", ICLR 2018.
     """
     return _create_mlp(
-        "sn-mlp", input_shape, width, depth, activation, ("leakyrelu", "relu"),
+        "sn-mlp",
+        input_shape,
+        width,
+        depth,
+        activation,
+        ("leakyrelu", "relu"),
         lambda i, o: spectral_norm(nn.Linear(i, o)),
     )

@@ -1,14 +1,14 @@
 """Lipschitz layers: explicit, flat re-exports (one file per family)."""
 
 from critics.layers.activations import get_activation
-from critics.layers.bjorck import BjorckLinear
-from critics.layers.groupsort import GroupSort, MaxMin
 
 # Convolutions (BCOPConv2d, SOCConv2d, RKOConv2d, OSSNConv2d, ...): import them here, one line
 # per file, and add their names to __all__ below.
 from critics.layers.bcop import BCOPConv2d
+from critics.layers.bjorck import BjorckLinear
 from critics.layers.conv_base import LipschitzConv2d
 from critics.layers.downsample import InvertibleDownsample, PadToMultiple, strided_conv
+from critics.layers.groupsort import GroupSort, MaxMin
 from critics.layers.ossn import OSSNConv2d
 from critics.layers.rko import RKOConv2d
 from critics.layers.soc import SOCConv2d

@@ -45,7 +45,9 @@ def get_activation(name: str, negative_slope: float = 0.2) -> nn.Module:
     raise ValueError(f"Unknown activation {name!r}. Accepted: {', '.join(ACTIVATIONS)}.")
 
 
-def checked_activation(owner: str, activation: str, allowed: tuple[str, ...], widths: list[int]) -> Callable[[], nn.Module]:
+def checked_activation(
+    owner: str, activation: str, allowed: tuple[str, ...], widths: list[int]
+) -> Callable[[], nn.Module]:
     """A factory of fresh ``activation`` modules for an architecture ``owner``, after checking that
     its kind (``"groupsort"`` for MaxMin/GroupSort, else the lower-case class name) is one of
     ``allowed`` and that a GroupSort's group size divides every width in ``widths``; ``ValueError``
@@ -56,5 +58,7 @@ def checked_activation(owner: str, activation: str, allowed: tuple[str, ...], wi
         raise ValueError(f"{owner}: activation {activation!r} is not allowed here; accepted: {', '.join(allowed)}")
     if isinstance(probe, GroupSort) and any(w % probe.group_size for w in widths):
         what = f"width {widths[0]} is" if len(widths) == 1 else f"channel widths {widths} are"
-        raise ValueError(f"{owner}: {what} not divisible by the group size {probe.group_size} of activation {activation!r}")
+        raise ValueError(
+            f"{owner}: {what} not divisible by the group size {probe.group_size} of activation {activation!r}"
+        )
     return lambda: get_activation(activation)

@@ -113,8 +113,13 @@ class BjorckLinear(BjorckOptions, nn.Linear):
         in this layer's mode; the same function (bit for bit: the weight is copied)."""
         with torch.no_grad():
             weight = self.weight.detach()
-            plain = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                              device=weight.device, dtype=weight.dtype)
+            plain = nn.Linear(
+                self.in_features,
+                self.out_features,
+                bias=self.bias is not None,
+                device=weight.device,
+                dtype=weight.dtype,
+            )
             plain.weight.copy_(weight)
             if self.bias is not None:
                 plain.bias.copy_(self.bias)

@@ -262,7 +262,8 @@ class LipschitzConv2d(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}: circular padding of {max(same_padding(self.kernel_size))} pixels "
                 f"(kernel_size={self.kernel_size}) wraps around an input of only {tuple(x.shape[-2:])} pixels; "
-                f"use inputs of at least kernel_size // 2 = {self.kernel_size // 2} pixels per side or padding_mode='zeros'"
+                f"use inputs of at least kernel_size // 2 = {self.kernel_size // 2} pixels per side "
+                "or padding_mode='zeros'"
             )
 
     def _pad(self, x: Tensor) -> Tensor:
@@ -320,8 +321,14 @@ class LipschitzConv2d(nn.Module):
         """``nn.Conv2d`` with this layer's padding (``padding="same"``: ``(k - 1) // 2`` before and
         ``k // 2`` after, in the layer's padding mode) and the given fixed weights."""
         conv = nn.Conv2d(
-            in_channels, out_channels, kernel.shape[-1], padding="same", padding_mode=self.padding_mode,
-            bias=bias is not None, device=kernel.device, dtype=kernel.dtype,
+            in_channels,
+            out_channels,
+            kernel.shape[-1],
+            padding="same",
+            padding_mode=self.padding_mode,
+            bias=bias is not None,
+            device=kernel.device,
+            dtype=kernel.dtype,
         )
         with torch.no_grad():
             conv.weight.copy_(kernel)

@@ -49,7 +49,8 @@ class InvertibleDownsample(nn.PixelUnshuffle):
         f = self.downscale_factor
         if x.ndim != 4 or x.shape[-1] % f or x.shape[-2] % f:
             raise ValueError(
-                f"InvertibleDownsample({f}) needs (N, C, H, W) with H and W divisible by {f}; got shape {tuple(x.shape)}"
+                f"InvertibleDownsample({f}) needs (N, C, H, W) with H and W divisible by {f}; "
+                f"got shape {tuple(x.shape)}"
             )
         return super().forward(x)
 

@@ -60,9 +60,7 @@ class GroupSort(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 2:
-            raise ValueError(
-                f"{type(self).__name__} expects (N, C, *) inputs; got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"{type(self).__name__} expects (N, C, *) inputs; got shape {tuple(x.shape)}")
         c = x.shape[1]
         self._check_channels(c)
         if self.group_size == 1:

@@ -115,4 +115,3 @@ class OSSNConv2d(LipschitzConv2d):
 
     def _settings(self) -> tuple:
         return (self.ortho,)
-

@@ -107,7 +107,6 @@ def build_python(spec: str) -> nn.Module:
     module = obj()
     if not isinstance(module, nn.Module):
         raise GeneratorLoadError(
-            f"{mod_name}:{attr}() returned {type(module).__name__}, not a torch.nn.Module "
-            f"(generator 'python:{spec}')."
+            f"{mod_name}:{attr}() returned {type(module).__name__}, not a torch.nn.Module (generator 'python:{spec}')."
         )
     return module

@@ -17,9 +17,7 @@ from generators._registry import register_generator
 
 __all__ = ["LConvNetGenerator", "lconvnet_wgan_gp_32", "lconvnet_wgan_gp_64"]
 
-_PAPER = (
-    "Li et al. 2019, Preventing Gradient Attenuation in Lipschitz Constrained Convolutional Networks (BCOP)"
-)
+_PAPER = "Li et al. 2019, Preventing Gradient Attenuation in Lipschitz Constrained Convolutional Networks (BCOP)"
 _URL = "https://github.com/ColinQiyangLi/LConvNet (WGAN_GP_G.pkl)"
 
 

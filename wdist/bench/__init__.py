@@ -1,9 +1,9 @@
 """``wdist bench``: the project's own benchmarks (timings are medians over repeats on a stated device).
 
-    wdist bench toy       training steps per second, per toy config and critic
-    wdist bench layers    forward+backward ms and peak memory of the Lipschitz conv layers
-    wdist bench critics   training steps per second and peak memory of the image critics
-    wdist bench estimate  wall time to a bound within 1% of its final value
+wdist bench toy       training steps per second, per toy config and critic
+wdist bench layers    forward+backward ms and peak memory of the Lipschitz conv layers
+wdist bench critics   training steps per second and peak memory of the image critics
+wdist bench estimate  wall time to a bound within 1% of its final value
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ from typing import Sequence
 
 __all__ = ["main"]
 
-_BENCHES = {"toy": "wdist.bench.toy", "layers": "wdist.bench.layers", "critics": "wdist.bench.critics", "estimate": "wdist.bench.estimate"}
+_BENCHES = {
+    "toy": "wdist.bench.toy",
+    "layers": "wdist.bench.layers",
+    "critics": "wdist.bench.critics",
+    "estimate": "wdist.bench.estimate",
+}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -22,7 +27,10 @@ def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in _BENCHES:
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"wdist bench: error: unknown benchmark {argv[0]!r}; choose one of: {', '.join(_BENCHES)}.", file=sys.stderr)
+            print(
+                f"wdist bench: error: unknown benchmark {argv[0]!r}; choose one of: {', '.join(_BENCHES)}.",
+                file=sys.stderr,
+            )
             return 2
         print(__doc__)
         return 0

@@ -17,7 +17,8 @@ def synchronize(device: torch.device) -> None:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -13,13 +13,15 @@ synchronised after each); the figure is the median over repeats of the median st
 
 Memory: on CUDA the peak allocated memory (``torch.cuda.max_memory_allocated``) from just
 before the critic is built to the end of the last step, less what was allocated before (the
-two input batches): weights, gradients, optimiser state, activations. On the CPU torch does not track allocations, so the table reports the
-**peak RSS** of the process (``getrusage`` ``ru_maxrss``) minus its resident size before the
-critic was built (taken after one throwaway step of a tiny conv net on a full batch, so that
-library code and workspaces first touched by any training step are not charged to the critic;
+two input batches): weights, gradients, optimiser state, activations. On the CPU torch does not
+track allocations, so the table reports the **peak RSS** of the process (``getrusage``
+``ru_maxrss``) minus its resident size before the critic was built (taken after one throwaway step
+of a tiny conv net on a full batch, so that library code and workspaces first touched by any
+training step are not charged to the critic;
 some allocator and thread overhead remains, about 70-90 MiB even for tiny critics on a Linux
-x86 machine, so compare large figures, not small ones); each (critic, size) then runs in a fresh Python process (``--no-isolate``
-turns that off, after which the figure only counts growth beyond the earlier cells' peak).
+x86 machine, so compare large figures, not small ones); each (critic, size) then runs in a fresh
+Python process (``--no-isolate`` turns that off, after which the figure only counts growth beyond
+the earlier cells' peak).
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def _bench_isolated(kwargs: dict[str, Any], threads: Optional[int]) -> dict[str,
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"worker exited with {proc.returncode}: {tail[0]}")
-    return json.loads(lines[-1][len("WDIST_BENCH_ROW "):])
+    return json.loads(lines[-1][len("WDIST_BENCH_ROW ") :])
 
 
 def _worker(payload: str) -> None:
@@ -222,19 +224,34 @@ def run_critic_benchmark(
     rows = []
     for size in sizes:
         for name in critics_:
-            kwargs = dict(critic_name=name, size=int(size), width=width, batch=batch, steps=steps, warmup=warmup, repeats=repeats, device=device)
+            kwargs = dict(
+                critic_name=name,
+                size=int(size),
+                width=width,
+                batch=batch,
+                steps=steps,
+                warmup=warmup,
+                repeats=repeats,
+                device=device,
+            )
             t0 = time.perf_counter()
             try:
                 row = _bench_isolated(kwargs, threads) if isolate else bench_one(**kwargs)
             except Exception as err:  # noqa: BLE001  (report and go on with the other cells)
-                row = {"critic": name, "size": int(size), "width": width, "batch": batch, "error": f"{type(err).__name__}: {err}"}
+                row = {
+                    "critic": name,
+                    "size": int(size),
+                    "width": width,
+                    "batch": batch,
+                    "error": f"{type(err).__name__}: {err}",
+                }
                 if device == "cuda":
                     torch.cuda.empty_cache()
             if log is not None:
-                log(f"  {name} @ {size}x{size}: {'error' if row.get('error') else format(row['steps_per_second'], '.2f') + ' steps/s'} ({time.perf_counter() - t0:.1f} s)")
+                speed = "error" if row.get("error") else f"{row['steps_per_second']:.2f} steps/s"
+                log(f"  {name} @ {size}x{size}: {speed} ({time.perf_counter() - t0:.1f} s)")
             rows.append(row)
     return rows
-
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -250,7 +267,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             lines.append(f"| {r['critic']} | 3x{r['size']}x{r['size']} | {w} | | | error: {r['error']} | | |")
             continue
         lines.append(
-            f"| {r['critic']} | {r['shape'][0]}x{r['size']}x{r['size']} | {w} | {r['parameters'] / 1e6:.2f}M | {r['loss']} "
+            f"| {r['critic']} | {r['shape'][0]}x{r['size']}x{r['size']} | {w} | {r['parameters'] / 1e6:.2f}M "
+            f"| {r['loss']} "
             f"| {r['steps_per_second']:.2f} | {1e3 * r['seconds_per_step']:.1f} | {fmt_or_na(r['memory_mib'], '.0f')} |"
         )
     if ok:
@@ -263,33 +281,55 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def cli(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="wdist bench critics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="wdist bench critics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sides (default: 32 64)")
     ap.add_argument("--critics", nargs="+", default=list(CRITICS), help=f"default: {' '.join(CRITICS)}")
-    ap.add_argument("--width", type=float, default=1.0, help="width multiplier (1.0: the published widths; smaller for a quick run)")
+    ap.add_argument(
+        "--width", type=float, default=1.0, help="width multiplier (1.0: the published widths; smaller for a quick run)"
+    )
     ap.add_argument("--batch", type=int, default=64, help="images per side per step (default 64)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
-                    help="each cell in a fresh process (default: on for cpu, so peak RSS is per cell)")
+    ap.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="each cell in a fresh process (default: on for cpu, so peak RSS is per cell)",
+    )
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(list(argv))
     if args.device == "cuda" and not torch.cuda.is_available():
         print("wdist bench critics: error: --device cuda but no CUDA device is available.", file=sys.stderr)
         return 2
     if min(args.steps, args.repeats, args.batch) < 1 or args.warmup < 0 or args.width <= 0:
-        print("wdist bench critics: error: --steps, --repeats, --batch must be >= 1, --warmup >= 0, --width > 0.", file=sys.stderr)
+        print(
+            "wdist bench critics: error: --steps, --repeats, --batch must be >= 1, --warmup >= 0, --width > 0.",
+            file=sys.stderr,
+        )
         return 2
     unknown = [c for c in args.critics if c not in critics.available()]
     if unknown:
-        print(f"wdist bench critics: error: unknown critic(s) {', '.join(unknown)}; image critics: {', '.join(CRITICS)}.", file=sys.stderr)
+        print(
+            f"wdist bench critics: error: unknown critic(s) {', '.join(unknown)}; image critics: {', '.join(CRITICS)}.",
+            file=sys.stderr,
+        )
         return 2
     rows = run_critic_benchmark(
-        args.critics, args.sizes, width=args.width, batch=args.batch, steps=args.steps, warmup=args.warmup,
-        repeats=args.repeats, device=args.device, isolate=args.isolate, threads=args.threads,
+        args.critics,
+        args.sizes,
+        width=args.width,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        device=args.device,
+        isolate=args.isolate,
+        threads=args.threads,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     print(format_table(rows))

@@ -124,7 +124,9 @@ def write_smooth_images(path: Path, n: int = CIFAR_LIKE_N, seed: int = 0) -> Pat
     return path
 
 
-def _setup_config(setup: str, critic: str, tmp: Path, width: Optional[float], n_eval: Optional[int]) -> tuple[Any, list[str], str]:
+def _setup_config(
+    setup: str, critic: str, tmp: Path, width: Optional[float], n_eval: Optional[int]
+) -> tuple[Any, list[str], str]:
     """(config, base overrides, description) of one setup."""
     if setup == "digits":
         cfg: Any = str(default_config_path())
@@ -146,7 +148,13 @@ def _setup_config(setup: str, critic: str, tmp: Path, width: Optional[float], n_
             # and running statistics the samples are all nearly the constant 0 image
             "q": {"class_path": "Generator", "init_args": {"name": CIFAR_LIKE_GENERATOR, "batchnorm": "batch"}},
             "critic": {"name": critic, "options": {} if width is None else {"width": width}},
-            "train": {"steps": DEFAULT_STEPS["cifar-like"], "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "schedule": "cosine"},
+            "train": {
+                "steps": DEFAULT_STEPS["cifar-like"],
+                "batch_size": 64,
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "schedule": "cosine",
+            },
             "eval": {"n_eval": ne, "batch_size": min(ne, 512)},
             "seed": 0,
         }
@@ -176,18 +184,27 @@ def run_one(
     if steps is not None:
         over += ["--train.steps", str(steps)]
     over += [
-        "--train.eval_every", str(eval_every),
-        "--trainer.accelerator", accelerator,
-        "--trainer.devices", "1",
-        "--eval.ot_samples", "0",
-        "--eval.empirical_lipschitz_samples", "0",
+        "--train.eval_every",
+        str(eval_every),
+        "--trainer.accelerator",
+        accelerator,
+        "--trainer.devices",
+        "1",
+        "--eval.ot_samples",
+        "0",
+        "--eval.empirical_lipschitz_samples",
+        "0",
     ]
     clock = EvalClock()
     torch.manual_seed(0)  # the random-weight generator is built from the global RNG
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|GPU available but not used|TPU available|module\\(s\\) in eval mode).*")
+        warnings.filterwarnings(
+            "ignore",
+            message=".*(does not have many workers|num_workers|GPU available but not used|TPU available"
+            "|module\\(s\\) in eval mode).*",
+        )
         result = estimate(cfg, over, callbacks=[clock], quiet=True)
     total = time.perf_counter() - t0
     conv = time_to_within(result.curve, clock)
@@ -233,25 +250,38 @@ def run_estimate_benchmark(
     with tempfile.TemporaryDirectory(prefix="wdist-bench-estimate-") as d:
         for setup in setups:
             for critic in critics_:
-                row = run_one(setup, critic, steps=steps, eval_every=eval_every, accelerator=accelerator, width=width, n_eval=n_eval, tmp=Path(d))
+                row = run_one(
+                    setup,
+                    critic,
+                    steps=steps,
+                    eval_every=eval_every,
+                    accelerator=accelerator,
+                    width=width,
+                    n_eval=n_eval,
+                    tmp=Path(d),
+                )
                 if log is not None:
-                    log(f"  {setup} / {critic}: {row['time_to_1pct_s']:.1f} s to 1% of {row['final_curve_bound']:.4g} ({row['total_seconds']:.1f} s in all)")
+                    log(
+                        f"  {setup} / {critic}: {row['time_to_1pct_s']:.1f} s to 1% of "
+                        f"{row['final_curve_bound']:.4g} ({row['total_seconds']:.1f} s in all)"
+                    )
                 rows.append(row)
     return rows
 
 
-
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| setup | critic | final lower bound | certified | time to 1% (s) | train-only (s) | at step | steps | train time (s) |",
+        "| setup | critic | final lower bound | certified | time to 1% (s) | train-only (s) | at step | steps "
+        "| train time (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         # settled only at the last evaluation: the bound was still moving; the time is the run's length
         last = " (last eval)" if r["evals"] > 1 and r["settled_step"] == r["curve"][-1]["step"] else ""
         lines.append(
-            f"| {r['setup']} | {r['critic']} | {fmt_or_na(r['final_curve_bound'], '.4f')} | {'yes' if r['certified'] else 'no'} "
-            f"| {fmt_or_na(r['time_to_1pct_s'], '.1f')} | {fmt_or_na(r['train_time_to_1pct_s'], '.1f')} | {r['settled_step']}{last} "
+            f"| {r['setup']} | {r['critic']} | {fmt_or_na(r['final_curve_bound'], '.4f')} "
+            f"| {'yes' if r['certified'] else 'no'} | {fmt_or_na(r['time_to_1pct_s'], '.1f')} "
+            f"| {fmt_or_na(r['train_time_to_1pct_s'], '.1f')} | {r['settled_step']}{last} "
             f"| {r['steps']} | {fmt_or_na(r['train_seconds'], '.1f')} |"
         )
     if rows:
@@ -260,21 +290,36 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         for r in rows:
             if r["setup"] not in seen:
                 seen.add(r["setup"])
-                lines.append(f"* {r['description']}; evaluated every {r['eval_every']} steps on {r['n_eval']} held-out pairs")
+                lines.append(
+                    f"* {r['description']}; evaluated every {r['eval_every']} steps on {r['n_eval']} held-out pairs"
+                )
         lines.append(f"* device: {rows[0]['device']}; one run per row (not a median)")
         if any(r["evals"] > 1 and r["settled_step"] == r["curve"][-1]["step"] for r in rows):
-            lines.append("* (last eval): the bound was still moving by more than 1% before the last evaluation; train longer")
+            lines.append(
+                "* (last eval): the bound was still moving by more than 1% before the last evaluation; train longer"
+            )
     return "\n".join(lines)
 
 
 def cli(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="wdist bench estimate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="wdist bench estimate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     ap.add_argument("--critics", nargs="+", default=list(CRITICS))
-    ap.add_argument("--steps", type=int, default=None, help="training steps (default: digits 600 as its config, cifar-like 1000)")
-    ap.add_argument("--eval-every", type=int, default=None, help="held-out evaluation interval (default: digits 10, cifar-like 25)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="training steps (default: digits 600 as its config, cifar-like 1000)"
+    )
+    ap.add_argument(
+        "--eval-every", type=int, default=None, help="held-out evaluation interval (default: digits 10, cifar-like 25)"
+    )
     ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "cuda"])
-    ap.add_argument("--width", type=float, default=None, help="critic width multiplier (default: digits 0.25 as its config, cifar-like 1.0)")
+    ap.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        help="critic width multiplier (default: digits 0.25 as its config, cifar-like 1.0)",
+    )
     ap.add_argument("--n-eval", type=int, default=None, help="held-out pairs (default: digits 500, cifar-like 1024)")
     ap.add_argument("--json", default=None, help="also write the rows (with their curves) to this JSON file")
     args = ap.parse_args(list(argv))
@@ -288,8 +333,14 @@ def cli(argv: Sequence[str]) -> int:
             return 2
     try:
         rows = run_estimate_benchmark(
-            args.setups, args.critics, steps=args.steps, eval_every=args.eval_every, accelerator=accelerator,
-            width=args.width, n_eval=args.n_eval, log=lambda s: print(s, file=sys.stderr, flush=True),
+            args.setups,
+            args.critics,
+            steps=args.steps,
+            eval_every=args.eval_every,
+            accelerator=accelerator,
+            width=args.width,
+            n_eval=args.n_eval,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
         )
     except ConfigError as err:
         print(f"wdist bench estimate: error: {err}", file=sys.stderr)

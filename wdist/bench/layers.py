@@ -99,7 +99,10 @@ class ReferenceBCOPConv2d(nn.Module):
             vert = self._block_1d(proj[: self.k - 1])
             horiz = self._block_1d(proj[self.k - 1 :])
             kernel = torch.stack([torch.stack([h @ a @ b for b in horiz], -1) for a in vert], -2)
-        return F.conv2d(F.pad(x, same_padding(self.k), mode="circular"), kernel.to(x.dtype)) + self.bias.to(x.dtype)[:, None, None]
+        return (
+            F.conv2d(F.pad(x, same_padding(self.k), mode="circular"), kernel.to(x.dtype))
+            + self.bias.to(x.dtype)[:, None, None]
+        )
 
 
 def _make(name: str, c: int, k: int) -> nn.Module | None:
@@ -143,7 +146,9 @@ def _bcop_orthogonality_error(layer: BCOPConv2d) -> float:
     return float(max(errs))
 
 
-def _build(name: str, c: int, k: int, dev: torch.device, act_dtype: torch.dtype, compile: bool) -> tuple[nn.Module, object] | None:
+def _build(
+    name: str, c: int, k: int, dev: torch.device, act_dtype: torch.dtype, compile: bool
+) -> tuple[nn.Module, object] | None:
     layer = _make(name, c, k)
     if layer is None:
         return None
@@ -153,7 +158,9 @@ def _build(name: str, c: int, k: int, dev: torch.device, act_dtype: torch.dtype,
     return layer, (torch.compile(layer) if compile else layer)
 
 
-def _cuda_step_memory_mb(name: str, c: int, k: int, x: Tensor, dev: torch.device, act_dtype: torch.dtype, compile: bool) -> float | None:
+def _cuda_step_memory_mb(
+    name: str, c: int, k: int, x: Tensor, dev: torch.device, act_dtype: torch.dtype, compile: bool
+) -> float | None:
     """Peak allocated MiB during one training step of a freshly built layer, alone on the device
     with the input: parameters, gradients, its CUDA-graph pool (BCOP, SOC) and the step's
     temporaries."""
@@ -183,7 +190,9 @@ def _step(layer: nn.Module, fwd: object, x: Tensor) -> None:
     fwd(x).float().square().mean().backward()  # type: ignore[operator]
 
 
-def _interleaved_times(built: dict[str, tuple[nn.Module, object]], x: Tensor, dev: torch.device, repeats: int) -> dict[str, list[float]]:
+def _interleaved_times(
+    built: dict[str, tuple[nn.Module, object]], x: Tensor, dev: torch.device, repeats: int
+) -> dict[str, list[float]]:
     """Seconds per forward+backward of each layer, the layers taking turns within every repeat
     (so that load from other processes on shared cores hits all of them alike)."""
     times: dict[str, list[float]] = {name: [] for name in built}
@@ -253,8 +262,14 @@ def run_layer_benchmark(
                 shape_rows: dict[str, dict] = {}
                 for name, (layer, fwd) in built.items():
                     row = {
-                        "layer": name, "channels": c, "kernel": k, "size": n, "batch": batch,
-                        "device": device, "dtype": dtype, "compile": compile,
+                        "layer": name,
+                        "channels": c,
+                        "kernel": k,
+                        "size": n,
+                        "batch": batch,
+                        "device": device,
+                        "dtype": dtype,
+                        "compile": compile,
                         "ms": 1e3 * statistics.median(times[name]),
                         "mem_mb": None if dev.type == "cuda" else _saved_tensor_mb(lambda: fwd(x)),
                     }
@@ -286,7 +301,10 @@ def run_layer_benchmark(
 
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of :func:`run_layer_benchmark` rows."""
-    head = f"{'layer':<9}{'C':>5}{'k':>3}{'n':>4}{'ms':>10}{'mem MiB':>9}{'/conv':>7}{'/conv/#conv':>12}{'ref/bcop':>9}{'orth err':>10}"
+    head = (
+        f"{'layer':<9}{'C':>5}{'k':>3}{'n':>4}{'ms':>10}{'mem MiB':>9}{'/conv':>7}{'/conv/#conv':>12}"
+        f"{'ref/bcop':>9}{'orth err':>10}"
+    )
     lines = [head, "-" * len(head)]
 
     def fmt(v: float | None, spec: str) -> str:
@@ -323,7 +341,9 @@ def cli(argv: Sequence[str]) -> int:
     if a.device == "cuda" and not torch.cuda.is_available():
         print("wdist bench layers: error: --device cuda but no CUDA device is available")
         return 2
-    rows = run_layer_benchmark(a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.out, a.layers)
+    rows = run_layer_benchmark(
+        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.out, a.layers
+    )
     print(describe_device(torch.device(a.device)))
     print(format_table(rows))
     print(f"rows written to {a.out}")

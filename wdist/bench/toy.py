@@ -51,16 +51,31 @@ def _steps_per_second(config: Path, critic: str, steps: int, warmup: int, accele
     run = build_run(cfg)
     timer = _StepTimer()
     trainer = pl.Trainer(
-        max_steps=steps, val_check_interval=steps, check_val_every_n_epoch=None, limit_val_batches=0,
-        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[timer], accelerator=accelerator, devices=1, inference_mode=False,
+        max_steps=steps,
+        val_check_interval=steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        accelerator=accelerator,
+        devices=1,
+        inference_mode=False,
     )
     trainer.fit(run.system, datamodule=run.datamodule)
     return 1.0 / statistics.median(timer.times[warmup:])
 
 
 def run_toy_benchmark(
-    configs: Sequence[Path], critics_: Sequence[str], steps: int = 60, warmup: int = 10, repeats: int = 3, accelerator: str = "cpu"
+    configs: Sequence[Path],
+    critics_: Sequence[str],
+    steps: int = 60,
+    warmup: int = 10,
+    repeats: int = 3,
+    accelerator: str = "cpu",
 ) -> list[dict]:
     """Rows ``{config, critic, steps_per_second, repeats, device}`` (median over repeats)."""
     rows = []
@@ -103,8 +118,19 @@ def cli(argv: Sequence[str]) -> int:
             f"need --steps > --warmup >= 0 and --repeats >= 1 (timed steps are those after the warm-up); "
             f"got --steps {args.steps}, --warmup {args.warmup}, --repeats {args.repeats}"
         )
-    configs = [Path(c) for c in args.configs] if args.configs else sorted((default_config_path().parent.parent / "toy").glob("*.yaml"))
-    rows = run_toy_benchmark(configs, args.critics, args.steps, args.warmup, args.repeats, "gpu" if args.accelerator == "cuda" else args.accelerator)
+    configs = (
+        [Path(c) for c in args.configs]
+        if args.configs
+        else sorted((default_config_path().parent.parent / "toy").glob("*.yaml"))
+    )
+    rows = run_toy_benchmark(
+        configs,
+        args.critics,
+        args.steps,
+        args.warmup,
+        args.repeats,
+        "gpu" if args.accelerator == "cuda" else args.accelerator,
+    )
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -137,9 +137,7 @@ class TensorSource(FiniteSource):
         What :meth:`describe` returns.
     """
 
-    def __init__(
-        self, data: Tensor, domain: Optional[tuple[float, float]] = None, description: str = "tensor"
-    ) -> None:
+    def __init__(self, data: Tensor, domain: Optional[tuple[float, float]] = None, description: str = "tensor") -> None:
         if data.ndim < 2 or data.shape[0] < 1:
             raise SourceError(f"{description}: need a tensor of shape (N, ...) with N >= 1, got {tuple(data.shape)}")
         self._data = data.to(torch.float32)

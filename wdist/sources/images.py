@@ -76,7 +76,9 @@ class ImageSource(FiniteSource):
         return f"{self.name} ({len(self)} images, {shape} in [{lo:g}, {hi:g}]{how})"
 
 
-def _missing(dataset: str, folder: Path, files: list[str], archive: str, url: str, root: Path, why: str = "") -> SourceError:
+def _missing(
+    dataset: str, folder: Path, files: list[str], archive: str, url: str, root: Path, why: str = ""
+) -> SourceError:
     absent = [f for f in files if not (folder / f).is_file()]
     return SourceError(
         f"{dataset} not found: expected {', '.join(absent or files)} in the folder {folder}{why}. "
@@ -141,7 +143,11 @@ class CIFAR10(ImageSource):
                 _download(
                     "CIFAR-10",
                     lambda: _TV(str(self.root), train=self.train, download=True),
-                    folder, files, self.archive, self.url, self.root,
+                    folder,
+                    files,
+                    self.archive,
+                    self.url,
+                    self.root,
                 )
             if not all((folder / f).is_file() for f in files):
                 raise _missing("CIFAR-10", folder, files, self.archive, self.url, self.root)
@@ -214,7 +220,11 @@ class STL10(ImageSource):
                 _download(
                     "STL-10",
                     lambda: _TV(str(self.root), split=split, download=True),
-                    folder, files, self.archive, self.url, self.root,
+                    folder,
+                    files,
+                    self.archive,
+                    self.url,
+                    self.root,
                 )
             if not path.is_file():
                 raise _missing("STL-10", folder, files, self.archive, self.url, self.root)

@@ -321,7 +321,9 @@ class Shifted(Source):
 
     def __init__(self, base: Source, shift: Tensor) -> None:
         if len(base.shape) != 1 or shift.shape != (base.shape[0],):
-            raise SourceError(f"shift of shape {tuple(shift.shape)} does not match {base.describe()} of shape {base.shape}")
+            raise SourceError(
+                f"shift of shape {tuple(shift.shape)} does not match {base.describe()} of shape {base.shape}"
+            )
         self.base = base
         self.shift = shift.to(torch.float64)
         self.shape = base.shape
