@@ -84,7 +84,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.batch_size", "128",
         "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"DDP run failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     deadline = time.time() + 60  # rank 1 may still be shutting down when rank 0 returns

@@ -142,7 +142,7 @@ def test_cli_reports_nan_in_one_paragraph(nan_module: Path, tmp_path: Path) -> N
     env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     proc = subprocess.run(
         [str(WDIST), "estimate", "--config", str(cfg), "--out", str(out), "--quiet"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -164,7 +164,7 @@ def test_nan_on_one_ddp_process_stops_every_process(nan_module: Path, tmp_path: 
     proc = subprocess.run(
         [str(WDIST), "estimate", "--config", str(cfg), "--out", str(out), "--quiet",
          "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,  # a hang fails here
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,  # a hang fails here
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     # the two processes share stderr, so their lines may interleave: count messages, not lines

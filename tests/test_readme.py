@@ -343,7 +343,7 @@ def test_installed_wdist_script_runs_a_readme_command(monkeypatch: pytest.Monkey
     exact = next(c for c in SEGMENTS if c.startswith("wdist exact"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [script, *shlex.split(exact)[1:], *FAST_EXACT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [script, *shlex.split(exact)[1:], *FAST_EXACT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exact W1" in proc.stdout
@@ -356,7 +356,7 @@ def test_train_digits_command(tmp_path: Path) -> None:
     out = tmp_path / "digits.pt"
     tokens[tokens.index("--out") + 1] = str(out)  # never overwrite the bundled weights
     proc = subprocess.run(
-        [sys.executable, *tokens[1:], "--steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, *tokens[1:], "--steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=1800
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.is_file() and out.with_suffix(".json").is_file()

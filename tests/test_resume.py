@@ -90,12 +90,11 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cmd = [sys.executable, str(script), "0.04", "estimate", "--config", str(TOY), "--out", str(out), "--quiet", *ARGS]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ckpts = out / "checkpoints"
-    deadline = time.time() + 180
     try:
-        # kill once a checkpoint after the first held-out evaluation (step 50) exists
+        # kill once a checkpoint after the first held-out evaluation (step 50) exists; the run has a
+        # finite number of steps, so this loop ends (by the kill, or by the run ending too early)
         while max(_checkpoint_steps(ckpts), default=0) < 70:
             assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()}"
-            assert time.time() < deadline, "no checkpoint after 180 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -112,7 +111,7 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     resumed = subprocess.run(
         [str(WDIST), "estimate", "--resume", str(out), "--quiet"],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240,
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     state["resumed"] = json.loads(result.read_text())

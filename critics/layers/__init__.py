@@ -1,9 +1,6 @@
 """Lipschitz layers: explicit, flat re-exports (one file per family)."""
 
 from critics.layers.activations import get_activation
-
-# Convolutions (BCOPConv2d, SOCConv2d, RKOConv2d, OSSNConv2d, ...): import them here, one line
-# per file, and add their names to __all__ below.
 from critics.layers.bcop import BCOPConv2d
 from critics.layers.bjorck import BjorckLinear
 from critics.layers.conv_base import LipschitzConv2d
