@@ -2,7 +2,9 @@
 
 Every file is read with ``map_location`` (CPU unless a device is given), so checkpoints saved from
 CUDA tensors load on machines without a GPU, and with ``weights_only=True``, so a file holding
-pickled Python objects is refused rather than executed. Every failure is a
+pickled Python objects is refused rather than executed. A file that is not a torch.save file at
+all (random bytes, text, another archive) is told apart from one holding pickled objects, by its
+first bytes and ZIP index (:mod:`generators.filetypes`), before torch reads it. Every failure is a
 :class:`~generators.GeneratorLoadError` whose message names the file and says what was expected.
 """
 
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from generators._registry import GeneratorLoadError, available, generator_info
+from generators.filetypes import describe_file, is_legacy_torch_file, is_torch_archive, refused_globals
 
 __all__ = [
     "WRAPPER_KEYS",
@@ -105,8 +108,9 @@ def read_checkpoint(
     Raises
     ------
     GeneratorLoadError
-        Missing file, sha256 mismatch, a file that is not a complete ``torch.save`` archive
-        (truncated or corrupt), or one holding pickled objects that ``weights_only`` refuses.
+        Missing file, sha256 mismatch, a file that is not a ``torch.save`` file at all (the message
+        says what it looks like instead), one that is truncated or damaged, or one holding pickled
+        objects that ``weights_only`` refuses (the message names them; nothing in it is run).
     """
     p = _existing_file(path)
     if sha256 is not None:
@@ -116,17 +120,23 @@ def read_checkpoint(
             f"{str(p)!r} is a TorchScript archive, not a state dict: load it as 'torchscript:{p}' "
             "(with latent_dim, latent, output_shape and output_range options) instead of as a checkpoint."
         )
+    if not (is_torch_archive(p) or is_legacy_torch_file(p)):
+        raise GeneratorLoadError(
+            f"{str(p)!r} cannot be read as a PyTorch checkpoint: it is {describe_file(p)}. Expected a complete file "
+            "written by torch.save (a ZIP archive holding data.pkl) with the generator's state dict."
+        )
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
-            first = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "GLOBAL" in ln), "")
+        refused = refused_globals(p, e, _MAX_LISTED)
+        if refused:
             raise GeneratorLoadError(
-                f"Refused to load {str(p)!r}: it holds pickled Python objects, not only tensors, and "
-                "wdist loads checkpoints with torch.load(weights_only=True) so that no code in the file "
-                f"runs{' (' + first + ')' if first else ''}. Expected a state dict (or a dict wrapping "
-                f"one under {', '.join(WRAPPER_KEYS)}). If you trust the file, re-save its tensors: "
-                "torch.save(torch.load(path, weights_only=False).state_dict(), new_path)."
+                f"Refused to load {str(p)!r}: it is a torch.save file that holds pickled Python objects, not only "
+                f"tensors (it refers to {', '.join(refused)}), such as a whole model saved with torch.save(model). "
+                "Unpickling those objects would run code from the file, so wdist reads checkpoints with "
+                "torch.load(weights_only=True) only. Expected a state dict (or a dict wrapping one under "
+                f"{', '.join(WRAPPER_KEYS)}): save one where the network is defined, with "
+                "torch.save(model.state_dict(), path)."
             ) from e
         raise _corrupt(p, e) from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
@@ -146,9 +156,9 @@ def _corrupt(p: Path, e: BaseException) -> GeneratorLoadError:
     text = str(e).strip()
     msg = text.splitlines()[0].split(". ")[0].rstrip(".") if text else "no details"
     return GeneratorLoadError(
-        f"Could not read {str(p)!r} ({size} bytes) as a torch.save file ({type(e).__name__}: {msg}). "
-        "The file is truncated or corrupt (an interrupted download or copy?), or not a PyTorch "
-        "checkpoint at all; expected a complete file written by torch.save."
+        f"Could not read {str(p)!r} ({size} bytes), {describe_file(p)}, with torch.load ({type(e).__name__}: "
+        f"{msg}): the file is truncated or damaged (an interrupted download or copy?). Expected a complete file "
+        "written by torch.save."
     )
 
 

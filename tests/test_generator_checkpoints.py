@@ -61,14 +61,62 @@ def test_unexpected_and_missing_key(tmp_path: Path) -> None:
     assert "match no registered architecture" in msg
 
 
+# A message about a file that is not a checkpoint must never call it pickled objects, nor advise
+# loading it with weights_only=False (which would run whatever the file holds).
+UNSAFE_ADVICE = ("pickled", "weights_only=False", "allow_pickle", "trust")
+
+
+def _no_unsafe_advice(msg: str) -> None:
+    for word in UNSAFE_ADVICE:
+        assert word not in msg, f"{word!r} in {msg!r}"
+
+
 def test_truncated_file(tmp_path: Path) -> None:
     full = _lconv32(tmp_path).read_bytes()
-    for size in (0, 100, len(full) // 2, len(full) - 10):
+    for size, says in ((0, "an empty file (0 bytes)"), (100, "cut short"), (len(full) // 2, "cut short"),
+                       (len(full) - 10, "cut short")):  # fmt: skip
         path = tmp_path / f"trunc{size}.pkl"
         path.write_bytes(full[:size])
-        with pytest.raises(GeneratorLoadError, match="truncated or corrupt") as e:
+        with pytest.raises(GeneratorLoadError, match="cannot be read as a PyTorch checkpoint") as e:
             generators.load("lconvnet/wgan-gp-32", checkpoint=path)
-        assert str(path) in str(e.value)
+        assert str(path) in str(e.value) and says in str(e.value)
+        _no_unsafe_advice(str(e.value))
+
+
+@pytest.mark.parametrize(
+    "content,says",
+    [
+        (bytes(range(256)) * 8, "binary data in no format wdist knows (first bytes 00 01 02 03"),
+        (b"generator weights\nsecond line\n", "a text file (first line 'generator weights')"),
+        (b"<!DOCTYPE html><html><body>Not Found</body></html>", "an HTML page"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_is_described_not_called_pickled(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    """Random bytes, text or an image handed over as a checkpoint: the message says what the file
+    looks like; torch's own guess ("unsupported pickle opcode", load with weights_only=False) is
+    not passed on."""
+    path = tmp_path / "G.pth"
+    path.write_bytes(content)
+    with pytest.raises(GeneratorLoadError) as e:
+        read_checkpoint(path)
+    msg = str(e.value)
+    assert str(path) in msg and "cannot be read as a PyTorch checkpoint" in msg and says in msg
+    _no_unsafe_advice(msg)
+
+
+def test_a_zip_that_is_no_torch_archive_is_named_as_such(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "G.pth"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    with pytest.raises(GeneratorLoadError) as e:
+        read_checkpoint(path)
+    assert "a ZIP archive holding notes.txt" in str(e.value) and str(path) in str(e.value)
+    _no_unsafe_advice(str(e.value))
 
 
 def test_pickled_object_refused(tmp_path: Path) -> None:
@@ -76,10 +124,13 @@ def test_pickled_object_refused(tmp_path: Path) -> None:
     torch.save({"model_state_dict": {"l1.weight": torch.zeros(1)}, "extra": NotATensor()}, path)
     with pytest.raises(GeneratorLoadError, match="weights_only=True") as e:
         generators.load("mimicry/sngan-32", checkpoint=path)
-    assert "Refused" in str(e.value) and "NotATensor" in str(e.value)
+    msg = str(e.value)
+    assert "Refused" in msg and f"{__name__}.NotATensor" in msg and "holds pickled Python objects" in msg
+    assert "weights_only=False" not in msg  # never advised: it would run the file's code
     torch.save(nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
-    with pytest.raises(GeneratorLoadError, match="Refused"):
+    with pytest.raises(GeneratorLoadError, match="Refused") as e:
         generators.load("lconvnet/wgan-gp-32", checkpoint=tmp_path / "module.pt")
+    assert "torch.nn.modules.linear.Linear" in str(e.value) and "state_dict()" in str(e.value)
 
 
 def test_sha256(tmp_path: Path) -> None:

@@ -80,8 +80,9 @@ def build_python(spec: str) -> nn.Module:
     Raises
     ------
     GeneratorLoadError
-        Malformed spec, module not importable, attribute missing or not callable, or a result
-        that is not an ``nn.Module``.
+        Malformed spec, module not importable (missing, a syntax error, its top-level code
+        raising), attribute missing or not callable, the callable raising, or a result that is not
+        an ``nn.Module``; each message names the generator.
     """
     mod_name, sep, attr = spec.rpartition(":")
     if not sep or not mod_name or not attr:
@@ -98,13 +99,29 @@ def build_python(spec: str) -> nn.Module:
             f"Could not import module {mod_name!r} for generator 'python:{spec}': {e}. "
             f"The module must be importable from {str(Path.cwd())!r} or the Python path."
         ) from e
+    except SyntaxError as e:
+        raise GeneratorLoadError(
+            f"Module {mod_name!r} of generator 'python:{spec}' has a syntax error: {e.msg} "
+            f"({e.filename}, line {e.lineno}). Fix the module, then run again."
+        ) from e
+    except Exception as e:  # the module's own top-level code failed
+        raise GeneratorLoadError(
+            f"Importing module {mod_name!r} of generator 'python:{spec}' failed: its top-level code raised "
+            f"{type(e).__name__}: {e}. (--debug shows the traceback)."
+        ) from e
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise GeneratorLoadError(f"Module {mod_name!r} has no attribute {attr!r} (generator 'python:{spec}').")
         obj = getattr(obj, part)
     if not callable(obj):
         raise GeneratorLoadError(f"{mod_name}:{attr} is not callable (generator 'python:{spec}').")
-    module = obj()
+    try:
+        module = obj()
+    except Exception as e:  # the user's factory failed: name it, and say what it raised
+        raise GeneratorLoadError(
+            f"Generator 'python:{spec}': calling {mod_name}:{attr}() raised {type(e).__name__}: {e}. Expected it "
+            "to return the generator (a torch.nn.Module) when called with no arguments. (--debug shows the traceback)."
+        ) from e
     if not isinstance(module, nn.Module):
         raise GeneratorLoadError(
             f"{mod_name}:{attr}() returned {type(module).__name__}, not a torch.nn.Module (generator 'python:{spec}')."

@@ -179,14 +179,42 @@ def decode_latents(module: nn.Module, latents: Tensor, chunk: int, device: Optio
     Returns
     -------
     (n, *shape) float32 tensor on ``device``.
+
+    Raises
+    ------
+    SourceError
+        When the generator raises (its own code failing on the latents): the message names the
+        generator and the batch shape; running out of memory is passed on as it is.
     """
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise SourceError(f"decode chunk must be a positive integer; got chunk={chunk!r}")
     if device is None:
         device = next(iter(module.parameters()), torch.empty(0)).device
+    parts = []
     with torch.no_grad():
-        parts = [module(latents[i : i + chunk].to(device)).to(torch.float32) for i in range(0, len(latents), chunk)]
+        for i in range(0, len(latents), chunk):
+            z = latents[i : i + chunk].to(device)
+            try:
+                parts.append(module(z).to(torch.float32))
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as err:  # the generator's own code failed: say which generator, on what
+                raise SourceError(
+                    f"generator {_generator_name(module)!r} failed on a batch of latents of shape {tuple(z.shape)} "
+                    f"({z.dtype}, on {z.device}): {type(err).__name__}: {err}. Expected it to map latents of that "
+                    "shape to samples; --debug shows the traceback."
+                ) from err
     return torch.cat(parts) if parts else latents.new_empty((0,)).to(device)
+
+
+def _generator_name(module: nn.Module) -> str:
+    """The registry name of the generator inside ``module`` (a ``FrozenGenerator``, possibly wrapped),
+    else the module's class name."""
+    for sub in module.modules():
+        name = getattr(sub, "name", None)
+        if isinstance(name, str) and name:
+            return name
+    return type(module).__name__
 
 
 class LatentSource(Source):

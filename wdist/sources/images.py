@@ -16,7 +16,9 @@ the STL-10 binaries), in one batched conversion; torchvision is used only to dow
 from __future__ import annotations
 
 import builtins
+import math
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -25,6 +27,14 @@ import torch
 from jsonargparse.typing import PositiveInt
 from torch import Tensor
 
+from generators.filetypes import (
+    describe_file,
+    is_legacy_torch_file,
+    is_npy,
+    is_torch_archive,
+    read_npy_header,
+    refused_globals,
+)
 from wdist.sources.base import FiniteSource, SourceError
 from wdist.sources.transforms import check_range, check_size, to_domain
 
@@ -53,8 +63,7 @@ class ImageSource(FiniteSource):
     def _set_data(self, raw: Union[np.ndarray, Tensor], in_range: tuple[float, float]) -> None:
         if self.limit is not None:
             raw = raw[: self.limit]
-        if raw.shape[0] < 1:
-            raise SourceError(f"{self.name}: no images to use (shape {tuple(raw.shape)})")
+        _check_count(self.name, tuple(raw.shape))
         self.raw_shape = tuple(int(s) for s in raw.shape[1:])
         self.input_range = in_range
         self._data = to_domain(raw, in_range, self.domain, crop=self.crop, size=self.resize)
@@ -74,6 +83,16 @@ class ImageSource(FiniteSource):
         how = f", {', '.join(steps)}" if steps else ""
         lo, hi = self.domain
         return f"{self.name} ({len(self)} images, {shape} in [{lo:g}, {hi:g}]{how})"
+
+
+def _check_count(what: str, shape: tuple[int, ...], limit: Optional[int] = None) -> None:
+    """Raise :class:`SourceError` naming ``what`` when ``shape`` ``(N, ...)`` holds no item."""
+    if shape[0] < 1:
+        cut = f" after limit={limit}" if limit is not None else ""
+        raise SourceError(
+            f"{what} holds no items{cut} (array shape {shape}); expected an array of shape (N, ...) with N >= 1 "
+            "items (an estimate needs at least 3, thousands are usual)."
+        )
 
 
 def _missing(
@@ -356,6 +375,7 @@ class TensorFile(ImageSource):
             raise SourceError(f"{self.path}: unsupported dtype {arr.dtype} (need uint8, integers or floats)")
         if self.limit is not None:
             arr = arr[: self.limit]
+        _check_count(f"TensorFile {self.path}", tuple(arr.shape), self.limit)
         if np.issubdtype(arr.dtype, np.floating):
             bad = int(np.count_nonzero(~np.isfinite(arr)))
             if bad:
@@ -394,24 +414,91 @@ class TensorFile(ImageSource):
         if not p.is_file():
             raise SourceError(f"TensorFile: no file at {p}")
         suffix = p.suffix.lower()
+        if suffix == ".npy":
+            return self._read_npy()
+        if suffix == ".npz":
+            return self._read_npz(key)
+        if suffix in (".pt", ".pth"):
+            return self._read_torch(key)
+        raise SourceError(f"TensorFile: {p} has an unsupported suffix {suffix!r} (use .npy, .npz, .pt or .pth)")
+
+    def _not_a(self, what: str, expected: str) -> SourceError:
+        return SourceError(
+            f"TensorFile: {self.path} cannot be read as {what}: it is {describe_file(self.path)}. {expected}"
+        )
+
+    def _read_npy(self) -> np.ndarray:
+        """A numeric ``.npy`` array; anything else is described, never unpickled."""
+        p = self.path
+        expected = "Expected a complete file written by numpy.save holding a numeric array of shape (N, ...)."
+        header = read_npy_header(p) if is_npy(p) else None
+        if header is None:
+            raise self._not_a("a .npy array", expected)
+        shape, dtype, offset = header
+        if dtype.hasobject:
+            raise SourceError(
+                f"TensorFile: {p} holds an array of Python objects (dtype {dtype}, shape {shape}), not numbers: numpy "
+                "can only read it by unpickling those objects, which could run code from the file, so wdist does not. "
+                "Expected a numeric array of shape (N, ...) (uint8 images or floats): save the numbers themselves "
+                "with numpy.save(path, array) where the data are made."
+            )
+        need, have = math.prod(shape) * dtype.itemsize, p.stat().st_size - offset
+        if have < need:
+            raise SourceError(
+                f"TensorFile: {p} is cut short: its header announces dtype {dtype}, shape {shape} ({need} bytes of "
+                f"data) but only {have} bytes follow (an interrupted download or copy?). {expected}"
+            )
         try:
-            if suffix == ".npy":
-                return np.load(p, allow_pickle=False)
-            if suffix == ".npz":
-                with np.load(p, allow_pickle=False) as z:
-                    return np.asarray(z[self._pick(list(z.files), key)])
-            if suffix in (".pt", ".pth"):
-                obj = torch.load(p, map_location="cpu", weights_only=True)
-                if isinstance(obj, dict):
-                    obj = obj[self._pick([str(k) for k in obj], key)]
-                if not isinstance(obj, Tensor):
-                    raise SourceError(f"{p}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
-                return obj.detach().cpu().numpy()
+            return np.load(p, allow_pickle=False)
+        except Exception as err:
+            raise SourceError(f"TensorFile: cannot read {p} ({describe_file(p)}): {err}") from err
+
+    def _read_npz(self, key: Optional[str]) -> np.ndarray:
+        p = self.path
+        expected = "Expected a file written by numpy.savez holding numeric arrays."
+        if not zipfile.is_zipfile(p):
+            raise self._not_a("an .npz archive", expected)
+        name: Optional[str] = None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                name = self._pick(list(z.files), key)
+                return np.asarray(z[name])
         except SourceError:
             raise
+        except ValueError as err:
+            if name is not None and "allow_pickle" in str(err):  # numpy's refusal of an object array
+                raise SourceError(
+                    f"TensorFile: array {name!r} in {p} holds Python objects (dtype object), not numbers: numpy can "
+                    "only read it by unpickling them, which could run code from the file, so wdist does not. "
+                    f"{expected}"
+                ) from err
+            raise self._not_a("an .npz archive", expected) from err
         except Exception as err:
-            raise SourceError(f"TensorFile: cannot read {p}: {err}") from err
-        raise SourceError(f"TensorFile: {p} has an unsupported suffix {suffix!r} (use .npy, .npz, .pt or .pth)")
+            raise self._not_a("an .npz archive", expected) from err
+
+    def _read_torch(self, key: Optional[str]) -> np.ndarray:
+        p = self.path
+        expected = "Expected a tensor, or a dict of tensors, written by torch.save."
+        if not (is_torch_archive(p) or is_legacy_torch_file(p)):
+            raise self._not_a("a torch.save file", expected)
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            refused = refused_globals(p, err)
+            if not refused:
+                raise self._not_a("a complete torch.save file", expected) from err
+            raise SourceError(
+                f"TensorFile: {p} holds pickled Python objects, not only tensors (it refers to {', '.join(refused)}): "
+                "unpickling them could run code from the file, so wdist reads it with torch.load(weights_only=True) "
+                f"only. {expected}"
+            ) from err
+        except Exception as err:
+            raise self._not_a("a complete torch.save file", expected) from err
+        if isinstance(obj, dict):
+            obj = obj[self._pick([str(k) for k in obj], key)]
+        if not isinstance(obj, Tensor):
+            raise SourceError(f"{p}: expected a tensor (or a dict of tensors), got {type(obj).__name__}")
+        return obj.detach().cpu().numpy()
 
     def _pick(self, keys: list[str], key: Optional[str]) -> str:
         if key is not None:
