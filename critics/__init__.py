@@ -9,7 +9,7 @@ Usable on its own in any GAN training loop:
 """
 
 from critics import architectures, empirical, layers  # architectures: imported for registration
-from critics._registry import available, build, critic_options, register_critic
+from critics._registry import LOSSES, available, build, critic_options, default_loss, register_critic
 from critics.certificates import CertificateReport, certificate_report, certify
 from critics.ortho import OrthoConfig
 from critics.vanilla import export
@@ -22,9 +22,11 @@ __all__ = [
     "certificate_report",
     "CertificateReport",
     "critic_options",
+    "default_loss",
     "empirical",
     "export",
     "layers",
+    "LOSSES",
     "OrthoConfig",
     "register_critic",
 ]

@@ -5,6 +5,9 @@ An entrypoint only fixes architecture arguments and calls a family's private bui
     @register_critic("bjorck-mlp")
     def bjorck_mlp(input_shape, width=256, depth=3, activation="maxmin"): ...
 
+    @register_critic("gp-mlp", loss="wgan-gp")   # the objective the family is trained with
+    def gp_mlp(input_shape, width=256, depth=3, activation="leakyrelu"): ...
+
 ``build(name, input_shape, **options)`` checks the name and the option names against the
 entrypoint's signature before calling it, so a typo is an error that lists what is allowed.
 """
@@ -20,18 +23,35 @@ import torch
 from torch import nn
 
 _CRITICS: dict[str, Callable[..., nn.Module]] = {}
+_LOSSES: dict[str, str] = {}
+
+#: Training objectives a critic family can be made for: ``kr``, the plain Kantorovich-Rubinstein
+#: objective (for critics that are 1-Lipschitz by construction), and ``wgan-gp``, that objective
+#: plus a gradient penalty (for unconstrained critics, Gulrajani et al. 2017).
+LOSSES = ("kr", "wgan-gp")
 
 
-def register_critic(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator recording ``name -> fn``; a duplicate name is a programming error."""
+def register_critic(name: str, *, loss: str = "kr") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator recording ``name -> fn`` and the training objective the family is made for
+    (``loss``, one of :data:`LOSSES`); a duplicate name is a programming error."""
+    if loss not in LOSSES:
+        raise RuntimeError(f"critic {name!r} registered with loss {loss!r}; expected one of {LOSSES}")
 
     def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _CRITICS:
             raise RuntimeError(f"critic name {name!r} registered twice")
         _CRITICS[name] = fn
+        _LOSSES[name] = loss
         return fn
 
     return decorate
+
+
+def default_loss(name: str) -> str:
+    """The training objective the critic family ``name`` is made for: ``wgan-gp`` for the
+    unconstrained gradient-penalty critics (``gp-*``), ``kr`` for the Lipschitz ones."""
+    _entrypoint(name)
+    return _LOSSES[name]
 
 
 def available() -> list[str]:

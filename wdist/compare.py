@@ -37,12 +37,13 @@ __all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare"]
 
 @dataclass
 class CompareEntry:
-    """One critic of a comparison: a label for the table, a registry name, options, its loss."""
+    """One critic of a comparison: a label for the table, a registry name, options, its loss
+    (``None``: the one the critic family is made for, see ``critics.default_loss``)."""
 
     label: str
     name: str
     options: dict[str, Any] = field(default_factory=dict)
-    loss: Literal["kr", "wgan-gp"] = "kr"
+    loss: Optional[Literal["kr", "wgan-gp"]] = None
     lr: Optional[PositiveFloat] = None
 
 
@@ -181,7 +182,8 @@ def compare(
         for seed in spec.seeds:
             run_cfg = json.loads(json.dumps(base))
             run_cfg["critic"] = {"name": entry.name, "options": json.loads(json.dumps(entry.options))}
-            run_cfg.setdefault("train", {})["loss"] = entry.loss
+            if entry.loss is not None:  # else the critic family's own loss
+                run_cfg.setdefault("train", {})["loss"] = entry.loss
             if entry.lr is not None:
                 run_cfg["train"]["lr"] = float(entry.lr)
             run_cfg["seed"] = int(seed)

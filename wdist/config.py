@@ -44,6 +44,7 @@ __all__ = [
     "build_parser",
     "load_config",
     "resolve_config",
+    "config_dict",
     "default_config_path",
 ]
 
@@ -61,13 +62,16 @@ class TrainConfig:
     """How the critic is trained (maximising E_P f - E_Q f).
 
     ``loss``: ``kr`` is the plain Kantorovich–Rubinstein objective; ``wgan-gp`` adds
-    ``gp_lambda * (||grad f(x_hat)|| - 1)^2`` on random interpolates x_hat.
+    ``gp_lambda * (||grad f(x_hat)|| - 1)^2`` on random interpolates x_hat; ``None`` (the default):
+    the objective the critic family is made for (``critics.default_loss``: ``wgan-gp`` for the
+    unconstrained ``gp-*`` critics, ``kr`` for the Lipschitz ones). A loss set explicitly wins, and
+    the result says when it differs from the family's.
     ``schedule``: ``none``, ``cosine`` (to 0 over ``steps``) or ``step`` (x0.1 at 50% and 75%).
     """
 
     steps: PositiveInt = 1000
     batch_size: PositiveInt = 256
-    loss: Literal["kr", "wgan-gp"] = "kr"
+    loss: Optional[Literal["kr", "wgan-gp"]] = None
     gp_lambda: NonNegativeFloat = 10.0
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     lr: PositiveFloat = 1e-3
@@ -212,7 +216,7 @@ def _explain(parser: ArgumentParser, message: str) -> str:
             pass
     if "class_path" in text or "import path" in text:
         hint += f" Known sources (p, q): {', '.join(SOURCES)}; toy problems (toy): {', '.join(TOY_PROBLEMS)}."
-    return f"Invalid configuration: {text}.{hint}"
+    return f"Invalid configuration: {text.rstrip('.')}.{hint}"
 
 
 def check_critic(name: str, options: dict, where: str = "critic") -> None:
@@ -267,8 +271,36 @@ def _parse(parser: ArgumentParser, config: Union[str, os.PathLike, dict, None], 
             raise ConfigError(
                 f"Config file {str(path)!r} does not exist (expected a YAML file such as configs/toy/three-cones.yaml)."
             )
+        _check_yaml_mapping(path)
         args += ["--config", str(path)]
     return parser.parse_args(args + list(overrides))
+
+
+def _check_yaml_mapping(path: Path) -> None:
+    """Raise :class:`ConfigError` naming ``path`` unless it holds a YAML mapping of config keys."""
+    import yaml  # jsonargparse's own YAML library, needed only when a file is given
+
+    expected = (
+        "Expected a YAML mapping of config keys with a toy problem ('toy: {class_path: ThreeCones}') or two "
+        "sources ('p: ...' and 'q: ...'), as in configs/toy/three-cones.yaml."
+    )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file {str(path)!r} is not a text file (not UTF-8). {expected}") from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML{at}: {problem}. {expected}") from None
+    if data is None:
+        raise ConfigError(f"Config file {str(path)!r} is empty (or only comments). {expected}")
+    if not isinstance(data, dict):
+        shown = repr(data) if len(repr(data)) <= 60 else repr(data)[:57] + "..."
+        kind = {"list": "list", "str": "string", "int": "number", "float": "number", "bool": "boolean"}.get(
+            type(data).__name__, type(data).__name__
+        )
+        raise ConfigError(f"Config file {str(path)!r} holds a YAML {kind} ({shown}), not a mapping. {expected}")
 
 
 def resolve_config(
@@ -302,6 +334,24 @@ def resolve_config(
     ns.pop("config", None)
     text = parser.dump(ns, skip_none=False, skip_validation=True)
     return cfg, text, ns.as_dict()
+
+
+def config_dict(config: Union[str, os.PathLike, dict, None], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The parsed configuration as a dict (``class_path``/``init_args`` kept), checked against the
+    dataclasses but without building anything (no data set is loaded): the form
+    :func:`resolve_config` returns as its third value, for comparing two configurations."""
+    if isinstance(config, EstimateConfig):
+        raise ConfigError("a configuration to compare must be a YAML file or a dict, not an EstimateConfig")
+    parser = build_parser()
+    try:
+        ns = _parse(parser, config, overrides)
+    except ConfigError:
+        raise
+    except Exception as err:  # jsonargparse's ArgumentError
+        cause = err.__cause__ or err
+        raise ConfigError(_explain(parser, str(cause) if str(cause) else str(err))) from None
+    ns.pop("config", None)
+    return ns.as_dict()
 
 
 def load_config(

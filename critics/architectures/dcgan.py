@@ -240,7 +240,7 @@ def ossn_dcgan(
     )
 
 
-@register_critic("gp-dcgan")
+@register_critic("gp-dcgan", loss="wgan-gp")
 def gp_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,

@@ -105,7 +105,7 @@ def bjorck_mlp(
     )
 
 
-@register_critic("gp-mlp")
+@register_critic("gp-mlp", loss="wgan-gp")
 def gp_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,
