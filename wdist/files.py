@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from wdist.errors import ConfigError
 
-__all__ = ["atomic_write_text", "prepare_output_dir", "set_aside_previous_result"]
+__all__ = [
+    "atomic_write_text",
+    "prepare_output_dir",
+    "set_aside_previous_result",
+    "remove_stale_temp_files",
+    "RUN_FILES",
+    "PREVIOUS",
+]
 
 
 def atomic_write_text(path: os.PathLike | str, text: str) -> None:
@@ -34,8 +43,21 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
 
 
 def prepare_output_dir(out: Union[str, os.PathLike]) -> Path:
-    """Create ``out`` and prove it is writable before any training happens."""
+    """Create ``out`` and prove it is writable before any training happens.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` (or a folder on its path) is an existing file, or the folder cannot be written.
+    """
     path = Path(out)
+    blocking = next((a for a in (path, *path.parents) if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        where = "is" if blocking == path else f"lies under {str(blocking)!r}, which is"
+        raise ConfigError(
+            f"Output folder {str(path)!r} {where} an existing file ({blocking.stat().st_size} bytes), not a folder. "
+            "Choose a folder (created if missing) with --out DIR or the config's 'out'."
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".wdist-write-test"
@@ -49,12 +71,53 @@ def prepare_output_dir(out: Union[str, os.PathLike]) -> Path:
     return path
 
 
-def set_aside_previous_result(out: Path) -> None:
-    """A new run into a folder holding an earlier run's result renames that result to
-    ``previous_result.json`` (and its plot), so that a new run failing part-way never leaves the
-    old ``result.json`` beside the new config and metrics, looking like this run's result."""
-    for name in ("result.json", "bound_curve.png"):
-        try:
-            os.replace(out / name, out / f"previous_{name}")
-        except FileNotFoundError:  # none there (or another DDP rank moved it first)
-            pass
+#: What a run writes into its output folder (besides the W&B folder, whose runs have names of their own).
+RUN_FILES = (
+    "result.json",
+    "bound_curve.png",
+    "metrics.csv",
+    "config.yaml",
+    "hparams.yaml",
+    "wandb_run_id",
+    "checkpoints",
+    "previous_result.json",  # the names earlier versions of wdist set an old result aside under
+    "previous_bound_curve.png",
+)
+PREVIOUS = "previous"
+
+
+def set_aside_previous_result(out: Path) -> Optional[Path]:
+    """Move an earlier run's files (:data:`RUN_FILES`: result, plot, metrics, config, checkpoints)
+    from ``out`` into ``out/previous/<time of that run>/`` and return that folder (``None`` when
+    there was nothing to move).
+
+    A new run into a folder then never overwrites an earlier result, nor leaves it beside the new
+    config and metrics looking like this run's own when the new run fails part-way; each earlier
+    run keeps a folder of its own that ``--resume`` accepts. Call it from one process only.
+    """
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(f.stat().st_mtime for f in found)))
+    target = out / PREVIOUS / stamp
+    n = 1
+    while target.exists():
+        n += 1
+        target = out / PREVIOUS / f"{stamp}-{n}"
+    target.mkdir(parents=True)
+    for f in found:
+        os.replace(f, target / f.name)
+    return target
+
+
+def remove_stale_temp_files(out: Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way left in ``out`` (``.<name>.*.tmp`` of
+    :func:`atomic_write_text`, for the files of :data:`RUN_FILES`); returns what was removed. Call
+    it from one process only, before the run writes anything."""
+    removed = []
+    for name in RUN_FILES:
+        for stale in out.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                removed.append(stale)
+    return removed

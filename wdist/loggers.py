@@ -2,11 +2,14 @@
 
 W&B never blocks a run: without an API key (``WANDB_API_KEY`` or a netrc entry) it logs offline
 into ``<out>/wandb`` and says so; with a key it gives the service a bounded time to answer and
-falls back to offline if it does not.
+falls back to offline if it does not. The mode is a setting of the run, never of the process: no
+environment variable is left changed, and W&B's own files (service logs, cache) go under
+``<out>/wandb`` too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import netrc
@@ -15,7 +18,7 @@ import secrets
 import string
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
@@ -23,7 +26,14 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from wdist.files import atomic_write_text
 
-__all__ = ["make_loggers", "wandb_api_key_present", "finish_wandb", "ResumableCSVLogger"]
+__all__ = [
+    "make_loggers",
+    "wandb_api_key_present",
+    "wandb_offline",
+    "finish_wandb",
+    "ResumableCSVLogger",
+    "wandb_files_under",
+]
 
 
 class _ResumingWriter(ExperimentWriter):
@@ -95,6 +105,16 @@ def wandb_api_key_present() -> bool:
     return bool(auth and auth[2])
 
 
+def _offline_by_choice() -> bool:
+    return os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun")
+
+
+def wandb_offline() -> bool:
+    """Whether a W&B run started now logs offline: ``WANDB_MODE`` says so, or no API key is found.
+    Decided afresh for every run, from the environment as it is then."""
+    return _offline_by_choice() or not wandb_api_key_present()
+
+
 WANDB_RUN_ID_FILE = "wandb_run_id"
 
 
@@ -118,7 +138,7 @@ def _wandb_logger(
     import wandb
     from pytorch_lightning.loggers import WandbLogger
 
-    settings = wandb.Settings(init_timeout=60, silent=True, console="off")
+    settings = wandb.Settings(init_timeout=60, silent=True, console="off", mode="offline" if offline else "online")
     logger = WandbLogger(
         project=project,
         group=group,
@@ -130,8 +150,28 @@ def _wandb_logger(
         id=run_id,
         resume="allow",  # an existing id (a resumed run) continues that W&B run
     )
-    _ = logger.experiment  # start the run now, so a failure surfaces here and not mid-training
+    with wandb_files_under(out):
+        _ = logger.experiment  # start the run now, so a failure surfaces here and not mid-training
     return logger
+
+
+@contextlib.contextmanager
+def wandb_files_under(out: Path) -> Iterator[None]:
+    """Inside: W&B's own files (the debug logs of its service, its cache) go under ``out/wandb``
+    instead of the home folder. On the way out every ``WANDB_*`` variable set or changed inside
+    (by this, or by Lightning's WandbLogger, which sets ``WANDB_MODE=dryrun`` for an offline run)
+    is restored, so nothing outlasts the run: a later W&B run in the same process sees the
+    environment it would have seen. ``WANDB_SERVICE``, W&B's pointer to its running service, stays."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
+    os.environ["WANDB_CACHE_DIR"] = str((out / "wandb" / "cache").resolve())
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("WANDB_") and k != "WANDB_SERVICE"]:
+            if key not in saved:
+                del os.environ[key]
+        for key, value in saved.items():
+            os.environ[key] = value
 
 
 def make_loggers(
@@ -152,16 +192,13 @@ def make_loggers(
     loggers: list[Logger] = [csv_cls(save_dir=str(out), name="", version="")]
     if kind != "wandb":
         return loggers
-    mode = os.environ.get("WANDB_MODE", "").lower()
-    offline = mode in ("offline", "dryrun") or not wandb_api_key_present()
-    if offline and mode not in ("offline", "dryrun") and rank_zero_only.rank == 0:
+    offline = wandb_offline()
+    if offline and not _offline_by_choice() and rank_zero_only.rank == 0:
         print(
             f"W&B: no API key found (WANDB_API_KEY or ~/.netrc); logging offline to {out / 'wandb'}. "
             "Upload later with `wandb sync <run folder>`.",
             file=sys.stderr,
         )
-    if offline:
-        os.environ["WANDB_MODE"] = "offline"
     run_id = _wandb_run_id(out, resume)
     try:
         loggers.append(_wandb_logger(out, project, group, name, config or {}, offline, run_id))
@@ -169,7 +206,6 @@ def make_loggers(
         if offline:
             raise
         print(f"W&B: could not reach the service ({err}); logging offline to {out / 'wandb'}.", file=sys.stderr)
-        os.environ["WANDB_MODE"] = "offline"
         loggers.append(_wandb_logger(out, project, group, name, config or {}, True, run_id))
     return loggers
 
