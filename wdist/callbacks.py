@@ -1,11 +1,15 @@
 """Lightning plug-ins of a run: atomic checkpoints, step checkpoints that include their
-evaluation, the training clock, and a progress bar that shows the certified bound."""
+evaluation, the training clock and the run's segments, a clean stop on SIGTERM/SIGINT, and a
+progress bar that shows the certified bound."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -15,7 +19,9 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "StepCheckpoint", "TrainClock", "BoundProgressBar"]
+from wdist.errors import RunInterrupted
+
+__all__ = ["AtomicCheckpointIO", "StepCheckpoint", "TrainClock", "GracefulStop", "BoundProgressBar"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -95,18 +101,161 @@ def _validation_follows(trainer: pl.Trainer) -> bool:
 
 
 class TrainClock(Callback):
-    """Wall time of training proper, in seconds (excludes set-up, the references and the plot)."""
+    """Wall time of training proper, in seconds (excludes set-up, the references and the plot),
+    and the history of a run's *segments*: one per process that trained it (the first run, then
+    each ``--resume``), each with its steps, settings and training seconds.
 
-    def __init__(self) -> None:
+    The history travels in checkpoints (this callback's state), so a run resumed once or many
+    times reports every segment; a segment read back from a checkpoint counts the time up to
+    that checkpoint.
+
+    Parameters
+    ----------
+    settings : the settings this segment ran with (those a resume may change, e.g. ``train.steps``).
+    """
+
+    def __init__(self, settings: Optional[dict[str, Any]] = None) -> None:
+        self.settings = json.loads(json.dumps(settings or {}))  # builtin types: checkpoints load with weights_only
         self.start: Optional[float] = None
         self.seconds = 0.0
+        self.first_step = 0
+        self.last_step = 0
+        self.ended = "interrupted"  # what a checkpoint records, unless the run finishes or is stopped
+        self.max_steps = -1
+        self._trainer: Optional[pl.Trainer] = None
+        self.earlier: list[dict[str, Any]] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = time.perf_counter()
+        self.first_step = self.last_step = int(trainer.global_step)
+        self.max_steps = int(trainer.max_steps)
+        self._trainer = trainer
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        self._tick(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._tick(trainer)
+        self.ended = "finished"
+
+    def _tick(self, trainer: pl.Trainer) -> None:
         if self.start is not None:
             self.seconds = time.perf_counter() - self.start
+        self.last_step = int(trainer.global_step)
+
+    def segment(self) -> dict[str, Any]:
+        """This process's segment: ``from_step``, ``to_step``, ``seconds``, ``settings``, ``ended``
+        (``finished``, ``stopped by SIGTERM``/``SIGINT``, or ``interrupted``: the process ended
+        after its last checkpoint without finishing)."""
+        done = self.ended == "interrupted" and 0 <= self.max_steps <= self.last_step  # the last step's checkpoint
+        return {
+            "from_step": self.first_step,
+            "to_step": self.last_step,
+            "seconds": float(self.seconds),
+            "settings": dict(self.settings),
+            "ended": "finished" if done else self.ended,
+        }
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment of the run so far, the earlier ones (from the checkpoint) first (a process
+        that resumed a finished run and trained no step adds none)."""
+        return [*self.earlier] if self.start is None and self.earlier else [*self.earlier, self.segment()]
+
+    @property
+    def total_seconds(self) -> float:
+        """Training seconds summed over :attr:`segments`."""
+        return float(sum(seg["seconds"] for seg in self.segments))
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._trainer is not None:
+            self._tick(self._trainer)  # a checkpoint records the segment up to its own step
+        return {"segments": self.segments}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.earlier = [dict(seg) for seg in state_dict.get("segments", [])]
+
+
+class GracefulStop(Callback):
+    """SIGTERM and SIGINT during training stop the run cleanly at the next step.
+
+    While training runs, the two signals no longer kill the process: the step under way finishes
+    (with its held-out evaluation, when one follows it), a resumable ``last.ckpt`` is saved when
+    checkpointing is on, and :class:`~wdist.errors.RunInterrupted` is raised, so no result is
+    written and the command line exits with 128 + the signal number. A second signal stops at
+    once. Under DDP every process stops at the same step (the request is reduced over ranks).
+    The previous handlers are back when training ends, fails or is stopped.
+
+    Parameters
+    ----------
+    out : the run's output folder (named in the interruption), or ``None``.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, out: Optional[Path] = None) -> None:
+        self.out = out
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in self.SIGNALS:  # replaces Lightning's own SIGTERM handler (a silent exit) while training
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # asked twice: stop now, without waiting for the step to end
+            self._restore()
+            raise RunInterrupted(signum, out=self.out)
+        self.signum = signum
+
+    def _requested(self, trainer: pl.Trainer) -> bool:
+        asked = self.signum is not None
+        if trainer.world_size > 1:  # every process must stop after the same step
+            asked = bool(trainer.strategy.reduce_boolean_decision(asked, all=False))
+        return asked
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        # when a held-out evaluation follows this step, stop after it (on_validation_end), so that
+        # the checkpoint holds the step's point of the bound curve
+        if self._previous and self._requested(trainer) and not _validation_follows(trainer):
+            self._stop(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._previous and not trainer.sanity_checking and self._requested(trainer):
+            self._stop(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._previous and self._requested(trainer):
+            self._stop(trainer)
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _stop(self, trainer: pl.Trainer) -> None:
+        signum = self.signum if self.signum is not None else int(signal.SIGTERM)  # another rank's signal
+        self._restore()
+        checkpoint = None
+        saver = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)), None)
+        if saver is not None:
+            for cb in trainer.callbacks:
+                if isinstance(cb, TrainClock):
+                    cb._tick(trainer)
+                    cb.ended = f"stopped by {signal.Signals(signum).name}"
+            checkpoint = Path(saver.dirpath) / f"{saver.CHECKPOINT_NAME_LAST}{saver.FILE_EXTENSION}"
+            trainer.save_checkpoint(checkpoint)
+        raise RunInterrupted(signum, int(trainer.global_step), checkpoint, self.out)
 
 
 class BoundProgressBar(TQDMProgressBar):

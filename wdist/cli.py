@@ -5,22 +5,27 @@
     wdist compare  --config FILE [--out DIR] [--logger wandb]
     wdist bench    {toy,layers,critics,estimate} [options]
 
-Errors in the user's input print one paragraph and exit with status 2 (1 for a failure during
-the run); ``--debug`` shows the traceback instead.
+Errors in the user's input (a value, a file, NaN/Inf samples) print one paragraph and exit with
+status 2; a failure of the run itself exits with 1; ``--debug`` shows the traceback instead.
+SIGTERM / SIGINT stop a run after the current step, with a resumable checkpoint when checkpoints
+are on, print one line saying where it stopped and how to resume, and exit with 143 / 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from wdist.allocator import keep_freed_memory
-from wdist.errors import NonFiniteLossError
+from wdist.errors import NonFiniteLossError, NonFiniteSamplesError, RunInterrupted
 
-__all__ = ["main"]
+__all__ = ["main", "exit_code"]
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
@@ -74,15 +79,17 @@ def _cmd_estimate(argv: Sequence[str]) -> int:
 def _cmd_exact(argv: Sequence[str]) -> int:
     # start-up cost: imported when the command runs
     from wdist.config import load_config
-    from wdist.files import atomic_write_text
+    from wdist.files import atomic_write_text, prepare_output_dir
     from wdist.references import exact_report
     from wdist.report import format_rows
 
     ns, overrides = _split_common(argv)
-    report = exact_report(load_config(ns.config, overrides))
+    cfg = load_config(ns.config, overrides)
+    out = prepare_output_dir(ns.out) if ns.out else None  # before the work: a bad folder is bad input
+    report = exact_report(cfg)
     print(format_rows(report.rows()))
-    if ns.out:
-        atomic_write_text(Path(ns.out) / "exact.json", json.dumps(report.to_dict(), indent=2))
+    if out is not None:
+        atomic_write_text(out / "exact.json", json.dumps(report.to_dict(), indent=2))
     return 0
 
 
@@ -123,20 +130,77 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         argv = ["estimate", *argv]  # `wdist` alone runs the default estimate
     cmd, rest = argv[0], argv[1:]
+    return _run_command(cmd, rest, debug)
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit status of a command that raised ``err``: 2 for bad input (a usage error: a value,
+    a file or NaN/Inf samples), 128 + the signal number for a run stopped by a signal (130 for
+    SIGINT, 143 for SIGTERM), 1 for any other failure (a fault of wdist or of the training)."""
+    if isinstance(err, RunInterrupted):
+        return 128 + int(err.signum)
+    if isinstance(err, KeyboardInterrupt):
+        return 128 + int(signal.SIGINT)
+    if isinstance(err, NonFiniteLossError) and not isinstance(err, NonFiniteSamplesError):
+        return 1  # the critic diverged on finite samples
+    return 2 if isinstance(err, _USAGE_ERRORS) else 1
+
+
+def _interrupted_line(cmd: str, err: BaseException) -> str:
+    """The one line printed when a run is stopped by a signal: where it stopped and how to go on."""
+    if not isinstance(err, RunInterrupted):
+        return f"wdist {cmd}: stopped by SIGINT; no result written."
+    name = signal.Signals(err.signum).name
+    if err.step is None:
+        return f"wdist {cmd}: stopped by {name}; no result written."
+    if err.checkpoint is None:
+        return (
+            f"wdist {cmd}: stopped by {name} after training step {err.step}; no result written, and no checkpoint "
+            "to resume from (train.checkpoint_every is not set)."
+        )
+    return (
+        f"wdist {cmd}: stopped by {name} after training step {err.step}; saved a resumable checkpoint "
+        f"{err.checkpoint}; no result written. Continue with: wdist estimate --resume {err.out}"
+    )
+
+
+@contextlib.contextmanager
+def _signals_stop_the_command() -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`RunInterrupted` (instead of a silent exit, or Lightning
+    turning Ctrl-C into exit status 1); while a critic trains, the run's own handler takes over
+    and stops it at the next step with a checkpoint. The previous handlers are restored after."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise RunInterrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _COMMANDS[cmd](rest)
-    except KeyboardInterrupt:
-        print("wdist: interrupted; no result written.", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_command(cmd: str, rest: list[str], debug: bool) -> int:
+    """Run one command; turn what it raises into one paragraph on stderr and an exit status."""
+    try:
+        with _signals_stop_the_command():
+            return _COMMANDS[cmd](rest)
+    except (RunInterrupted, KeyboardInterrupt) as err:
+        print(_interrupted_line(cmd, err), file=sys.stderr)
+        return exit_code(err)
     except Exception as err:  # one clear paragraph, unless --debug
         if debug:
             raise
         msg = str(err) or type(err).__name__
         print(f"wdist {cmd}: error: {msg}", file=sys.stderr)
-        if not isinstance(err, _USAGE_ERRORS) or isinstance(err, NonFiniteLossError):
+        code = exit_code(err)
+        if code == 1:
             print("(run again with --debug for the traceback)", file=sys.stderr)
-            return 1
-        return 2
+        return code
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ training stack.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "NonFiniteLossError"]
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["ConfigError", "NonFiniteLossError", "NonFiniteSamplesError", "RunInterrupted"]
 
 
 class ConfigError(ValueError):
@@ -15,3 +18,29 @@ class ConfigError(ValueError):
 
 class NonFiniteLossError(FloatingPointError):
     """Training or evaluation produced NaN or Inf; the message names the step and what was non-finite."""
+
+
+class NonFiniteSamplesError(NonFiniteLossError, ValueError):
+    """NaN or Inf came from the samples themselves (a data set or a generator): bad input, not a
+    failure of the training; the message names the step and the side."""
+
+
+class RunInterrupted(BaseException):
+    """A run stopped on a signal (SIGTERM, SIGINT) before it wrote a result.
+
+    Like ``KeyboardInterrupt`` it is not an ``Exception``, so no ``except Exception`` on the way
+    swallows it.
+
+    Attributes
+    ----------
+    signum : the signal number.
+    step : the training step the run stopped after (``None``: outside training).
+    checkpoint : the resumable checkpoint saved at ``step``, or ``None`` when checkpointing is off.
+    out : the run's output folder (``None``: nothing written).
+    """
+
+    def __init__(
+        self, signum: int, step: Optional[int] = None, checkpoint: Optional[Path] = None, out: Optional[Path] = None
+    ) -> None:
+        super().__init__(signum, step, checkpoint, out)
+        self.signum, self.step, self.checkpoint, self.out = signum, step, checkpoint, out

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 import warnings
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -20,25 +21,37 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 import critics
 from critics.empirical import empirical_lipschitz
 from wdist._version import __version__
-from wdist.callbacks import AtomicCheckpointIO, BoundProgressBar, StepCheckpoint, TrainClock
-from wdist.config import ConfigError, EstimateConfig, Sides, resolve_config
+from wdist.callbacks import AtomicCheckpointIO, BoundProgressBar, GracefulStop, StepCheckpoint, TrainClock
+from wdist.config import ConfigError, EstimateConfig, Sides, config_dict, resolve_config
 from wdist.data import PairDataModule
 from wdist.evaluation import Evaluation
-from wdist.files import atomic_write_text, prepare_output_dir, set_aside_previous_result
+from wdist.files import atomic_write_text, prepare_output_dir, remove_stale_temp_files, set_aside_previous_result
 from wdist.loggers import finish_wandb, make_loggers
 from wdist.plots import plot_bound_curve
 from wdist.references import check_ot_fits, references
 from wdist.results import Result, RunRecord
+from wdist.resume import ResumePoint, check_resume_settings, resume_point
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
-from wdist.sources import LatentSource
+from wdist.sources import FiniteSource, LatentSource
 from wdist.system import CriticSystem
 
-__all__ = ["estimate", "build_run", "build_critic", "make_trainer", "Run", "versions"]
+__all__ = [
+    "estimate",
+    "build_run",
+    "build_critic",
+    "make_trainer",
+    "Run",
+    "versions",
+    "training_loss",
+    "check_enough_items",
+    "MIN_ITEMS",
+]
 
 
 def versions() -> dict[str, str]:
@@ -95,14 +108,42 @@ class Run:
     system: CriticSystem
 
 
+def training_loss(cfg: EstimateConfig) -> str:
+    """The objective the critic is trained with: ``train.loss`` when set, else the one its family is
+    made for (``critics.default_loss``: ``wgan-gp`` for ``gp-*`` critics, ``kr`` otherwise)."""
+    return cfg.train.loss or critics.default_loss(cfg.critic.name)
+
+
+#: Fewest items a finite data set can have in an estimate: two held out (an interval needs two
+#: pairs) and one to train on.
+MIN_ITEMS = 3
+
+
+def check_enough_items(sides: Sides) -> None:
+    """Raise :class:`ConfigError` naming the side when a finite data set has fewer than :data:`MIN_ITEMS` items."""
+    for name, side in (("P", sides.p), ("Q", sides.q)):
+        if isinstance(side, FiniteSource) and len(side) < MIN_ITEMS:
+            raise ConfigError(
+                f"Invalid configuration: {name} = {side.describe()} holds {len(side)} item"
+                f"{'s' if len(side) != 1 else ''}; an estimate needs at least {MIN_ITEMS} (two held out for the "
+                "confidence interval, one to train on), and thousands are usual."
+            )
+
+
 def build_run(cfg: EstimateConfig) -> Run:
-    """The sources, critic, data module and training system of a configuration (no Trainer)."""
+    """The sources, critic, data module and training system of a configuration (no Trainer).
+
+    The system trains with :func:`training_loss` (the critic family's own objective unless
+    ``train.loss`` is set).
+    """
     sides = cfg.sides()
+    check_enough_items(sides)
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
+    train = replace(cfg.train, loss=training_loss(cfg))
     dm = PairDataModule(p, q, cfg.train.batch_size, cfg.eval.n_eval, cfg.eval.batch_size, cfg.seed)
     system = CriticSystem(
-        build_critic(cfg, shape), shape, cfg.train, cfg.eval, domain=p.domain, seed=cfg.seed,
+        build_critic(cfg, shape), shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
         p_generator=p.module if isinstance(p, LatentSource) else None,
         q_generator=q.module if isinstance(q, LatentSource) else None,
     )  # fmt: skip
@@ -133,7 +174,7 @@ def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], 
 
 
 def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Callback]) -> list[Callback]:
-    cbs: list[Callback] = [*extra, TrainClock()]
+    cbs: list[Callback] = [*extra, TrainClock(_segment_settings(cfg)), GracefulStop(out_dir)]
     if cfg.trainer.enable_progress_bar:
         cbs.append(BoundProgressBar())
     if out_dir is not None and cfg.train.checkpoint_every:
@@ -189,31 +230,60 @@ def _config_record(cfg: EstimateConfig, resolved: Optional[dict]) -> dict[str, A
     return rec
 
 
+def _segment_settings(cfg: EstimateConfig) -> dict[str, Any]:
+    """The settings each segment of a run's history records (those a resume may change)."""
+    return {
+        "train.steps": cfg.train.steps,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
+        "logger.kind": cfg.logger.kind,
+    }
+
+
+# Lightning's short spellings of its precision settings, as its Trainer reports them
+_PRECISION_ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}
+
+
+def _precision_text(precision: Any) -> str:
+    text = str(precision)
+    return _PRECISION_ALIASES.get(text, text)
+
+
 def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunRecord:
     cfg, p = run.cfg, run.sides.p
     clock = next(cb for cb in trainer.callbacks if isinstance(cb, TrainClock))
     return RunRecord(
-        critic=cfg.critic.name, loss=cfg.train.loss, p=p.describe(), q=run.sides.q.describe(),
+        critic=cfg.critic.name, loss=run.system.train_cfg.loss, p=p.describe(), q=run.sides.q.describe(),
         shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
-        steps=int(trainer.global_step), seconds=float(clock.seconds), device=_device_text(trainer),
+        steps=int(trainer.global_step), seconds=clock.total_seconds, device=_device_text(trainer),
         versions=versions(), config=_config_record(cfg, resolved),
+        precision=_precision_text(trainer.precision), precision_requested=_precision_text(cfg.trainer.precision),
+        loss_default=critics.default_loss(cfg.critic.name),
+        segments=clock.segments,
     )  # fmt: skip
 
 
-def _resume_paths(
-    resume: Union[str, os.PathLike], out: Union[str, os.PathLike, None]
-) -> tuple[Path, str, Union[str, os.PathLike]]:
-    """``(saved config, last checkpoint, output folder)`` of a run to resume, checked to exist."""
-    rdir = Path(resume)
-    saved, last = rdir / "config.yaml", rdir / "checkpoints" / "last.ckpt"
-    if not saved.is_file():
-        raise ConfigError(f"Cannot resume from {str(rdir)!r}: it has no config.yaml (is it a wdist output folder?).")
-    if not last.is_file():
-        raise ConfigError(
-            f"Cannot resume from {str(rdir)!r}: no checkpoint at {str(last)!r} "
-            "(set train.checkpoint_every to write them)."
-        )
-    return saved, str(last), (out or rdir)
+def _first_process() -> bool:
+    """Whether this is the first process of the run (DDP ranks other than 0 are started by
+    Lightning with their rank in the environment): only it sets earlier files aside."""
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _prepare_files(out_dir: Path, resume: Optional[ResumePoint], resolved_yaml: Optional[str]) -> None:
+    """Before any training: the output folder checked writable, stale temporary files of killed
+    writes removed, an earlier run's files moved to ``previous/<time>/`` (unless this run resumes
+    it), and this run's ``config.yaml`` written."""
+    prepare_output_dir(out_dir)
+    if not _first_process():
+        return
+    remove_stale_temp_files(out_dir)
+    continuing = resume is not None and out_dir.resolve() == resume.folder.resolve()
+    if not continuing:
+        moved = set_aside_previous_result(out_dir)
+        if moved is not None:
+            print(f"wdist: moved the earlier run's files in {out_dir} to {moved}", file=sys.stderr)
+    config_file = out_dir / "config.yaml"
+    if resolved_yaml is not None and not (config_file.is_file() and config_file.read_text() == resolved_yaml):
+        atomic_write_text(config_file, resolved_yaml)
 
 
 def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
@@ -247,7 +317,9 @@ def estimate(
         ``bound_curve.png``, ``config.yaml`` and ``checkpoints/``. ``None`` and no ``config.out``:
         nothing is written.
     resume : a previous run's output folder; training continues from ``checkpoints/last.ckpt``
-        with that run's ``config.yaml`` (``config`` is then ignored; overrides still apply).
+        with that run's ``config.yaml`` (or ``config``, when given) and ``overrides``. Settings
+        that would change the training it continues are refused before anything runs
+        (:mod:`wdist.resume`); a longer ``train.steps`` adds a segment to the run's history.
     callbacks : extra Lightning callbacks.
     quiet : no progress bar and no Lightning chatter.
 
@@ -257,23 +329,31 @@ def estimate(
         ``lower_bound = estimate / lipschitz_certificate`` with its interval; distances are L2 on
         the flattened samples, in the sources' domain. A non-zero rank of a distributed run
         returns ``None`` (rank 0 reports; the statistics are identical).
+
+    Raises
+    ------
+    ConfigError
+        Bad input (the message names the value and what was expected).
+    RunInterrupted
+        SIGTERM or SIGINT during the run: no result; a resumable checkpoint when checkpointing is on.
     """
-    ckpt_path: Optional[str] = None
-    if resume is not None:
-        config, ckpt_path, out = _resume_paths(resume, out)
     _quiet_lightning()
-    cfg, resolved_yaml, resolved = resolve_config(config, overrides)
+    point = resume_point(resume) if resume is not None else None
+    ckpt_path: Optional[str] = None if point is None else str(point.checkpoint)
+    source = config if point is None or config is not None else point.config
+    if point is not None:  # checked before anything is built or written
+        given = f"--config {config}" if config is not None else str(point.config)
+        given += f" with overrides {' '.join(map(str, overrides))}" if overrides else ""
+        check_resume_settings(config_dict(point.config), config_dict(source, overrides), point.folder, given)
+        out = out if out is not None else point.folder
+    cfg, resolved_yaml, resolved = resolve_config(source, overrides)
     if quiet:
         cfg.trainer.enable_progress_bar = False
     check_ot_fits(cfg.eval.ot_samples)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     loggers: list = []
     if out_dir is not None:
-        prepare_output_dir(out_dir)
-        if ckpt_path is None:
-            set_aside_previous_result(out_dir)
-            if resolved_yaml is not None:
-                atomic_write_text(out_dir / "config.yaml", resolved_yaml)
+        _prepare_files(out_dir, point, resolved_yaml)
         lg = cfg.logger
         loggers = make_loggers(
             out_dir, lg.kind, lg.project, lg.group, lg.name, config=resolved or {}, resume=ckpt_path is not None

@@ -59,6 +59,25 @@ class References:
             )
         return rows
 
+    @property
+    def below_floor(self) -> bool:
+        """Whether the empirical OT between P and Q came out below its same-distribution floor."""
+        return (
+            self.empirical_ot_w1 is not None
+            and self.empirical_ot_floor is not None
+            and self.empirical_ot_w1 < self.empirical_ot_floor
+        )
+
+    def notes(self) -> list[str]:
+        """Sentences a report carries about these references (empty when there is nothing to say)."""
+        if not self.below_floor:
+            return []
+        return [
+            f"the empirical OT {self.empirical_ot_w1:.4g} is below its own floor {self.empirical_ot_floor:.4g} (P "
+            "against a disjoint sample of P, whose true W1 is 0): at this sample size it is dominated by sampling "
+            "bias and says nothing about W1(P, Q), not even that it is small."
+        ]
+
 
 def check_ot_fits(ot_samples: int) -> None:
     """Raise :class:`ConfigError` before any training if an exact-OT reference of ``ot_samples``
@@ -145,7 +164,7 @@ class ExactReport:
             rows.append(("exact W1", f"{self.exact_w1:.6f} ({self.exact_w1_method})"))
         else:
             rows.append(("exact W1", "none known (no closed form)"))
-        return rows + self.references.rows()
+        return rows + self.references.rows() + [("note", note) for note in self.references.notes()]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (``exact.json``)."""
@@ -156,6 +175,7 @@ class ExactReport:
             "domain": self.domain,
             "distance": "L2",
             **asdict(self.references),
+            "notes": self.references.notes(),
         }
 
 

@@ -22,13 +22,16 @@ from wdist.files import atomic_write_text
 from wdist.references import References
 from wdist.report import domain_text, format_rows
 
-__all__ = ["Result", "RunRecord", "verdict", "CERTIFIED_TOLERANCE"]
+__all__ = ["Result", "RunRecord", "verdict", "run_notes", "interval_notes", "CERTIFIED_TOLERANCE"]
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """What ran: the critic and its loss, the two sources and their units, the training budget
-    actually spent (steps, seconds of training proper, device), library versions and the config."""
+    """What ran: the critic and its loss (with the one its family is made for),
+    the two sources and their units, the training budget actually spent (steps, seconds of
+    training proper summed over segments, device), the precision Lightning trained in (and the one
+    asked), library versions, the config, and the run's segments (one per process that trained
+    it: the first run, then each resume)."""
 
     critic: str
     loss: str
@@ -41,6 +44,38 @@ class RunRecord:
     device: str
     versions: dict[str, str]
     config: dict[str, Any]
+    precision: str = "32-true"
+    precision_requested: Optional[str] = None
+    loss_default: Optional[str] = None
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_notes(run: RunRecord) -> list[str]:
+    """Sentences on where what ran differs from what was asked or from the usual: the precision
+    Lightning fell back to, a loss other than the critic family's own."""
+    notes = []
+    if run.precision_requested is not None and run.precision != run.precision_requested:
+        notes.append(
+            f"trainer.precision={run.precision_requested!r} was asked, but Lightning trained in {run.precision!r} "
+            "(its fallback on this device); the numbers are those of the precision that ran."
+        )
+    if run.loss_default is not None and run.loss != run.loss_default:
+        notes.append(
+            f"trained with train.loss={run.loss!r}, set explicitly; critic {run.critic!r} is made for "
+            f"{run.loss_default!r}."
+        )
+    return notes
+
+
+def interval_notes(evaluation: Evaluation) -> list[str]:
+    """A sentence when the interval of the lower bound reaches 0 or below: no evidence that W1 > 0."""
+    bound = evaluation.bound
+    if bound.lo > 0:
+        return []
+    return [
+        f"the {100 * bound.confidence:.0f}% interval of the lower bound, [{bound.lo:.4g}, {bound.hi:.4g}], includes 0: "
+        "no evidence that W1 > 0 (W1 >= 0 always, so a negative lower end says nothing)."
+    ]
 
 
 def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str:
@@ -97,6 +132,9 @@ class Result:
     curve: list[dict[str, float]] = field(default_factory=list)
     empirical_ot_floor_n: Optional[int] = None
     config: dict[str, Any] = field(default_factory=dict)
+    precision: Optional[str] = None
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_evaluation(
@@ -152,6 +190,9 @@ class Result:
             versions=run.versions,
             curve=[ev.row() for ev in curve],
             config=run.config,
+            precision=run.precision,
+            segments=[dict(seg) for seg in run.segments],
+            notes=run_notes(run) + interval_notes(evaluation) + references.notes(),
         )
 
     @property
@@ -184,7 +225,12 @@ class Result:
             ("P", self.p),
             ("Q", self.q),
             ("domain", domain_text(self.shape, self.domain)),
-            ("critic", f"{self.critic} ({self.loss} loss, {self.steps} steps, {self.seconds:.1f} s on {self.device})"),
+            (
+                "critic",
+                f"{self.critic} ({self.loss} loss, {self.steps} steps, {self.seconds:.1f} s on {self.device}"
+                + (f", {self.precision}" if self.precision and self.precision != "32-true" else "")
+                + ")",
+            ),
             (
                 bound_label,
                 f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] "
@@ -195,12 +241,13 @@ class Result:
             # the point value is an estimate of E_P f - E_Q f (<= W1); it lies above W1 about half
             # the time when the critic is near optimal, so the guaranteed statement is the CI's end
             one_sided = 100 * (1 - (1 - conf) / 2)
-            rows.append(
-                (
-                    "W1 at least",
-                    f"{lo:.4f} with {one_sided:.1f}% confidence (lower end of the CI; the value above is an estimate)",
+            if lo > 0:
+                statement = (
+                    f"{lo:.4f} with {one_sided:.1f}% confidence (lower end of the CI; the value above is an estimate)"
                 )
-            )
+            else:  # W1 >= 0 always: a negative end says nothing
+                statement = f"0: no evidence that W1 > 0 (the CI's lower end {lo:.4f} is not above 0)"
+            rows.append(("W1 at least", statement))
         rows += [
             (
                 "held-out E_P f - E_Q f",
@@ -216,7 +263,13 @@ class Result:
         if self.exact_w1 is not None:
             rows.append(("exact W1", f"{self.exact_w1:.4f} ({self.exact_w1_method})"))
         rows += self.references.rows()
+        if len(self.segments) > 1:
+            parts = [
+                f"{seg['from_step']}-{seg['to_step']} ({seg['seconds']:.1f} s, {seg['ended']})" for seg in self.segments
+            ]
+            rows.append(("trained in segments", "steps " + ", ".join(parts)))
         rows.append(("verdict", self.verdict))
+        rows += [("note", note) for note in self.notes]
         return rows
 
     def format_table(self) -> str:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from wdist.config import EvalConfig, TrainConfig
-from wdist.errors import NonFiniteLossError
+from wdist.errors import NonFiniteLossError, NonFiniteSamplesError
 from wdist.evaluation import Evaluation, evaluate
 from wdist.heldout import HeldOutValues
 from wdist.precision import full_precision
@@ -172,13 +172,16 @@ class CriticSystem(pl.LightningModule):
             where.append("the Q samples contain NaN/Inf (a generator producing non-finite output?)")
         step = int(self.global_step) + 1
         here = bool(torch.isfinite(loss))
+        samples_bad = not (p_ok and q_ok)
+        if self.trainer is not None and self.trainer.world_size > 1:  # bad input on any process is bad input
+            samples_bad = bool(self.trainer.strategy.reduce_boolean_decision(samples_bad, all=False))
         if p_ok and q_ok and here:
             what = "the loss is NaN/Inf on another process of the distributed run (its message names the cause)"
         else:
             if p_ok and q_ok:
                 where.append("the samples are finite, so the critic diverged (lower the learning rate?)")
             what = f"the loss is {loss.item()}; {'; '.join(where)}"
-        raise NonFiniteLossError(
+        raise (NonFiniteSamplesError if samples_bad else NonFiniteLossError)(
             f"Training stopped at training step {step} of {self.train_cfg.steps}: {what}. That update "
             "was not applied. The last good checkpoint, if any, is kept (resume from it with --resume "
             "after fixing the cause); no result was written."
@@ -268,7 +271,9 @@ class CriticSystem(pl.LightningModule):
             sides = [f"{n} on the {s} side" for n, s in ((bad_p, "P"), (bad_q, "Q")) if n]
             from_generator = (bad_q and self.q_generator is not None) or (bad_p and self.p_generator is not None)
             hint = "a generator producing non-finite output?" if from_generator else "the critic diverged?"
-            raise NonFiniteLossError(
+            decoded = (self._heldout_on_device or {}).values()  # the generator sides' held-out samples
+            samples_bad = any(not bool(torch.isfinite(x).all()) for x in decoded)
+            raise (NonFiniteSamplesError if samples_bad else NonFiniteLossError)(
                 f"Held-out evaluation stopped at step {int(self.global_step)}: {' and '.join(sides)} of "
                 f"{fp.numel()} critic values are NaN/Inf ({hint}). The last good checkpoint, if any, is "
                 "kept; no result was written."
