@@ -127,7 +127,8 @@ def test_unwritable_output_folder(capsys: pytest.CaptureFixture, tmp_path: Path)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     code, _, err = run(capsys, "estimate", "--config", str(TOY), *FAST, "--out", str(blocker / "run"))
-    assert_clean_error(code, err, str(blocker / "run"), "not writable")
+    assert_clean_error(code, err, str(blocker / "run"), str(blocker), "is an existing file", "not a folder")
+    assert code == 2
 
 
 def test_missing_config_file(capsys: pytest.CaptureFixture) -> None:
@@ -213,3 +214,19 @@ def test_exact_command_states_units_and_writes_them(capsys: pytest.CaptureFixtur
     saved = json.loads((tmp_path / "exact.json").read_text())
     assert saved["shape"] == [128] and saved["domain"] is None and saved["distance"] == "L2"
     assert saved["empirical_ot_floor_n"] == 50
+
+
+def test_exit_codes_tell_bad_input_from_failures_and_signals() -> None:
+    import signal as _signal
+
+    from wdist.cli import exit_code
+    from wdist.config import ConfigError
+    from wdist.errors import NonFiniteLossError, NonFiniteSamplesError, RunInterrupted
+
+    assert exit_code(ConfigError("train.lr")) == 2
+    assert exit_code(FileNotFoundError("x.npy")) == 2
+    assert exit_code(NonFiniteSamplesError("NaN in the Q samples")) == 2  # bad input, as the README says
+    assert exit_code(NonFiniteLossError("the critic diverged on finite samples")) == 1
+    assert exit_code(RuntimeError("a fault of wdist")) == 1
+    assert exit_code(RunInterrupted(_signal.SIGTERM, 12)) == 143
+    assert exit_code(RunInterrupted(_signal.SIGINT)) == exit_code(KeyboardInterrupt()) == 130

@@ -82,7 +82,13 @@ def _checkpoint_steps(folder: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The uninterrupted run every interrupted-and-resumed run is compared with."""
+    return estimate(str(TOY), ARGS, out=tmp_path_factory.mktemp("reference"), quiet=True).to_dict()
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory, reference: dict) -> dict:
     root = tmp_path_factory.mktemp("resume")
     out = root / "run"
     script = root / "slow_cli.py"
@@ -115,7 +121,7 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     state["resumed"] = json.loads(result.read_text())
-    state["reference"] = estimate(str(TOY), ARGS, out=root / "uninterrupted", quiet=True).to_dict()
+    state["reference"] = reference
     return state
 
 
@@ -231,3 +237,144 @@ def test_wgan_gp_resume_is_exact(tmp_path: Path) -> None:
     reference = estimate(str(TOY), gp, out=tmp_path / "reference", quiet=True).to_dict()
     assert resumed["estimate"] == reference["estimate"]
     assert resumed["lipschitz_certificate"] == reference["lipschitz_certificate"]
+
+
+# -- what a resume may change -------------------------------------------------------------------------------
+
+SHORT = [
+    "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "10", "--train.batch_size", "64",
+    "--eval.n_eval", "256", "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
+]  # fmt: skip
+
+
+@pytest.fixture()
+def finished_run(tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    estimate(str(TOY), SHORT, out=out, quiet=True)
+    return out
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(WDIST), *map(str, argv)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800
+    )
+
+
+def test_a_resume_that_changes_the_training_is_refused_and_touches_nothing(finished_run: Path, tmp_path: Path) -> None:
+    before = _snapshot(finished_run)
+    proc = _cli("estimate", "--resume", finished_run, "--train.lr", "0.5", "--train.steps", "40", "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    msg = proc.stderr
+    assert f"Cannot resume {str(finished_run)!r}" in msg
+    assert "train.lr: 0.005 (the run so far) -> 0.5 (now)" in msg
+    assert "train.steps" not in msg.split("would change the training it continues:")[1].split(". A resumed")[0]
+    assert _snapshot(finished_run) == before  # checkpoint, config, result and metrics byte-identical
+
+    # --config with --resume is compared with the run's own config.yaml, not silently ignored
+    other = tmp_path / "other.yaml"
+    other.write_text((REPO / "configs" / "toy" / "three-cones.yaml").read_text())
+    proc = _cli("estimate", "--resume", finished_run, "--config", other, *SHORT, "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert f"--config {other}" in proc.stderr
+    assert "toy.class_path: 'wdist.sources.Translation' (the run so far) -> 'wdist.sources.ThreeCones'" in proc.stderr
+    assert "toy.init_args" not in proc.stderr  # another class: its options are not listed one by one
+    # a shorter run, and a longer one under a learning-rate schedule, are refused too
+    proc = _cli("estimate", "--resume", finished_run, "--train.steps", "10", "--quiet")
+    assert proc.returncode == 2 and "train.steps: 20 -> 10 (a resumed run can only be longer)" in proc.stderr
+    assert _snapshot(finished_run) == before
+
+
+def test_a_longer_resume_finishes_and_records_both_segments(finished_run: Path, tmp_path: Path) -> None:
+    first = json.loads((finished_run / "result.json").read_text())
+    assert [seg["to_step"] for seg in first["segments"]] == [20] and first["segments"][0]["ended"] == "finished"
+    # the run's own config given back with --config is compared and accepted
+    same = tmp_path / "same.yaml"
+    same.write_text((finished_run / "config.yaml").read_text())
+    proc = _cli("estimate", "--resume", finished_run, "--config", same, "--train.steps", "30", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads((finished_run / "result.json").read_text())
+    assert res["steps"] == 30 and [c["step"] for c in res["curve"]] == [10, 20, 30]
+    segs = res["segments"]
+    assert [(s["from_step"], s["to_step"], s["ended"]) for s in segs] == [(0, 20, "finished"), (20, 30, "finished")]
+    assert [s["settings"]["train.steps"] for s in segs] == [20, 30]
+    assert all(s["seconds"] > 0 for s in segs)
+    assert res["seconds"] == pytest.approx(sum(s["seconds"] for s in segs))
+    assert res["config"]["train"]["steps"] == 30  # the config that ran last
+    assert "steps: 30" in (finished_run / "config.yaml").read_text()  # a later --resume continues the longer run
+    assert "trained in segments" in proc.stdout and "0-20" in proc.stdout and "20-30" in proc.stdout
+
+
+# -- SIGTERM / SIGINT ---------------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_with_a_checkpoint_and_resume_finishes(tmp_path: Path, reference: dict) -> None:
+    """A scheduler's SIGTERM after the first checkpoint: exit 143, one line saying where the run
+    stopped and how to resume, no result.json; --resume then finishes it as if never stopped."""
+    out = tmp_path / "run"
+    script = tmp_path / "slow_cli.py"
+    script.write_text(SLOW_CLI)
+    cmd = [sys.executable, str(script), "0.04", "estimate", "--config", str(TOY), "--out", str(out), "--quiet", *ARGS]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not _checkpoint_steps(out / "checkpoints"):  # the run has finitely many steps: this ends
+            assert proc.poll() is None, f"the run ended before the signal:\n{proc.communicate()}"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=1800)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if "stopped by SIGTERM" in line]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    step = int(last["global_step"])
+    assert 10 <= step < 200
+    assert f"after training step {step}; saved a resumable checkpoint" in lines[0]
+    assert f"wdist estimate --resume {out}" in lines[0] and "no result written" in lines[0]
+    assert not (out / "result.json").exists() and not list(out.rglob("*.tmp"))
+
+    resumed = _cli("estimate", "--resume", out, "--quiet")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    res = json.loads((out / "result.json").read_text())
+    assert res["steps"] == 200 and [c["step"] for c in res["curve"]] == [c["step"] for c in reference["curve"]]
+    assert res["lower_bound"] == pytest.approx(reference["lower_bound"], rel=1e-6)
+    assert [(s["to_step"], s["ended"]) for s in res["segments"]] == [(step, "stopped by SIGTERM"), (200, "finished")]
+
+
+class _SignalAt(__import__("pytorch_lightning").Callback):
+    """Sends ``signum`` to this process once ``step`` optimiser steps are done."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_sigint_at_an_evaluated_step_keeps_that_point_of_the_curve(tmp_path: Path, reference: dict) -> None:
+    """SIGINT right after step 100, whose held-out evaluation follows it: the run stops after that
+    evaluation, so the checkpoint holds the point, and the resumed run is the uninterrupted one."""
+    from wdist.errors import RunInterrupted
+
+    out = tmp_path / "run"
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(RunInterrupted) as info:
+        estimate(str(TOY), ARGS, out=out, quiet=True, callbacks=[_SignalAt(100, signal.SIGINT)])
+    stop = info.value
+    assert (stop.signum, stop.step) == (signal.SIGINT, 100)
+    assert stop.checkpoint is not None and Path(stop.checkpoint).name == "last.ckpt"
+    assert signal.getsignal(signal.SIGINT) is handler  # the handler is back
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 100 and [e["step"] for e in ckpt["wdist_evaluations"]] == [50, 100]
+    assert not (out / "result.json").exists()
+    res = estimate(resume=out, quiet=True).to_dict()
+    assert [c["step"] for c in res["curve"]] == [50, 100, 150, 200]
+    for a, b in zip(res["curve"], reference["curve"]):
+        assert a["lower_bound"] == pytest.approx(b["lower_bound"], rel=1e-6)

@@ -65,12 +65,53 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "result": json.loads((out / "result.json").read_text()),
         "records": records,
         "state": state,
+        "home": root,
+        "out": out,
     }
 
 
 def test_offline_without_key_and_says_so(wandb_run: dict) -> None:
     assert "W&B: no API key found" in wandb_run["stderr"] and "logging offline" in wandb_run["stderr"]
     assert wandb_run["state"]["state"] == "finished" and wandb_run["state"]["exit_code"] == 0
+
+
+def test_wandb_files_go_under_out_not_home(wandb_run: dict) -> None:
+    """The W&B service's own debug logs and cache go under <out>/wandb, not into the home folder."""
+    home, out = wandb_run["home"], wandb_run["out"]
+    assert not [p for p in home.rglob("*") if "wandb" in p.name.lower() and out not in p.parents], list(home.rglob("*"))
+    assert list((out / "wandb").rglob("core-debug-*.log"))
+
+
+def test_a_keyless_run_leaves_the_process_environment_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An offline W&B run (no key) used to set WANDB_MODE=offline for the whole process, so a later
+    run in the same process, with a key, stayed offline. Now nothing outlasts the run."""
+    import torch
+
+    from wdist.loggers import wandb_offline
+    from wdist.pipeline import estimate
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    for key in [k for k in os.environ if k.startswith("WANDB_") and k != "WANDB_SILENT"]:
+        monkeypatch.delenv(key)
+    before = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        estimate(
+            str(TOY),
+            ["--logger.kind", "wandb", "--train.steps", "10", "--train.eval_every", "10", "--train.batch_size", "32",
+             "--eval.n_eval", "64", "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0"],
+            out=tmp_path / "out", quiet=True,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert _one_run(tmp_path / "out" / "wandb")
+    after = {k: v for k, v in os.environ.items() if k.startswith("WANDB_") and k != "WANDB_SERVICE"}
+    assert after == before  # no WANDB_MODE, no WANDB_CACHE_DIR left behind (WANDB_SERVICE is wandb's own)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    assert not wandb_offline()  # a later run with a key would go online
 
 
 def test_bound_curve_and_its_interval_are_separate_series(wandb_run: dict) -> None:
