@@ -35,6 +35,12 @@ def export(model: nn.Module) -> nn.Module:
     * :class:`~critics.layers.SOCConv2d` -> ``nn.Sequential`` of ``nn.Conv2d`` computing the
       eval-mode truncated exponential series (see :meth:`SOCConv2d.export
       <critics.layers.SOCConv2d.export>`);
+    * :class:`~critics.layers.AOCConv2d` -> ``nn.Conv2d`` (its stride; certified by its stride-1
+      norm, looser), :class:`~critics.layers.AOLConv2d` -> ``nn.Conv2d``,
+      :class:`~critics.layers.CayleyConv2d` -> a circular ``nn.Conv2d`` with an H x W kernel (for
+      its input size only), :class:`~critics.layers.SLLConv2d` / :class:`~critics.layers.CPLConv2d`
+      -> :class:`~critics.layers.Residual` of plain convolutions and a ReLU (certified as
+      ``1 + product``, looser);
     * :class:`~critics.layers.InvertibleDownsample` -> ``nn.PixelUnshuffle``;
     * any other module carrying a :class:`~critics.parametrizations.BjorckOrthonormal`
       parametrisation: the parametrisation removed, the orthonormalised weight kept.
