@@ -49,8 +49,8 @@ def export(model: nn.Module) -> nn.Module:
     are. Each export reproduces the layer in eval mode (the mode a critic is evaluated and
     certified in); :func:`critics.certify` of the copy is the certificate of plain ``nn.Linear``
     and ``nn.Conv2d`` weights, equal to the original's for every family but SOC (whose export is
-    a product of convolutions, certified as such: a valid, looser bound). The original model is
-    not modified. Returns the copy.
+    a product of convolutions), strided AOC and the residual SLL / CPL blocks (see above): for those
+    a valid, looser bound. The original model is not modified. Returns the copy.
     """
     model = copy.deepcopy(model)
 
