@@ -10,6 +10,10 @@ exact arithmetic up to float64 rounding; it never relies on an iteration having 
   zero-padded convolution is a restriction of that circular one); strides only subsample, which
   cannot increase the norm;
 * parameter-free 1-Lipschitz maps (GroupSort, MaxMin, ReLU, pixel (un)shuffle, flatten): 1;
+* a module with a ``lipschitz_bound(input_shape)`` method certifies itself from the weights it
+  uses: strided AOC convolutions by the FFT of their polyphase kernel, Cayley convolutions by the
+  SVD of every per-frequency matrix, SOC by its series tail, the residual SLL / CPL blocks by
+  ``max(1, 2 rho - 1)`` with their SDP condition checked (:mod:`critics.norms`);
 * the network: the product over a chain of layers (``nn.Sequential``, nested).
 
 This module walks a model and multiplies; the norms themselves are computed in

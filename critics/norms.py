@@ -24,6 +24,9 @@ __all__ = [
     "conv_operator_norm",
     "conv2d_lipschitz_bound",
     "conv2d_frequency_singular_values",
+    "polyphase_kernel",
+    "strided_conv_operator_norm",
+    "residual_sdp_bound",
 ]
 
 
@@ -239,3 +242,117 @@ def conv2d_frequency_singular_values(kernel: Tensor, grid: tuple[int, int]) -> T
     spec = torch.fft.fft2(k, s=tuple(grid))  # (C_out, C_in, h, w), complex128
     mats = spec.permute(2, 3, 0, 1).reshape(-1, k.shape[0], k.shape[1])
     return torch.linalg.svdvals(mats).reshape(-1)
+
+
+def polyphase_kernel(kernel: Tensor, stride: int, offset: int = 0) -> Tensor:
+    r"""The stride-1 kernel on pixel-unshuffled inputs equivalent to a stride-``s`` convolution.
+
+    .. math::
+
+        K'[o, (c, r_h, r_w), q_h, q_w] = K[o, c, s q_h + r_h - e, s q_w + r_w - e],
+        \qquad e = \text{offset} \bmod s
+
+    (zero where the index falls outside the kernel). With :math:`U_s` the pixel unshuffle, the
+    stride-``s`` correlation with :math:`K` of an input padded by ``offset`` pixels before equals,
+    up to a circular shift by whole unshuffled pixels and a permutation of the input channels,
+    the stride-1 correlation with :math:`K'` of :math:`U_s x`: tap :math:`a` of :math:`K` reads
+    pixel :math:`s i + a - \text{offset}`, i.e. phase :math:`(a - \text{offset}) \bmod s` of
+    unshuffled pixel :math:`i + \lfloor (a - \text{offset}) / s \rfloor`. Prepending
+    :math:`e` zero taps makes the phase of tap :math:`a + e` that of :math:`a - \text{offset}`.
+
+    Parameters
+    ----------
+    kernel : (C_out, C_in, k, k) tensor
+    stride : int
+        s >= 1.
+    offset : int
+        Padding before the input, in pixels (only its residue modulo s matters).
+
+    Returns
+    -------
+    (C_out, C_in s^2, ceil((k + e) / s), ceil((k + e) / s)) tensor (a view-free copy).
+    """
+    s = int(stride)
+    e = (-int(offset)) % s
+    co, ci, kh, kw = kernel.shape
+    qh, qw = -(-(kh + e) // s), -(-(kw + e) // s)
+    padded = torch.nn.functional.pad(kernel, (e, qw * s - kw - e, e, qh * s - kh - e))
+    # (co, ci, qh, s, qw, s) -> (co, ci, s, s, qh, qw): phase (r_h, r_w) becomes an input channel
+    return padded.reshape(co, ci, qh, s, qw, s).permute(0, 1, 3, 5, 2, 4).reshape(co, ci * s * s, qh, qw)
+
+
+def strided_conv_operator_norm(
+    kernel: Tensor,
+    stride: int,
+    input_size: tuple[int, int],
+    padding: tuple[int, int] = (0, 0),
+    padding_mode: str = "zeros",
+) -> float:
+    r"""Certified L2 norm of a stride-``s`` convolution (float64, FFT of the polyphase kernel).
+
+    A stride-``s`` correlation is a stride-1 correlation of the pixel-unshuffled input with the
+    polyphase kernel :math:`K'` (:func:`polyphase_kernel`; the unshuffle is orthogonal), so
+
+    * circular padding, ``n_h`` and ``n_w`` divisible by ``s``: the norm is exactly
+      :func:`conv_operator_norm` of :math:`K'` on the :math:`(n_h / s) \times (n_w / s)` grid
+      (whatever the padding amount: it only shifts the output circularly);
+    * zero padding (``padding = (before, after)`` pixels per side): the zero-padded map is a
+      restriction (input embedded in a zero grid, an isometry) followed by a selection of outputs
+      of the circular one on an :math:`N \times N` grid with :math:`N \ge n + k - 1` (no tap
+      wraps around onto the image) rounded up to a multiple of ``s``; its norm is at most that
+      circular one's, computed as above.
+
+    Parameters
+    ----------
+    kernel : (C_out, C_in, k, k) tensor
+    stride : int
+    input_size : (n_h, n_w)
+    padding : (before, after)
+        Pixels padded before and after, in both spatial dimensions.
+    padding_mode : ``"zeros"`` or ``"circular"``
+
+    Returns
+    -------
+    float, in the units of ``kernel``: exact for circular padding, an upper bound for zeros.
+    """
+    s = int(stride)
+    h, w = int(input_size[0]), int(input_size[1])
+    before, after = int(padding[0]), int(padding[1])
+    k = kernel.detach().to(torch.float64)
+    if padding_mode == "circular":
+        if h % s or w % s:
+            raise ValueError(
+                f"strided_conv_operator_norm: circular padding needs the input size {(h, w)} divisible by "
+                f"the stride {s}"
+            )
+        grid = (h // s, w // s)
+    else:
+        span = max(before, after) + k.shape[-1] - 1
+        grid = (-(-(h + span) // s), -(-(w + span) // s))
+    return conv_operator_norm(polyphase_kernel(k, s, before), grid, padding_mode="circular")
+
+
+def residual_sdp_bound(rho: float) -> float:
+    r"""Lipschitz bound of :math:`h(x) = x - 2 W T^{-1} \sigma(W^\top x + b)` from
+    :math:`\rho = \lambda_{\max}(T^{-1/2} W^\top W T^{-1/2})` (:math:`T` positive diagonal,
+    :math:`\sigma` slope-restricted in :math:`[0, 1]`, e.g. ReLU): :math:`\max(1, 2\rho - 1)`.
+
+    Derivation. The Jacobian is :math:`J = I - 2 W T^{-1} \Lambda W^\top` with
+    :math:`\Lambda` diagonal in :math:`[0, 1]` (almost everywhere). With :math:`G = W^\top W`,
+
+    .. math::
+
+        J^\top J - I = -4 W T^{-1} (\Lambda T - \Lambda G \Lambda) T^{-1} W^\top
+        \preceq -4 W T^{-1} \Lambda (T - G) \Lambda T^{-1} W^\top,
+
+    since :math:`\Lambda T - \Lambda T \Lambda = T \Lambda (I - \Lambda) \succeq 0`. So
+    :math:`G \preceq T` (i.e. :math:`\rho \le 1`) gives :math:`\|J\| \le 1`. Otherwise
+    :math:`G \preceq \rho T`, so with :math:`T' = \rho T` the block
+    :math:`h'(x) = x - 2 W T'^{-1} \sigma(W^\top x + b)` is 1-Lipschitz and
+    :math:`h = (1 - \rho)\,\mathrm{id} + \rho h'`, whence
+    :math:`\mathrm{Lip}(h) \le |1 - \rho| + \rho = 2\rho - 1`.
+    """
+    rho = float(rho)
+    if not rho >= 0.0:
+        raise ValueError(f"residual_sdp_bound: rho must be a non-negative number; got {rho!r}")
+    return max(1.0, 2.0 * rho - 1.0)

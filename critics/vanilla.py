@@ -35,6 +35,12 @@ def export(model: nn.Module) -> nn.Module:
     * :class:`~critics.layers.SOCConv2d` -> ``nn.Sequential`` of ``nn.Conv2d`` computing the
       eval-mode truncated exponential series (see :meth:`SOCConv2d.export
       <critics.layers.SOCConv2d.export>`);
+    * :class:`~critics.layers.AOCConv2d` -> ``nn.Conv2d`` (its stride; certified by its stride-1
+      norm, looser), :class:`~critics.layers.AOLConv2d` -> ``nn.Conv2d``,
+      :class:`~critics.layers.CayleyConv2d` -> a circular ``nn.Conv2d`` with an H x W kernel (for
+      its input size only), :class:`~critics.layers.SLLConv2d` / :class:`~critics.layers.CPLConv2d`
+      -> :class:`~critics.layers.Residual` of plain convolutions and a ReLU (certified as
+      ``1 + product``, looser);
     * :class:`~critics.layers.InvertibleDownsample` -> ``nn.PixelUnshuffle``;
     * any other module carrying a :class:`~critics.parametrizations.BjorckOrthonormal`
       parametrisation: the parametrisation removed, the orthonormalised weight kept.
@@ -43,8 +49,8 @@ def export(model: nn.Module) -> nn.Module:
     are. Each export reproduces the layer in eval mode (the mode a critic is evaluated and
     certified in); :func:`critics.certify` of the copy is the certificate of plain ``nn.Linear``
     and ``nn.Conv2d`` weights, equal to the original's for every family but SOC (whose export is
-    a product of convolutions, certified as such: a valid, looser bound). The original model is
-    not modified. Returns the copy.
+    a product of convolutions), strided AOC and the residual SLL / CPL blocks (see above): for those
+    a valid, looser bound. The original model is not modified. Returns the copy.
     """
     model = copy.deepcopy(model)
 

@@ -157,3 +157,21 @@ def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> Non
     assert out_json.is_file()
     body = [ln.split() for ln in out.splitlines()]
     assert {"conv", "bcop", "soc"} <= {ln[0] for ln in body if ln}
+
+
+def test_bench_layers_has_the_modern_families(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    layers = pytest.importorskip("wdist.bench.layers")
+    names = ["conv", "conv-s2", "aoc", "aoc-s2", "cayley", "aol", "sll", "cpl"]
+    out_json = tmp_path / "layers.json"
+    args = ["--channels", "4", "--kernels", "2", "3", "--sizes", "8", "--batch", "2", "--repeats", "1"]
+    code = layers.cli([*args, "--layers", *names, "--out", str(out_json)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = json.loads(out_json.read_text())["rows"]
+    by = {(r["layer"], r["kernel"]): r for r in rows}
+    assert set(by) == {(n, 2) for n in names if n not in ("sll", "cpl")} | {
+        (n, 3) for n in names if n not in ("conv-s2", "aoc-s2")
+    }
+    # stride-2 rows are compared with the plain stride-2 convolution, the others with the stride-1 one
+    assert by[("aoc-s2", 2)]["vs_conv"] == pytest.approx(by[("aoc-s2", 2)]["ms"] / by[("conv-s2", 2)]["ms"])
+    assert by[("sll", 3)]["vs_conv"] == pytest.approx(by[("sll", 3)]["ms"] / by[("conv", 3)]["ms"])

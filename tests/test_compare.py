@@ -76,3 +76,16 @@ def test_compare_rejects_bad_spec(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"critics\[1\] \('b'\)\.options.*widht"):
         compare(data, out=tmp_path)
     assert not (tmp_path / "a").exists()  # nothing was trained
+
+
+def test_every_image_critic_family_is_in_the_full_comparisons() -> None:
+    """digits-all and the CIFAR-10 / STL-10 comparisons list every registered image critic, so a new
+    family joins the comparison when it is registered."""
+    import critics
+
+    image = {name for name in critics.available() if not name.endswith("mlp")}
+    for file in ("digits-all.yaml", "cifar10-lconvnet.yaml", "stl10-lconvnet.yaml"):
+        data = yaml.safe_load((ROOT / "configs" / "compare" / file).read_text())
+        listed = {c["name"] for c in data["critics"]}
+        missing = image - listed - ({"gp-dcgan", "soc-lipconvnet"} if file != "digits-all.yaml" else set())
+        assert not missing, f"{file} lacks {sorted(missing)}"

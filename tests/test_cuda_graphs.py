@@ -1,4 +1,4 @@
-"""CUDA-graph replay of the kernel construction (BCOP, SOC): same kernel, same gradients.
+"""CUDA-graph replay of the kernel construction (BCOP, SOC, AOC, AOL, SLL, CPL): same kernel, same gradients.
 
 On a GPU the construction of a BCOP or SOC kernel is hundreds of tiny kernels; training steps
 replay a captured CUDA graph of it instead (``LipschitzConv2d.cuda_graphs``). The graphed build
@@ -14,7 +14,7 @@ import pickle
 import pytest
 import torch
 
-from critics.layers import BCOPConv2d, SOCConv2d
+from critics.layers import AOCConv2d, AOLConv2d, BCOPConv2d, CPLConv2d, SLLConv2d, SOCConv2d
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -24,6 +24,11 @@ LAYERS = [
     pytest.param(lambda: BCOPConv2d(10, 6, 1), id="bcop-10-6-k1"),
     pytest.param(lambda: SOCConv2d(8, 8, 3), id="soc-8-8-k3"),
     pytest.param(lambda: SOCConv2d(6, 10, 3), id="soc-6-10-k3"),
+    pytest.param(lambda: AOCConv2d(6, 8, 3), id="aoc-6-8-k3"),
+    pytest.param(lambda: AOCConv2d(4, 8, 4, stride=2), id="aoc-4-8-k4-s2"),
+    pytest.param(lambda: AOLConv2d(6, 8, 3), id="aol-6-8-k3"),
+    pytest.param(lambda: SLLConv2d(8, 6, 3), id="sll-8-h6-k3"),
+    pytest.param(lambda: CPLConv2d(8, 8, 3), id="cpl-8-8-k3"),
 ]
 
 

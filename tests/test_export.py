@@ -117,14 +117,21 @@ def test_registered_critic_export(name: str) -> None:
         opt.step()
     model.eval()
     plain = critics.export(model)
-    # only parameter-free activations (and padding) of this package remain
-    assert _wdist_classes(plain) <= {"MaxMin", "GroupSort", "PadToMultiple"}
+    # only parameter-free activations, padding and the residual connection of this package remain
+    assert _wdist_classes(plain) <= {"MaxMin", "GroupSort", "PadToMultiple", "Residual"}
     x = torch.randn(8, *shape)
+    # a Cayley layer exports as one n x n convolution: more float32 rounding than a k x k one
+    atol = 1e-5 if name.startswith("cayley") else 1e-6
     with torch.no_grad():
-        torch.testing.assert_close(plain(x), model(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(plain(x), model(x), rtol=0, atol=atol)
     original, exported = critics.certify(model, shape), critics.certify(plain, shape)
-    if name.startswith("soc"):
-        assert exported > original >= max_gradient_norm(plain, x) - 1e-5
+    if name.startswith(("soc", "aoc", "sll", "cpl")):
+        # exported as a product of convolutions (SOC), a strided nn.Conv2d certified by its stride-1
+        # norm (AOC) or a residual certified as 1 + its branch (SLL, CPL): valid, but looser
+        assert exported >= original - 1e-6
+        if name.startswith("soc"):
+            assert exported > original
+        assert exported >= max_gradient_norm(plain, x) - 1e-5 and original >= max_gradient_norm(model, x) - 1e-5
     else:
         assert exported == pytest.approx(original, abs=1e-6)
     if name != "sn-mlp":  # torch's own spectral_norm parametrisation is not this package's to remove

@@ -7,7 +7,16 @@ import torch
 
 import critics
 
-CONSTRAINED = ["bcop-dcgan", "soc-lipconvnet", "rko-dcgan"]
+CONSTRAINED = [
+    "bcop-dcgan",
+    "soc-lipconvnet",
+    "rko-dcgan",
+    "aoc-dcgan",
+    "cayley-dcgan",
+    "aol-convnet",
+    "sll-convnet",
+    "cpl-convnet",
+]
 ALL = CONSTRAINED + ["ossn-dcgan", "gp-dcgan"]
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 48, 48), (3, 64, 64)]
 

@@ -27,13 +27,25 @@ from torch import nn
 
 from critics._registry import register_critic
 from critics.layers.activations import checked_activation
+from critics.layers.aoc import AOCConv2d
 from critics.layers.bcop import BCOPConv2d
 from critics.layers.bjorck import BjorckLinear
+from critics.layers.cayley import CayleyConv2d
 from critics.layers.downsample import PadToMultiple, strided_conv
 from critics.layers.ossn import OSSNConv2d
 from critics.layers.rko import RKOConv2d
 
-__all__ = ["bcop_dcgan", "rko_dcgan", "ossn_dcgan", "gp_dcgan", "stage_plan", "stage_widths", "default_width"]
+__all__ = [
+    "bcop_dcgan",
+    "rko_dcgan",
+    "ossn_dcgan",
+    "gp_dcgan",
+    "aoc_dcgan",
+    "cayley_dcgan",
+    "stage_plan",
+    "stage_widths",
+    "default_width",
+]
 
 BASE_WIDTHS = (64, 128, 256, 512)
 
@@ -283,3 +295,115 @@ def gp_dcgan(
         ("leakyrelu", "relu"),
         lambda f: nn.Linear(f, 1),
     )
+
+
+@register_critic("aoc-dcgan")
+def aoc_dcgan(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    activation: str = "maxmin",
+    bjorck_iters: int = 30,
+) -> nn.Sequential:
+    r"""The BCOP skeleton with native stride-2 :class:`~critics.layers.AOCConv2d` convolutions.
+
+    .. math::
+
+        f = h \circ \sigma \circ \mathcal{C}^{(2)}_{K_S} \circ \cdots \circ \sigma \circ \mathcal{C}^{(2)}_{K_1}
+
+    with :math:`\mathcal{C}^{(2)}_{K_i}` a kernel-4, stride-2, circular AOC convolution (an
+    explicit 4 x 4 kernel: BCOP 3 x 3 composed with a 2 x 2 stride-2 RKO; orthogonal or
+    semi-orthogonal), :math:`\sigma` MaxMin and :math:`h` a :class:`~critics.layers.BjorckLinear`.
+    Unlike :func:`bcop_dcgan` no pixel unshuffle precedes the convolutions: the stride is the
+    convolution's own. Stages and padding as in the module docstring.
+
+    Lipschitz bound: product of per-layer certificates (exact polyphase-FFT norm per strided
+    conv, SVD for the head), :math:`1 + O(10^{-5})` in float32; L2 on the flattened image.
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Width multiplier (see :func:`bcop_dcgan`).
+    activation : str
+        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    bjorck_iters : int
+        Maximum Björck iterations per training step.
+
+    References
+    ----------
+    .. [1] Boissin et al., "An adaptive orthogonal convolution scheme for efficient and flexible
+       CNN architectures", arXiv:2501.07930 (2025).
+    """
+    name = "aoc-dcgan"
+    return _create_dcgan(
+        name,
+        input_shape,
+        width,
+        lambda i, o: AOCConv2d(i, o, 4, stride=2, bjorck_iters=bjorck_iters),
+        activation,
+        ("groupsort", "relu"),
+        lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
+    )
+
+
+@register_critic("cayley-dcgan")
+def cayley_dcgan(
+    input_shape: tuple[int, ...],
+    width: float | None = None,
+    activation: str = "maxmin",
+    kernel_size: int = 2,
+) -> nn.Sequential:
+    r"""The BCOP skeleton with :class:`~critics.layers.CayleyConv2d` (circular, FFT) convolutions.
+
+    .. math::
+
+        f = h \circ \sigma \circ \mathcal{C}^{\mathrm{Cayley}}_{S} \circ \mathcal{U} \circ \cdots
+            \circ \sigma \circ \mathcal{C}^{\mathrm{Cayley}}_{1} \circ \mathcal{U}
+
+    with :math:`\mathcal{U}` the 2x2 pixel unshuffle and each Cayley convolution orthogonal on
+    the circular grid of its stage (semi-orthogonal when the channels change), :math:`\sigma`
+    MaxMin, :math:`h` a :class:`~critics.layers.BjorckLinear`. Each layer is told its grid, so
+    :func:`critics.export` works before any forward.
+
+    Lipschitz bound: product of per-layer certificates (float64 SVD of every per-frequency
+    matrix used, per Cayley layer; SVD for the head), :math:`1 + O(10^{-6})` in float32; L2.
+
+    Shape
+    -----
+    (N, C, H, W) -> (N, 1)
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    width : float or None
+        Width multiplier (see :func:`bcop_dcgan`).
+    activation : str
+        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    kernel_size : int
+        Of the free kernel on the unshuffled grid (2: the receptive field of a 4 x 4 stride-2
+        convolution).
+
+    References
+    ----------
+    .. [1] Trockman & Kolter, "Orthogonalizing convolutional layers with the Cayley transform",
+       ICLR 2021, arXiv:2104.07167.
+    """
+    name = "cayley-dcgan"
+    model = _create_dcgan(
+        name,
+        input_shape,
+        width,
+        lambda i, o: strided_conv(CayleyConv2d, i, o, 2 * kernel_size, 2),
+        activation,
+        ("groupsort", "relu"),
+        lambda f: BjorckLinear(f, 1),
+    )
+    for (h, w, _), stage in zip(stage_plan(name, input_shape), (m for k, m in model.named_children() if "stage" in k)):
+        for layer in stage.modules():
+            if isinstance(layer, CayleyConv2d):
+                layer.set_input_size(((h + 1) // 2, (w + 1) // 2))
+    return model

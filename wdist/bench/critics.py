@@ -43,7 +43,18 @@ from wdist.bench._timing import describe_device, fmt_or_na, peak_memory_mb, rese
 
 __all__ = ["run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
 
-CRITICS = ("bcop-dcgan", "soc-lipconvnet", "rko-dcgan", "ossn-dcgan", "gp-dcgan")
+CRITICS = (
+    "bcop-dcgan",
+    "soc-lipconvnet",
+    "rko-dcgan",
+    "ossn-dcgan",
+    "gp-dcgan",
+    "aoc-dcgan",
+    "cayley-dcgan",
+    "aol-convnet",
+    "sll-convnet",
+    "cpl-convnet",
+)
 GP_CRITICS = ("gp-dcgan",)
 GP_LAMBDA = 10.0
 

@@ -8,7 +8,15 @@ every step, as during training), a stride-1 C -> C layer on a (batch, C, n, n) i
   every matrix orthonormalised separately by 10 power iterations then 20 first-order Björck
   iterations, projectors from the first C/2 columns of C x C matrices, every step;
 * ``soc``       :class:`critics.layers.SOCConv2d` (odd kernels only; its training terms);
-* ``rko``, ``ossn`` the baselines; ``conv`` a plain ``nn.Conv2d``.
+* ``rko``, ``ossn`` the baselines; ``conv`` a plain ``nn.Conv2d``;
+* ``aoc``       :class:`critics.layers.AOCConv2d` at stride 1 (its construction is BCOP's there);
+* ``aoc-s2``    ``AOCConv2d`` with native stride 2 (even kernels: the explicit kernel of a BCOP
+  convolution of size k - 1 and a 2 x 2 stride-2 RKO), against ``conv-s2``, a plain
+  ``nn.Conv2d`` of the same kernel at stride 2 (its ``/conv`` column is relative to ``conv-s2``);
+* ``cayley``    :class:`critics.layers.CayleyConv2d` (FFT, circular);
+* ``aol``       :class:`critics.layers.AOLConv2d`;
+* ``sll``, ``cpl`` the residual blocks :class:`critics.layers.SLLConv2d`,
+  :class:`critics.layers.CPLConv2d` (odd kernels; two convolutions each).
 
 Reported: median milliseconds over ``repeats`` steps after 3 warm-up steps, the layers of one
 shape taking turns within each repeat (fairer on shared cores), memory (CUDA: peak allocated MiB
@@ -35,13 +43,39 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics.functional import orthogonality_error
-from critics.layers import BCOPConv2d, OSSNConv2d, RKOConv2d, SOCConv2d
+from critics.layers import (
+    AOCConv2d,
+    AOLConv2d,
+    BCOPConv2d,
+    CayleyConv2d,
+    CPLConv2d,
+    OSSNConv2d,
+    RKOConv2d,
+    SLLConv2d,
+    SOCConv2d,
+)
 from critics.layers.conv_base import same_padding
 from wdist.bench._timing import describe_device, peak_memory_mb, reset_peak_memory, synchronize
 
 __all__ = ["run_layer_benchmark", "format_table", "ReferenceBCOPConv2d", "cli"]
 
-LAYERS = ("conv", "bcop", "bcop-ref", "soc", "rko", "ossn")
+LAYERS = (
+    "conv",
+    "bcop",
+    "bcop-ref",
+    "soc",
+    "rko",
+    "ossn",
+    "aoc",
+    "conv-s2",
+    "aoc-s2",
+    "cayley",
+    "aol",
+    "sll",
+    "cpl",
+)
+#: rows timed against the plain stride-2 convolution rather than the stride-1 one
+STRIDE_2 = ("conv-s2", "aoc-s2")
 
 
 class ReferenceBCOPConv2d(nn.Module):
@@ -118,6 +152,20 @@ def _make(name: str, c: int, k: int) -> nn.Module | None:
         return RKOConv2d(c, c, k)
     if name == "ossn":
         return OSSNConv2d(c, c, k)
+    if name == "aoc":
+        return AOCConv2d(c, c, k)
+    if name == "conv-s2":
+        return nn.Conv2d(c, c, k, stride=2, padding=(k - 2) // 2) if k % 2 == 0 else None
+    if name == "aoc-s2":
+        return AOCConv2d(c, c, k, stride=2) if k % 2 == 0 else None
+    if name == "cayley":
+        return CayleyConv2d(c, c, k)
+    if name == "aol":
+        return AOLConv2d(c, c, k)
+    if name == "sll":
+        return SLLConv2d(c, c, k) if k % 2 else None
+    if name == "cpl":
+        return CPLConv2d(c, c, k) if k % 2 else None
     raise ValueError(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
 
 
@@ -153,7 +201,7 @@ def _build(
     if layer is None:
         return None
     layer = layer.to(dev).train()
-    if name == "conv":
+    if name in ("conv", "conv-s2"):
         layer = layer.to(act_dtype)
     return layer, (torch.compile(layer) if compile else layer)
 
@@ -285,8 +333,10 @@ def run_layer_benchmark(
                     for name, row in shape_rows.items():
                         row["mem_mb"] = _cuda_step_memory_mb(name, c, k, x, dev, act_dtype, compile)
                 conv_ms = shape_rows.get("conv", {}).get("ms")
+                conv_s2_ms = shape_rows.get("conv-s2", {}).get("ms")
                 for name, row in shape_rows.items():
-                    row["vs_conv"] = row["ms"] / conv_ms if conv_ms else None
+                    ref = conv_s2_ms if name in STRIDE_2 else conv_ms
+                    row["vs_conv"] = row["ms"] / ref if ref else None
                 if "bcop" in shape_rows and "bcop-ref" in shape_rows:
                     shape_rows["bcop"]["vs_ref"] = shape_rows["bcop-ref"]["ms"] / shape_rows["bcop"]["ms"]
                 if "soc" in shape_rows and conv_ms:

@@ -1,0 +1,61 @@
+"""Every registered critic, built small and trained a few steps, has no gradient norm above its certificate.
+
+Parametrised over ``critics.available()``, so a family registered later is checked too. A
+piecewise-linear critic's gradient is constant on each linear region, so the check samples many
+regions: uniform points in the domain [-1, 1]^D, the training samples themselves, and random
+interpolates between training samples of P and Q (where a critic's gradient matters most).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import critics
+
+POINTS = 768  # per kind of point
+
+
+def small(name: str) -> tuple[tuple[int, ...], dict]:
+    """Input shape and options of a small build of ``name`` (dense critics on R^6, image critics on 1 x 8 x 8)."""
+    if name.endswith("mlp"):
+        return (6,), {"width": 16, "depth": 2}
+    return (1, 8, 8), {"width": 0.25}
+
+
+def gradient_norms(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    return g.flatten(1).norm(dim=1)
+
+
+@pytest.mark.parametrize("name", critics.available())
+def test_no_gradient_norm_exceeds_the_certificate(name: str) -> None:
+    shape, options = small(name)
+    model = critics.build(name, shape, **options)
+    gen = torch.Generator().manual_seed(1)
+    p_train = torch.rand(64, *shape, generator=gen) * 2 - 1
+    q_train = (0.5 * torch.randn(64, *shape, generator=gen) + 0.3).clamp(-1, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    model.train()
+    for step in range(6):
+        idx = torch.randint(64, (16,), generator=gen)
+        loss = model(q_train[idx]).mean() - model(p_train[idx]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    cert = critics.certify(model, shape)
+    t = torch.rand(POINTS, *([1] * len(shape)), generator=gen)
+    a, b = torch.randint(64, (POINTS,), generator=gen), torch.randint(64, (POINTS,), generator=gen)
+    points = torch.cat(
+        (
+            torch.rand(POINTS, *shape, generator=gen) * 2 - 1,  # random in the domain
+            t * p_train[a] + (1 - t) * q_train[b],  # between training samples
+            p_train,
+            q_train,
+        )
+    )
+    worst = float(gradient_norms(model, points).max())
+    assert worst > 0, f"{name}: zero gradient everywhere: nothing was checked"
+    assert worst <= cert * (1 + 1e-5), f"{name}: gradient norm {worst} above its certificate {cert}"
