@@ -2,8 +2,9 @@
 
 Two CPU processes (DDP over gloo) train a critic; the held-out statistics of the saved critic are
 then recomputed in this one process on the same held-out samples and must agree to 1e-6. The
-held-out size (1001) is odd, so the distributed sampler pads one shard with a repeated item that
-the gather must drop.
+held-out sets have unequal sizes (1001 of P, 1500 of Q): the evaluation items have 1501 indices,
+an odd number, so the distributed sampler pads one shard with a repeated index that the gather
+must drop, and the P part ends inside the shards. The train subset is gathered the same way.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ DRIVER = textwrap.dedent(
     """
 )
 
-N_EVAL = 1001  # odd: the DistributedSampler pads rank 1's shard with a copy of item 0
+N_EVAL = 1001  # held-out P samples
+N_EVAL_Q = 1500  # held-out Q samples (more than P: independent samples of unequal sizes)
 
 
 def _env() -> dict[str, str]:
@@ -81,7 +83,8 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "estimate", "--config", str(TOY), "--out", str(out), "--quiet",
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "20",
-        "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.batch_size", "128",
+        "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.n_eval_q", str(N_EVAL_Q),
+        "--eval.batch_size", "128",
         "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800)
@@ -101,9 +104,10 @@ def test_ddp_ranks_exit_cleanly_and_only_rank0_reports(ddp_run: Path) -> None:
     out = ddp_run / "out"
     res = json.loads((out / "result.json").read_text())
     assert res["device"].endswith("x 2 processes")
-    assert res["n_eval"] == N_EVAL
+    assert (res["n_eval_p"], res["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
+    assert (res["n_train_p"], res["n_train_q"]) == (N_EVAL, N_EVAL_Q)
     assert [c["step"] for c in res["curve"]] == [10, 20]
-    assert all(c["n_eval"] == N_EVAL for c in res["curve"])
+    assert all((c["n_eval_p"], c["n_eval_q"]) == (N_EVAL, N_EVAL_Q) for c in res["curve"])
     assert (out / "bound_curve.png").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert not list(out.glob("**/.*.tmp"))
 
@@ -126,17 +130,18 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     trainer.validate(system, datamodule=dm, verbose=False)
     assert system.last_evaluation is not None
     one = system.last_evaluation.row()
-    assert one["n_eval"] == N_EVAL
+    assert (one["n_eval_p"], one["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
     ci = res["ci"]
     for key, ref in [
         ("estimate", res["estimate"]), ("stderr", res["stderr"]), ("estimate_lo", ci["estimate_lo"]),
         ("estimate_hi", ci["estimate_hi"]), ("lower_bound", res["lower_bound"]),
         ("lower_bound_lo", ci["lower_bound_lo"]), ("lower_bound_hi", ci["lower_bound_hi"]),
+        ("train_lower_bound", res["train_lower_bound"]),
     ]:  # fmt: skip
         assert one[key] == pytest.approx(ref, abs=1e-6, rel=0), key
 
-    # 2) independently of the gather code: the critic on every held-out pair, in index order
-    assert dm.heldout is not None and len(dm.heldout) == N_EVAL
+    # 2) independently of the gather code: the critic on every held-out sample, in index order
+    assert dm.heldout is not None and (len(dm.heldout.p), len(dm.heldout.q)) == (N_EVAL, N_EVAL_Q)
     critic = system.critic.eval()
     with torch.no_grad():
         fp = critic(dm.heldout.p).reshape(-1).double()
@@ -145,19 +150,30 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     assert iv.estimate == pytest.approx(res["estimate"], abs=1e-6, rel=0)
     assert iv.stderr == pytest.approx(res["stderr"], abs=1e-6, rel=0)
     assert [iv.lo, iv.hi] == pytest.approx([ci["estimate_lo"], ci["estimate_hi"]], abs=1e-6, rel=0)
+    assert dm.train_items is not None
+    with torch.no_grad():
+        tp = critic(dm.train_items.p).reshape(-1).double()
+        tq = critic(dm.train_items.q).reshape(-1).double()
+    train = mean_difference_interval(tp, tq, confidence=0.95, method=cfg.eval.interval)
+    assert train.estimate / res["lipschitz_certificate"] == pytest.approx(res["train_lower_bound"], abs=1e-6, rel=0)
 
 
 def test_gather_drops_sampler_padding() -> None:
-    """What two ranks hand to the gather for n = 5: rank 1's shard is padded with item 0."""
+    """What two ranks hand to the gather for 5 indices, P having 3 items and Q 5: rank 1's shard is
+    padded with index 0; P's part of rank 1's last batch is empty."""
+    from wdist.data import EvaluationItems
     from wdist.heldout import HeldOutValues
 
-    gathered = HeldOutValues()
-    values = torch.arange(5, dtype=torch.float64) * 10
+    items = EvaluationItems({"p": torch.arange(3.0) * 10, "q": -torch.arange(5.0)})
+    gathered = HeldOutValues(("p", "q"))
     # rank 0: 0, 2, 4 ; rank 1: 1, 3, 0 (padding) -- concatenated as the gather would return them
-    for idx in (torch.tensor([0, 2, 4]), torch.tensor([1, 3, 0])):
-        gathered.update(idx, values[idx], -values[idx])
-    fp, fq = gathered.compute()
-    assert fp.tolist() == values.tolist() and fq.tolist() == (-values).tolist()
+    for shard in ([0, 2, 4], [1, 3, 0]):
+        batch = items.__getitems__(shard)
+        for part, (idx, values) in batch.items():
+            gathered.update(part, idx, values)
+    values = gathered.compute()
+    assert values["p"].tolist() == [0.0, 10.0, 20.0] and values["q"].tolist() == [0.0, -1.0, -2.0, -3.0, -4.0]
+    assert items.__getitems__([4])["p"][0].numel() == 0  # past the end of the P part
 
 
 class _TinyGenerator(LatentSource):
@@ -203,3 +219,8 @@ def test_training_streams_are_rank_distinct_and_restartable() -> None:
     assert torch.equal(resumed[0], first[2][0]) and torch.equal(resumed[1], first[2][1])
     # held-out latents do not depend on the rank or on training
     assert dm.heldout is not None and dm.heldout.p.shape == (16, 3)
+    # the train subset of an infinite side: the latents of process 0's first training batches
+    assert dm.train_items is not None
+    rank0 = TrainingStream(g, g, 8, seed=3, rank=0)
+    assert torch.equal(dm.train_items.p, torch.cat([zp0, rank0.batch(1)[0]]))
+    assert torch.equal(dm.train_items.q, torch.cat([zq0, rank0.batch(1)[1]]))

@@ -69,7 +69,8 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
 
 
 def test_bernstein_interval_uses_an_a_priori_range() -> None:
-    """In [-1, 1]^64 a certified critic has |f(x) - f(y)| <= 1 * 2 * 8: a range known in advance."""
+    """In [-1, 1]^64 a certified critic's values lie in an interval of width 1 * 2 * 8: a range known
+    in advance (each side's; the two-sample bound adds the two sides' deviations)."""
     fast = [
         "--train.steps",
         "6",
@@ -84,4 +85,5 @@ def test_bernstein_interval_uses_an_a_priori_range() -> None:
     bern = wdist.estimate(None, fast + ["--eval.interval", "bernstein"], quiet=True)
     assert bern.estimate == pytest.approx(normal.estimate)
     assert "bernstein" in bern.ci["method"].lower() and "heuristic" not in bern.ci["method"].lower()
+    assert "a-priori range b = 16" in bern.ci["method"]
     assert bern.ci95[0] < normal.ci95[0] and bern.ci95[1] > normal.ci95[1]  # conservative: wider

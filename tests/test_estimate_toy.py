@@ -21,7 +21,13 @@ REQUIRED = {
     "certified",
     "exact_w1",
     "empirical_ot_w1",
-    "n_eval",
+    "n_eval_p",
+    "n_eval_q",
+    "train_lower_bound",
+    "train_ci95",
+    "generalisation_gap",
+    "limited_by",
+    "diagnosis",
     "steps",
     "seconds",
     "device",
@@ -47,6 +53,8 @@ def test_translation_2d_recovers_norm_of_shift(tmp_path: Path) -> None:
     result = wdist.estimate(CONFIGS / "translation-2d.yaml", out=tmp_path, quiet=True)
     assert result.exact_w1 == pytest.approx(2.0)
     _recovers(result, 2.0)
+    # infinite sources: training items are statistically fresh ones, so no generalisation gap
+    assert result.limited_by == "optimisation or capacity", result.diagnosis
     # every number is written, and written completely
     data = json.loads((tmp_path / "result.json").read_text())
     assert REQUIRED <= set(data)
@@ -142,7 +150,11 @@ def test_result_fields_are_the_last_evaluation_bit_for_bit(tmp_path: Path) -> No
     assert [c["step"] for c in data["curve"]] == [20, 30] and last["step"] == data["steps"]
     assert data["lipschitz_certificate"] == last["certificate"]
     assert data["estimate"] == last["estimate"] and data["stderr"] == last["stderr"]
-    assert data["lower_bound"] == last["lower_bound"] and data["n_eval"] == last["n_eval"]
+    assert data["lower_bound"] == last["lower_bound"]
+    assert (data["n_eval_p"], data["n_eval_q"]) == (last["n_eval_p"], last["n_eval_q"]) == (512, 512)
+    # the train-subset diagnosis too
+    assert data["train_lower_bound"] == last["train_lower_bound"] and data["generalisation_gap"] == last["train_gap"]
+    assert (data["n_train_p"], data["n_train_q"]) == (last["n_train_p"], last["n_train_q"]) == (512, 512)
     ci = data["ci"]
     assert ci["confidence"] == 0.9
     assert (ci["estimate_lo"], ci["estimate_hi"]) == (last["estimate_lo"], last["estimate_hi"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import imread
 
 from wdist import plots
 
@@ -33,3 +34,11 @@ def test_plots_are_written(tmp_path: Path) -> None:
     a = plots.plot_bound_curve(CURVE, tmp_path / "a.png", exact_w1=0.4, title=LONG)
     b = plots.plot_comparison([("x seed0", CURVE)], tmp_path / "b.png", exact_w1=0.4, title=LONG)
     assert a.stat().st_size > 1000 and b.stat().st_size > 1000
+
+
+def test_bound_curve_shows_the_train_subset_and_the_gap(tmp_path: Path) -> None:
+    train = {"train_lower_bound": 0.5, "train_lower_bound_lo": 0.45, "train_lower_bound_hi": 0.55, "train_gap": 0.2}
+    plain = plots.plot_bound_curve(CURVE, tmp_path / "plain.png")
+    both = plots.plot_bound_curve([{**c, **train} for c in CURVE], tmp_path / "both.png")
+    # a second panel (the gap) makes the figure taller
+    assert imread(both).shape[0] > imread(plain).shape[0]

@@ -137,7 +137,7 @@ def test_killed_run_left_no_partial_result(killed_and_resumed: dict) -> None:
 
 def test_resumed_run_finishes_like_an_uninterrupted_one(killed_and_resumed: dict) -> None:
     res, ref = killed_and_resumed["resumed"], killed_and_resumed["reference"]
-    assert res["steps"] == 200 and res["n_eval"] == 2048
+    assert res["steps"] == 200 and res["n_eval_p"] == res["n_eval_q"] == 2048
     # the curve keeps the points from before the kill, each step once
     assert [c["step"] for c in res["curve"]] == [50, 100, 150, 200] == [c["step"] for c in ref["curve"]]
     lo, hi = ref["ci95"]
@@ -147,6 +147,8 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(killed_and_resumed: dict
     assert res["lower_bound"] == pytest.approx(ref["lower_bound"], rel=1e-6)
     for a, b in zip(res["curve"], ref["curve"]):
         assert a["lower_bound"] == pytest.approx(b["lower_bound"], rel=1e-6)
+        # the train-subset diagnosis of the points from before the kill came back from the checkpoint
+        assert a["train_lower_bound"] == pytest.approx(b["train_lower_bound"], rel=1e-6)
 
 
 def test_metrics_csv_is_continued_not_replaced(killed_and_resumed: dict) -> None:

@@ -118,7 +118,7 @@ def _rows(results: dict[str, list[Result]]) -> list[dict[str, Any]]:
 def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
     lines = [
         f"P = {ref.p}; Q = {ref.q}; shape {tuple(ref.shape)}, range {ref.domain}, L2 distance; "
-        f"{ref.steps} steps, n_eval = {ref.n_eval}, mean ± std over seeds.",
+        f"{ref.steps} steps, {ref.n_eval_p} + {ref.n_eval_q} held-out samples (P + Q), mean ± std over seeds.",
         "",
         "| critic | loss | certified | W1 lower bound (estimate / L) "
         "| per-seed 95% CI, ends averaged (smallest lower end) | raw estimate E_P f - E_Q f | certificate L (max) "

@@ -105,19 +105,36 @@ class TrainerConfig:
 class EvalConfig:
     """Held-out evaluation and references.
 
-    ``n_eval`` fresh samples of each side, never used in training, give the estimate and its
-    interval (``interval``: ``normal``; ``bernstein``, conservative; ``bootstrap``).
+    Independent held-out samples of each side, never used in training, give the estimate and its
+    interval: ``n_eval_p`` of P and ``n_eval_q`` of Q, each ``n_eval`` when not given (a
+    generator side can afford many more samples than a finite data set can spare; a finite
+    side's size must leave items for training). ``interval``: ``normal`` (Welch t), ``bernstein``
+    (two-sample empirical Bernstein with the certified a-priori range: conservative, a
+    finite-sample guarantee) or ``bootstrap`` (both sides resampled independently); with
+    ``paired`` (equal sizes only) the older one-sample intervals on ``f(x_i) - f(y_i)``.
+    ``train_subset``: also evaluate as many training items of each side, to diagnose whether the
+    bound is limited by generalisation (never reported as the bound).
     ``ot_samples`` samples of each side give the exact empirical OT reference (0 disables it);
     ``ot_floor`` adds the same computation for P against a disjoint sample of P.
     """
 
     n_eval: PositiveInt = 4096
+    n_eval_p: Optional[PositiveInt] = None
+    n_eval_q: Optional[PositiveInt] = None
     batch_size: PositiveInt = 1024
     confidence: ClosedUnitInterval = 0.95
     interval: Literal["normal", "bernstein", "bootstrap"] = "normal"
+    paired: bool = False
+    train_subset: bool = True
     ot_samples: NonNegativeInt = 2000
     ot_floor: bool = True
     empirical_lipschitz_samples: NonNegativeInt = 512
+
+    def sizes(self) -> tuple[int, int]:
+        """``(n_eval_p, n_eval_q)``: the held-out sizes of P and Q, ``n_eval`` where not given."""
+        n_p = self.n_eval if self.n_eval_p is None else self.n_eval_p
+        n_q = self.n_eval if self.n_eval_q is None else self.n_eval_q
+        return int(n_p), int(n_q)
 
 
 @dataclass
@@ -245,10 +262,19 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
             "'q: {class_path: Generator, init_args: {name: digits/wgan-gp-8}}')."
         )
     check_critic(cfg.critic.name, cfg.critic.options)
-    if cfg.eval.n_eval < 2:
+    for key in ("n_eval", "n_eval_p", "n_eval_q"):
+        n = getattr(cfg.eval, key)
+        if n is not None and n < 2:
+            raise ConfigError(
+                f"Invalid configuration: eval.{key} must be at least 2 (a confidence interval needs two held-out "
+                f"samples of each side; thousands are usual); got {n}."
+            )
+    n_p, n_q = cfg.eval.sizes()
+    if cfg.eval.paired and n_p != n_q:
         raise ConfigError(
-            f"Invalid configuration: eval.n_eval must be at least 2 (a confidence interval needs two held-out "
-            f"pairs; thousands are usual); got {cfg.eval.n_eval}."
+            f"Invalid configuration: eval.paired pairs the held-out samples of P and Q index by index, so their "
+            f"sizes must be equal; got {n_p} (P) and {n_q} (Q). Set eval.paired false (the two-sample intervals "
+            "allow unequal sizes) or give equal eval.n_eval_p and eval.n_eval_q."
         )
     if not 0.0 < cfg.eval.confidence < 1.0:
         raise ConfigError(f"Invalid configuration: eval.confidence must be in (0, 1); got {cfg.eval.confidence}.")

@@ -1,17 +1,24 @@
-"""The data module: training streams of (P, Q) batches and a fixed held-out set, for any sources.
+"""The data module: training streams of (P, Q) batches, a fixed held-out set and a train subset.
 
 * Finite data sets are split once: training draws from one part, the held-out set is the other.
 * Analytic samplers and generators are infinite: the held-out samples (or, for generators, the
   latent vectors) are drawn once from a seed stream that training never uses.
+* The held-out P and Q sets are independent samples whose sizes may differ (``eval.n_eval_p``,
+  ``eval.n_eval_q``): a generator side can afford many more samples than a finite data set.
+* The train subset holds, for each side, as many items the critic is trained on as the side has
+  held-out samples (:meth:`PairDataModule.train_subset`); evaluated with the held-out set, it
+  tells whether the bound is limited by generalisation.
 * A generator side carries latent vectors through the loaders; the training system decodes them
   on its own device, so sampling happens where the critic is.
 
-The held-out set is indexed, so under DDP each process evaluates a shard and the per-sample values
-are gathered and de-duplicated by index: the statistics do not depend on the number of processes.
+The evaluation items are indexed, so under DDP each process evaluates a shard and the per-sample
+values are gathered and de-duplicated by index: the statistics do not depend on the number of
+processes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import pytorch_lightning as pl
@@ -19,10 +26,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from wdist.seeds import HELDOUT_OFFSET, batch_seed, generator
+from wdist.seeds import HELDOUT_OFFSET, TRAIN_SUBSET_OFFSET, batch_seed, generator
 from wdist.sources import FiniteSource, LatentSource, Source, SourceError
 
-__all__ = ["PairDataModule", "HeldOutPairs", "TrainingStream"]
+__all__ = ["PairDataModule", "SidePair", "EvaluationItems", "PARTS", "TrainingStream"]
 
 
 def _draw(source: Source, n: int, generator: torch.Generator) -> Tensor:
@@ -63,33 +70,60 @@ class TrainingStream(IterableDataset):
             index += 1
 
 
-class HeldOutPairs(Dataset):
-    """``n`` fixed held-out pairs ``(index, p_i, q_i)`` (samples or latent vectors)."""
+@dataclass(frozen=True)
+class SidePair:
+    """One set of items of each side: samples, or latent vectors for a generator side (CPU tensors).
 
-    def __init__(self, p: Tensor, q: Tensor) -> None:
-        if p.shape[0] != q.shape[0]:
-            raise ValueError(f"held-out sets differ in size: {p.shape[0]} vs {q.shape[0]}")
-        self.p, self.q = p, q
+    The two sides are independent samples and may differ in size.
+    """
+
+    p: Tensor
+    q: Tensor
+
+
+#: The parts of an evaluation, in the order the critic sees them: the held-out samples of P and Q,
+#: and the train subsets of P and Q (:meth:`PairDataModule.train_subset`).
+PARTS = ("p", "q", "p_train", "q_train")
+
+
+class EvaluationItems(Dataset):
+    """Every item one evaluation runs the critic on, indexed so that processes can share the work.
+
+    ``parts`` maps names of :data:`PARTS` to tensors of possibly different lengths. The data set
+    has ``max(lengths)`` indices; index ``i`` stands for item ``i`` of every part that has one, so
+    a (distributed) sampler over the indices covers every item of every part, and the gathered
+    values can be de-duplicated by (part, index). A batch is a dict ``part -> (indices, items)``.
+    """
+
+    def __init__(self, parts: dict[str, Tensor]) -> None:
+        unknown = sorted(set(parts) - set(PARTS))
+        if unknown:
+            raise ValueError(f"unknown evaluation part(s) {unknown}; the parts are {PARTS}")
+        self.parts = {name: parts[name] for name in PARTS if name in parts}
 
     def __len__(self) -> int:
-        return int(self.p.shape[0])
+        return max((int(t.shape[0]) for t in self.parts.values()), default=0)
 
-    def __getitem__(self, i: int) -> tuple[int, Tensor, Tensor]:
-        return i, self.p[i], self.q[i]
+    def __getitem__(self, i: int) -> dict[str, tuple[Tensor, Tensor]]:
+        return self.__getitems__([i])
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    def __getitems__(self, indices: list[int]) -> dict[str, tuple[Tensor, Tensor]]:
         """A whole batch by slicing (the DataLoader's batched fetch): no per-item Python loop."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return idx, self.p[idx], self.q[idx]
+        batch = {}
+        for name, items in self.parts.items():
+            mine = idx[idx < items.shape[0]]
+            batch[name] = (mine, items[mine])
+        return batch
 
 
-def _batch_as_is(batch: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """Collate for :meth:`HeldOutPairs.__getitems__`, which already returns a batch."""
+def _batch_as_is(batch: dict[str, tuple[Tensor, Tensor]]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Collate for :meth:`EvaluationItems.__getitems__`, which already returns a batch."""
     return batch
 
 
 class PairDataModule(pl.LightningDataModule):
-    """Training streams and the held-out set for sources P and Q.
+    """Training streams, the held-out set and the train subset for sources P and Q.
 
     Parameters
     ----------
@@ -98,44 +132,116 @@ class PairDataModule(pl.LightningDataModule):
     batch_size : int
         Training batch per process.
     n_eval : int
-        Size of the held-out set (per side). For a finite source it must be smaller than the data
-        set, since the two parts must not share items.
+        Size of the held-out set of each side whose own size is not given. For a finite source it
+        must be smaller than the data set, since the two parts must not share items.
     eval_batch_size : int
-        Held-out batch per process.
+        Indices per held-out batch and process (each index carries an item of every part).
     seed : int
-        Seeds the training streams (with the rank) and the held-out draw.
+        Seeds the training streams (with the rank), the held-out draw and the train subset.
+    n_eval_p, n_eval_q : int, optional
+        Held-out sizes of P and Q when they differ from ``n_eval`` (a generator side can afford
+        many more samples than a finite data set can spare).
+    train_subset : bool
+        Also evaluate a train subset of the same sizes (:meth:`train_subset`).
+
+    Attributes
+    ----------
+    heldout : SidePair
+        Held-out samples (latents for a generator side), drawn once; never used in training.
+    train_items : SidePair or None
+        The train subset (see :meth:`train_subset`).
     """
 
     def __init__(
-        self, p: Source, q: Source, batch_size: int, n_eval: int, eval_batch_size: int = 1024, seed: int = 0
+        self,
+        p: Source,
+        q: Source,
+        batch_size: int,
+        n_eval: int,
+        eval_batch_size: int = 1024,
+        seed: int = 0,
+        n_eval_p: Optional[int] = None,
+        n_eval_q: Optional[int] = None,
+        train_subset: bool = True,
     ) -> None:
         super().__init__()
         self.p_all, self.q_all = p, q
         self.batch_size, self.n_eval, self.eval_batch_size, self.seed = batch_size, n_eval, eval_batch_size, seed
+        self.n_eval_p = int(n_eval if n_eval_p is None else n_eval_p)
+        self.n_eval_q = int(n_eval if n_eval_q is None else n_eval_q)
+        self._size_keys = {
+            "P": "eval.n_eval" if n_eval_p is None else "eval.n_eval_p",
+            "Q": "eval.n_eval" if n_eval_q is None else "eval.n_eval_q",
+        }
+        self.with_train_subset = bool(train_subset)
         self.p_train: Optional[Source] = None
         self.q_train: Optional[Source] = None
-        self.heldout: Optional[HeldOutPairs] = None
+        self.heldout: Optional[SidePair] = None
+        self.train_items: Optional[SidePair] = None
 
-    def _split(self, source: Source, gen: torch.Generator, side: str) -> tuple[Source, Tensor]:
+    def _split(self, source: Source, n: int, gen: torch.Generator, side: str) -> tuple[Source, Tensor]:
         if isinstance(source, FiniteSource):
-            if self.n_eval >= len(source):
+            if n >= len(source):
+                key = self._size_keys[side]
                 raise SourceError(
-                    f"eval.n_eval = {self.n_eval} held-out samples requested, but {side} = {source.describe()} "
-                    f"has only {len(source)} items and training needs some of them; set eval.n_eval below "
-                    f"{len(source)} (e.g. {max(1, len(source) // 4)})."
+                    f"{key} = {n} held-out samples requested, but {side} = {source.describe()} has only "
+                    f"{len(source)} items and training needs some of them; set {key} below {len(source)} "
+                    f"(e.g. {max(1, len(source) // 4)})."
                 )
-            return source.split(self.n_eval, gen)
-        return source, _draw(source, self.n_eval, gen)
+            return source.split(n, gen)
+        return source, _draw(source, n, gen)
+
+    def train_subset(self) -> SidePair:
+        """Items of each side the critic is trained on, as many as the side's held-out samples.
+
+        * A finite side (a data set): ``n`` distinct items of its training part, a uniform subset
+          drawn from the seed stream ``seed + TRAIN_SUBSET_OFFSET`` (all of the training part when
+          it has fewer than ``n`` items). Training samples the training part uniformly, so this
+          subset estimates the objective the critic is fitted to.
+        * An infinite side (an analytic sampler or a generator): the first ``n`` items of the
+          training batches ``0, 1, ...`` of process 0, re-drawn from their seeds: exactly the
+          samples (for a generator, the latent vectors) of its first training steps. A sample
+          seen once is statistically a fresh one, so such a side adds no gap beyond sampling
+          error; the gap measures how far the critic fits a finite training part rather than its
+          distribution.
+
+        Held-out items are never in it: a finite source's training part excludes them, and the
+        training streams do not use the held-out seed stream.
+        """
+        assert self.p_train is not None and self.q_train is not None
+        sizes = {"p": self.n_eval_p, "q": self.n_eval_q}
+        sources = {"p": self.p_train, "q": self.q_train}
+        infinite = [side for side, src in sources.items() if not isinstance(src, FiniteSource)]
+        n_batches = max((-(-sizes[side] // self.batch_size) for side in infinite), default=0)
+        stream = TrainingStream(self.p_train, self.q_train, self.batch_size, self.seed, rank=0)
+        batches = [stream.batch(i) for i in range(n_batches)]
+        gen = generator(self.seed, TRAIN_SUBSET_OFFSET)
+        items = {}
+        for k, (side, src) in enumerate(sources.items()):
+            if isinstance(src, FiniteSource):
+                items[side] = src.data[torch.randperm(len(src), generator=gen)[: sizes[side]]]
+            else:
+                items[side] = torch.cat([b[k] for b in batches])[: sizes[side]]
+        return SidePair(items["p"], items["q"])
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.heldout is not None:
             return
         gen = generator(self.seed, HELDOUT_OFFSET)
-        self.p_train, p_eval = self._split(self.p_all, gen, "P")
-        self.q_train, q_eval = self._split(self.q_all, gen, "Q")
+        self.p_train, p_eval = self._split(self.p_all, self.n_eval_p, gen, "P")
+        self.q_train, q_eval = self._split(self.q_all, self.n_eval_q, gen, "Q")
         _check_finite(p_eval, f"P ({self.p_all.describe()}) held-out samples")
         _check_finite(q_eval, f"Q ({self.q_all.describe()}) held-out samples")
-        self.heldout = HeldOutPairs(p_eval, q_eval)
+        self.heldout = SidePair(p_eval, q_eval)
+        self.train_items = self.train_subset() if self.with_train_subset else None
+
+    def evaluation_items(self) -> EvaluationItems:
+        """The held-out set and (when on) the train subset, as one indexed data set."""
+        assert self.heldout is not None
+        parts = {"p": self.heldout.p, "q": self.heldout.q}
+        if self.train_items is not None:
+            parts.update(p_train=self.train_items.p, q_train=self.train_items.q)
+        return EvaluationItems(parts)
 
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -158,7 +264,7 @@ class PairDataModule(pl.LightningDataModule):
         return DataLoader(stream, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
-        assert self.heldout is not None
         return DataLoader(
-            self.heldout, batch_size=self.eval_batch_size, shuffle=False, num_workers=0, collate_fn=_batch_as_is
-        )
+            self.evaluation_items(), batch_size=self.eval_batch_size, shuffle=False, num_workers=0,
+            collate_fn=_batch_as_is,
+        )  # fmt: skip

@@ -1,19 +1,26 @@
 r"""One held-out evaluation of a critic, as a value: computed once, then passed on.
 
 At a training step the critic :math:`f` is evaluated on the held-out samples
-:math:`x_1..x_n \sim P`, :math:`y_1..y_n \sim Q` (never used in training); its weights are
-certified, :math:`\mathrm{Lip}(f) \le L`; and
+:math:`x_1..x_{n_P} \sim P`, :math:`y_1..y_{n_Q} \sim Q` (never used in training, independent, of
+possibly different sizes); its weights are certified, :math:`\mathrm{Lip}(f) \le L`; and
 
 .. math::
 
-    \hat\Delta = \frac1n \sum_i f(x_i) - f(y_i), \qquad
+    \hat\Delta = \frac1{n_P} \sum_i f(x_i) - \frac1{n_Q} \sum_j f(y_j), \qquad
     \text{lower bound} = \hat\Delta / L \;\; (\le W_1(P, Q) \text{ in expectation}),
 
 with a confidence interval for :math:`\mathbb E_P f - \mathbb E_Q f` (critic units) and the same
 interval divided by :math:`L` (W1 units: Euclidean distance on the flattened samples, in the
-sources' domain). :func:`evaluate` computes all of it once; the training system keeps the list of
-evaluations (the bound curve), and the run's :class:`~wdist.results.Result` is built from the last
-one without recomputing anything.
+sources' domain).
+
+The same statistic is computed on a fixed *train subset* (items of the training part, see
+:mod:`wdist.data`): it is not a bound (the critic was fitted to those items), only a diagnosis.
+When it lies clearly above the held-out value the bound is limited by generalisation; when the two
+agree, by optimisation or capacity (:func:`diagnose`).
+
+:func:`evaluate` computes all of it once; the training system keeps the list of evaluations (the
+bound curve), and the run's :class:`~wdist.results.Result` is built from the last one without
+recomputing anything.
 """
 
 from __future__ import annotations
@@ -28,35 +35,81 @@ import critics
 from critics.certificates import LayerCertificate
 from wdist.stats import Interval, mean_difference_interval, scale_interval
 
-__all__ = ["Evaluation", "evaluate", "difference_range", "CERTIFIED_TOLERANCE"]
+__all__ = ["Evaluation", "evaluate", "critic_value_range", "diagnose", "CERTIFIED_TOLERANCE"]
 
 #: A certificate ``L <= 1 + CERTIFIED_TOLERANCE`` makes the raw held-out estimate itself a bound.
 CERTIFIED_TOLERANCE = 1e-3
 
 
-def difference_range(certificate: float, domain: Optional[tuple[float, float]], dim: int) -> Optional[float]:
-    r"""An a-priori width of an interval holding every :math:`d_i = f(x_i) - f(y_i)`, or ``None``.
+def critic_value_range(certificate: float, domain: Optional[tuple[float, float]], dim: int) -> Optional[float]:
+    r"""An a-priori width of an interval holding every critic value :math:`f(x)`, or ``None``.
 
     For samples in a bounded domain :math:`[lo, hi]^D` and a certified :math:`\mathrm{Lip}(f) \le L`,
-    :math:`|d_i| \le L \|x_i - y_i\| \le L (hi - lo) \sqrt D`, so :math:`d_i` lies in an interval of
-    width :math:`2 L (hi - lo) \sqrt D` (critic units). Loose, but known before looking at the data,
-    as the empirical Bernstein bound requires. Unbounded (toy) domains have none.
+    :math:`|f(x) - f(x')| \le L \|x - x'\| \le L (hi - lo) \sqrt D` for any two points of the domain,
+    so all values of :math:`f` on it lie in an interval of width :math:`L (hi - lo) \sqrt D`
+    (critic units; the differences :math:`f(x) - f(y)` in one of twice that width). Loose, but
+    known before looking at the data, as the empirical Bernstein bound requires. Unbounded (toy)
+    domains have none.
     """
     if domain is None:
         return None
-    return 2.0 * float(certificate) * (domain[1] - domain[0]) * math.sqrt(dim)
+    return float(certificate) * (domain[1] - domain[0]) * math.sqrt(dim)
+
+
+#: What :func:`diagnose` can conclude (``Evaluation.limited_by``).
+LIMITED_BY = ("generalisation", "optimisation or capacity", "unclear", "unknown")
+
+
+def diagnose(heldout: Interval, train: Optional[Interval]) -> tuple[str, str]:
+    """What limits the held-out bound, from the 95% intervals of the held-out and train-subset bounds.
+
+    Returns ``(limited_by, sentence)``; ``limited_by`` is one of :data:`LIMITED_BY`:
+
+    * ``generalisation``: the train-subset interval lies entirely above the held-out one (the
+      critic scores the items it was fitted to clearly higher than fresh ones);
+    * ``optimisation or capacity``: the two intervals overlap (train and held-out agree within
+      sampling error), so fitting the training items better is what would raise the bound;
+    * ``unclear``: the held-out interval lies entirely above the train-subset one (not expected
+      from fitting; e.g. a split that is not random);
+    * ``unknown``: no train-subset evaluation.
+
+    Two 95% intervals that do not overlap is a conservative test of a difference (the two sets of
+    items are disjoint and independent).
+    """
+    if train is None:
+        return "unknown", "no train-subset evaluation (an evaluation restored from an older checkpoint)"
+    gap = train.estimate - heldout.estimate
+    both = (
+        f"train subset {train.estimate:.4g} [{train.lo:.4g}, {train.hi:.4g}] vs held-out {heldout.estimate:.4g} "
+        f"[{heldout.lo:.4g}, {heldout.hi:.4g}], gap {gap:+.4g}"
+    )
+    if train.lo > heldout.hi:
+        return "generalisation", (
+            f"limited by generalisation: the critic scores its training items clearly higher than held-out ones "
+            f"({both}; 95% intervals apart); more training data, a smaller critic or fewer steps may help"
+        )
+    if heldout.lo > train.hi:
+        return "unclear", (
+            f"unclear: held-out items score clearly higher than training items ({both}; 95% intervals apart), "
+            "which fitting does not explain (is the train/held-out split random?)"
+        )
+    return "optimisation or capacity", (
+        f"limited by optimisation or capacity, not generalisation: train and held-out agree within their 95% "
+        f"intervals ({both}); more steps, a wider critic or another layer family may raise it"
+    )
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The held-out evaluation of the critic at one training step.
+    """The held-out evaluation of the critic at one training step, with its train-subset diagnosis.
 
     Attributes
     ----------
     step : int
         Optimiser steps taken when the critic was evaluated.
     interval : Interval
-        :math:`\\mathbb E_P f - \\mathbb E_Q f` with its interval at the run's confidence (critic units).
+        :math:`\\mathbb E_P f - \\mathbb E_Q f` with its interval at the run's confidence (critic
+        units), from the held-out samples.
     bound : Interval
         ``interval`` divided by the certificate: the lower-bound estimate and its interval (W1 units).
     bound95 : Interval
@@ -66,10 +119,16 @@ class Evaluation:
     certificate_layers : tuple of LayerCertificate
         The per-layer factors.
     value_range : float or None
-        The a-priori range of the differences used by Bernstein intervals (:func:`difference_range`).
-    fp, fq : (n,) float64 tensors or None
+        The a-priori width of an interval holding every critic value, used by Bernstein intervals
+        (:func:`critic_value_range`).
+    train_interval, train_bound, train_bound95 : Interval or None
+        The same three statistics on the train subset (items the critic was trained on): *not* a
+        bound, a diagnosis only (:func:`diagnose`). ``None`` for an evaluation without one.
+    fp, fq : (n_P,), (n_Q,) float64 tensors or None
         Per-sample critic values on the held-out P and Q samples, in index order (``None`` for an
         evaluation restored from a checkpoint).
+    fp_train, fq_train : float64 tensors or None
+        The same on the train subset.
     """
 
     step: int
@@ -79,22 +138,41 @@ class Evaluation:
     certificate: float
     certificate_layers: tuple[LayerCertificate, ...]
     value_range: Optional[float]
+    train_interval: Optional[Interval] = None
+    train_bound: Optional[Interval] = None
+    train_bound95: Optional[Interval] = None
     fp: Optional[Tensor] = field(default=None, repr=False, compare=False)
     fq: Optional[Tensor] = field(default=None, repr=False, compare=False)
+    fp_train: Optional[Tensor] = field(default=None, repr=False, compare=False)
+    fq_train: Optional[Tensor] = field(default=None, repr=False, compare=False)
 
     @property
-    def n_eval(self) -> int:
-        """Held-out pairs the statistics use."""
-        return int(self.interval.n)
+    def n_eval_p(self) -> int:
+        """Held-out P samples the statistics use."""
+        return int(self.interval.n_p)
+
+    @property
+    def n_eval_q(self) -> int:
+        """Held-out Q samples the statistics use."""
+        return int(self.interval.n_q)
 
     @property
     def certified(self) -> bool:
         """Whether ``certificate <= 1 + CERTIFIED_TOLERANCE`` (the raw estimate is then a bound)."""
         return self.certificate <= 1.0 + CERTIFIED_TOLERANCE
 
-    def row(self) -> dict[str, float]:
-        """One point of the bound curve (plain numbers, as written to result.json and the loggers)."""
-        return {
+    @property
+    def diagnosis(self) -> tuple[str, str]:
+        """``(limited_by, sentence)`` of :func:`diagnose` on the 95% intervals of the two bounds."""
+        return diagnose(self.bound95, self.train_bound95)
+
+    def row(self) -> dict[str, Any]:
+        """One point of the bound curve (plain numbers, as written to result.json and the loggers).
+
+        The ``train_*`` keys (present when the evaluation has a train subset) are the diagnosis, not
+        a bound; ``train_gap`` is ``train_lower_bound - lower_bound`` (W1 units).
+        """
+        row: dict[str, Any] = {
             "step": int(self.step),
             "estimate": float(self.interval.estimate),
             "stderr": float(self.interval.stderr),
@@ -104,11 +182,27 @@ class Evaluation:
             "lower_bound": float(self.bound.estimate),
             "lower_bound_lo": float(self.bound.lo),
             "lower_bound_hi": float(self.bound.hi),
-            "n_eval": int(self.n_eval),
+            "n_eval_p": self.n_eval_p,
+            "n_eval_q": self.n_eval_q,
         }
+        if self.train_interval is not None and self.train_bound is not None:
+            row.update(
+                train_estimate=float(self.train_interval.estimate),
+                train_lower_bound=float(self.train_bound.estimate),
+                train_lower_bound_lo=float(self.train_bound.lo),
+                train_lower_bound_hi=float(self.train_bound.hi),
+                train_gap=float(self.train_bound.estimate - self.bound.estimate),
+                n_train_p=int(self.train_interval.n_p),
+                n_train_q=int(self.train_interval.n_q),
+            )
+        return row
 
     def state(self) -> dict[str, Any]:
         """Everything but the per-sample values, in plain Python types (for checkpoints)."""
+
+        def plain(iv: Optional[Interval]) -> Optional[dict[str, Any]]:
+            return None if iv is None else asdict(iv)
+
         return {
             "step": int(self.step),
             "interval": asdict(self.interval),
@@ -118,24 +212,42 @@ class Evaluation:
             "certificate_layers": [
                 {**asdict(layer), "input_shape": list(layer.input_shape)} for layer in self.certificate_layers
             ],
-            "value_range": self.value_range,
+            "critic_value_range": self.value_range,
+            "train_interval": plain(self.train_interval),
+            "train_bound": plain(self.train_bound),
+            "train_bound95": plain(self.train_bound95),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Evaluation":
-        """The inverse of :meth:`state` (no per-sample values)."""
+        """The inverse of :meth:`state` (no per-sample values).
+
+        A state without ``critic_value_range`` holds the older ``value_range`` of the paired
+        differences, twice the width of the critic values.
+        """
         layers = tuple(
             LayerCertificate(d["name"], d["kind"], tuple(d["input_shape"]), float(d["bound"]))
             for d in state["certificate_layers"]
         )
+        if "critic_value_range" in state:
+            value_range = state["critic_value_range"]
+        else:
+            value_range = None if state.get("value_range") is None else state["value_range"] / 2.0
+
+        def interval(key: str) -> Optional[Interval]:
+            return None if state.get(key) is None else Interval.from_dict(state[key])
+
         return cls(
             step=int(state["step"]),
-            interval=Interval(**state["interval"]),
-            bound=Interval(**state["bound"]),
-            bound95=Interval(**state["bound95"]),
+            interval=Interval.from_dict(state["interval"]),
+            bound=Interval.from_dict(state["bound"]),
+            bound95=Interval.from_dict(state["bound95"]),
             certificate=float(state["certificate"]),
             certificate_layers=layers,
-            value_range=state["value_range"],
+            value_range=value_range,
+            train_interval=interval("train_interval"),
+            train_bound=interval("train_bound"),
+            train_bound95=interval("train_bound95"),
         )
 
 
@@ -148,13 +260,17 @@ def evaluate(
     confidence: float = 0.95,
     method: str = "normal",
     domain: Optional[tuple[float, float]] = None,
+    paired: bool = False,
+    fp_train: Optional[Tensor] = None,
+    fq_train: Optional[Tensor] = None,
 ) -> Evaluation:
-    """The evaluation of a critic from its per-sample held-out values.
+    """The evaluation of a critic from its per-sample held-out (and train-subset) values.
 
     Certifies ``critic`` (:func:`critics.certificate_report`, on the weights as they are now),
-    derives the a-priori range of the differences from the certificate and the domain, and computes
+    derives the a-priori range of its values from the certificate and the domain, and computes
     the interval of :math:`\\mathbb E_P f - \\mathbb E_Q f` and its division by the certificate, at
-    ``confidence`` and at 95%. See :func:`wdist.stats.mean_difference_interval` for ``method``.
+    ``confidence`` and at 95%, on the held-out values and, when given, on the train-subset values.
+    See :func:`wdist.stats.mean_difference_interval` for ``method`` and ``paired``.
 
     Parameters
     ----------
@@ -162,25 +278,44 @@ def evaluate(
         The critic whose values ``fp``, ``fq`` are.
     input_shape : tuple of int
         Shape of one sample (the certificate depends on the spatial size).
-    fp, fq : (n,) tensors
+    fp, fq : (n_P,), (n_Q,) tensors
         Critic values on the held-out samples of P and of Q.
     step : int
         The training step.
-    confidence, method, domain
-        Interval confidence and method; the sources' value range (``None``: unbounded).
+    confidence, method, domain, paired
+        Interval confidence, method and pairing; the sources' value range (``None``: unbounded).
+    fp_train, fq_train : tensors, optional
+        Critic values on the train subsets of P and Q (both or neither). With ``paired`` the
+        longer one is cut to the length of the shorter (a finite training part can be smaller
+        than the held-out size).
     """
     report = critics.certificate_report(critic, input_shape)
     cert = float(report.total)
-    value_range = difference_range(cert, domain, math.prod(input_shape))
+    value_range = critic_value_range(cert, domain, math.prod(input_shape))
     fp, fq = fp.detach().double().cpu(), fq.detach().double().cpu()
-    raw = mean_difference_interval(fp, fq, confidence=confidence, method=method, value_range=value_range)
-    bound = _divided(raw, cert)
-    if abs(confidence - 0.95) < 1e-12:
-        bound95 = bound
-    else:
-        raw95 = mean_difference_interval(fp, fq, confidence=0.95, method=method, value_range=value_range)
-        bound95 = _divided(raw95, cert)
-    return Evaluation(int(step), raw, bound, bound95, cert, tuple(report.layers), value_range, fp, fq)
+
+    def statistics(a: Tensor, b: Tensor) -> tuple[Interval, Interval, Interval]:
+        def interval(c: float) -> Interval:
+            return mean_difference_interval(a, b, c, method, value_range, paired=paired)  # type: ignore[arg-type]
+
+        raw = interval(confidence)
+        bound = _divided(raw, cert)
+        return raw, bound, (bound if abs(confidence - 0.95) < 1e-12 else _divided(interval(0.95), cert))
+
+    raw, bound, bound95 = statistics(fp, fq)
+    train: tuple[Optional[Interval], ...] = (None, None, None)
+    if (fp_train is None) != (fq_train is None):
+        raise ValueError("give both fp_train and fq_train (the train subsets of P and Q), or neither")
+    if fp_train is not None and fq_train is not None:
+        fp_train, fq_train = fp_train.detach().double().cpu(), fq_train.detach().double().cpu()
+        if paired:
+            n = min(len(fp_train), len(fq_train))
+            fp_train, fq_train = fp_train[:n], fq_train[:n]
+        train = statistics(fp_train, fq_train)
+    return Evaluation(
+        int(step), raw, bound, bound95, cert, tuple(report.layers), value_range, *train,
+        fp=fp, fq=fq, fp_train=fp_train, fq_train=fq_train,
+    )  # fmt: skip
 
 
 def _divided(interval: Interval, certificate: float) -> Interval:

@@ -141,7 +141,10 @@ def build_run(cfg: EstimateConfig) -> Run:
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
     train = replace(cfg.train, loss=training_loss(cfg))
-    dm = PairDataModule(p, q, cfg.train.batch_size, cfg.eval.n_eval, cfg.eval.batch_size, cfg.seed)
+    ev = cfg.eval
+    dm = PairDataModule(
+        p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset
+    )
     system = CriticSystem(
         build_critic(cfg, shape), shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
         p_generator=p.module if isinstance(p, LatentSource) else None,

@@ -56,19 +56,46 @@ def plot_bound_curve(
     certified: bool = True,
     title: str = "",
 ) -> Path:
-    """Held-out lower bound (estimate / certificate) against training step, with its CI band."""
-    fig, ax = _figure((6.4, 4.0))
+    """Held-out lower bound (estimate / certificate) against training step, with its CI band.
+
+    When the curve points carry the train-subset diagnosis (``train_lower_bound`` and its
+    interval), its curve is drawn beside the bound (dashed: not a bound) and a lower panel shows
+    the gap ``train - held-out`` (W1 units): a gap above zero beyond the bands means the bound is
+    limited by generalisation.
+    """
+    with_train = bool(curve) and all("train_lower_bound" in c for c in curve)
+    if with_train:
+        fig = Figure(figsize=(6.4, 5.4))
+        ax, gap_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    else:
+        fig, ax = _figure((6.4, 4.0))
     if curve:
         steps = [c["step"] for c in curve]
         ax.fill_between(
             steps, [c["lower_bound_lo"] for c in curve], [c["lower_bound_hi"] for c in curve], alpha=0.25, lw=0
         )
-        label = "certified lower bound" if certified else "estimate / certificate (critic not certified)"
+        label = "certified lower bound (held-out)" if certified else "estimate / certificate (critic not certified)"
         ax.plot(steps, [c["lower_bound"] for c in curve], marker="o", ms=3, label=label)
         if not certified:
             ax.plot(steps, [c["estimate"] for c in curve], ls="--", lw=1, label="raw estimate (not a bound)")
+    if with_train:
+        color = "tab:orange"
+        ax.fill_between(
+            steps, [c["train_lower_bound_lo"] for c in curve], [c["train_lower_bound_hi"] for c in curve],
+            color=color, alpha=0.15, lw=0,
+        )  # fmt: skip
+        ax.plot(
+            steps, [c["train_lower_bound"] for c in curve], color=color, ls="--", marker="s", ms=3,
+            label="same on the train subset (diagnosis, not a bound)",
+        )  # fmt: skip
+        gap_ax.axhline(0.0, color="0.5", lw=0.8)
+        gap_ax.plot(steps, [c["train_gap"] for c in curve], color=color, marker="s", ms=3)
+        gap_ax.set_ylabel("train - held-out", fontsize=8)
+        gap_ax.set_xlabel("training step")
+        gap_ax.grid(alpha=0.3)
+    else:
+        ax.set_xlabel("training step")
     _references(ax, exact_w1, empirical_ot, empirical_ot_floor)
-    ax.set_xlabel("training step")
     ax.set_ylabel("W1 (L2, in the stated domain)")
     _title(ax, title or "held-out bound curve", fig.get_figwidth())
     ax.grid(alpha=0.3)

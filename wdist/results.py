@@ -6,7 +6,13 @@
 * ``certified``: L <= 1 + 1e-3, i.e. the raw estimate is itself a bound;
 * ``exact_w1``: a closed form (toys) or ``None``;
 * ``empirical_ot_w1``: exact OT between finite samples, an upper reference biased upwards, with
-  ``empirical_ot_floor`` (P against a disjoint sample of P) beside it.
+  ``empirical_ot_floor`` (P against a disjoint sample of P) beside it;
+* ``train_lower_bound`` / ``train_ci95``: the same statistic on items the critic was trained on,
+  *not* a bound: with ``generalisation_gap``, ``limited_by`` and ``diagnosis`` it says whether the
+  held-out bound is limited by generalisation or by optimisation/capacity.
+
+Every number is the final step's: nothing is selected on the held-out set (no best step, no best
+critic), so the held-out interval keeps its meaning.
 """
 
 from __future__ import annotations
@@ -118,7 +124,8 @@ class Result:
     empirical_ot_n: Optional[int]
     empirical_lipschitz: Optional[float]
     certificate_layers: list[dict[str, Any]]
-    n_eval: int
+    n_eval_p: int
+    n_eval_q: int
     steps: int
     seconds: float
     device: str
@@ -135,6 +142,14 @@ class Result:
     precision: Optional[str] = None
     segments: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    train_estimate: Optional[float] = None
+    train_lower_bound: Optional[float] = None
+    train_ci95: Optional[list[float]] = None
+    generalisation_gap: Optional[float] = None
+    n_train_p: Optional[int] = None
+    n_train_q: Optional[int] = None
+    limited_by: str = "unknown"
+    diagnosis: str = ""
 
     @classmethod
     def from_evaluation(
@@ -150,6 +165,8 @@ class Result:
         """The result of a run whose last held-out evaluation is ``evaluation``: every number is
         taken from it (nothing is recomputed), the references and the run record are added."""
         raw, bound = evaluation.interval, evaluation.bound
+        train_raw, train95 = evaluation.train_interval, evaluation.train_bound95
+        limited_by, diagnosis = evaluation.diagnosis
         return cls(
             estimate=float(raw.estimate),
             lipschitz_certificate=float(evaluation.certificate),
@@ -177,7 +194,8 @@ class Result:
                 {"name": c.name, "kind": c.kind, "input_shape": list(c.input_shape), "bound": c.bound}
                 for c in evaluation.certificate_layers
             ],
-            n_eval=evaluation.n_eval,
+            n_eval_p=evaluation.n_eval_p,
+            n_eval_q=evaluation.n_eval_q,
             steps=run.steps,
             seconds=run.seconds,
             device=run.device,
@@ -193,6 +211,14 @@ class Result:
             precision=run.precision,
             segments=[dict(seg) for seg in run.segments],
             notes=run_notes(run) + interval_notes(evaluation) + references.notes(),
+            train_estimate=None if train_raw is None else float(train_raw.estimate),
+            train_lower_bound=None if train95 is None else float(train95.estimate),
+            train_ci95=None if train95 is None else [float(train95.lo), float(train95.hi)],
+            generalisation_gap=None if train95 is None else float(train95.estimate - evaluation.bound95.estimate),
+            n_train_p=None if train_raw is None else int(train_raw.n_p),
+            n_train_q=None if train_raw is None else int(train_raw.n_q),
+            limited_by=limited_by,
+            diagnosis=diagnosis,
         )
 
     @property
@@ -214,6 +240,9 @@ class Result:
     @classmethod
     def load(cls, path: os.PathLike | str) -> "Result":
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if "n_eval" in data:  # written before the two held-out sizes were recorded: equal sizes
+            data.setdefault("n_eval_p", data["n_eval"])
+            data.setdefault("n_eval_q", data["n_eval"])
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def summary_rows(self) -> list[tuple[str, str]]:
@@ -234,7 +263,7 @@ class Result:
             (
                 bound_label,
                 f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] "
-                f"({self.ci.get('method')}, n={self.n_eval})",
+                f"({self.ci.get('method')}; n_P = {self.n_eval_p}, n_Q = {self.n_eval_q} held-out samples)",
             ),
         ]
         if self.certified and lo is not None:
@@ -260,6 +289,17 @@ class Result:
             rows.append(
                 ("largest gradient norm seen", f"{self.empirical_lipschitz:.4f} (empirical lower estimate of Lip(f))")
             )
+        if self.train_ci95 is not None and self.train_lower_bound is not None:
+            tlo, thi = self.train_ci95
+            rows.append(
+                (
+                    "train subset (diagnosis)",
+                    f"{self.train_lower_bound:.4f}   95% CI [{tlo:.4f}, {thi:.4f}] on {self.n_train_p} + "
+                    f"{self.n_train_q} training items (NOT a bound: the critic was fitted to them)",
+                )
+            )
+        if self.diagnosis:
+            rows.append(("what limits the bound", self.diagnosis))
         if self.exact_w1 is not None:
             rows.append(("exact W1", f"{self.exact_w1:.4f} ({self.exact_w1_method})"))
         rows += self.references.rows()

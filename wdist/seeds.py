@@ -12,6 +12,7 @@ gradient-penalty weights      ``batch_seed(seed, r, i, salt=GP_SALT)``
 held-out set                  ``seed + HELDOUT_OFFSET``
 OT references                 ``seed + REFERENCES_OFFSET``
 empirical Lipschitz check     ``seed + EMPIRICAL_LIPSCHITZ_OFFSET``
+train subset (finite sides)   ``seed + TRAIN_SUBSET_OFFSET``
 ============================  ===========================================================
 
 Per-step streams are hashed (:func:`batch_seed`), so a resumed run redraws exactly the batches the
@@ -31,6 +32,7 @@ __all__ = [
     "HELDOUT_OFFSET",
     "REFERENCES_OFFSET",
     "EMPIRICAL_LIPSCHITZ_OFFSET",
+    "TRAIN_SUBSET_OFFSET",
 ]
 
 BATCH_SALT = 0x7D157
@@ -38,6 +40,7 @@ GP_SALT = 0x6770
 HELDOUT_OFFSET = 1_000_003
 REFERENCES_OFFSET = 2_000_029
 EMPIRICAL_LIPSCHITZ_OFFSET = 3_000_017
+TRAIN_SUBSET_OFFSET = 4_000_037
 
 
 def batch_seed(seed: int, rank: int, index: int, salt: int = BATCH_SALT) -> int:

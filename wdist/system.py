@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from wdist.config import EvalConfig, TrainConfig
+from wdist.data import PARTS
 from wdist.errors import NonFiniteLossError, NonFiniteSamplesError
 from wdist.evaluation import Evaluation, evaluate
 from wdist.heldout import HeldOutValues
@@ -31,6 +32,8 @@ __all__ = ["CriticSystem", "NonFiniteLossError", "HELDOUT_KEYS"]
 warnings.filterwarnings("ignore", message=r".*self\.log\('heldout/.*sync_dist=True.*")
 
 HELDOUT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
+#: Curve keys of the train-subset diagnosis, logged as ``train_subset/<key without train_>``.
+TRAIN_SUBSET_KEYS = ("train_lower_bound", "train_lower_bound_lo", "train_lower_bound_hi", "train_gap")
 
 
 def _plain(value: Any) -> Any:
@@ -67,7 +70,8 @@ class CriticSystem(pl.LightningModule):
         Objective, optimiser, schedule, steps and training batch size (which is also the chunk in
         which generator sides are decoded, :func:`~wdist.sources.base.decode_latents`).
     eval : EvalConfig
-        Confidence and interval method of the held-out evaluation.
+        Confidence, interval method and pairing of the held-out evaluation, and whether a train
+        subset is evaluated beside it (the data module provides the items).
     domain : (lo, hi) of bounded samples, or None (the a-priori range of Bernstein intervals).
     seed : the run's seed (:mod:`wdist.seeds`: the gradient penalty's interpolation weights).
     p_generator, q_generator : nn.Module or None
@@ -111,7 +115,7 @@ class CriticSystem(pl.LightningModule):
         self.p_generator = p_generator
         self.q_generator = q_generator
         self.evaluations: list[Evaluation] = []
-        self.heldout_values = HeldOutValues()
+        self.heldout_values = HeldOutValues(PARTS if eval.train_subset else PARTS[:2])
         self._heldout_on_device: Optional[dict[str, Tensor]] = None
 
     @property
@@ -195,23 +199,25 @@ class CriticSystem(pl.LightningModule):
         self._prepare_heldout()  # a validate-only run (no fit) decodes here, once
 
     def _prepare_heldout(self) -> None:
-        """Decode the held-out latents of generator sides once, on this process's device.
+        """Decode the evaluation latents of generator sides once, on this process's device.
 
-        The whole held-out set of a generator side goes through :func:`decode_latents` in index
-        order, in chunks of the training batch size, and stays on the device: every evaluation
-        reuses the same samples, drawn with the batch statistics of training-sized batches.
+        Every part of a generator side (its held-out set and its train subset) goes through
+        :func:`decode_latents` in index order, in chunks of the training batch size, and stays on
+        the device: every evaluation reuses the same samples, drawn with the batch statistics of
+        training-sized batches (the train subset's chunks are then exactly its training batches).
         """
         if self._heldout_on_device is not None:
             return
-        heldout = getattr(getattr(self._trainer, "datamodule", None), "heldout", None)
+        dm = getattr(self._trainer, "datamodule", None)
         self._heldout_on_device = {}
-        if heldout is None:
+        if getattr(dm, "heldout", None) is None:
             return
-        for side, latents, decoder in (("p", heldout.p, self.p_generator), ("q", heldout.q, self.q_generator)):
+        for part, latents in dm.evaluation_items().parts.items():
+            decoder = self.p_generator if part.startswith("p") else self.q_generator
             if decoder is not None:
                 with full_precision(self.device):
                     chunk = int(self.train_cfg.batch_size)
-                    self._heldout_on_device[side] = decode_latents(decoder, latents, chunk, device=self.device)
+                    self._heldout_on_device[part] = decode_latents(decoder, latents, chunk, device=self.device)
 
     def heldout_samples(self) -> tuple[Tensor, Tensor]:
         """The whole held-out set of both sides as samples (decoded ones for generator sides)."""
@@ -222,37 +228,47 @@ class CriticSystem(pl.LightningModule):
         xq = self._heldout_on_device.get("q", heldout.q)
         return xp.to(self.device), xq.to(self.device)
 
-    def _heldout_batch(self, side: str, idx: Tensor, batch: Tensor) -> Tensor:
-        decoded = (self._heldout_on_device or {}).get(side)
+    def _heldout_batch(self, part: str, idx: Tensor, batch: Tensor) -> Tensor:
+        decoded = (self._heldout_on_device or {}).get(part)
         if decoded is not None:
             return decoded[idx.to(decoded.device)]
-        decoder = self.p_generator if side == "p" else self.q_generator
+        decoder = self.p_generator if part.startswith("p") else self.q_generator
         if decoder is not None:
             raise RuntimeError(
-                "held-out latents of a generator side reached validation_step undecoded: the system "
-                "decodes them when fit or validation starts, from the data module's `heldout` set"
+                "evaluation latents of a generator side reached validation_step undecoded: the system "
+                "decodes them when fit or validation starts, from the data module's evaluation items"
             )
         return batch
 
     def on_validation_epoch_start(self) -> None:
         self.heldout_values.reset()
 
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        idx, bp, bq = batch
+    def validation_step(self, batch: dict[str, tuple[Tensor, Tensor]], batch_idx: int) -> None:
         # under mixed precision training runs in reduced precision; the held-out values must come
         # from the very weights the certificate is computed on, so evaluation runs without autocast
-        # and without TF32 (see wdist.precision)
-        with full_precision(self.device):
-            fp = self.critic(self._heldout_batch("p", idx, bp)).reshape(-1)
-            fq = self.critic(self._heldout_batch("q", idx, bq)).reshape(-1)
-        self.heldout_values.update(idx, fp, fq)
+        # and without TF32 (see wdist.precision). One forward per part keeps the peak memory of
+        # one eval.batch_size batch; every process updates every part (possibly with no items),
+        # so the gathered states line up across processes.
+        for part in self.heldout_values.parts:
+            idx, items = batch[part] if part in batch else (torch.empty(0, dtype=torch.long, device=self.device), None)
+            if items is None or idx.numel() == 0:
+                self.heldout_values.update(part, idx, torch.empty(0, dtype=torch.float64, device=idx.device))
+                continue
+            with full_precision(self.device):
+                values = self.critic(self._heldout_batch(part, idx, items)).reshape(-1)
+            self.heldout_values.update(part, idx, values)
 
     def on_validation_epoch_end(self) -> None:
-        fp, fq = self.heldout_values.compute()
-        self._check_finite_values(fp, fq)
+        values = self.heldout_values.compute()
+        self._check_finite_values(values)
+        # the train subset when the data module provided one (a validate-only run on a data module
+        # built without it leaves those parts empty)
+        train = [values.get(part) for part in ("p_train", "q_train")]
+        fp_train, fq_train = train if all(t is not None and t.numel() for t in train) else (None, None)
         ev = evaluate(
-            self.critic, self.input_shape, fp, fq, int(self.global_step),
+            self.critic, self.input_shape, values["p"], values["q"], int(self.global_step),
             confidence=self.eval_cfg.confidence, method=self.eval_cfg.interval, domain=self.domain,
+            paired=self.eval_cfg.paired, fp_train=fp_train, fq_train=fq_train,
         )  # fmt: skip
         if not self.trainer.sanity_checking:
             if self.evaluations and self.evaluations[-1].step == ev.step:
@@ -265,22 +281,31 @@ class CriticSystem(pl.LightningModule):
             self.log(f"heldout/{key}", row[key], sync_dist=False, logger=False)
         self._log_heldout(row)
 
-    def _check_finite_values(self, fp: Tensor, fq: Tensor) -> None:
-        bad_p, bad_q = int((~torch.isfinite(fp)).sum()), int((~torch.isfinite(fq)).sum())
-        if bad_p or bad_q:  # identical on every process (gathered values), so all stop together
-            sides = [f"{n} on the {s} side" for n, s in ((bad_p, "P"), (bad_q, "Q")) if n]
-            from_generator = (bad_q and self.q_generator is not None) or (bad_p and self.p_generator is not None)
+    def _check_finite_values(self, values: dict[str, Tensor]) -> None:
+        bad = {part: int((~torch.isfinite(f)).sum()) for part, f in values.items()}
+        if any(bad.values()):  # identical on every process (gathered values), so all stop together
+            names = {
+                "p": "P side",
+                "q": "Q side",
+                "p_train": "P side (train subset)",
+                "q_train": "Q side (train subset)",
+            }
+            sides = [f"{n} of {values[part].numel()} on the {names[part]}" for part, n in bad.items() if n]
+            from_generator = any(
+                n and (self.p_generator if part.startswith("p") else self.q_generator) is not None
+                for part, n in bad.items()
+            )
             hint = "a generator producing non-finite output?" if from_generator else "the critic diverged?"
-            decoded = (self._heldout_on_device or {}).values()  # the generator sides' held-out samples
+            decoded = (self._heldout_on_device or {}).values()  # the generator sides' decoded samples
             samples_bad = any(not bool(torch.isfinite(x).all()) for x in decoded)
             raise (NonFiniteSamplesError if samples_bad else NonFiniteLossError)(
-                f"Held-out evaluation stopped at step {int(self.global_step)}: {' and '.join(sides)} of "
-                f"{fp.numel()} critic values are NaN/Inf ({hint}). The last good checkpoint, if any, is "
-                "kept; no result was written."
+                f"Held-out evaluation stopped at step {int(self.global_step)}: {' and '.join(sides)} critic values "
+                f"are NaN/Inf ({hint}). The last good checkpoint, if any, is kept; no result was written."
             )
 
     def _log_heldout(self, row: dict[str, Any]) -> None:
-        """The bound curve, its interval ends as separate series, at the true step, in float64.
+        """The bound curve, its interval ends as separate series, at the true step, in float64; the
+        train-subset diagnosis beside it (``train_subset/*``).
 
         Logged straight to the loggers (``self.log`` would convert to float32 and, during training,
         stamp the row with the previous step).
@@ -288,7 +313,9 @@ class CriticSystem(pl.LightningModule):
         if self.trainer is None or not self.trainer.is_global_zero or self.trainer.sanity_checking:
             return
         metrics = {f"heldout/{k}": float(row[k]) for k in HELDOUT_KEYS}
-        metrics["heldout/n_eval"] = int(row["n_eval"])
+        metrics["heldout/n_eval_p"] = int(row["n_eval_p"])
+        metrics["heldout/n_eval_q"] = int(row["n_eval_q"])
+        metrics.update({f"train_subset/{k[len('train_') :]}": float(row[k]) for k in TRAIN_SUBSET_KEYS if k in row})
         for lg in self.loggers:
             lg.log_metrics(metrics, step=int(row["step"]))
             lg.save()

@@ -134,7 +134,7 @@ def _setup_config(
         if width is not None:
             over += ["--critic.options", json.dumps({"width": width})]
         if n_eval is not None:
-            over += ["--eval.n_eval", str(n_eval), "--eval.batch_size", str(n_eval)]
+            over += ["--eval.n_eval", str(n_eval), "--eval.n_eval_q", str(n_eval), "--eval.batch_size", str(n_eval)]
         desc = "digits 1x8x8: sklearn digits vs bundled digits/wgan-gp-8 (configs/digits/default.yaml)"
         return cfg, over, desc
     if setup == "cifar-like":
@@ -217,7 +217,8 @@ def run_one(
         "device": result.device,
         "steps": result.steps,
         "eval_every": eval_every,
-        "n_eval": result.n_eval,
+        "n_eval_p": result.n_eval_p,
+        "n_eval_q": result.n_eval_q,
         "lower_bound": result.lower_bound,
         "ci95": result.ci95,
         "certified": result.certified,
@@ -291,7 +292,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             if r["setup"] not in seen:
                 seen.add(r["setup"])
                 lines.append(
-                    f"* {r['description']}; evaluated every {r['eval_every']} steps on {r['n_eval']} held-out pairs"
+                    f"* {r['description']}; evaluated every {r['eval_every']} steps on {r['n_eval_p']} + "
+                    f"{r['n_eval_q']} held-out samples (P + Q)"
                 )
         lines.append(f"* device: {rows[0]['device']}; one run per row (not a median)")
         if any(r["evals"] > 1 and r["settled_step"] == r["curve"][-1]["step"] for r in rows):
@@ -320,7 +322,12 @@ def cli(argv: Sequence[str]) -> int:
         default=None,
         help="critic width multiplier (default: digits 0.25 as its config, cifar-like 1.0)",
     )
-    ap.add_argument("--n-eval", type=int, default=None, help="held-out pairs (default: digits 500, cifar-like 1024)")
+    ap.add_argument(
+        "--n-eval",
+        type=int,
+        default=None,
+        help="held-out samples of each side (default: digits 500 of P and 5000 of Q, cifar-like 1024 of each)",
+    )
     ap.add_argument("--json", default=None, help="also write the rows (with their curves) to this JSON file")
     args = ap.parse_args(list(argv))
     accelerator = "gpu" if args.accelerator == "cuda" else args.accelerator
