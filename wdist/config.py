@@ -63,6 +63,8 @@ class TrainConfig:
     ``loss``: ``kr`` is the plain Kantorovich–Rubinstein objective; ``wgan-gp`` adds
     ``gp_lambda * (||grad f(x_hat)|| - 1)^2`` on random interpolates x_hat.
     ``schedule``: ``none``, ``cosine`` (to 0 over ``steps``) or ``step`` (x0.1 at 50% and 75%).
+    ``threads``: torch threads per process; ``auto`` chooses from the critic's work per step and
+    the cores this process may use (one thread for small critics; see :mod:`wdist.threads`).
     """
 
     steps: PositiveInt = 1000
@@ -77,6 +79,7 @@ class TrainConfig:
     schedule: Literal["none", "cosine", "step"] = "none"
     eval_every: PositiveInt = 200
     checkpoint_every: Optional[PositiveInt] = None
+    threads: Union[Literal["auto"], PositiveInt] = "auto"
 
 
 @dataclass

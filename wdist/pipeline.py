@@ -20,6 +20,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 import critics
@@ -37,6 +38,7 @@ from wdist.results import Result, RunRecord
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
 from wdist.sources import LatentSource
 from wdist.system import CriticSystem
+from wdist.threads import ThreadChoice, apply_threads, run_threads
 
 __all__ = ["estimate", "build_run", "build_critic", "make_trainer", "Run", "versions"]
 
@@ -93,20 +95,26 @@ class Run:
     sides: Sides
     datamodule: PairDataModule
     system: CriticSystem
+    threads: ThreadChoice
 
 
 def build_run(cfg: EstimateConfig) -> Run:
-    """The sources, critic, data module and training system of a configuration (no Trainer)."""
+    """The sources, critic, data module and training system of a configuration (no Trainer).
+
+    Sets this process's torch thread count first (:mod:`wdist.threads`), so that the critic is
+    built and trained with it."""
     sides = cfg.sides()
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
+    threads = run_threads(cfg, shape)
+    apply_threads(threads)
     dm = PairDataModule(p, q, cfg.train.batch_size, cfg.eval.n_eval, cfg.eval.batch_size, cfg.seed)
     system = CriticSystem(
         build_critic(cfg, shape), shape, cfg.train, cfg.eval, domain=p.domain, seed=cfg.seed,
         p_generator=p.module if isinstance(p, LatentSource) else None,
         q_generator=q.module if isinstance(q, LatentSource) else None,
     )  # fmt: skip
-    return Run(cfg, sides, dm, system)
+    return Run(cfg, sides, dm, system, threads)
 
 
 def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], out_dir: Optional[Path]) -> pl.Trainer:
@@ -196,8 +204,13 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
         critic=cfg.critic.name, loss=cfg.train.loss, p=p.describe(), q=run.sides.q.describe(),
         shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
         steps=int(trainer.global_step), seconds=float(clock.seconds), device=_device_text(trainer),
-        versions=versions(), config=_config_record(cfg, resolved),
+        versions=versions(), config=_config_record(cfg, resolved), threads=run.threads.record(),
     )  # fmt: skip
+
+
+@rank_zero_only
+def _say_threads(threads: ThreadChoice) -> None:
+    print(f"wdist: {threads.count} torch thread{'s' if threads.count != 1 else ''} per process; {threads.reason}")
 
 
 def _resume_paths(
@@ -280,6 +293,8 @@ def estimate(
         )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run = build_run(cfg)
+    if not quiet:
+        _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
     last = _fit(trainer, run, ckpt_path)
     if trainer.global_rank != 0:

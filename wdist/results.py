@@ -28,7 +28,8 @@ __all__ = ["Result", "RunRecord", "verdict", "CERTIFIED_TOLERANCE"]
 @dataclass(frozen=True)
 class RunRecord:
     """What ran: the critic and its loss, the two sources and their units, the training budget
-    actually spent (steps, seconds of training proper, device), library versions and the config."""
+    actually spent (steps, seconds of training proper, device, torch threads per process and
+    why), library versions and the config."""
 
     critic: str
     loss: str
@@ -41,6 +42,7 @@ class RunRecord:
     device: str
     versions: dict[str, str]
     config: dict[str, Any]
+    threads: Optional[dict[str, Any]] = None
 
 
 def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str:
@@ -97,6 +99,7 @@ class Result:
     curve: list[dict[str, float]] = field(default_factory=list)
     empirical_ot_floor_n: Optional[int] = None
     config: dict[str, Any] = field(default_factory=dict)
+    threads: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_evaluation(
@@ -152,6 +155,7 @@ class Result:
             versions=run.versions,
             curve=[ev.row() for ev in curve],
             config=run.config,
+            threads=run.threads,
         )
 
     @property
