@@ -1,6 +1,6 @@
-"""Smoke tests of ``wdist bench contention`` and ``wdist bench startup`` at tiny sizes: they run
-end to end, clean up their competing processes and print their tables. No figure is tested (they
-depend on the machine and its load)."""
+"""Smoke tests of ``wdist bench contention`` and ``wdist bench startup``: they run end to end, clean
+up their competing processes and print their tables. No figure is tested (they depend on the
+machine and its load)."""
 
 from __future__ import annotations
 
@@ -81,9 +81,9 @@ def test_bench_contention_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) ->
     assert all(r["openmp_wait_policy"] == "PASSIVE" for r in record["runs"])
 
 
-def test_bench_startup_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_startup_table_and_its_parts(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     js = tmp_path / "startup.json"
-    code = startup.cli(["--repeats", "1", "--json", str(js), "--", *TINY])
+    code = startup.cli(["--repeats", "1", "--json", str(js), "--", *TINY, "--quiet"])
     out = capsys.readouterr().out
     assert code == 0, out
     record = json.loads(js.read_text())
@@ -92,3 +92,20 @@ def test_bench_startup_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
     assert job["errors"] == [] and job["not_training_s"] == pytest.approx(job["wall_s"] - job["train_s"])
     assert [p["wall_s"] > 0 for p in record["parts"]] == [True] * 5
     assert "of which not training" in out and "exact-OT reference on 32 x 32 samples" in out
+
+
+def test_startup_table_sets_an_earlier_record_beside() -> None:
+    job = {"wall_s": 30.0, "cpu_s": 29.0, "train_s": 20.0, "not_training_s": 10.0, "threads": "t", "errors": []}
+
+    def record(help_s: float, tree: str | None, parts: list) -> dict:
+        return {
+            "repeats": 3, "machine": "m", "load_before": "0", "load_after": "0", "estimate_args": [], "tree": tree,
+            "commands": [{"what": "`wdist --help`", "wall_s": help_s, "cpu_s": help_s / 2, "error": None}],
+            "job": job, "parts": parts,
+        }  # fmt: skip
+
+    after = record(0.2, None, [{"what": "bound-curve plot", "wall_s": 0.3}])
+    table = startup.format_table(after, "cmd", before=record(0.4, "/old", []))
+    assert "| `wdist --help` | 0.40 | 0.20 | 0.20 | 0.10 |" in table
+    assert "| &nbsp;&nbsp;part: bound-curve plot (in-process) | n/a | n/a | 0.30 | n/a |" in table
+    assert "before: command lines of the source tree /old" in table

@@ -61,15 +61,17 @@ def wdist_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "wdist.cli", *args]
 
 
-def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout_s: float) -> Timed:
+def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout_s: float, tree: Optional[str] = None) -> Timed:
     """Run ``argv`` to completion (stdout discarded) and time it; a run past ``timeout_s`` is
-    killed and reported with return code -9."""
+    killed and reported with return code -9. With a source ``tree`` the run starts in it: ``python
+    -m``/``-c`` put the working folder first on the import path, ahead of ``PYTHONPATH``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            list(argv), env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout_s
-        )
+            list(argv), env=dict(env), cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            timeout=timeout_s,
+        )  # fmt: skip
         code, err = proc.returncode, proc.stderr
     except subprocess.TimeoutExpired as exc:
         code, err = -9, f"killed after {timeout_s:g} s; stderr: {exc.stderr or ''}"

@@ -20,7 +20,7 @@ and each setting's wall time with competition divided by its own idle wall time.
 The runs' environment drops ``OMP_NUM_THREADS``, ``OMP_WAIT_POLICY`` and the like. The timings
 only mean something on an otherwise idle machine: the table states the load average before and
 after. ``--tree DIR`` runs the command line of another source tree (e.g. ``git archive`` of an
-earlier commit unpacked in DIR); there only ``default`` makes sense.
+earlier commit unpacked in DIR), started in DIR; there only ``default`` makes sense.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def torch_default_threads(tree: Optional[str] = None) -> int:
     out = subprocess.run(
         [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
         env=run_env(tree),
+        cwd=tree,
         capture_output=True,
         text=True,
         check=True,
@@ -94,7 +95,7 @@ def _one_run(
     extra_args, extra_env, label = setting_args(setting, before_threads)
     out = tmp / f"{setting}-{competitors}-{repeat}"
     argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args, *extra_args)
-    timed = run_timed(argv, run_env(tree, extra_env), timeout_s)
+    timed = run_timed(argv, run_env(tree, extra_env), timeout_s, tree)
     row: dict[str, Any] = {
         "setting": setting, "label": label, "competitors": competitors, "repeat": repeat,
         "wall_s": timed.wall_s, "cpu_s": timed.cpu_s, "returncode": timed.returncode,
@@ -235,6 +236,7 @@ def cli(argv: Sequence[str]) -> int:
     command = "wdist bench contention " + " ".join(list(argv) + (["--", *estimate_args] if estimate_args else []))
     print(format_table(record, command.strip()))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2))
     failed = [r for r in record["runs"] if r["error"] is not None]
     for r in failed[:3]:

@@ -19,8 +19,9 @@ exact-OT reference and its floor (``eval.ot_samples`` per side), the empirical L
 freshly built critic: the same cost as on the trained one) and the bound-curve plot.
 
 ``--tree DIR`` runs the command lines of another source tree (e.g. an export of an earlier commit:
-``mkdir DIR && git archive COMMIT | tar -x -C DIR``); the in-process parts are then skipped, as
-they would measure this tree.
+``mkdir DIR && git archive COMMIT | tar -x -C DIR``), started in DIR (relative paths in the
+estimate arguments are then read from there); the in-process parts are then skipped, as they
+would measure this tree.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _time_commands(repeats: int, tree: Optional[str], timeout_s: float) -> list[
     rows = []
     env = run_env(tree)
     for label, args, expected in COMMANDS:
-        runs = [run_timed([sys.executable, *args], env, timeout_s) for _ in range(repeats)]
+        runs = [run_timed([sys.executable, *args], env, timeout_s, tree) for _ in range(repeats)]
         bad = [r for r in runs if r.returncode != expected]
         error = None if not bad else f"exit code {bad[0].returncode}, expected {expected}: {bad[0].stderr_tail[-300:]}"
         rows.append(
@@ -78,7 +79,7 @@ def _time_job(repeats: int, estimate_args: Sequence[str], tree: Optional[str], t
         for rep in range(repeats):
             out = Path(d) / f"run{rep}"
             argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args)
-            timed = run_timed(argv, run_env(tree), timeout_s)
+            timed = run_timed(argv, run_env(tree), timeout_s, tree)
             result = out / "result.json"
             if timed.returncode != 0 or not result.is_file():
                 errors.append(f"exit code {timed.returncode}: {timed.stderr_tail[-300:]}")
@@ -97,12 +98,13 @@ def _time_job(repeats: int, estimate_args: Sequence[str], tree: Optional[str], t
 
 def _parts(estimate_args: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
     """The in-process parts of a job, each a zero-argument callable (built on the job's config)."""
-    config = None
-    overrides = list(estimate_args)
-    if "--config" in overrides:
-        i = overrides.index("--config")
-        config = overrides[i + 1]
-        del overrides[i : i + 2]
+    cli_only = argparse.ArgumentParser(add_help=False)  # the command line's own options, not config keys
+    for name in ("--config", "--out", "--logger", "--resume"):
+        cli_only.add_argument(name)
+    for name in ("--quiet", "--debug"):
+        cli_only.add_argument(name, action="store_true")
+    ns, overrides = cli_only.parse_known_args(list(estimate_args))
+    config = ns.config
     cfg = resolve_config(config, overrides)[0]
     sides = cfg.sides()
     shape = tuple(sides.p.shape)
@@ -169,31 +171,48 @@ def _s(x: Optional[float]) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def format_table(record: dict[str, Any], command: str = "") -> str:
-    """The README table: one row per command, the job's wall / training / other time, and the parts."""
-    lines = ["| what | wall s (median) | CPU s (median) |", "|---|---|---|"]
-    for r in record["commands"]:
-        flag = " **failed**" if r["error"] else ""
-        lines.append(f"| {r['what']}{flag} | {_s(r['wall_s'])} | {_s(r['cpu_s'])} |")
+def _rows(record: dict[str, Any]) -> list[tuple[str, Optional[float], Optional[float]]]:
+    """(label, wall s, CPU s) of every figure of a record, in table order."""
+    rows = [(r["what"] + (" **failed**" if r["error"] else ""), r["wall_s"], r["cpu_s"]) for r in record["commands"]]
     job = record["job"]
-    lines += [
-        f"| default job `wdist estimate` (whole process) | {_s(job['wall_s'])} | {_s(job['cpu_s'])} |",
-        f"| of which training (result.json `seconds`) | {_s(job['train_s'])} | |",
-        f"| of which not training | {_s(job['not_training_s'])} | |",
+    rows += [
+        ("default job `wdist estimate` (whole process)", job["wall_s"], job["cpu_s"]),
+        ("of which training (result.json `seconds`)", job["train_s"], None),
+        ("of which not training", job["not_training_s"], None),
     ]
-    for r in record["parts"]:
-        lines.append(f"| &nbsp;&nbsp;part: {r['what']} (in-process) | {_s(r['wall_s'])} | |")
-    lines += [
-        "",
-        f"* medians of {record['repeats']} runs; machine: {record['machine']}; load average (1/5/15 min) before "
-        f"{record['load_before']}, after {record.get('load_after', 'unknown')}",
+    rows += [(f"&nbsp;&nbsp;part: {r['what']} (in-process)", r["wall_s"], None) for r in record["parts"]]
+    return rows
+
+
+def _notes(record: dict[str, Any], which: str) -> list[str]:
+    lines = [
+        f"* {which}medians of {record['repeats']} runs; machine: {record['machine']}; load average (1/5/15 min) "
+        f"before {record['load_before']}, after {record.get('load_after', 'unknown')}"
     ]
-    if job.get("threads"):
-        lines.append(f"* the job's threads: {job['threads']}")
+    if record["job"].get("threads"):
+        lines.append(f"* {which}the job's threads: {record['job']['threads']}")
     if record["estimate_args"]:
-        lines.append(f"* estimate arguments: `{' '.join(record['estimate_args'])}`")
+        lines.append(f"* {which}estimate arguments: `{' '.join(record['estimate_args'])}`")
     if record.get("tree"):
-        lines.append(f"* command lines of the source tree {record['tree']} (in-process parts not measured)")
+        lines.append(f"* {which}command lines of the source tree {record['tree']} (in-process parts not measured)")
+    return lines
+
+
+def format_table(record: dict[str, Any], command: str = "", before: Optional[dict[str, Any]] = None) -> str:
+    """The README table: one row per command, the job's wall / training / other time, and the
+    parts; with ``before`` (an earlier record, e.g. of an earlier source tree) its figures too."""
+    if before is None:
+        lines = ["| what | wall s (median) | CPU s (median) |", "|---|---|---|"]
+        lines += [f"| {label} | {_s(wall)} | {_s(cpu)} |" for label, wall, cpu in _rows(record)]
+        notes = _notes(record, "")
+    else:
+        old = {label.replace(" **failed**", ""): (wall, cpu) for label, wall, cpu in _rows(before)}
+        lines = ["| what | before: wall s | before: CPU s | after: wall s | after: CPU s |", "|---|---|---|---|---|"]
+        for label, wall, cpu in _rows(record):
+            was_wall, was_cpu = old.get(label.replace(" **failed**", ""), (None, None))
+            lines.append(f"| {label} | {_s(was_wall)} | {_s(was_cpu)} | {_s(wall)} | {_s(cpu)} |")
+        notes = _notes(before, "before: ") + _notes(record, "after: ")
+    lines += ["", *notes]
     if command:
         lines.append(f"* command: `{command}`")
     return "\n".join(lines)
@@ -215,14 +234,25 @@ def cli(argv: Sequence[str]) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
     ap.add_argument("--tree", default=None, help="run the command lines of this source tree instead")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--compare", default=None, metavar="JSON", help="an earlier run's --json file: print its figures beside these"
+    )
     args = ap.parse_args(argv)
     if args.repeats < 1:
         print("wdist bench startup: error: --repeats must be >= 1.", file=sys.stderr)
         return 2
+    before = None
+    if args.compare is not None:
+        try:
+            before = json.loads(Path(args.compare).read_text())
+        except (OSError, ValueError) as err:
+            print(f"wdist bench startup: error: --compare {args.compare!r}: {err}", file=sys.stderr)
+            return 2
     record = run_startup(args.repeats, estimate_args, tree=args.tree, timeout_s=args.timeout)
     command = "wdist bench startup " + " ".join(list(argv) + (["--", *estimate_args] if estimate_args else []))
-    print(format_table(record, command.strip()))
+    print(format_table(record, command.strip(), before))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2))
     failed = [r for r in record["commands"] if r["error"]] + record["job"]["errors"]
     for f in failed[:3]:
