@@ -89,7 +89,10 @@ FAST_BENCH_BY_NAME = {
         "0.125",
     ],
 }
+FAST_BENCH_BY_NAME["contention"] = ["--settings", "1", "--competitors", "0", "--repeats", "1", "--", *FAST_ESTIMATE]
+FAST_BENCH_BY_NAME["startup"] = ["--repeats", "1", "--", *FAST_ESTIMATE]
 BENCH_OUTPUT = {"toy": "steps/s", "layers": "ms", "critics": "steps/s", "estimate": "time to 1%"}
+BENCH_OUTPUT.update({"contention": "idle: wall (train) s", "startup": "of which not training"})
 
 #: README command lines that are not run here, and why (none at present).
 SKIPPED: dict[str, str] = {}
@@ -200,9 +203,9 @@ WDIST_FAIL = [c for c in SEGMENTS if classify(c)[0] in ("fails", "needs-data", "
 
 
 def _redirect(tokens: list[str], tmp: Path) -> list[str]:
-    """Move --out / --resume folders (relative in the README) under ``tmp``."""
+    """Move --out / --resume folders and --json files (relative in the README) under ``tmp``."""
     out = list(tokens)
-    for opt in ("--out", "--resume"):
+    for opt in ("--out", "--resume", "--json"):
         if opt in out:
             i = out.index(opt) + 1
             out[i] = str(tmp / out[i].lstrip("/"))  # absolute ones too (/shared/runs/...)

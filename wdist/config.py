@@ -67,6 +67,8 @@ class TrainConfig:
     unconstrained ``gp-*`` critics, ``kr`` for the Lipschitz ones). A loss set explicitly wins, and
     the result says when it differs from the family's.
     ``schedule``: ``none``, ``cosine`` (to 0 over ``steps``) or ``step`` (x0.1 at 50% and 75%).
+    ``threads``: torch threads per process; ``auto`` chooses from the critic's work per step and
+    the cores this process may use (one thread for small critics; see :mod:`wdist.threads`).
     """
 
     steps: PositiveInt = 1000
@@ -81,6 +83,7 @@ class TrainConfig:
     schedule: Literal["none", "cosine", "step"] = "none"
     eval_every: PositiveInt = 200
     checkpoint_every: Optional[PositiveInt] = None
+    threads: Union[Literal["auto"], PositiveInt] = "auto"
 
 
 @dataclass

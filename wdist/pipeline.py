@@ -40,6 +40,7 @@ from wdist.resume import ResumePoint, check_resume_settings, resume_point
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
 from wdist.sources import FiniteSource, LatentSource
 from wdist.system import CriticSystem
+from wdist.threads import ThreadChoice, apply_threads, run_threads
 
 __all__ = [
     "estimate",
@@ -106,6 +107,7 @@ class Run:
     sides: Sides
     datamodule: PairDataModule
     system: CriticSystem
+    threads: ThreadChoice
 
 
 def training_loss(cfg: EstimateConfig) -> str:
@@ -134,13 +136,16 @@ def build_run(cfg: EstimateConfig) -> Run:
     """The sources, critic, data module and training system of a configuration (no Trainer).
 
     The system trains with :func:`training_loss` (the critic family's own objective unless
-    ``train.loss`` is set).
+    ``train.loss`` is set). Sets this process's torch thread count first (:mod:`wdist.threads`),
+    so that the critic is built and trained with it.
     """
     sides = cfg.sides()
     check_enough_items(sides)
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
     train = replace(cfg.train, loss=training_loss(cfg))
+    threads = run_threads(cfg, shape)
+    apply_threads(threads)
     ev = cfg.eval
     dm = PairDataModule(
         p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset
@@ -150,7 +155,7 @@ def build_run(cfg: EstimateConfig) -> Run:
         p_generator=p.module if isinstance(p, LatentSource) else None,
         q_generator=q.module if isinstance(q, LatentSource) else None,
     )  # fmt: skip
-    return Run(cfg, sides, dm, system)
+    return Run(cfg, sides, dm, system, threads)
 
 
 def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], out_dir: Optional[Path]) -> pl.Trainer:
@@ -261,7 +266,7 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
         versions=versions(), config=_config_record(cfg, resolved),
         precision=_precision_text(trainer.precision), precision_requested=_precision_text(cfg.trainer.precision),
         loss_default=critics.default_loss(cfg.critic.name),
-        segments=clock.segments,
+        segments=clock.segments, threads=run.threads.record(),
     )  # fmt: skip
 
 
@@ -289,6 +294,11 @@ def _prepare_files(out_dir: Path, resume: Optional[ResumePoint], resolved_yaml: 
         atomic_write_text(config_file, resolved_yaml)
 
 
+@rank_zero_only
+def _say_threads(threads: ThreadChoice) -> None:
+    print(f"wdist: {threads.count} torch thread{'s' if threads.count != 1 else ''} per process; {threads.reason}")
+
+
 def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
     plot = plot_bound_curve(
         result.curve, out_dir / "bound_curve.png", exact_w1=result.exact_w1, empirical_ot=result.empirical_ot_w1,
@@ -298,6 +308,27 @@ def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
     result.save(out_dir / "result.json")
     summary = {k: v for k, v in result.to_dict().items() if k not in ("curve", "config")}
     finish_wandb(loggers, summary=summary, images={"bound_curve": plot})
+
+
+def _configuration(
+    config: Union[str, os.PathLike, dict, EstimateConfig, None],
+    overrides: Sequence[str],
+    point: Optional[ResumePoint],
+    out: Union[str, os.PathLike, None],
+) -> tuple[EstimateConfig, Optional[str], Optional[dict], Union[str, os.PathLike, None]]:
+    """The validated configuration of a run (its YAML text and dict) and its output folder.
+
+    A resumed run takes the saved ``config.yaml`` (or ``config`` when given) with ``overrides``,
+    checked against the saved one before anything is built or written (:mod:`wdist.resume`), and
+    writes into the folder it resumes unless ``out`` says otherwise.
+    """
+    if point is None:
+        return (*resolve_config(config, overrides), out)
+    source = config if config is not None else point.config
+    given = f"--config {config}" if config is not None else str(point.config)
+    given += f" with overrides {' '.join(map(str, overrides))}" if overrides else ""
+    check_resume_settings(config_dict(point.config), config_dict(source, overrides), point.folder, given)
+    return (*resolve_config(source, overrides), out if out is not None else point.folder)
 
 
 def estimate(
@@ -342,17 +373,11 @@ def estimate(
     """
     _quiet_lightning()
     point = resume_point(resume) if resume is not None else None
-    ckpt_path: Optional[str] = None if point is None else str(point.checkpoint)
-    source = config if point is None or config is not None else point.config
-    if point is not None:  # checked before anything is built or written
-        given = f"--config {config}" if config is not None else str(point.config)
-        given += f" with overrides {' '.join(map(str, overrides))}" if overrides else ""
-        check_resume_settings(config_dict(point.config), config_dict(source, overrides), point.folder, given)
-        out = out if out is not None else point.folder
-    cfg, resolved_yaml, resolved = resolve_config(source, overrides)
+    cfg, resolved_yaml, resolved, out = _configuration(config, overrides, point, out)
     if quiet:
         cfg.trainer.enable_progress_bar = False
     check_ot_fits(cfg.eval.ot_samples)
+    ckpt_path: Optional[str] = None if point is None else str(point.checkpoint)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     loggers: list = []
     if out_dir is not None:
@@ -363,6 +388,8 @@ def estimate(
         )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run = build_run(cfg)
+    if not quiet:
+        _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
     last = _fit(trainer, run, ckpt_path)
     if trainer.global_rank != 0:

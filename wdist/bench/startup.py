@@ -1,0 +1,260 @@
+"""``wdist bench startup``: what the command line costs besides training.
+
+Whole processes, timed from the outside (median over ``--repeats``; wall seconds, interpreter
+start-up included):
+
+* ``wdist --help``; ``wdist estimate --help``; ``wdist estimate --train.stpes 1`` (a misspelt key:
+  must fail with exit code 2, and does so before the training stack is imported);
+* ``python -c "import torch"`` (the floor of every command that reads a config) and
+  ``python -c "import wdist.pipeline"`` (the training stack: torch, Lightning, torchmetrics,
+  torchvision);
+* the default job, ``wdist estimate --quiet --out TMP [ESTIMATE ARGS]``: wall, its training time
+  (``seconds`` in its result.json) and the difference, the time not spent training.
+
+Then the parts of that difference which wdist computes itself, timed in this process (after its
+imports; one call each per repeat, so first-call costs are included once): parsing and validating
+the config, choosing the thread count (a copy of the critic is built and its work counted), the
+exact-OT reference and its floor (``eval.ot_samples`` per side), the empirical Lipschitz check
+(``eval.empirical_lipschitz_samples`` held-out points of each side and as many interpolates, on a
+freshly built critic: the same cost as on the trained one) and the bound-curve plot.
+
+``--tree DIR`` runs the command lines of another source tree (e.g. an export of an earlier commit:
+``mkdir DIR && git archive COMMIT | tar -x -C DIR``), started in DIR (relative paths in the
+estimate arguments are then read from there); the in-process parts are then skipped, as they
+would measure this tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from critics.empirical import empirical_lipschitz
+from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, wdist_argv
+from wdist.config import resolve_config
+from wdist.pipeline import build_critic
+from wdist.plots import plot_bound_curve
+from wdist.references import draw, references
+from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
+from wdist.threads import apply_threads, run_threads
+
+__all__ = ["cli", "run_startup", "format_table", "COMMANDS"]
+
+#: (label, argv after ``python``, expected exit code)
+COMMANDS: tuple[tuple[str, list[str], int], ...] = (
+    ("`wdist --help`", ["-m", "wdist.cli", "--help"], 0),
+    ("`wdist estimate --help`", ["-m", "wdist.cli", "estimate", "--help"], 0),
+    ("`wdist estimate --train.stpes 1` (a typo: exit 2)", ["-m", "wdist.cli", "estimate", "--train.stpes", "1"], 2),
+    ('`python -c "import torch"`', ["-c", "import torch"], 0),
+    ('`python -c "import wdist.pipeline"` (the training stack)', ["-c", "import wdist.pipeline"], 0),
+)
+
+
+def _time_commands(repeats: int, tree: Optional[str], timeout_s: float) -> list[dict[str, Any]]:
+    rows = []
+    env = run_env(tree)
+    for label, args, expected in COMMANDS:
+        runs = [run_timed([sys.executable, *args], env, timeout_s, tree) for _ in range(repeats)]
+        bad = [r for r in runs if r.returncode != expected]
+        error = None if not bad else f"exit code {bad[0].returncode}, expected {expected}: {bad[0].stderr_tail[-300:]}"
+        rows.append(
+            {
+                "what": label, "wall_s": median_or_none([r.wall_s for r in runs]),
+                "cpu_s": median_or_none([r.cpu_s for r in runs]), "error": error,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def _time_job(repeats: int, estimate_args: Sequence[str], tree: Optional[str], timeout_s: float) -> dict[str, Any]:
+    walls, trains, cpus, errors, threads = [], [], [], [], None
+    with tempfile.TemporaryDirectory(prefix="wdist-bench-startup-") as d:
+        for rep in range(repeats):
+            out = Path(d) / f"run{rep}"
+            argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args)
+            timed = run_timed(argv, run_env(tree), timeout_s, tree)
+            result = out / "result.json"
+            if timed.returncode != 0 or not result.is_file():
+                errors.append(f"exit code {timed.returncode}: {timed.stderr_tail[-300:]}")
+                continue
+            data = json.loads(result.read_text())
+            walls.append(timed.wall_s)
+            trains.append(float(data["seconds"]))
+            cpus.append(timed.cpu_s)
+            threads = (data.get("threads") or {}).get("reason") or data.get("device")
+    wall, train = median_or_none(walls), median_or_none(trains)
+    return {
+        "wall_s": wall, "train_s": train, "cpu_s": median_or_none(cpus),
+        "not_training_s": median_or_none([w - t for w, t in zip(walls, trains)]), "threads": threads, "errors": errors,
+    }  # fmt: skip
+
+
+def _parts(estimate_args: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
+    """The in-process parts of a job, each a zero-argument callable (built on the job's config)."""
+    cli_only = argparse.ArgumentParser(add_help=False)  # the command line's own options, not config keys
+    for name in ("--config", "--out", "--logger", "--resume"):
+        cli_only.add_argument(name)
+    for name in ("--quiet", "--debug"):
+        cli_only.add_argument(name, action="store_true")
+    ns, overrides = cli_only.parse_known_args(list(estimate_args))
+    config = ns.config
+    cfg = resolve_config(config, overrides)[0]
+    sides = cfg.sides()
+    shape = tuple(sides.p.shape)
+    apply_threads(run_threads(cfg, shape))  # the parts run with the job's thread count
+    cpu = torch.device("cpu")
+    n_lip = cfg.eval.empirical_lipschitz_samples
+
+    def lipschitz() -> float:
+        critic = build_critic(cfg, shape).eval()
+        gen = generator(cfg.seed, EMPIRICAL_LIPSCHITZ_OFFSET)
+        xp = draw(sides.p, n_lip, gen, cfg.train.batch_size, cpu)
+        xq = draw(sides.q, n_lip, gen, cfg.train.batch_size, cpu)
+        return float(empirical_lipschitz(critic, xp, xq, n_interpolates=n_lip, generator=gen))
+
+    def plot() -> Path:
+        curve = [
+            {"step": s, "lower_bound": 0.3, "lower_bound_lo": 0.25, "lower_bound_hi": 0.35, "estimate": 0.3}
+            for s in range(100, 700, 100)
+        ]
+        with tempfile.TemporaryDirectory() as d:
+            return plot_bound_curve(curve, Path(d) / "bound_curve.png", empirical_ot=3.0, empirical_ot_floor=2.9)
+
+    n_ot = cfg.eval.ot_samples
+    floor = " and its floor" if cfg.eval.ot_floor else ""
+    return [
+        ("parse and validate the config", lambda: resolve_config(config, overrides)),
+        ("choose the thread count (count the critic's work)", lambda: run_threads(cfg, shape)),
+        (
+            f"exact-OT reference on {n_ot} x {n_ot} samples{floor}",
+            lambda: references(sides.p, sides.q, n_ot, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size, cpu),
+        ),
+        (f"empirical Lipschitz check ({n_lip} + {n_lip} points, {n_lip} interpolates)", lipschitz),
+        ("bound-curve plot", plot),
+    ]
+
+
+def _time_parts(repeats: int, estimate_args: Sequence[str]) -> list[dict[str, Any]]:
+    parts = _parts(estimate_args)
+    times: dict[str, list[float]] = {label: [] for label, _ in parts}
+    for _ in range(repeats):
+        for label, fn in parts:
+            t0 = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t0)
+    return [{"what": label, "wall_s": median_or_none(v)} for label, v in times.items()]
+
+
+def run_startup(
+    repeats: int, estimate_args: Sequence[str] = (), *, tree: Optional[str] = None, timeout_s: float = 1800.0
+) -> dict[str, Any]:
+    """Everything the module docstring lists; the record written as JSON."""
+    record: dict[str, Any] = {
+        "machine": machine_text(), "load_before": load_text(), "repeats": int(repeats),
+        "estimate_args": list(estimate_args), "tree": tree,
+    }  # fmt: skip
+    record["commands"] = _time_commands(repeats, tree, timeout_s)
+    record["job"] = _time_job(repeats, estimate_args, tree, timeout_s)
+    record["parts"] = [] if tree is not None else _time_parts(repeats, estimate_args)
+    record["load_after"] = load_text()
+    return record
+
+
+def _s(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _rows(record: dict[str, Any]) -> list[tuple[str, Optional[float], Optional[float]]]:
+    """(label, wall s, CPU s) of every figure of a record, in table order."""
+    rows = [(r["what"] + (" **failed**" if r["error"] else ""), r["wall_s"], r["cpu_s"]) for r in record["commands"]]
+    job = record["job"]
+    rows += [
+        ("default job `wdist estimate` (whole process)", job["wall_s"], job["cpu_s"]),
+        ("of which training (result.json `seconds`)", job["train_s"], None),
+        ("of which not training", job["not_training_s"], None),
+    ]
+    rows += [(f"&nbsp;&nbsp;part: {r['what']} (in-process)", r["wall_s"], None) for r in record["parts"]]
+    return rows
+
+
+def _notes(record: dict[str, Any], which: str) -> list[str]:
+    lines = [
+        f"* {which}medians of {record['repeats']} runs; machine: {record['machine']}; load average (1/5/15 min) "
+        f"before {record['load_before']}, after {record.get('load_after', 'unknown')}"
+    ]
+    if record["job"].get("threads"):
+        lines.append(f"* {which}the job's threads: {record['job']['threads']}")
+    if record["estimate_args"]:
+        lines.append(f"* {which}estimate arguments: `{' '.join(record['estimate_args'])}`")
+    if record.get("tree"):
+        lines.append(f"* {which}command lines of the source tree {record['tree']} (in-process parts not measured)")
+    return lines
+
+
+def format_table(record: dict[str, Any], command: str = "", before: Optional[dict[str, Any]] = None) -> str:
+    """The README table: one row per command, the job's wall / training / other time, and the
+    parts; with ``before`` (an earlier record, e.g. of an earlier source tree) its figures too."""
+    if before is None:
+        lines = ["| what | wall s (median) | CPU s (median) |", "|---|---|---|"]
+        lines += [f"| {label} | {_s(wall)} | {_s(cpu)} |" for label, wall, cpu in _rows(record)]
+        notes = _notes(record, "")
+    else:
+        old = {label.replace(" **failed**", ""): (wall, cpu) for label, wall, cpu in _rows(before)}
+        lines = ["| what | before: wall s | before: CPU s | after: wall s | after: CPU s |", "|---|---|---|---|---|"]
+        for label, wall, cpu in _rows(record):
+            was_wall, was_cpu = old.get(label.replace(" **failed**", ""), (None, None))
+            lines.append(f"| {label} | {_s(was_wall)} | {_s(was_cpu)} | {_s(wall)} | {_s(cpu)} |")
+        notes = _notes(before, "before: ") + _notes(record, "after: ")
+    lines += ["", *notes]
+    if command:
+        lines.append(f"* command: `{command}`")
+    return "\n".join(lines)
+
+
+def cli(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    estimate_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, estimate_args = argv[:cut], argv[cut + 1 :]
+    ap = argparse.ArgumentParser(
+        prog="wdist bench startup",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Arguments after -- go to the timed `wdist estimate` job (e.g. -- --train.steps 100).",
+    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
+    ap.add_argument("--tree", default=None, help="run the command lines of this source tree instead")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--compare", default=None, metavar="JSON", help="an earlier run's --json file: print its figures beside these"
+    )
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        print("wdist bench startup: error: --repeats must be >= 1.", file=sys.stderr)
+        return 2
+    before = None
+    if args.compare is not None:
+        try:
+            before = json.loads(Path(args.compare).read_text())
+        except (OSError, ValueError) as err:
+            print(f"wdist bench startup: error: --compare {args.compare!r}: {err}", file=sys.stderr)
+            return 2
+    record = run_startup(args.repeats, estimate_args, tree=args.tree, timeout_s=args.timeout)
+    command = "wdist bench startup " + " ".join(list(argv) + (["--", *estimate_args] if estimate_args else []))
+    print(format_table(record, command.strip(), before))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2))
+    failed = [r for r in record["commands"] if r["error"]] + record["job"]["errors"]
+    for f in failed[:3]:
+        print(f"failed: {f}", file=sys.stderr)
+    return 1 if failed else 0
