@@ -12,8 +12,8 @@
   config and options).
 * ``python -m generators.train_digits`` runs with ``--steps 2`` into a temporary file.
 * The Python API block runs, with two adaptations that are asserted to match the README text: fewer
-  training steps, and no ``checkpoint="netG.pth"`` (the published file is not here, so the
-  generator gets random weights and a ``RandomWeightsWarning``).
+  training steps, and ``random_weights=True`` instead of ``checkpoint="netG.pth"`` (the published
+  file is not here; without either the load is refused).
 * The YAML block of "Bring your own generator and data" is validated with ``wdist.load_config``
   against a small array file and a generator module written for it.
 """
@@ -377,21 +377,21 @@ PYTHON_ADAPTATIONS = [
         '["--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64"], '
         "quiet=True",
     ),
-    ('generators.load("mimicry/sngan-32", checkpoint="netG.pth")', 'generators.load("mimicry/sngan-32")'),
+    (
+        'generators.load("mimicry/sngan-32", checkpoint="netG.pth")',
+        'generators.load("mimicry/sngan-32", random_weights=True)',
+    ),
 ]
 
 
 def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import generators
-
     (code,) = _blocks("python")
     for readme_text, replacement in PYTHON_ADAPTATIONS:
         assert readme_text in code, f"README's Python block changed: {readme_text!r} not found; update this test"
         code = code.replace(readme_text, replacement)
     monkeypatch.chdir(ROOT)
     ns: dict = {}
-    with pytest.warns(generators.RandomWeightsWarning):
-        exec(compile(code, "README.md (Python API)", "exec"), ns)
+    exec(compile(code, "README.md (Python API)", "exec"), ns)
     out = capsys.readouterr().out.split("\n")
     assert ns["result"].certified and ns["result"].exact_w1 == 1.0
     assert ns["L"] <= 1.001
