@@ -263,7 +263,7 @@ class FrozenGenerator(nn.Module):
         works = [c for c in tried if self._runs_on(c)]
         if works:
             c = works[0]
-            dim = "" if math.prod(c) == self.latent_dim else f" and latent_dim: {math.prod(c)}"
+            dim = "" if math.prod(c) == self.latent_dim else f" ({math.prod(c)} coordinates, not {self.latent_dim})"
             return ValueError(
                 f"{head} It runs on latents of shape (N, {', '.join(map(str, c))}): set latent_shape: {list(c)}{dim}."
             )
