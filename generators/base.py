@@ -211,6 +211,13 @@ class FrozenGenerator(nn.Module):
                     f"generator {self.name!r} is conditional: it takes latent rows of shape (N, {self.latent_dim + 1}) "
                     f"(z of {self.latent_dim} coordinates, then the class label); got {tuple(z.shape)}"
                 )
+            exact = {torch.bfloat16: 256, torch.float16: 2048}.get(z.dtype)  # largest integer held exactly
+            if exact is not None and self.labels.n_classes - 1 > exact:
+                raise ValueError(
+                    f"generator {self.name!r}: latent rows in {z.dtype} hold class labels exactly only up to {exact}, "
+                    f"but there are {self.labels.n_classes} classes; keep the latents in float32 (a '-mixed' "
+                    "precision rather than '-true')"
+                )
             y = z[:, -1].round()
             if not bool(((y >= 0) & (y < self.labels.n_classes) & (y == z[:, -1])).all()):
                 raise ValueError(

@@ -254,3 +254,12 @@ def test_latent_and_label_options_through_the_config(module_spec: str) -> None:
     assert "truncated to [-0.25, 0.25]" in cfg.q.describe()
     with pytest.raises(ConfigError, match="truncation"):
         load_config(base, ["--q.init_args.latent", "truncated-normal"])
+
+
+def test_labels_in_half_precision_rows_are_refused_when_they_cannot_be_exact(module_spec: str) -> None:
+    g = generators.load(module_spec + "echo", n_classes=300, labels=299, **ECHO_OPTS)
+    z = g.sample_latent(4, torch.Generator().manual_seed(0))
+    assert _labels_of(g, 4).tolist() == [299] * 4
+    with pytest.raises(ValueError, match="exactly only up to 256, but there are 300 classes"):
+        g(z.to(torch.bfloat16))
+    assert g(z.to(torch.float16))[:, 0, 0, 0].tolist() == [299.0] * 4  # float16 holds integers up to 2048
