@@ -21,6 +21,7 @@ from wdist.cli import main
 TINY = [
     "--train.steps", "6", "--train.eval_every", "6", "--train.batch_size", "32", "--eval.n_eval", "64",
     "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0", "--trainer.enable_progress_bar", "false",
+    "--train.threads", "1",
 ]  # fmt: skip
 SMALL_CRITIC = {"name": "bjorck-mlp", "options": {"width": 8, "depth": 1}}
 NZ = 16
@@ -46,14 +47,6 @@ DCGAN_FILE = textwrap.dedent(
             return self.main(z)
     """
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()

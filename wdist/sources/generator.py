@@ -112,10 +112,15 @@ class Generator(LatentSource):
         with, ``latent_dim``).
     truncation : float, optional
         ``t`` of ``latent: truncated-normal``: each coordinate N(0, 1) conditioned on ``|z_i| <= t``.
-    n_classes, labels, label_arg, label_format
-        For a conditional generator (forward ``G(z, y)``): the number of classes; ``uniform``
-        (default), one class or a list of classes drawn uniformly; the keyword forward takes y
-        under (default: its second positional argument); ``index`` or ``one-hot``.
+    n_classes : int, optional
+        For a conditional generator (forward ``G(z, y)``): the number of classes of its labels y.
+    labels : "uniform", int or list of int, optional
+        How y is drawn for each sample: ``uniform`` over the classes (the default with
+        ``n_classes``), one class index, or uniformly over a list of class indices.
+    label_arg : str, optional
+        The keyword under which forward takes y; default its second positional argument.
+    label_format : {"index", "one-hot"}
+        y as int64 class indices or as float one-hot vectors of ``n_classes``.
     random_weights : bool
         Estimate against a registered architecture with random weights, on purpose: without it a
         registered generator without checkpoint is an error. The result says so.
