@@ -152,6 +152,10 @@ def test_latent_shape_feeds_a_dcgan_without_a_wrapper(module_spec: str) -> None:
     assert torch.equal(g(z.flatten(1)), x)  # flat latents are reshaped to latent_shape
     with torch.no_grad():
         assert torch.equal(x, g.module(z))
+    assert not g.random_weights  # a user's callable may build trained weights itself: nothing is claimed
+    assert generators.load(
+        module_spec + "dcgan", latent_shape=[8, 1, 1], random_weights=True, **DCGAN_OPTS
+    ).random_weights
     # latent_dim and latent_shape together must agree
     with pytest.raises(GeneratorLoadError, match=r"latent_shape \[8, 1, 1\] has 8 coordinates but latent_dim is 16"):
         generators.load(module_spec + "dcgan", latent_dim=16, latent_shape=[8, 1, 1], **DCGAN_OPTS)
