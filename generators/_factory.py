@@ -20,7 +20,7 @@ from generators.architectures.custom import (
 )
 from generators.base import FrozenGenerator
 from generators.checkpoints import load_state_dict_strict, read_state_dict
-from generators.latents import LATENTS, Labels, LabelSpec
+from generators.latents import Labels, LabelSpec
 
 __all__ = ["MissingWeightsError", "load"]
 
@@ -49,35 +49,12 @@ class MissingWeightsError(GeneratorLoadError):
         )
 
 
-def _latent_options(
-    name: str,
-    latent_dim: int | None,
-    latent_shape: Sequence[int] | None,
-    latent: str | None,
-    truncation: float | None,
-) -> tuple[int | None, tuple[int, ...] | None]:
-    """``(latent_dim, latent_shape)`` checked: a shape given alone fixes the dim; both must agree."""
-    if latent is not None and latent not in LATENTS:
-        raise GeneratorLoadError(f"latent must be one of {', '.join(LATENTS)}; got {latent!r} (generator {name!r})")
-    if truncation is not None and latent not in (None, "truncated-normal"):
-        raise GeneratorLoadError(
-            f"truncation={truncation!r} was given with latent {latent!r} (generator {name!r}); truncation applies "
-            "only to latent 'truncated-normal'."
-        )
-    if latent_shape is None:
-        return latent_dim, None
-    shape = tuple(int(s) for s in latent_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise GeneratorLoadError(
-            f"latent_shape must be a non-empty list of positive integers, got {list(latent_shape)!r} "
-            f"(generator {name!r})."
-        )
-    if latent_dim is not None and math.prod(shape) != int(latent_dim):
-        raise GeneratorLoadError(
-            f"latent_shape {list(shape)} has {math.prod(shape)} coordinates but latent_dim is {latent_dim} "
-            f"(generator {name!r}): give latent_shape alone, or values that agree."
-        )
-    return math.prod(shape), shape
+def _latent_dim(latent_dim: int | None, latent_shape: Sequence[int] | None) -> int | None:
+    """``latent_dim``, or the number of coordinates of ``latent_shape`` when only the shape is given
+    (:class:`FrozenGenerator` checks the shape, and that the two agree when both are given)."""
+    if latent_dim is None and latent_shape is not None:
+        return math.prod(int(s) for s in latent_shape)
+    return latent_dim
 
 
 def _label_spec(
@@ -179,7 +156,8 @@ def load(
     """
     if batchnorm not in ("eval", "batch"):
         raise GeneratorLoadError(f"batchnorm must be 'eval' or 'batch', got {batchnorm!r}")
-    latent_dim, latent_shape = _latent_options(name, latent_dim, latent_shape, latent, truncation)
+    latent_dim = _latent_dim(latent_dim, latent_shape)
+    latent_shape = None if latent_shape is None else tuple(int(s) for s in latent_shape)
     label_spec = _label_spec(name, n_classes, labels, label_arg, label_format)
     if random_weights and checkpoint is not None:
         raise GeneratorLoadError(

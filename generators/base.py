@@ -81,7 +81,7 @@ class FrozenGenerator(nn.Module):
         super().__init__()
         if batchnorm not in ("eval", "batch"):
             raise ValueError(f"batchnorm must be 'eval' or 'batch', got {batchnorm!r} (generator {name!r})")
-        if int(latent_dim) < 1:
+        if latent_shape is None and int(latent_dim) < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r} (generator {name!r})")
         try:
             spec = LatentSpec(
