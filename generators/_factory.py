@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -99,6 +99,7 @@ def load(
     label_arg: str | None = None,
     label_format: Literal["index", "one-hot"] = "index",
     random_weights: bool = False,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> FrozenGenerator:
     """Build a generator, load its weights and return it frozen.
 
@@ -139,6 +140,9 @@ def load(
     random_weights : bool
         Use a registered architecture with its random initialisation on purpose (no checkpoint).
         For ``python:`` generators without a checkpoint it records that the network is untrained.
+    forward_kwargs : dict, optional
+        Fixed keyword arguments of every forward call, for a network whose forward takes more than
+        z (and labels), e.g. ``{"truncation_psi": 0.7}``.
 
     Returns
     -------
@@ -258,6 +262,7 @@ def load(
             truncation=truncation,
             labels=label_spec,
             random_weights=checkpoint is None and random_weights,
+            forward_kwargs=forward_kwargs,
         )
     except ValueError as e:
         raise GeneratorLoadError(str(e)) from e

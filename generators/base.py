@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -53,11 +53,14 @@ class FrozenGenerator(nn.Module):
         (:class:`~generators.latents.LabelSpec`).
     random_weights : bool
         Whether the network kept its random initialisation (no weights were loaded); recorded only.
+    forward_kwargs : dict, optional
+        Fixed keyword arguments passed to every forward call beside z (and the labels), e.g.
+        ``{"truncation_psi": 0.7}``.
 
     Attributes
     ----------
     module, name, latent_dim, latent, latent_shape, truncation, labels, output_shape, output_range,
-    batchnorm, random_weights
+    batchnorm, random_weights, forward_kwargs
         As above.
     latent_spec : LatentSpec
         The latent's shape and distribution.
@@ -77,6 +80,7 @@ class FrozenGenerator(nn.Module):
         truncation: Optional[float] = None,
         labels: Optional[LabelSpec] = None,
         random_weights: bool = False,
+        forward_kwargs: Optional[dict[str, Any]] = None,
     ) -> None:
         super().__init__()
         if batchnorm not in ("eval", "batch"):
@@ -106,6 +110,7 @@ class FrozenGenerator(nn.Module):
         self.truncation = spec.truncation
         self.labels = labels
         self.random_weights = bool(random_weights)
+        self.forward_kwargs = dict(forward_kwargs or {})
         self.output_shape = tuple(int(s) for s in output_shape)
         self.output_range = (lo, hi)
         self.batchnorm = batchnorm
@@ -235,7 +240,9 @@ class FrozenGenerator(nn.Module):
         raise ValueError(f"generator {self.name!r} takes z of shape {shapes}; got {tuple(z.shape)}")
 
     def _run(self, z: Tensor, y: Optional[Tensor]) -> Tensor:
-        return self.module(z) if y is None or self.labels is None else self.labels.call(self.module, z, y)
+        if y is None or self.labels is None:
+            return self.module(z, **self.forward_kwargs)
+        return self.labels.call(self.module, z, y, **self.forward_kwargs)
 
     def _runs_on(self, shape: tuple[int, ...]) -> bool:
         """Whether the network runs on 2 probe latents of one-sample ``shape`` (RNG state kept)."""
@@ -277,7 +284,8 @@ class FrozenGenerator(nn.Module):
         if self.labels is None and isinstance(err, TypeError) and "argument" in str(err):
             return ValueError(
                 f"{head} Its forward takes more arguments than z: for class labels (a conditional generator) give "
-                "n_classes and labels (uniform, a class or a list of classes), and label_arg if it takes them by name."
+                "n_classes and labels (uniform, a class or a list of classes), and label_arg if it takes them by name; "
+                "for fixed arguments, forward_kwargs (e.g. {truncation_psi: 0.7})."
             )
         if self._runs_on(self.latent_shape):
             return ValueError(f"{head} It runs on probe latents of that shape, so the failure depends on their values.")
@@ -355,5 +363,6 @@ class FrozenGenerator(nn.Module):
             f"name={self.name!r}, latent={self.latent_spec.describe()!r}, "
             + (f"labels={self.labels.describe()!r}, " if self.labels is not None else "")
             + f"output_shape={self.output_shape}, output_range={self.output_range}, batchnorm={self.batchnorm!r}"
+            + (f", forward_kwargs={self.forward_kwargs!r}" if self.forward_kwargs else "")
             + (", random_weights=True" if self.random_weights else "")
         )

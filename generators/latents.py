@@ -200,10 +200,10 @@ class LabelSpec:
         pick = torch.randint(len(choices), (int(n),), generator=generator, device=where)
         return torch.as_tensor(list(choices), dtype=torch.int64, device=where)[pick].to(target)
 
-    def call(self, module: nn.Module, z: Tensor, y: Tensor) -> Tensor:
-        """``module(z, y)`` (or with ``y`` under :attr:`arg`), ``y`` in :attr:`format`."""
+    def call(self, module: nn.Module, z: Tensor, y: Tensor, **kwargs: Any) -> Tensor:
+        """``module(z, y, **kwargs)`` (or with ``y`` under :attr:`arg`), ``y`` in :attr:`format`."""
         given = F.one_hot(y, self.n_classes).to(torch.float32) if self.format == "one-hot" else y
-        return module(z, **{self.arg: given}) if self.arg else module(z, given)
+        return module(z, **{self.arg: given}, **kwargs) if self.arg else module(z, given, **kwargs)
 
     def describe(self) -> str:
         """E.g. ``"labels uniform over 10 classes"``, ``"label 3 of 10"``."""

@@ -46,6 +46,17 @@ class LabelEcho(nn.Module):
         return (self.scale * label.float() + 0.0 * z.flatten(1).sum(1)).view(-1, 1, 1, 1).expand(-1, 1, 2, 2)
 
 
+class Scaled(nn.Module):
+    """forward(z, *, scale): needs a fixed keyword argument beside z."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, z: torch.Tensor, *, scale: float) -> torch.Tensor:
+        return scale * torch.sigmoid(self.fc(z)).view(-1, 1, 2, 2)
+
+
 class KeywordLabels(LabelEcho):
     def forward(self, z: torch.Tensor, *, class_idx: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(z, class_idx)
@@ -59,6 +70,7 @@ def module_spec(monkeypatch: pytest.MonkeyPatch) -> str:
     mod.echo = LabelEcho
     mod.echo_one_hot = lambda: LabelEcho(one_hot=True)
     mod.keyword = KeywordLabels
+    mod.scaled = Scaled
     monkeypatch.setitem(sys.modules, MODULE, mod)
     return f"python:{MODULE}:"
 
@@ -267,3 +279,20 @@ def test_labels_in_half_precision_rows_are_refused_when_they_cannot_be_exact(mod
     with pytest.raises(ValueError, match="exactly only up to 256, but there are 300 classes"):
         g(z.to(torch.bfloat16))
     assert g(z.to(torch.float16))[:, 0, 0, 0].tolist() == [299.0] * 4  # float16 holds integers up to 2048
+
+
+def test_fixed_keyword_arguments_of_forward(module_spec: str) -> None:
+    with pytest.raises(ValueError, match="forward_kwargs"):
+        generators.load(module_spec + "scaled", **ECHO_OPTS).sample(2, seed=0)
+    torch.manual_seed(0)
+    half = generators.load(module_spec + "scaled", forward_kwargs={"scale": 0.5}, **ECHO_OPTS).sample(50, seed=0)
+    torch.manual_seed(0)
+    full = generators.load(module_spec + "scaled", forward_kwargs={"scale": 1.0}, **ECHO_OPTS).sample(50, seed=0)
+    assert torch.allclose(half, 0.5 * full) and half.max() <= 0.5
+    base = {
+        "p": {"class_path": "Digits", "init_args": {"limit": 20}},
+        "q": {"class_path": "Generator", "init_args": {"name": module_spec + "scaled", **ECHO_OPTS}},
+    }
+    cfg = load_config(base, ["--q.init_args.forward_kwargs", "{scale: 0.25}"])
+    assert cfg.q.record()["forward_kwargs"] == {"scale": 0.25} and "forward(scale=0.25)" in cfg.q.describe()
+    assert cfg.q.frozen.sample(20, seed=0).max() <= 0.25

@@ -121,6 +121,9 @@ class Generator(LatentSource):
         The keyword under which forward takes y; default its second positional argument.
     label_format : {"index", "one-hot"}
         y as int64 class indices or as float one-hot vectors of ``n_classes``.
+    forward_kwargs : dict, optional
+        Fixed keyword arguments of every forward call, for a generator whose forward takes more than
+        z and labels (e.g. ``{truncation_psi: 0.7}``).
     random_weights : bool
         Estimate against a registered architecture with random weights, on purpose: without it a
         registered generator without checkpoint is an error. The result says so.
@@ -150,6 +153,7 @@ class Generator(LatentSource):
         label_arg: Optional[str] = None,
         label_format: Literal["index", "one-hot"] = "index",
         random_weights: bool = False,
+        forward_kwargs: Optional[dict[str, Any]] = None,
     ) -> None:
         if batchnorm not in ("eval", "batch"):
             raise SourceError(f"batchnorm must be 'eval' or 'batch', got batchnorm={batchnorm!r}")
@@ -175,6 +179,7 @@ class Generator(LatentSource):
                 label_arg=label_arg,
                 label_format=label_format,
                 random_weights=random_weights,
+                forward_kwargs=forward_kwargs,
             )
         except SourceError:
             raise
@@ -224,6 +229,8 @@ class Generator(LatentSource):
         ckpt = f", checkpoint {self.checkpoint}" if self.checkpoint else ""
         rand = ", RANDOMLY INITIALISED weights (random_weights: true)" if self.random_weights else ""
         labels = f", {self.frozen.labels.describe()}" if self.frozen.labels is not None else ""
+        if self.frozen.forward_kwargs:
+            labels += ", forward(" + ", ".join(f"{k}={v!r}" for k, v in self.frozen.forward_kwargs.items()) + ")"
         bn = ", batch-norm on batch statistics" if self.batchnorm == "batch" else ""
         return (
             f"generator {self.name}{ckpt}{rand} ({self.frozen.latent_spec.describe()}{labels}, "
@@ -240,6 +247,7 @@ class Generator(LatentSource):
             "random_weights": self.random_weights,
             **frozen.latent_spec.record(),
             "labels": None if frozen.labels is None else frozen.labels.record(),
+            "forward_kwargs": dict(frozen.forward_kwargs),
             "batchnorm": self.batchnorm,
             "output_range": list(self.output_range),
         }
