@@ -9,11 +9,15 @@ Usable on its own (it never imports ``wdist`` or ``critics``)::
     g = generators.load("digits/wgan-gp-8")   # the bundled, offline generator
 
 Users' own networks: ``generators.load("torchscript:gen.pt", latent_dim=..., latent=...,
-output_shape=..., output_range=...)`` or ``"python:module.path:callable"`` with the same options.
+output_shape=..., output_range=...)`` or ``"python:module.path:callable"`` with the same options;
+``latent_shape=(64, 1, 1)`` for a network taking z of that shape, ``latent`` one of
+:data:`LATENTS` (``truncation`` for ``truncated-normal``), and ``n_classes``/``labels`` for a
+conditional one. A registered generator without weights is an error unless
+``random_weights=True``.
 """
 
 # Registration is an import side effect: import every family module.
-from generators._factory import RandomWeightsWarning, load
+from generators._factory import MissingWeightsError, load
 from generators._registry import (
     SCHEMES,
     GeneratorInfo,
@@ -28,13 +32,17 @@ from generators.architectures import lconvnet as _lconvnet  # noqa: F401
 from generators.architectures import mimicry as _mimicry  # noqa: F401
 from generators.base import FrozenGenerator
 from generators.checkpoints import sha256_file
+from generators.latents import LATENTS, LabelSpec, LatentSpec
 
 __all__ = [
+    "LATENTS",
     "SCHEMES",
     "FrozenGenerator",
     "GeneratorInfo",
     "GeneratorLoadError",
-    "RandomWeightsWarning",
+    "LabelSpec",
+    "LatentSpec",
+    "MissingWeightsError",
     "available",
     "generator_info",
     "load",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -19,14 +20,65 @@ from generators.architectures.custom import (
 )
 from generators.base import FrozenGenerator
 from generators.checkpoints import load_state_dict_strict, read_state_dict
+from generators.latents import Labels, LabelSpec
 
-__all__ = ["RandomWeightsWarning", "load"]
+__all__ = ["MissingWeightsError", "load"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class RandomWeightsWarning(UserWarning):
-    """A registered generator was loaded without a checkpoint, so its weights are random."""
+class MissingWeightsError(GeneratorLoadError):
+    """A registered generator was asked for without a checkpoint (and has no bundled weights), so it
+    would have random weights; ``random_weights=True`` asks for that on purpose.
+
+    Attributes
+    ----------
+    name : str
+        The registered name.
+    url : str or None
+        Where its published weights come from.
+    """
+
+    def __init__(self, name: str, url: str | None) -> None:
+        self.name, self.url = name, url
+        super().__init__(
+            f"Generator {name!r} was asked for without a checkpoint: it has no bundled weights, so it would run "
+            "with RANDOM weights and its samples would be noise. Give the weights file with checkpoint=PATH "
+            f"(published weights: {url or 'n/a'}), or random_weights=True to use the randomly initialised "
+            "network on purpose."
+        )
+
+
+def _latent_dim(latent_dim: int | None, latent_shape: Sequence[int] | None) -> int | None:
+    """``latent_dim``, or the number of coordinates of ``latent_shape`` when only the shape is given
+    (:class:`FrozenGenerator` checks the shape, and that the two agree when both are given)."""
+    if latent_dim is None and latent_shape is not None:
+        return math.prod(int(s) for s in latent_shape)
+    return latent_dim
+
+
+def _label_spec(
+    name: str, n_classes: int | None, labels: Labels | None, label_arg: str | None, label_format: str
+) -> LabelSpec | None:
+    """The labels of a conditional generator, or ``None`` when no label option is given."""
+    if n_classes is None:
+        given = {"labels": labels, "label_arg": label_arg, "label_format": None if label_format == "index" else 1}
+        stray = [k for k, v in given.items() if v is not None]
+        if stray:
+            raise GeneratorLoadError(
+                f"{', '.join(stray)} given for generator {name!r} without n_classes: a conditional generator "
+                "needs n_classes (the number of classes its labels take)."
+            )
+        return None
+    try:
+        return LabelSpec(
+            int(n_classes),
+            "uniform" if labels is None else (tuple(labels) if isinstance(labels, (list, tuple)) else labels),
+            label_arg,
+            label_format,
+        )
+    except ValueError as err:
+        raise GeneratorLoadError(f"{err} (generator {name!r}).") from None
 
 
 def load(
@@ -37,10 +89,17 @@ def load(
     device: str | torch.device | None = None,
     batchnorm: Literal["eval", "batch"] = "eval",
     latent_dim: int | None = None,
-    latent: Literal["normal", "uniform"] | None = None,
+    latent: str | None = None,
     output_shape: tuple[int, ...] | None = None,
     output_range: tuple[float, float] | None = None,
-    warn_random: bool = True,
+    latent_shape: Sequence[int] | None = None,
+    truncation: float | None = None,
+    n_classes: int | None = None,
+    labels: Labels | list[int] | None = None,
+    label_arg: str | None = None,
+    label_format: Literal["index", "one-hot"] = "index",
+    random_weights: bool = False,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> FrozenGenerator:
     """Build a generator, load its weights and return it frozen.
 
@@ -52,9 +111,9 @@ def load(
     checkpoint : path-like, optional
         A ``torch.save`` file holding the state dict, raw or wrapped (Mimicry's
         ``{"model_state_dict", ...}``); loaded with ``weights_only=True``, ``map_location`` and
-        strict keys. Without it a registered generator has random weights (and a
-        :class:`RandomWeightsWarning`), except those with bundled weights (``digits/wgan-gp-8``),
-        which load those, checked against the sha256 in their recipe.
+        strict keys. A registered generator needs one (a :class:`MissingWeightsError` otherwise),
+        except those with bundled weights (``digits/wgan-gp-8``), which load those, checked against
+        the sha256 in their recipe, and except with ``random_weights=True``.
     sha256 : str, optional
         Expected hex digest of ``checkpoint`` (of the TorchScript file for ``torchscript:``).
     device : str or torch.device, optional
@@ -63,26 +122,52 @@ def load(
     batchnorm : {"eval", "batch"}
         See :class:`FrozenGenerator`; ``"batch"`` reproduces the published LConvNet sampler.
     latent_dim, latent, output_shape, output_range : optional
-        Required for ``torchscript:`` and ``python:`` generators. For registered ones they are
-        fixed by the architecture; a value that differs is an error.
-    warn_random : bool
-        Warn when a registered generator gets random weights.
+        Required for ``torchscript:`` and ``python:`` generators (``latent_dim`` or
+        ``latent_shape``). For registered ones they are fixed by the architecture; a value that
+        differs is an error, except ``latent="truncated-normal"`` for a generator with a normal
+        latent (the truncation trick). ``latent`` is one of ``normal`` (N(0, I)), ``uniform``
+        (U[0, 1)), ``uniform-symmetric`` (U[-1, 1)), ``truncated-normal`` (with ``truncation``).
+    latent_shape : sequence of int, optional
+        Shape of one z, e.g. ``(64, 1, 1)`` for a DCGAN-family network; default ``(latent_dim,)``.
+    truncation : float, optional
+        ``t > 0`` of ``latent="truncated-normal"``: each coordinate is N(0, 1) conditioned on
+        ``|z_i| <= t``.
+    n_classes, labels, label_arg, label_format : optional
+        For a conditional generator (forward ``G(z, y)``): the number of classes; ``"uniform"``
+        (default), one class index or a list of classes drawn uniformly; the keyword under which
+        forward takes y (default: second positional argument); ``index`` (int64) or ``one-hot``
+        (see :class:`~generators.latents.LabelSpec`).
+    random_weights : bool
+        Use a registered architecture with its random initialisation on purpose (no checkpoint).
+        For ``python:`` generators without a checkpoint it records that the network is untrained.
+    forward_kwargs : dict, optional
+        Fixed keyword arguments of every forward call, for a network whose forward takes more than
+        z (and labels), e.g. ``{"truncation_psi": 0.7}``.
 
     Returns
     -------
     FrozenGenerator
-        In eval (or batch-norm batch) mode, ``requires_grad=False``, on ``device``.
+        In eval (or batch-norm batch) mode, ``requires_grad=False``, on ``device``; its
+        ``random_weights`` says whether no weights were loaded.
 
     Raises
     ------
     GeneratorLoadError
-        Unknown name (the message lists the available ones), missing options for a user's own
-        generator, or any checkpoint problem (see :func:`generators.checkpoints.read_checkpoint`).
+        Unknown name (the message lists the available ones), missing or inconsistent options,
+        a registered generator without checkpoint (:class:`MissingWeightsError`), a checkpoint
+        given with ``random_weights=True``, or any checkpoint problem (see
+        :func:`generators.checkpoints.read_checkpoint`).
     """
     if batchnorm not in ("eval", "batch"):
         raise GeneratorLoadError(f"batchnorm must be 'eval' or 'batch', got {batchnorm!r}")
-    if latent is not None and latent not in ("normal", "uniform"):
-        raise GeneratorLoadError(f"latent must be 'normal' or 'uniform', got {latent!r}")
+    latent_dim = _latent_dim(latent_dim, latent_shape)
+    latent_shape = None if latent_shape is None else tuple(int(s) for s in latent_shape)
+    label_spec = _label_spec(name, n_classes, labels, label_arg, label_format)
+    if random_weights and checkpoint is not None:
+        raise GeneratorLoadError(
+            f"random_weights=True and checkpoint={str(checkpoint)!r} were both given for generator {name!r}: "
+            "drop random_weights to load the checkpoint, or the checkpoint to use random weights."
+        )
     target = torch.device(device) if device is not None else torch.device("cpu")
     ckpt_sha = sha256
 
@@ -92,6 +177,10 @@ def load(
         )
         assert latent_dim is not None and latent is not None and output_shape is not None and output_range is not None
         if name.startswith(TORCHSCRIPT_PREFIX):
+            if random_weights:
+                raise GeneratorLoadError(
+                    f"random_weights=True was given for {name!r}, but a TorchScript file carries its own weights."
+                )
             module = load_torchscript(name[len(TORCHSCRIPT_PREFIX) :], sha256=sha256, map_location=target)
             ckpt_sha = None  # the digest was for the TorchScript file itself
         else:
@@ -100,12 +189,24 @@ def load(
                 raise GeneratorLoadError(
                     f"sha256 was given for generator {name!r} but there is no checkpoint file to check."
                 )
-        meta = (int(latent_dim), latent, tuple(output_shape), tuple(output_range))
+        meta = (int(latent_dim), latent, tuple(output_shape), tuple(output_range), latent_shape)
     else:
         info = generator_info(name)
-        given = {"latent_dim": latent_dim, "latent": latent, "output_shape": output_shape, "output_range": output_range}
+        if label_spec is not None:
+            raise GeneratorLoadError(
+                f"n_classes was given for generator {name!r}, which is not conditional (it takes z alone)."
+            )
+        fixed_shape = info.latent_shape or (info.latent_dim,)
+        given = {
+            "latent_dim": latent_dim,
+            "latent_shape": latent_shape,
+            "latent": None if (latent == "truncated-normal" and info.latent == "normal") else latent,
+            "output_shape": output_shape,
+            "output_range": output_range,
+        }
         fixed = {
             "latent_dim": info.latent_dim,
+            "latent_shape": fixed_shape,
             "latent": info.latent,
             "output_shape": info.output_shape,
             "output_range": info.output_range,
@@ -116,7 +217,7 @@ def load(
             norm = (
                 tuple(float(v) for v in value)
                 if key == "output_range"
-                else (tuple(int(v) for v in value) if key == "output_shape" else value)
+                else (tuple(int(v) for v in value) if key in ("output_shape", "latent_shape") else value)
             )
             if norm != fixed[key]:
                 raise GeneratorLoadError(
@@ -124,7 +225,7 @@ def load(
                     "Drop the option (or use 'python:...'/'torchscript:...' for a different network)."
                 )
         module = info.builder()
-        if checkpoint is None and info.bundled is not None:
+        if checkpoint is None and info.bundled is not None and not random_weights:
             checkpoint = _WEIGHTS_DIR / info.bundled
             if sha256 is None:
                 if info.sha256 is None:
@@ -139,14 +240,10 @@ def load(
                 raise GeneratorLoadError(
                     f"sha256 was given for generator {name!r} but there is no checkpoint file to check."
                 )
-            if warn_random:
-                warnings.warn(
-                    f"Generator {name!r} was loaded without a checkpoint: its weights are RANDOM, so its "
-                    f"samples are noise. Pass checkpoint=PATH (published weights: {info.url or 'n/a'}).",
-                    RandomWeightsWarning,
-                    stacklevel=2,
-                )
-        meta = (info.latent_dim, info.latent, info.output_shape, info.output_range)
+            if not random_weights:
+                raise MissingWeightsError(name, info.url)
+        law = "truncated-normal" if latent == "truncated-normal" else info.latent
+        meta = (info.latent_dim, law, info.output_shape, info.output_range, fixed_shape)
 
     if checkpoint is not None:
         state_dict = read_state_dict(checkpoint, sha256=ckpt_sha, map_location=target)
@@ -157,10 +254,15 @@ def load(
             module,
             name=name,
             latent_dim=meta[0],
-            latent=meta[1],  # type: ignore[arg-type]
+            latent=meta[1],
             output_shape=meta[2],
             output_range=meta[3],
             batchnorm=batchnorm,
+            latent_shape=meta[4],
+            truncation=truncation,
+            labels=label_spec,
+            random_weights=checkpoint is None and random_weights,
+            forward_kwargs=forward_kwargs,
         )
     except ValueError as e:
         raise GeneratorLoadError(str(e)) from e

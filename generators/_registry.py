@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
+
+from generators.latents import LATENTS
 
 __all__ = [
     "GeneratorInfo",
@@ -51,9 +54,9 @@ class GeneratorInfo:
     builder : callable
         Entrypoint returning the bare architecture (random weights).
     latent_dim : int
-        Size of the latent vector z, shape ``(N, latent_dim)``.
-    latent : {"normal", "uniform"}
-        z ~ N(0, I) or z ~ U[0, 1)^latent_dim.
+        Number of coordinates of the latent z.
+    latent : {"normal", "uniform", "uniform-symmetric"}
+        z ~ N(0, I), U[0, 1) or U[-1, 1) per coordinate.
     output_shape : tuple of int
         Shape of one sample, ``(C, H, W)``.
     output_range : tuple of float
@@ -68,6 +71,8 @@ class GeneratorInfo:
     bundled : str or None
         File name under ``generators/weights/`` of weights shipped with the package; loaded when no
         checkpoint is given.
+    latent_shape : tuple of int or None
+        Shape of one z the network takes, e.g. ``(100, 1, 1)``; ``None``: flat, ``(latent_dim,)``.
     """
 
     name: str
@@ -82,6 +87,7 @@ class GeneratorInfo:
     url: str | None = None
     sha256: str | None = None
     bundled: str | None = None
+    latent_shape: tuple[int, ...] | None = None
 
 
 _GENERATORS: dict[str, GeneratorInfo] = {}
@@ -100,13 +106,17 @@ def register_generator(
     url: str | None = None,
     sha256: str | None = None,
     bundled: str | None = None,
+    latent_shape: tuple[int, ...] | None = None,
 ) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
     """Decorator recording ``name -> entrypoint`` with its metadata (see :class:`GeneratorInfo`).
 
     A duplicate name, an unknown latent distribution or file format is a programming error.
     """
-    if latent not in ("normal", "uniform"):
-        raise RuntimeError(f"generator {name!r}: latent must be 'normal' or 'uniform', got {latent!r}")
+    plain = tuple(law for law in LATENTS if law != "truncated-normal")  # truncation is the user's choice
+    if latent not in plain:
+        raise RuntimeError(f"generator {name!r}: latent must be one of {', '.join(plain)}, got {latent!r}")
+    if latent_shape is not None and math.prod(latent_shape) != latent_dim:
+        raise RuntimeError(f"generator {name!r}: latent_shape {latent_shape} does not hold latent_dim {latent_dim}")
     if file_format not in ("raw", "mimicry"):
         raise RuntimeError(f"generator {name!r}: unknown file_format {file_format!r}")
 
@@ -126,6 +136,7 @@ def register_generator(
             url=url,
             sha256=sha256,
             bundled=bundled,
+            latent_shape=None if latent_shape is None else tuple(int(s) for s in latent_shape),
         )
         return fn
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_helpers import save_cuda_tagged
 from torch import nn
 
 import generators
@@ -206,21 +207,19 @@ def test_torch_load_uses_map_location_and_weights_only(tmp_path: Path, monkeypat
         assert torch.device(kw["map_location"]) == torch.device("cpu")
 
 
-def test_cuda_saved_file_loads_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Simulate a file saved from CUDA tensors: only map_location makes it loadable without a GPU."""
-    path = _lconv32(tmp_path)
-    real_load = torch.load
-
-    def cuda_file(f, map_location=None, **kwargs):
-        if map_location is None:
-            raise RuntimeError(
-                "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False."
-            )
-        return real_load(f, map_location=map_location, **kwargs)
-
-    monkeypatch.setattr(torch, "load", cuda_file)
-    g = generators.load("lconvnet/wgan-gp-32", checkpoint=path)
-    assert g.device.type == "cpu"
+def test_cuda_saved_file_loads_on_cpu(tmp_path: Path) -> None:
+    """A synthesised CUDA-tagged file (:func:`save_cuda_tagged`), raw and Mimicry-wrapped: without
+    CUDA only map_location makes it loadable, and the loader maps it to the CPU."""
+    sd = generator_info("lconvnet/wgan-gp-32").builder().state_dict()
+    raw = save_cuda_tagged(sd, tmp_path / "WGAN_GP_G.pkl")
+    wrapped = save_cuda_tagged({"model_state_dict": sd, "global_step": 100}, tmp_path / "netG.pth")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="deserialize object on a CUDA device"):
+            torch.load(raw, map_location=None, weights_only=True)
+    for path in (raw, wrapped):
+        g = generators.load("lconvnet/wgan-gp-32", checkpoint=path)
+        assert g.device.type == "cpu" and all(t.device.type == "cpu" for t in g.state_dict().values())
+        assert all(torch.equal(g.module.state_dict()[k], v) for k, v in sd.items())
 
 
 def test_matching_architectures() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-import warnings
 
 import pytest
 import torch
@@ -98,13 +97,14 @@ def test_bad_options_raise_source_error(fake_module: str) -> None:
 
 
 def test_registered_generator_with_random_weights() -> None:
-    generators = pytest.importorskip("generators")
-    if "lconvnet/wgan-gp-32" not in generators.available():
-        pytest.skip("lconvnet/wgan-gp-32 is not registered")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        src = Generator("lconvnet/wgan-gp-32", resize=64)
+    """Random weights only when asked for; then the description and the record say so."""
+    with pytest.raises(SourceError) as info:
+        Generator("lconvnet/wgan-gp-32", resize=64)
+    msg = str(info.value)
+    assert "'lconvnet/wgan-gp-32'" in msg and "init_args.checkpoint" in msg and "random_weights: true" in msg
+    src = Generator("lconvnet/wgan-gp-32", resize=64, random_weights=True)
     assert src.latent_dim == 62 and src.shape == (3, 64, 64)
+    assert "RANDOMLY INITIALISED" in src.describe() and src.record()["random_weights"] is True
     z = src.sample_latent(4, torch.Generator().manual_seed(0))
     assert z.min() >= 0.0 and z.max() < 1.0  # uniform latents
     x = src.decode(z)

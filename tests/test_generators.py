@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import generators
-from generators import FrozenGenerator, GeneratorLoadError, RandomWeightsWarning, generator_info
+from generators import FrozenGenerator, GeneratorLoadError, MissingWeightsError, generator_info
 
 PUBLISHED = [
     "mimicry/sngan-32",
@@ -171,7 +171,7 @@ def test_published_round_trip(name: str, tmp_path: Path) -> None:
 
 
 def test_sample_is_seeded_and_deterministic() -> None:
-    g = generators.load("lconvnet/wgan-gp-32", warn_random=False)
+    g = generators.load("lconvnet/wgan-gp-32", random_weights=True)
     a, b, c = g.sample(5, seed=7), g.sample(5, seed=7), g.sample(5, seed=8)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(
@@ -181,14 +181,14 @@ def test_sample_is_seeded_and_deterministic() -> None:
 
 
 def test_normal_latent_statistics() -> None:
-    g = generators.load("mimicry/sngan-32", warn_random=False)
+    g = generators.load("mimicry/sngan-32", random_weights=True)
     z = g.sample_latent(4000, torch.Generator().manual_seed(0))
     assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
     assert z.min() < 0
 
 
 def test_train_keeps_generator_frozen() -> None:
-    g = generators.load("lconvnet/wgan-gp-32", warn_random=False)
+    g = generators.load("lconvnet/wgan-gp-32", random_weights=True)
     parent = nn.ModuleDict({"critic": nn.Linear(2, 2), "gen": g})
     parent.train()
     assert parent["critic"].training
@@ -227,12 +227,22 @@ def test_batch_mode_needs_batchnorm() -> None:
         generators.load("digits/wgan-gp-8", batchnorm="batch")
 
 
-def test_random_weights_warn() -> None:
-    with pytest.warns(RandomWeightsWarning, match="RANDOM"):
+def test_registered_generator_without_weights_is_refused_unless_asked(tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError) as info:
         generators.load("lconvnet/wgan-gp-32")
+    msg = str(info.value)
+    assert "'lconvnet/wgan-gp-32'" in msg and "checkpoint=PATH" in msg and "random_weights=True" in msg
+    assert "github.com/ColinQiyangLi/LConvNet" in msg  # where the published weights are
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        generators.load("lconvnet/wgan-gp-32", warn_random=False)
+        g = generators.load("lconvnet/wgan-gp-32", random_weights=True)
+    assert g.random_weights and "random_weights=True" in repr(g)
+    path = save_published("lconvnet/wgan-gp-32", generator_info("lconvnet/wgan-gp-32").builder(), tmp_path / "G.pkl")
+    assert not generators.load("lconvnet/wgan-gp-32", checkpoint=path).random_weights
+    assert not generators.load("digits/wgan-gp-8").random_weights  # bundled weights need no checkpoint
+    assert generators.load("digits/wgan-gp-8", random_weights=True).random_weights
+    with pytest.raises(GeneratorLoadError, match="random_weights=True and checkpoint="):
+        generators.load("lconvnet/wgan-gp-32", checkpoint=path, random_weights=True)
 
 
 def test_registered_options_are_fixed() -> None:
@@ -242,17 +252,17 @@ def test_registered_options_are_fixed() -> None:
         latent="normal",
         output_shape=(3, 32, 32),
         output_range=(-1, 1),
-        warn_random=False,
+        random_weights=True,
     )
     assert g.latent_dim == 128
     with pytest.raises(GeneratorLoadError, match="latent_dim 128"):
-        generators.load("mimicry/sngan-32", latent_dim=100, warn_random=False)
+        generators.load("mimicry/sngan-32", latent_dim=100, random_weights=True)
     with pytest.raises(GeneratorLoadError, match="latent"):
-        generators.load("lconvnet/wgan-gp-32", latent="normal", warn_random=False)
+        generators.load("lconvnet/wgan-gp-32", latent="normal", random_weights=True)
 
 
 def test_wrong_latent_shape_is_clear() -> None:
-    g = generators.load("lconvnet/wgan-gp-32", warn_random=False)
+    g = generators.load("lconvnet/wgan-gp-32", random_weights=True)
     with pytest.raises(ValueError, match=r"\(N, 62\)"):
         g(torch.zeros(2, 128))
 
@@ -375,7 +385,7 @@ def test_bundled_digits_loads_without_warning_and_matches_data() -> None:
     assert (x.std(0) - data.std(0)).abs().max() < 0.2
     assert abs(x.std() - data.std()) < 0.05
     # the check is discriminative: an untrained generator of the same architecture fails it
-    untrained = generators.load("digits/wgan-gp-8", checkpoint=None, warn_random=False)
+    untrained = generators.load("digits/wgan-gp-8", random_weights=True)
     untrained.module.load_state_dict(generator_info("digits/wgan-gp-8").builder().state_dict())
     y = untrained.sample(2000, seed=0)
     assert (y.mean(0) - data.mean(0)).abs().max() > 0.15

@@ -12,8 +12,8 @@
   config and options).
 * ``python -m generators.train_digits`` runs with ``--steps 2`` into a temporary file.
 * The Python API block runs, with two adaptations that are asserted to match the README text: fewer
-  training steps, and no ``checkpoint="netG.pth"`` (the published file is not here, so the
-  generator gets random weights and a ``RandomWeightsWarning``).
+  training steps, and ``random_weights=True`` instead of ``checkpoint="netG.pth"`` (the published
+  file is not here; without either the load is refused).
 * The YAML block of "Bring your own generator and data" is validated with ``wdist.load_config``
   against a small array file and a generator module written for it.
 """
@@ -377,21 +377,21 @@ PYTHON_ADAPTATIONS = [
         '["--train.steps", "4", "--train.eval_every", "2", "--eval.n_eval", "64", "--eval.ot_samples", "64"], '
         "quiet=True",
     ),
-    ('generators.load("mimicry/sngan-32", checkpoint="netG.pth")', 'generators.load("mimicry/sngan-32")'),
+    (
+        'generators.load("mimicry/sngan-32", checkpoint="netG.pth")',
+        'generators.load("mimicry/sngan-32", random_weights=True)',
+    ),
 ]
 
 
 def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import generators
-
     (code,) = _blocks("python")
     for readme_text, replacement in PYTHON_ADAPTATIONS:
         assert readme_text in code, f"README's Python block changed: {readme_text!r} not found; update this test"
         code = code.replace(readme_text, replacement)
     monkeypatch.chdir(ROOT)
     ns: dict = {}
-    with pytest.warns(generators.RandomWeightsWarning):
-        exec(compile(code, "README.md (Python API)", "exec"), ns)
+    exec(compile(code, "README.md (Python API)", "exec"), ns)
     out = capsys.readouterr().out.split("\n")
     assert ns["result"].certified and ns["result"].exact_w1 == 1.0
     assert ns["L"] <= 1.001
@@ -415,13 +415,16 @@ def test_bring_your_own_yaml_block(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for parent in [tmp_path / Path(*module.split(".")[:i]) for i in range(1, len(module.split(".")))]:
         (parent / "__init__.py").write_text("")
     c, h, w = q["output_shape"]
+    nz = q["latent_shape"][0]
+    assert q["latent_shape"][1:] == [1, 1]  # a DCGAN-style network, taking z of shape (nz, 1, 1)
     pkg_dir.with_suffix(".py").write_text(
         textwrap.dedent(f"""
         from torch import nn
 
         def {func}():
             return nn.Sequential(
-                nn.Linear({q["latent_dim"]}, {c * h * w}), nn.Sigmoid(), nn.Unflatten(1, ({c}, {h}, {w}))
+                nn.ConvTranspose2d({nz}, 4, {h // 2}), nn.BatchNorm2d(4), nn.ReLU(),
+                nn.ConvTranspose2d(4, {c}, 4, 2, 1), nn.Sigmoid(),
             )
     """)
     )
@@ -435,7 +438,9 @@ def test_bring_your_own_yaml_block(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         np.random.default_rng(0).uniform(lo, hi, (16, c, h, w)).astype(np.float32),
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no random-weights warning: the checkpoint is used
+        warnings.simplefilter("error")  # the checkpoint loads without any warning
         loaded = wdist.load_config(cfg)
     assert tuple(loaded.p.shape) == tuple(loaded.q.shape) == (c, h, w)
+    z = loaded.q.sample_latent(2, torch.Generator().manual_seed(0))
+    assert tuple(z.shape) == (2, *q["latent_shape"]) and loaded.q.decode(z).shape == (2, c, h, w)
     assert tuple(loaded.p.domain) == tuple(loaded.q.domain) == (-1.0, 1.0)

@@ -38,7 +38,7 @@ from wdist.references import check_ot_fits, references
 from wdist.results import Result, RunRecord
 from wdist.resume import ResumePoint, check_resume_settings, resume_point
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
-from wdist.sources import FiniteSource, LatentSource
+from wdist.sources import FiniteSource, Generator, LatentSource
 from wdist.system import CriticSystem
 from wdist.threads import ThreadChoice, apply_threads, run_threads
 
@@ -267,6 +267,7 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
         precision=_precision_text(trainer.precision), precision_requested=_precision_text(cfg.trainer.precision),
         loss_default=critics.default_loss(cfg.critic.name),
         segments=clock.segments, threads=run.threads.record(),
+        generators={side: src.record() for side, src in (("p", p), ("q", run.sides.q)) if isinstance(src, Generator)},
     )  # fmt: skip
 
 

@@ -36,8 +36,9 @@ class RunRecord:
     """What ran: the critic and its loss (with the one its family is made for), the two sources and
     their units, the training budget actually spent (steps, seconds of training proper summed over
     segments, device, torch threads per process and why), the precision Lightning trained in (and
-    the one asked), library versions, the config, and the run's segments (one per process that
-    trained it: the first run, then each resume)."""
+    the one asked), library versions, the config, the run's segments (one per process that
+    trained it: the first run, then each resume), and what each generator side sampled
+    (``generators``: side -> ``Generator.record()``, with its latent and ``random_weights``)."""
 
     critic: str
     loss: str
@@ -55,12 +56,20 @@ class RunRecord:
     loss_default: Optional[str] = None
     segments: list[dict[str, Any]] = field(default_factory=list)
     threads: Optional[dict[str, Any]] = None
+    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def run_notes(run: RunRecord) -> list[str]:
     """Sentences on where what ran differs from what was asked or from the usual: the precision
-    Lightning fell back to, a loss other than the critic family's own."""
+    Lightning fell back to, a loss other than the critic family's own, a generator with random
+    weights."""
     notes = []
+    for side, gen in sorted(run.generators.items()):
+        if gen.get("random_weights"):
+            notes.append(
+                f"{side.upper()} is generator {gen.get('name')!r} RANDOMLY INITIALISED (random_weights: true): no "
+                "trained weights were loaded, so the bound is to an untrained network's samples."
+            )
     if run.precision_requested is not None and run.precision != run.precision_requested:
         notes.append(
             f"trainer.precision={run.precision_requested!r} was asked, but Lightning trained in {run.precision!r} "
@@ -152,6 +161,7 @@ class Result:
     limited_by: str = "unknown"
     diagnosis: str = ""
     threads: Optional[dict[str, Any]] = None
+    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_evaluation(
@@ -222,6 +232,7 @@ class Result:
             limited_by=limited_by,
             diagnosis=diagnosis,
             threads=run.threads,
+            generators={side: dict(rec) for side, rec in run.generators.items()},
         )
 
     @property

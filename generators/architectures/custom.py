@@ -1,7 +1,7 @@
 """Users' own generators: ``torchscript:PATH`` and ``python:module.path:callable``.
 
-Neither carries metadata, so ``latent_dim``, ``latent``, ``output_shape`` and ``output_range``
-must be given as options (from the config).
+Neither carries metadata, so ``latent_dim`` (or ``latent_shape``), ``latent``, ``output_shape``
+and ``output_range`` must be given as options (from the config).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def require_options(name: str, **options: Any) -> None:
         raise GeneratorLoadError(
             f"Generator {name!r} is a user's own network, so wdist cannot know its "
             f"{', '.join(missing)}: give {'them' if len(missing) > 1 else 'it'} as option(s) "
-            "(e.g. latent_dim: 128, latent: normal, output_shape: [3, 32, 32], output_range: [-1, 1])."
+            "(e.g. latent_dim: 128, latent: normal, output_shape: [3, 32, 32], output_range: [-1, 1]; "
+            "latent_shape: [128, 1, 1] instead of latent_dim for a network that takes z of that shape)."
         )
 
 

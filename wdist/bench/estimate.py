@@ -48,7 +48,6 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from generators import RandomWeightsWarning
 from wdist.bench._timing import fmt_or_na
 from wdist.config import ConfigError, default_config_path
 from wdist.pipeline import estimate
@@ -146,7 +145,10 @@ def _setup_config(
             "p": {"class_path": "TensorFile", "init_args": {"path": str(npy)}},
             # batch statistics in batch norm (as the published LConvNet sampler): with random weights
             # and running statistics the samples are all nearly the constant 0 image
-            "q": {"class_path": "Generator", "init_args": {"name": CIFAR_LIKE_GENERATOR, "batchnorm": "batch"}},
+            "q": {
+                "class_path": "Generator",
+                "init_args": {"name": CIFAR_LIKE_GENERATOR, "batchnorm": "batch", "random_weights": True},
+            },
             "critic": {"name": critic, "options": {} if width is None else {"width": width}},
             "train": {
                 "steps": DEFAULT_STEPS["cifar-like"],
@@ -199,7 +201,6 @@ def run_one(
     torch.manual_seed(0)  # the random-weight generator is built from the global RNG
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
         warnings.filterwarnings(
             "ignore",
             message=".*(does not have many workers|num_workers|GPU available but not used|TPU available"

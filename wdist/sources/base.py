@@ -233,7 +233,8 @@ class LatentSource(Source):
 
     @abstractmethod
     def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` latent vectors on the CPU, shape ``(n, latent_dim)``."""
+        """``n`` latents on the CPU, shape ``(n, *latent_shape)`` (what :attr:`module` takes;
+        a conditional generator appends its class labels, see ``Generator.sample_latent``)."""
 
     def decode(self, z: Tensor, chunk: int = DEFAULT_DECODE_CHUNK) -> Tensor:
         """Samples from latents (:func:`decode_latents`), on the module's device."""

@@ -8,14 +8,14 @@ then the images are resized if asked, exactly as data sources are.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
-from generators import load
+from generators import MissingWeightsError, load
 from wdist.sources.base import LatentSource, SourceError
 from wdist.sources.transforms import check_range, check_size
 
@@ -37,7 +37,7 @@ class RangeMapped(nn.Module):
     Parameters
     ----------
     generator : nn.Module
-        Maps ``(N, latent_dim)`` latents to ``(N, C, H, W)`` images; frozen.
+        Maps latents (as its ``sample_latent`` draws them) to ``(N, C, H, W)`` images; frozen.
     output_range : (float, float)
         The generator's declared output range ``[a, b]``.
     target_range : (float, float)
@@ -102,9 +102,31 @@ class Generator(LatentSource):
     resize : int, optional
         Resize the images to ``resize`` x ``resize`` (bilinear, antialiased).
     latent_dim, latent, output_shape, output_range
-        Override the generator's declared latent size, latent distribution (``normal`` or
-        ``uniform``), output shape and output range (needed for generators that do not declare
-        them).
+        The generator's latent size, latent distribution, output shape and output range: needed for
+        a user's own generator; for a registered one fixed by its architecture (a value that
+        differs is an error, except ``truncated-normal`` for a normal latent). ``latent``:
+        ``normal`` N(0, I), ``uniform`` U[0, 1), ``uniform-symmetric`` U[-1, 1) or
+        ``truncated-normal`` (with ``truncation``).
+    latent_shape : list of int, optional
+        Shape of one z, e.g. ``[64, 1, 1]`` for a DCGAN-family generator (instead of, or agreeing
+        with, ``latent_dim``).
+    truncation : float, optional
+        ``t`` of ``latent: truncated-normal``: each coordinate N(0, 1) conditioned on ``|z_i| <= t``.
+    n_classes : int, optional
+        For a conditional generator (forward ``G(z, y)``): the number of classes of its labels y.
+    labels : "uniform", int or list of int, optional
+        How y is drawn for each sample: ``uniform`` over the classes (the default with
+        ``n_classes``), one class index, or uniformly over a list of class indices.
+    label_arg : str, optional
+        The keyword under which forward takes y; default its second positional argument.
+    label_format : {"index", "one-hot"}
+        y as int64 class indices or as float one-hot vectors of ``n_classes``.
+    forward_kwargs : dict, optional
+        Fixed keyword arguments of every forward call, for a generator whose forward takes more than
+        z and labels (e.g. ``{truncation_psi: 0.7}``).
+    random_weights : bool
+        Estimate against a registered architecture with random weights, on purpose: without it a
+        registered generator without checkpoint is an error. The result says so.
 
     Attributes
     ----------
@@ -121,9 +143,17 @@ class Generator(LatentSource):
         range: tuple[float, float] = (-1.0, 1.0),
         resize: Optional[PositiveInt] = None,
         latent_dim: Optional[PositiveInt] = None,
-        latent: Optional[Literal["normal", "uniform"]] = None,
+        latent: Optional[Literal["normal", "uniform", "uniform-symmetric", "truncated-normal"]] = None,
         output_shape: Optional[list[int]] = None,
         output_range: Optional[tuple[float, float]] = None,
+        latent_shape: Optional[list[PositiveInt]] = None,
+        truncation: Optional[PositiveFloat] = None,
+        n_classes: Optional[PositiveInt] = None,
+        labels: Union[Literal["uniform"], NonNegativeInt, list[NonNegativeInt], None] = None,
+        label_arg: Optional[str] = None,
+        label_format: Literal["index", "one-hot"] = "index",
+        random_weights: bool = False,
+        forward_kwargs: Optional[dict[str, Any]] = None,
     ) -> None:
         if batchnorm not in ("eval", "batch"):
             raise SourceError(f"batchnorm must be 'eval' or 'batch', got batchnorm={batchnorm!r}")
@@ -142,14 +172,31 @@ class Generator(LatentSource):
                 latent=latent,
                 output_shape=None if output_shape is None else tuple(int(s) for s in output_shape),
                 output_range=None if output_range is None else check_range("output_range", output_range),
+                latent_shape=latent_shape,
+                truncation=truncation,
+                n_classes=n_classes,
+                labels=labels,
+                label_arg=label_arg,
+                label_format=label_format,
+                random_weights=random_weights,
+                forward_kwargs=forward_kwargs,
             )
         except SourceError:
             raise
+        except MissingWeightsError as err:
+            raise SourceError(
+                f"generator {name!r} has no checkpoint: it is a registered architecture without bundled weights, so "
+                "it would run with RANDOM weights and its samples would be noise. Give its weights file as "
+                "init_args.checkpoint: PATH in the config (on the command line: --q.init_args.checkpoint PATH; "
+                f"published weights: {err.url or 'n/a'}), or set init_args.random_weights: true to estimate against "
+                "the randomly initialised network on purpose."
+            ) from None
         except ValueError as err:  # generators.GeneratorLoadError and the FrozenGenerator checks
             raise SourceError(f"cannot load generator {name!r}: {err}") from err
         self.batchnorm = batchnorm
         self.latent_dim = int(self.frozen.latent_dim)
         self.latent = str(self.frozen.latent)
+        self.random_weights = bool(self.frozen.random_weights)
         out_range = getattr(self.frozen, "output_range", None)
         if out_range is None:
             raise SourceError(f"generator {name!r} does not declare its output range; set output_range")
@@ -165,11 +212,14 @@ class Generator(LatentSource):
 
     @property
     def module(self) -> nn.Module:
-        """The frozen generator with the range map (and resize): ``(N, latent_dim) -> (N, *shape)``."""
+        """The frozen generator with the range map (and resize): latents (:meth:`sample_latent`) ->
+        ``(N, *shape)``."""
         return self._module
 
     def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` latent vectors on the CPU, shape ``(n, latent_dim)``, deterministic in ``generator``."""
+        """``n`` latents on the CPU, deterministic in ``generator``: shape ``(n, *latent_shape)``, or
+        ``(n, latent_dim + 1)`` rows ending with the class label for a conditional generator
+        (``FrozenGenerator.sample_latent``)."""
         z = self.frozen.sample_latent(n, generator=generator, device="cpu")
         return z.to("cpu")
 
@@ -177,8 +227,27 @@ class Generator(LatentSource):
         lo, hi = self.domain
         shape = "x".join(str(s) for s in self.shape)
         ckpt = f", checkpoint {self.checkpoint}" if self.checkpoint else ""
+        rand = ", RANDOMLY INITIALISED weights (random_weights: true)" if self.random_weights else ""
+        labels = f", {self.frozen.labels.describe()}" if self.frozen.labels is not None else ""
+        if self.frozen.forward_kwargs:
+            labels += ", forward(" + ", ".join(f"{k}={v!r}" for k, v in self.frozen.forward_kwargs.items()) + ")"
         bn = ", batch-norm on batch statistics" if self.batchnorm == "batch" else ""
         return (
-            f"generator {self.name}{ckpt} ({self.latent} latent of {self.latent_dim}, "
+            f"generator {self.name}{ckpt}{rand} ({self.frozen.latent_spec.describe()}{labels}, "
             f"{shape} in [{lo:g}, {hi:g}] from [{self.output_range[0]:g}, {self.output_range[1]:g}]{bn})"
         )
+
+    def record(self) -> dict[str, Any]:
+        """What was sampled, as JSON-ready values: name, checkpoint, ``random_weights``, the latent
+        (distribution, shape, dim, truncation), the labels of a conditional generator, batch norm."""
+        frozen = self.frozen
+        return {
+            "name": self.name,
+            "checkpoint": self.checkpoint,
+            "random_weights": self.random_weights,
+            **frozen.latent_spec.record(),
+            "labels": None if frozen.labels is None else frozen.labels.record(),
+            "forward_kwargs": dict(frozen.forward_kwargs),
+            "batchnorm": self.batchnorm,
+            "output_range": list(self.output_range),
+        }
