@@ -148,8 +148,9 @@ def build_run(cfg: EstimateConfig) -> Run:
     apply_threads(threads)
     ev = cfg.eval
     dm = PairDataModule(
-        p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset
-    )
+        p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset,
+        ev.heldout_draw,
+    )  # fmt: skip
     system = CriticSystem(
         build_critic(cfg, shape), shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
         p_generator=p.module if isinstance(p, LatentSource) else None,
