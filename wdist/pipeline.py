@@ -47,6 +47,7 @@ __all__ = [
     "build_run",
     "build_critic",
     "make_trainer",
+    "fit_and_evaluate",
     "Run",
     "versions",
     "training_loss",
@@ -196,7 +197,7 @@ def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Cal
     return cbs
 
 
-def _fit(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
+def fit_and_evaluate(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
     """Train, and evaluate the final weights unless the last evaluation already did."""
     trainer.fit(run.system, datamodule=run.datamodule, ckpt_path=ckpt_path)
     last = run.system.last_evaluation
@@ -392,7 +393,7 @@ def estimate(
     if not quiet:
         _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
-    last = _fit(trainer, run, ckpt_path)
+    last = fit_and_evaluate(trainer, run, ckpt_path)
     if trainer.global_rank != 0:
         return None  # type: ignore[return-value]
     emp = empirical_lipschitz_check(run.system, cfg.eval.empirical_lipschitz_samples, cfg.seed)
