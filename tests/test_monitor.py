@@ -37,7 +37,8 @@ class TinyGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = nn.Sequential(
-            nn.Linear(latent_dim, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 64), nn.Tanh(), nn.Unflatten(1, (1, 8, 8))
+            nn.Linear(latent_dim, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 64), nn.Tanh(),
+            nn.Unflatten(1, (1, 8, 8)),
         )  # fmt: skip
         self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1))
 
@@ -59,7 +60,8 @@ class TinyGAN(pl.LightningModule):
         opt_g.step()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.generator.parameters(), 1e-3), torch.optim.Adam(self.discriminator.parameters(), 1e-3)]
+        opt_g = torch.optim.Adam(self.generator.parameters(), 1e-3)
+        return [opt_g, torch.optim.Adam(self.discriminator.parameters(), 1e-3)]
 
 
 class ModeProbe(pl.Callback):
