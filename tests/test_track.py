@@ -14,7 +14,7 @@ import torch
 
 from wdist.cli import main
 from wdist.errors import ConfigError, RunInterrupted
-from wdist.track import CRITIC_FILE, checkpoint_series, default_snapshots, parse_step, track
+from wdist.tracking import CRITIC_FILE, checkpoint_series, default_snapshots, parse_step, track
 
 SNAPSHOTS = sorted(default_snapshots().glob("*.pt"))
 SERIES = [str(SNAPSHOTS[i]) for i in (0, 2, 4)]  # GAN steps 100, 1000, 10000

@@ -17,7 +17,7 @@ from wdist._version import __version__
 
 _LAZY = {
     "estimate": "wdist.pipeline",
-    "track": "wdist.track",
+    "track": "wdist.tracking",
     "W1Monitor": "wdist.monitor",
     "EstimateConfig": "wdist.config",
     "load_config": "wdist.config",

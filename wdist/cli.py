@@ -149,12 +149,12 @@ def _cmd_track(argv: Sequence[str]) -> int:
     if ns.help:
         print(__doc__)
         # start-up cost: imported when the command runs
-        from wdist.track import track
+        from wdist.tracking import track
 
         print(track.__doc__)
         return 0
     # start-up cost: Lightning, imported when the command runs
-    from wdist.track import track
+    from wdist.tracking import track
 
     result = track(
         ns.config, overrides, checkpoints=opts.checkpoints, steps=opts.steps, warm_start=opts.warm_start,

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig, TrainerConfig, load_config
 from wdist.evaluation import Evaluation
+from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
 from wdist.sources import LatentSource, Source, TensorSource
 
 __all__ = ["W1Monitor"]
@@ -260,8 +261,6 @@ class W1Monitor(Callback):
 
     def _estimate(self, gen: nn.Module, latent_dim: int, device: torch.device, draw: int) -> Evaluation:
         """One held-out certified evaluation of a (warm-started) critic against ``gen``."""
-        from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
-
         steps = self.steps if self._critic_state is None else self.warm_steps
         cfg = self._config(gen, latent_dim, device, steps, draw)
         torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)

@@ -38,10 +38,16 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+import generators
+from generators.checkpoints import read_state_dict
 from wdist.config import ConfigError, resolve_config
 from wdist.files import atomic_write_text, prepare_output_dir
+from wdist.loggers import finish_wandb, make_loggers, wandb_files_under
+from wdist.pipeline import estimate
+from wdist.plots import plot_track
 from wdist.report import format_rows
 from wdist.results import Result
+from wdist.sources import Generator
 
 __all__ = [
     "TrackResult",
@@ -71,8 +77,6 @@ _STEP_WORD = re.compile(r"(?<![a-z])(?:step|steps|iter|iteration|it|epoch|kimg)[
 def default_snapshots() -> Path:
     """The folder of the shipped snapshots of ``digits/wgan-gp-8`` (the series of ``wdist track``
     without arguments; recipe in its ``snapshots.json``)."""
-    import generators
-
     return Path(generators.__file__).resolve().parent / "weights" / "digits_track"
 
 
@@ -161,8 +165,6 @@ def checkpoint_series(patterns: Sequence[str], steps: Optional[Sequence[int]] = 
 
 def _check_same_shapes(series: Sequence[tuple[int, Path]]) -> None:
     """Raise :class:`ConfigError` unless every checkpoint holds the same tensor names and shapes."""
-    from generators.checkpoints import read_state_dict
-
     first_step, first = series[0]
     ref = {k: tuple(v.shape) for k, v in read_state_dict(first).items()}
     for _, path in series[1:]:
@@ -240,8 +242,6 @@ class TrackResult:
 
     def save(self) -> None:
         """Write ``track.json``, ``track.csv`` and ``track.png`` into :attr:`out` (atomically)."""
-        from wdist.plots import plot_track
-
         atomic_write_text(self.out / TRACK_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
         lines = [",".join(TRACK_COLUMNS)]
         for p in self.points:
@@ -328,8 +328,6 @@ def _track_loggers(out: Path, cfg: Any, settings: dict[str, Any], resuming: bool
     """The track's one W&B run (``logger.kind: wandb``), its chart the bound against GAN step."""
     if cfg.logger.kind != "wandb":
         return []
-    from wdist.loggers import make_loggers, wandb_files_under
-
     lg = cfg.logger
     loggers = make_loggers(out, "wandb", lg.project, lg.group, lg.name, config=settings, resume=resuming)
     loggers = [x for x in loggers if type(x).__name__ == "WandbLogger"]
@@ -411,8 +409,6 @@ def track(
     _check_same_shapes(series)
     first = [*overrides, "--q.init_args.checkpoint", str(series[0][1])]
     cfg = resolve_config(config, first)[0]  # every setting checked before anything runs
-    from wdist.sources import Generator
-
     if not isinstance(cfg.q, Generator):
         raise ConfigError(
             "wdist track follows a generator's checkpoints: the config's Q must be a Generator source "
@@ -429,8 +425,6 @@ def track(
         )
     result = TrackResult([], settings, out_dir)
     loggers = _track_loggers(out_dir, cfg, settings, resuming=saved is not None)
-    from wdist.pipeline import estimate
-
     previous: Optional[Path] = None
     for k, (gan_step, path) in enumerate(series):
         folder = out_dir / "runs" / f"step_{gan_step}"
@@ -476,8 +470,6 @@ def _notes(points: Sequence[dict[str, Any]]) -> list[str]:
 def _finish(loggers: list, result: TrackResult) -> None:
     if not loggers:
         return
-    from wdist.loggers import finish_wandb, wandb_files_under
-
     first, last = result.points[0], result.points[-1]
     summary = {
         "first_gan_step": first["gan_step"],
