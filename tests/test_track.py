@@ -190,3 +190,19 @@ def test_shipped_snapshots_are_package_data() -> None:
     assert sum(p.stat().st_size for p in files) < 2_000_000
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert "weights/digits_track/*.pt" in pyproject and "weights/digits_track/*.json" in pyproject
+
+
+def test_heldout_draw_keeps_the_finite_split_and_redraws_infinite_sides() -> None:
+    from wdist.data import PairDataModule
+    from wdist.sources import Gaussian, TensorSource
+
+    p = TensorSource(torch.randn(300, 4, generator=torch.Generator().manual_seed(0)))
+    q = Gaussian(dim=4)
+    modules = [PairDataModule(p, q, 16, 50, seed=3, heldout_draw=k) for k in (0, 1, 2)]
+    default = PairDataModule(p, q, 16, 50, seed=3)
+    for dm in (*modules, default):
+        dm.setup()
+    assert torch.equal(default.heldout.q, modules[0].heldout.q)  # draw 0 is the run's own
+    assert all(torch.equal(dm.heldout.p, modules[0].heldout.p) for dm in modules)
+    assert not torch.equal(modules[1].heldout.q, modules[0].heldout.q)
+    assert not torch.equal(modules[2].heldout.q, modules[1].heldout.q)
