@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import wdist.monitor
 from wdist import W1Monitor
 
 EPOCHS = 3
@@ -98,9 +100,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         batch_size=64, n_eval=200, n_eval_q=400, domain=(-1.0, 1.0),
     )  # fmt: skip
     with_dir, without_dir = tmp_path_factory.mktemp("with"), tmp_path_factory.mktemp("without")
-    with_monitor, probe = _train(with_dir, monitor)
+    critics_seen: list[tuple[dict, dict]] = []  # (critic before training, after) of every estimate
+    real_fit = wdist.monitor.fit_and_evaluate
+
+    def recording_fit(trainer: pl.Trainer, run: Any, ckpt_path: Any) -> Any:
+        before = {k: v.detach().clone() for k, v in run.system.critic.state_dict().items()}
+        evaluation = real_fit(trainer, run, ckpt_path)
+        critics_seen.append((before, {k: v.detach().clone() for k, v in run.system.critic.state_dict().items()}))
+        return evaluation
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(wdist.monitor, "fit_and_evaluate", recording_fit)
+        with_monitor, probe = _train(with_dir, monitor)
     without_monitor, _ = _train(without_dir, None)
-    return {"with": with_monitor, "without": without_monitor, "monitor": monitor, "probe": probe, "dir": with_dir}
+    return {
+        "with": with_monitor, "without": without_monitor, "monitor": monitor, "probe": probe, "dir": with_dir,
+        "critics": critics_seen,
+    }  # fmt: skip
 
 
 def test_gan_is_bit_identical_with_and_without_the_monitor(runs: dict) -> None:
@@ -126,9 +142,13 @@ def test_one_certified_bound_per_interval_logged(runs: dict) -> None:
 
 
 def test_warm_start_carries_the_critic(runs: dict) -> None:
-    """Later estimates start from the previous critic: the kept state is the last critic's."""
-    state = runs["monitor"]._critic_state
-    assert state is not None and all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    """Each estimate after the first starts from the critic the previous one trained."""
+    seen = runs["critics"]
+    assert len(seen) == EPOCHS
+    for (_, previous_end), (start, _) in zip(seen, seen[1:]):
+        assert all(torch.equal(start[k], previous_end[k]) for k in previous_end)
+    first_start, first_end = seen[0]
+    assert not all(torch.equal(first_start[k], first_end[k]) for k in first_end)  # it trained
 
 
 def test_every_n_epochs_is_checked() -> None:
