@@ -3,6 +3,12 @@
 Usage::
 
     python -m generators.train_digits --out generators/weights/digits_wgan_gp_8.pt
+    python -m generators.train_digits --out /tmp/final.pt --snapshots 100 300 1000 3000 10000 \
+        --snapshot-dir generators/weights/digits_track
+
+``--snapshots`` also saves the generator after the given generator steps of the same run (the
+training is unchanged: saving draws no random numbers), as ``<snapshot-dir>/digits_wgan_gp_8_step<N>.pt``
+with one provenance file ``<snapshot-dir>/snapshots.json``: the series ``wdist track`` follows.
 
 Writes three files side by side: the weights ``<out>`` (a raw state dict, float32), a sample grid
 ``<out>.png`` (left: 100 generated samples, right: 100 real digits, each pixel shown as a 4 x 4
@@ -26,6 +32,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +40,7 @@ from torch import Tensor, nn
 
 from generators.architectures.digits import DigitsGenerator
 
-__all__ = ["load_digit_images", "DigitsCritic", "train", "save_grid", "main"]
+__all__ = ["load_digit_images", "DigitsCritic", "train", "save_grid", "main", "SNAPSHOT_NAME"]
 
 
 def load_digit_images() -> Tensor:
@@ -80,6 +87,8 @@ def train(
     seed: int = 0,
     lr_decay: str = "linear",
     log_every: int = 500,
+    snapshots: Sequence[int] = (),
+    on_snapshot: Optional[Callable[[int, DigitsGenerator], None]] = None,
 ) -> tuple[DigitsGenerator, list[dict[str, float]]]:
     """Train the digits generator with WGAN-GP on one CPU thread.
 
@@ -103,6 +112,12 @@ def train(
     log_every : int
         Generator steps between log lines (critic gap ``E f(real) - E f(fake)`` and pixel
         statistics of 1000 samples against the data).
+    snapshots : sequence of int
+        Generator steps after which ``on_snapshot(step, generator)`` is called (after that step's
+        update and learning-rate step). It must not draw random numbers, so that the run is the
+        same with and without snapshots.
+    on_snapshot : callable, optional
+        Receives each snapshot; required when ``snapshots`` is not empty.
 
     Returns
     -------
@@ -121,6 +136,12 @@ def train(
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
     if lr_decay not in ("linear", "none"):
         raise ValueError(f"lr_decay must be 'linear' or 'none', got {lr_decay!r}")
+    bad = [s for s in snapshots if not 1 <= int(s) <= steps]
+    if bad:
+        raise ValueError(f"snapshot steps must lie in 1..{steps} (the generator steps of the run); got {bad}")
+    if snapshots and on_snapshot is None:
+        raise ValueError("snapshots were asked for but no on_snapshot callback receives them")
+    snapshot_steps = {int(s) for s in snapshots}
     scheds = [
         torch.optim.lr_scheduler.LambdaLR(o, lambda i: 1.0 - i / steps if lr_decay == "linear" else 1.0)
         for o in (opt_g, opt_d)
@@ -145,6 +166,8 @@ def train(
         opt_g.step()
         for sched in scheds:
             sched.step()
+        if step in snapshot_steps and on_snapshot is not None:
+            on_snapshot(step, G)
         if step % log_every == 0 or step == steps:
             with torch.no_grad():
                 x = G(torch.randn(1000, G.latent_dim, generator=rng))
@@ -184,6 +207,25 @@ def save_grid(fake: Tensor, real: Tensor, path: Path, scale: int = 4) -> None:
     Image.fromarray(img, mode="L").resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(path)
 
 
+#: File name of the snapshot after ``step`` generator steps.
+SNAPSHOT_NAME = "digits_wgan_gp_8_step{step:05d}.pt"
+
+
+def _write_snapshot_record(folder: Path, saved: list[dict[str, object]], recipe: dict[str, object]) -> None:
+    """``<folder>/snapshots.json``: the run's recipe (without its log) and every snapshot file."""
+    record = {
+        "name": "digits/wgan-gp-8 training snapshots",
+        "what": "the generator of one WGAN-GP run saved after the given generator steps; load each with "
+        "generators.load('digits/wgan-gp-8', checkpoint=FILE); the series `wdist track` follows by default",
+        **{k: v for k, v in recipe.items() if k not in ("name", "history", "weights_file", "sample_grid")},
+        "final_weights_sha256": recipe["sha256"],
+        "snapshots": saved,
+    }
+    record.pop("sha256", None)
+    record.pop("weights_bytes", None)
+    (folder / "snapshots.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -200,9 +242,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr-decay", choices=["linear", "none"], default="linear")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--snapshots", type=int, nargs="*", default=[], help="generator steps to save snapshots after")
+    p.add_argument("--snapshot-dir", type=Path, default=Path("generators/weights/digits_track"))
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    saved: list[dict[str, object]] = []
+
+    def save_snapshot(step: int, G: DigitsGenerator) -> None:
+        args.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        path = args.snapshot_dir / SNAPSHOT_NAME.format(step=step)
+        torch.save({k: v.detach().clone().contiguous() for k, v in G.state_dict().items()}, path)
+        saved.append({"step": step, "file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+
     t0, c0 = time.perf_counter(), time.process_time()
     G, history = train(
         steps=args.steps,
@@ -212,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         gp_lambda=args.gp_lambda,
         seed=args.seed,
         lr_decay=args.lr_decay,
+        snapshots=args.snapshots,
+        on_snapshot=save_snapshot,
     )
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 
@@ -225,7 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     recipe = {
         "name": "digits/wgan-gp-8",
         "command": "python -m generators.train_digits "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if v != []
+        ),
         "data": "sklearn.datasets.load_digits(): 1797 images 8x8, intensity 0..16 -> x/8 - 1 in [-1, 1]",
         "generator": "DigitsGenerator: Linear(32,128)-ReLU-Linear(128,256)-ReLU-Linear(256,64)-tanh, "
         "view (1, 8, 8); z ~ N(0, I_32)",
@@ -256,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         "history": history,
     }
     out.with_suffix(".json").write_text(json.dumps(recipe, indent=2) + "\n")
+    if saved:
+        _write_snapshot_record(args.snapshot_dir, saved, recipe)
     print(f"wrote {out} ({recipe['weights_bytes']} bytes, sha256 {recipe['sha256']}) in {seconds:.1f}s")
 
 

@@ -48,6 +48,11 @@ EXPECTED = {
         "certified Lip(D) <= 1.0000",
         "W1 lower bound (certified)",
     ],
+    "04_w1_through_training.ipynb": [
+        "GAN step",
+        "certified: True",
+        "rows with w1/lower_bound in the trainer's metrics.csv",
+    ],
 }
 
 _KERNEL_CHECK = (

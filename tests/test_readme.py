@@ -53,6 +53,14 @@ FAST_ESTIMATE = [
     "--quiet",
 ]
 FAST_EXACT = ["--eval.ot_samples", "64"]
+#: A track of two shipped snapshots with a tiny critic (later options win, --track.* included).
+FAST_TRACK = [
+    "--critic.name", "bjorck-mlp", "--critic.options", "{width: 16}", "--train.steps", "4",
+    "--train.eval_every", "2", "--track.warm_steps", "2", "--eval.n_eval", "64", "--eval.ot_samples", "0",
+    "--eval.empirical_lipschitz_samples", "0", "--quiet", "--track.checkpoints",
+    "generators/weights/digits_track/digits_wgan_gp_8_step00100.pt",
+    "generators/weights/digits_track/digits_wgan_gp_8_step10000.pt",
+]  # fmt: skip
 FAST_BENCH = ["--steps", "3", "--warmup", "1", "--repeats", "1"]
 FAST_BENCH_BY_NAME = {
     "toy": FAST_BENCH,
@@ -272,6 +280,8 @@ def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.Mo
         argv = list(tokens[1:])
         argv[argv.index("--config") + 1] = str(small)
         argv += FAST_ESTIMATE
+    elif sub == "track":
+        argv = tokens[1:] + FAST_TRACK + ([] if "--out" in tokens else ["--out", str(tmp_path / "wdist-track")])
     elif sub == "bench":
         # later options win in argparse, so each benchmark's tiny settings override the README's
         argv = tokens[1:] + FAST_BENCH_BY_NAME[tokens[2]]
@@ -288,6 +298,8 @@ def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.Mo
         assert "exact W1" in out and "empirical OT" in out
     elif sub == "compare":
         assert "| critic |" in out and (Path(_option(tokens, "--out")) / "comparison.md").is_file()
+    elif sub == "track":
+        assert "GAN step" in out and "10000" in out
     elif sub == "bench":
         assert BENCH_OUTPUT[tokens[2]] in out
 

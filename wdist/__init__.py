@@ -17,6 +17,8 @@ from wdist._version import __version__
 
 _LAZY = {
     "estimate": "wdist.pipeline",
+    "track": "wdist.tracking",
+    "W1Monitor": "wdist.monitor",
     "EstimateConfig": "wdist.config",
     "load_config": "wdist.config",
     "Result": "wdist.results",

@@ -3,6 +3,9 @@
     wdist estimate [--config FILE] [--key value ...] [--out DIR] [--logger wandb] [--resume DIR]
     wdist exact    --config FILE [--key value ...]
     wdist compare  --config FILE [--out DIR] [--logger wandb]
+    wdist track    [--track.checkpoints FILE_OR_GLOB ...] [--track.steps N ...] [--track.warm_start BOOL]
+                   [--track.warm_steps N] [--track.warm_lr LR] [--config FILE] [--key value ...]
+                   [--out DIR] [--resume DIR]
     wdist bench    {toy,layers,critics,estimate} [options]
 
 Errors in the user's input (a value, a file, NaN/Inf samples) print one paragraph and exit with
@@ -124,6 +127,46 @@ def _cmd_compare(argv: Sequence[str]) -> int:
     return 0
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _cmd_track(argv: Sequence[str]) -> int:
+    ns, rest = _split_common(argv)
+    ap = argparse.ArgumentParser(prog="wdist track", add_help=False, exit_on_error=False)
+    ap.add_argument("--track.checkpoints", dest="checkpoints", nargs="+", default=[])
+    ap.add_argument("--track.steps", dest="steps", nargs="+", type=int, default=None)
+    ap.add_argument("--track.warm_start", dest="warm_start", type=_bool, default=True)
+    ap.add_argument("--track.warm_steps", dest="warm_steps", type=int, default=None)
+    ap.add_argument("--track.warm_lr", dest="warm_lr", type=float, default=None)
+    try:
+        opts, overrides = ap.parse_known_args(rest)
+    except argparse.ArgumentError as err:
+        raise ValueError(f"wdist track: {err}") from None
+    if ns.help:
+        print(__doc__)
+        # start-up cost: imported when the command runs
+        from wdist.tracking import track
+
+        print(track.__doc__)
+        return 0
+    # start-up cost: Lightning, imported when the command runs
+    from wdist.tracking import track
+
+    result = track(
+        ns.config, overrides, checkpoints=opts.checkpoints, steps=opts.steps, warm_start=opts.warm_start,
+        warm_steps=opts.warm_steps, warm_lr=opts.warm_lr, out=ns.out or ("wdist-track" if ns.resume is None else None),
+        resume=ns.resume, quiet=ns.quiet,
+    )  # fmt: skip
+    print(result.format_table())
+    return 0
+
+
 def _cmd_bench(argv: Sequence[str]) -> int:
     # start-up cost: imported when the command runs
     from wdist.bench import main as bench_main
@@ -131,7 +174,13 @@ def _cmd_bench(argv: Sequence[str]) -> int:
     return bench_main(list(argv))
 
 
-_COMMANDS = {"estimate": _cmd_estimate, "exact": _cmd_exact, "compare": _cmd_compare, "bench": _cmd_bench}
+_COMMANDS = {
+    "estimate": _cmd_estimate,
+    "exact": _cmd_exact,
+    "compare": _cmd_compare,
+    "track": _cmd_track,
+    "bench": _cmd_bench,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

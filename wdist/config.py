@@ -119,6 +119,10 @@ class EvalConfig:
     bound is limited by generalisation (never reported as the bound).
     ``ot_samples`` samples of each side give the exact empirical OT reference (0 disables it);
     ``ot_floor`` adds the same computation for P against a disjoint sample of P.
+    ``heldout_draw``: which independent held-out draw an infinite side (a generator, a toy
+    sampler) uses: 0 is the run's own; ``wdist track`` gives checkpoint ``k`` of a series draw
+    ``k``, so every checkpoint is evaluated on fresh samples. A finite data set's split does not
+    depend on it (its held-out part stays out of every critic's training).
     """
 
     n_eval: PositiveInt = 4096
@@ -132,6 +136,7 @@ class EvalConfig:
     ot_samples: NonNegativeInt = 2000
     ot_floor: bool = True
     empirical_lipschitz_samples: NonNegativeInt = 512
+    heldout_draw: NonNegativeInt = 0
 
     def sizes(self) -> tuple[int, int]:
         """``(n_eval_p, n_eval_q)``: the held-out sizes of P and Q, ``n_eval`` where not given."""

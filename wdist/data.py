@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from wdist.seeds import HELDOUT_OFFSET, TRAIN_SUBSET_OFFSET, batch_seed, generator
+from wdist.seeds import HELDOUT_OFFSET, TRAIN_SUBSET_OFFSET, batch_seed, generator, heldout_draw_seed
 from wdist.sources import FiniteSource, LatentSource, Source, SourceError
 
 __all__ = ["PairDataModule", "SidePair", "EvaluationItems", "PARTS", "TrainingStream"]
@@ -143,6 +143,11 @@ class PairDataModule(pl.LightningDataModule):
         many more samples than a finite data set can spare).
     train_subset : bool
         Also evaluate a train subset of the same sizes (:meth:`train_subset`).
+    heldout_draw : int
+        Which independent held-out sample an infinite side takes: 0 (the default) draws it from
+        the held-out stream right after the finite sides' splits; ``k > 0`` from its own stream
+        (:func:`wdist.seeds.heldout_draw_seed`). A finite side's split is the same for every
+        ``k``, so a critic trained at one draw never saw the held-out items of another.
 
     Attributes
     ----------
@@ -163,8 +168,10 @@ class PairDataModule(pl.LightningDataModule):
         n_eval_p: Optional[int] = None,
         n_eval_q: Optional[int] = None,
         train_subset: bool = True,
+        heldout_draw: int = 0,
     ) -> None:
         super().__init__()
+        self.heldout_draw = int(heldout_draw)
         self.p_all, self.q_all = p, q
         self.batch_size, self.n_eval, self.eval_batch_size, self.seed = batch_size, n_eval, eval_batch_size, seed
         self.n_eval_p = int(n_eval if n_eval_p is None else n_eval_p)
@@ -179,7 +186,10 @@ class PairDataModule(pl.LightningDataModule):
         self.heldout: Optional[SidePair] = None
         self.train_items: Optional[SidePair] = None
 
-    def _split(self, source: Source, n: int, gen: torch.Generator, side: str) -> tuple[Source, Tensor]:
+    def _split(
+        self, source: Source, n: int, gen: torch.Generator, side: str, fresh: torch.Generator
+    ) -> tuple[Source, Tensor]:
+        """A finite side split with ``gen``; an infinite side's held-out draw from ``fresh``."""
         if isinstance(source, FiniteSource):
             if n >= len(source):
                 key = self._size_keys[side]
@@ -189,7 +199,7 @@ class PairDataModule(pl.LightningDataModule):
                     f"(e.g. {max(1, len(source) // 4)})."
                 )
             return source.split(n, gen)
-        return source, _draw(source, n, gen)
+        return source, _draw(source, n, fresh)
 
     def train_subset(self) -> SidePair:
         """Items of each side the critic is trained on, as many as the side's held-out samples.
@@ -228,8 +238,12 @@ class PairDataModule(pl.LightningDataModule):
         if self.heldout is not None:
             return
         gen = generator(self.seed, HELDOUT_OFFSET)
-        self.p_train, p_eval = self._split(self.p_all, self.n_eval_p, gen, "P")
-        self.q_train, q_eval = self._split(self.q_all, self.n_eval_q, gen, "Q")
+        # draw 0 shares the split's stream (as it always has); draw k > 0 has its own
+        fresh = gen if self.heldout_draw == 0 else torch.Generator().manual_seed(
+            heldout_draw_seed(self.seed, self.heldout_draw)
+        )  # fmt: skip
+        self.p_train, p_eval = self._split(self.p_all, self.n_eval_p, gen, "P", fresh)
+        self.q_train, q_eval = self._split(self.q_all, self.n_eval_q, gen, "Q", fresh)
         _check_finite(p_eval, f"P ({self.p_all.describe()}) held-out samples")
         _check_finite(q_eval, f"Q ({self.q_all.describe()}) held-out samples")
         self.heldout = SidePair(p_eval, q_eval)

@@ -47,6 +47,7 @@ __all__ = [
     "build_run",
     "build_critic",
     "make_trainer",
+    "fit_and_evaluate",
     "Run",
     "versions",
     "training_loss",
@@ -148,8 +149,9 @@ def build_run(cfg: EstimateConfig) -> Run:
     apply_threads(threads)
     ev = cfg.eval
     dm = PairDataModule(
-        p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset
-    )
+        p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset,
+        ev.heldout_draw,
+    )  # fmt: skip
     system = CriticSystem(
         build_critic(cfg, shape), shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
         p_generator=p.module if isinstance(p, LatentSource) else None,
@@ -195,7 +197,7 @@ def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Cal
     return cbs
 
 
-def _fit(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
+def fit_and_evaluate(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
     """Train, and evaluate the final weights unless the last evaluation already did."""
     trainer.fit(run.system, datamodule=run.datamodule, ckpt_path=ckpt_path)
     last = run.system.last_evaluation
@@ -392,7 +394,7 @@ def estimate(
     if not quiet:
         _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
-    last = _fit(trainer, run, ckpt_path)
+    last = fit_and_evaluate(trainer, run, ckpt_path)
     if trainer.global_rank != 0:
         return None  # type: ignore[return-value]
     emp = empirical_lipschitz_check(run.system, cfg.eval.empirical_lipschitz_samples, cfg.seed)

@@ -11,7 +11,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_bound_curve", "plot_comparison"]
+__all__ = ["plot_bound_curve", "plot_comparison", "plot_track"]
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -136,4 +136,28 @@ def plot_comparison(
     _title(ax, title or "critic comparison", fig.get_figwidth())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def plot_track(points: Sequence[dict], path: os.PathLike | str, title: str = "") -> Path:
+    """Held-out W1 lower bound of each generator checkpoint against its GAN step, with the
+    interval band (the run's confidence); uncertified points (estimate / L) drawn hollow.
+    The step axis is logarithmic when the steps are positive and span more than a decade."""
+    fig, ax = _figure((6.4, 4.0))
+    if points:
+        steps = [p["gan_step"] for p in points]
+        ax.fill_between(
+            steps, [p["lower_bound_lo"] for p in points], [p["lower_bound_hi"] for p in points], alpha=0.25, lw=0,
+            label=f"{100 * points[0]['confidence']:.0f}% interval (held-out)",
+        )  # fmt: skip
+        ax.plot(steps, [p["lower_bound"] for p in points], lw=1.3, label="certified W1 lower bound")
+        for p in points:
+            ax.plot(p["gan_step"], p["lower_bound"], "o", ms=5, color="C0", mfc="C0" if p["certified"] else "white")
+        if min(steps) > 0 and max(steps) > 10 * min(steps):
+            ax.set_xscale("log")
+    ax.set_xlabel("GAN training step (checkpoint)")
+    ax.set_ylabel("W1 (L2, in the stated domain)")
+    _title(ax, title or "W1 through training", fig.get_figwidth())
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, path)

@@ -13,6 +13,7 @@ held-out set                  ``seed + HELDOUT_OFFSET``
 OT references                 ``seed + REFERENCES_OFFSET``
 empirical Lipschitz check     ``seed + EMPIRICAL_LIPSCHITZ_OFFSET``
 train subset (finite sides)   ``seed + TRAIN_SUBSET_OFFSET``
+held-out draw ``k > 0``        ``heldout_draw_seed(seed, k)`` (infinite sides only)
 ============================  ===========================================================
 
 Per-step streams are hashed (:func:`batch_seed`), so a resumed run redraws exactly the batches the
@@ -33,6 +34,8 @@ __all__ = [
     "REFERENCES_OFFSET",
     "EMPIRICAL_LIPSCHITZ_OFFSET",
     "TRAIN_SUBSET_OFFSET",
+    "HELDOUT_DRAW_SALT",
+    "heldout_draw_seed",
 ]
 
 BATCH_SALT = 0x7D157
@@ -41,6 +44,7 @@ HELDOUT_OFFSET = 1_000_003
 REFERENCES_OFFSET = 2_000_029
 EMPIRICAL_LIPSCHITZ_OFFSET = 3_000_017
 TRAIN_SUBSET_OFFSET = 4_000_037
+HELDOUT_DRAW_SALT = 0x4E1D
 
 
 def batch_seed(seed: int, rank: int, index: int, salt: int = BATCH_SALT) -> int:
@@ -57,3 +61,9 @@ def batch_seed(seed: int, rank: int, index: int, salt: int = BATCH_SALT) -> int:
 def generator(seed: int, offset: int = 0) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed + offset`` (one of the offsets above)."""
     return torch.Generator().manual_seed(int(seed) + int(offset))
+
+
+def heldout_draw_seed(seed: int, draw: int) -> int:
+    """The seed of held-out draw ``draw >= 1`` of an infinite side (a hashed stream, like the
+    training batches', that no other use of ``seed`` shares)."""
+    return batch_seed(seed, 0, draw, HELDOUT_DRAW_SALT)

@@ -1,0 +1,156 @@
+"""W1Monitor on a tiny GAN: one certified bound per interval, and the GAN left exactly as it was.
+
+The GAN draws from every global stream the monitor could disturb (torch's latents and dropout,
+the DataLoader's shuffling, NumPy and Python noise), so a monitor that touched any of them, or
+the generator's weights, modes or gradients, would change the trained weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import wdist.monitor
+from wdist import W1Monitor
+
+EPOCHS = 3
+
+
+def _digits() -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    return torch.from_numpy(load_digits().data.astype(np.float32) / 8.0 - 1.0).view(-1, 1, 8, 8)
+
+
+class TinyGAN(pl.LightningModule):
+    """A WGAN with weight clipping on 8 x 8 digits; dropout in the generator (a mode that matters)."""
+
+    def __init__(self, latent_dim: int = 8) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = nn.Sequential(
+            nn.Linear(latent_dim, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 64), nn.Tanh(),
+            nn.Unflatten(1, (1, 8, 8)),
+        )  # fmt: skip
+        self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
+        (real,) = batch
+        opt_g, opt_d = self.optimizers()
+        jitter = float(np.random.rand()) * 1e-3 + random.random() * 1e-3  # NumPy and Python streams in use
+        z = torch.randn(real.shape[0], self.hparams.latent_dim)
+        loss_d = self.discriminator(self.generator(z).detach()).mean() - self.discriminator(real).mean()
+        opt_d.zero_grad()
+        self.manual_backward(loss_d)
+        opt_d.step()
+        for p in self.discriminator.parameters():
+            p.data.clamp_(-0.1, 0.1)
+        z = torch.randn(real.shape[0], self.hparams.latent_dim)
+        loss_g = -self.discriminator(self.generator(z)).mean() * (1 + jitter)
+        opt_g.zero_grad()
+        self.manual_backward(loss_g)
+        opt_g.step()
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        opt_g = torch.optim.Adam(self.generator.parameters(), 1e-3)
+        return [opt_g, torch.optim.Adam(self.discriminator.parameters(), 1e-3)]
+
+
+class ModeProbe(pl.Callback):
+    """Records the generator's mode and whether any of its parameters lost requires_grad, right after the monitor."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, bool]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        gen = pl_module.generator
+        self.seen.append((all(m.training for m in gen.modules()), all(p.requires_grad for p in gen.parameters())))
+
+
+def _train(tmp: Path, monitor: W1Monitor | None) -> tuple[dict[str, torch.Tensor], ModeProbe]:
+    data = _digits()
+    pl.seed_everything(7, verbose=False)
+    gan = TinyGAN()
+    loader = DataLoader(TensorDataset(data[:1200]), batch_size=100, shuffle=True)
+    probe = ModeProbe()
+    trainer = pl.Trainer(
+        max_epochs=EPOCHS, accelerator="cpu", logger=pl.loggers.CSVLogger(str(tmp), name="", version=""),
+        callbacks=[c for c in (monitor, probe) if c is not None], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(gan, loader)
+    return {k: v.detach().clone() for k, v in gan.state_dict().items()}, probe
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    data = _digits()
+    monitor = W1Monitor(
+        data=data[1200:], every_n_epochs=1, critic="bjorck-mlp", critic_options={"width": 32}, steps=40, warm_steps=20,
+        batch_size=64, n_eval=200, n_eval_q=400, domain=(-1.0, 1.0),
+    )  # fmt: skip
+    with_dir, without_dir = tmp_path_factory.mktemp("with"), tmp_path_factory.mktemp("without")
+    critics_seen: list[tuple[dict, dict]] = []  # (critic before training, after) of every estimate
+    real_fit = wdist.monitor.fit_and_evaluate
+
+    def recording_fit(trainer: pl.Trainer, run: Any, ckpt_path: Any) -> Any:
+        before = {k: v.detach().clone() for k, v in run.system.critic.state_dict().items()}
+        evaluation = real_fit(trainer, run, ckpt_path)
+        critics_seen.append((before, {k: v.detach().clone() for k, v in run.system.critic.state_dict().items()}))
+        return evaluation
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(wdist.monitor, "fit_and_evaluate", recording_fit)
+        with_monitor, probe = _train(with_dir, monitor)
+    without_monitor, _ = _train(without_dir, None)
+    return {
+        "with": with_monitor, "without": without_monitor, "monitor": monitor, "probe": probe, "dir": with_dir,
+        "critics": critics_seen,
+    }  # fmt: skip
+
+
+def test_gan_is_bit_identical_with_and_without_the_monitor(runs: dict) -> None:
+    assert runs["with"].keys() == runs["without"].keys()
+    for key in runs["with"]:
+        assert torch.equal(runs["with"][key], runs["without"][key]), key
+
+
+def test_generator_keeps_its_mode_and_gradients(runs: dict) -> None:
+    assert runs["probe"].seen == [(True, True)] * EPOCHS
+
+
+def test_one_certified_bound_per_interval_logged(runs: dict) -> None:
+    history = runs["monitor"].history
+    assert [h["epoch"] for h in history] == list(range(EPOCHS))
+    assert all(h["certified"] and h["lower_bound_lo"] < h["lower_bound"] < h["lower_bound_hi"] for h in history)
+    assert all(h["n_eval_p"] == 200 and h["n_eval_q"] == 400 for h in history)
+    with open(runs["dir"] / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("w1/lower_bound")]
+    assert len(rows) == EPOCHS
+    logged = [float(r["w1/lower_bound"]) for r in rows]
+    assert logged == pytest.approx([h["lower_bound"] for h in history], rel=1e-6)
+
+
+def test_warm_start_carries_the_critic(runs: dict) -> None:
+    """Each estimate after the first starts from the critic the previous one trained."""
+    seen = runs["critics"]
+    assert len(seen) == EPOCHS
+    for (_, previous_end), (start, _) in zip(seen, seen[1:]):
+        assert all(torch.equal(start[k], previous_end[k]) for k in previous_end)
+    first_start, first_end = seen[0]
+    assert not all(torch.equal(first_start[k], first_end[k]) for k in first_end)  # it trained
+
+
+def test_every_n_epochs_is_checked() -> None:
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        W1Monitor(data=torch.zeros(10, 2), every_n_epochs=0)

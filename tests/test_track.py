@@ -1,0 +1,208 @@
+"""wdist track on tiny settings: files, warm start, resume after a kill, one W&B run, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from wdist.cli import main
+from wdist.errors import ConfigError, RunInterrupted
+from wdist.tracking import CRITIC_FILE, checkpoint_series, default_snapshots, parse_step, track
+
+SNAPSHOTS = sorted(default_snapshots().glob("*.pt"))
+SERIES = [str(SNAPSHOTS[i]) for i in (0, 2, 4)]  # GAN steps 100, 1000, 10000
+TINY = [
+    "--critic.name", "bjorck-mlp", "--critic.options", "{width: 16}", "--train.steps", "12",
+    "--train.eval_every", "12", "--train.batch_size", "64", "--eval.n_eval", "100", "--eval.n_eval_q", "200",
+    "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0", "--eval.train_subset", "false",
+]  # fmt: skip
+
+
+class InitialCritic(pl.Callback):
+    """Records the critic's weights when each fit starts (after any warm start)."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.states.append({k: v.detach().clone() for k, v in pl_module.critic.state_dict().items()})
+
+
+class KillAtFit(pl.Callback):
+    """Stops the ``n``-th fit at its first step, as a SIGTERM would (no result written)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.fits = n, 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.fits += 1
+        if self.fits == self.n:
+            raise RunInterrupted(15)
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("track") / "warm"
+    spy = InitialCritic()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("WANDB_SILENT", "true")
+    try:
+        result = track(
+            None, [*TINY, "--logger.kind", "wandb"], checkpoints=SERIES, out=out, callbacks=[spy], quiet=True
+        )
+    finally:
+        mp.undo()
+    return {"out": out, "result": result, "spy": spy}
+
+
+def test_track_writes_json_csv_and_plot(warm: dict) -> None:
+    out = warm["out"]
+    data = json.loads((out / "track.json").read_text())
+    assert data["complete"] and [p["gan_step"] for p in data["points"]] == [100, 1000, 10000]
+    for p in data["points"]:
+        assert p["certified"] and p["lower_bound_lo"] < p["lower_bound"] < p["lower_bound_hi"]
+        assert (p["n_eval_p"], p["n_eval_q"]) == (100, 200)
+    with open(out / "track.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["lower_bound"]) for r in rows] == pytest.approx([p["lower_bound"] for p in data["points"]])
+    assert (out / "track.png").stat().st_size > 1000
+    assert [p["warm_started"] for p in data["points"]] == [False, True, True]
+
+
+def test_each_checkpoint_is_its_own_estimate_on_fresh_heldout_draws(warm: dict) -> None:
+    runs = warm["out"] / "runs"
+    configs = [(runs / f"step_{s}" / "config.yaml").read_text() for s in (100, 1000, 10000)]
+    for k, (text, path) in enumerate(zip(configs, SERIES)):
+        assert path in text and f"heldout_draw: {k}" in text
+
+
+def test_warm_start_loads_the_previous_critic(warm: dict) -> None:
+    states = warm["spy"].states
+    assert len(states) == 3
+    for k, step in ((1, 100), (2, 1000)):
+        previous = torch.load(warm["out"] / "runs" / f"step_{step}" / CRITIC_FILE, weights_only=True)
+        assert states[k].keys() == previous.keys()
+        assert all(torch.equal(states[k][key], previous[key]) for key in previous)
+    first = torch.load(warm["out"] / "runs" / "step_100" / CRITIC_FILE, weights_only=True)
+    assert not all(torch.equal(states[0][key], first[key]) for key in first)  # it trained
+
+
+def test_cold_start_does_not(tmp_path: Path) -> None:
+    spy = InitialCritic()
+    track(None, TINY, checkpoints=SERIES[:2], warm_start=False, out=tmp_path / "cold", callbacks=[spy], quiet=True)
+    previous = torch.load(tmp_path / "cold" / "runs" / "step_100" / CRITIC_FILE, weights_only=True)
+    assert not all(torch.equal(spy.states[1][k], previous[k]) for k in previous)
+    assert all(torch.equal(spy.states[1][k], spy.states[0][k]) for k in previous)  # the same fresh init
+
+
+def test_one_wandb_run_charts_the_track(warm: dict) -> None:
+    runs = sorted((warm["out"] / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(runs[0])],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    history = [r["history"]["item"] for r in records if r.get("type") == "history"]
+    chart = [(h["gan_step"], h["track/lower_bound"]) for h in history if "track/lower_bound" in h]
+    assert chart == [(p["gan_step"], pytest.approx(p["lower_bound"])) for p in warm["result"].points]
+    axis = [r["metric"] for r in records if r.get("type") == "metric"]
+    assert any(m.get("glob_name") == "track/*" and m.get("step_metric") == "gan_step" for m in axis)
+
+
+def test_killed_track_resumes_at_the_next_unfinished_checkpoint(warm: dict, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    with pytest.raises(RunInterrupted):
+        track(None, TINY, checkpoints=SERIES, out=out, callbacks=[KillAtFit(3)], quiet=True)
+    partial = json.loads((out / "track.json").read_text())
+    assert not partial["complete"] and len(partial["points"]) == 2
+    kept = {s: (out / "runs" / f"step_{s}" / "result.json").read_bytes() for s in (100, 1000)}
+    spy = InitialCritic()
+    resumed = track(resume=out, callbacks=[spy], quiet=True)
+    assert len(spy.states) == 1  # only the unfinished checkpoint trained
+    assert all((out / "runs" / f"step_{s}" / "result.json").read_bytes() == kept[s] for s in kept)
+    assert [p["lower_bound"] for p in resumed.points] == [p["lower_bound"] for p in warm["result"].points]
+
+
+def test_other_settings_in_the_same_folder_are_refused(warm: dict, tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    track(None, TINY, checkpoints=SERIES[:1], out=out, quiet=True)
+    before = (out / "track.json").read_bytes()
+    with pytest.raises(ConfigError, match="other settings"):
+        track(None, TINY, checkpoints=SERIES[:2], out=out, quiet=True)
+    assert (out / "track.json").read_bytes() == before
+
+
+def test_step_parsing() -> None:
+    assert parse_step("G_step00100.pt") == 100
+    assert parse_step("runs/netG_5000.pth") == 5000
+    assert parse_step("digits_wgan_gp_8_step00300.pt") == 300
+    assert parse_step("ckpt-epoch=12.ckpt") == 12
+    with pytest.raises(ConfigError, match="--track.steps"):
+        parse_step("G_8x8_1000.pt")
+    with pytest.raises(ConfigError, match="no number"):
+        parse_step("final.pt")
+
+
+def test_explicit_steps_and_sorting(tmp_path: Path) -> None:
+    series = checkpoint_series([SERIES[2], SERIES[0]], steps=[9, 3])
+    assert [s for s, _ in series] == [3, 9] and str(series[0][1]) == SERIES[0]
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(["track", *args])
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_exits_2_with_one_clear_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _cli(["--out", str(tmp_path / "a"), "--track.checkpoints", str(tmp_path / "none*.pt")], capsys)
+    assert code == 2 and "matches no file" in err
+    bad = tmp_path / "G_final.pt"
+    torch.save(torch.load(SERIES[0], weights_only=True), bad)
+    code, err = _cli(["--out", str(tmp_path / "b"), "--track.checkpoints", SERIES[0], str(bad)], capsys)
+    assert code == 2 and "G_final.pt" in err and "--track.steps" in err
+    other = tmp_path / "G_step5.pt"
+    state = torch.load(SERIES[0], weights_only=True)
+    state["net.0.weight"] = torch.zeros(128, 16)
+    torch.save(state, other)
+    code, err = _cli(["--out", str(tmp_path / "c"), "--track.checkpoints", SERIES[0], str(other)], capsys)
+    assert code == 2 and "G_step5.pt" in err and "net.0.weight" in err and "[128, 16]" in err
+    code, err = _cli(["--out", str(tmp_path / "d"), "--track.checkpoints", *SERIES, "--track.steps", "1", "2"], capsys)
+    assert code == 2 and "2 step(s) for 3 checkpoint(s)" in err
+    code, err = _cli(["--out", str(tmp_path / "e"), "--track.warm_start", "maybe"], capsys)
+    assert code == 2 and "maybe" in err
+    assert not any((tmp_path / d / "track.json").exists() for d in "abcde")
+
+
+def test_shipped_snapshots_are_package_data() -> None:
+    record = json.loads((default_snapshots() / "snapshots.json").read_text())
+    files = [default_snapshots() / s["file"] for s in record["snapshots"]]
+    assert [p.name for p in files] == [p.name for p in SNAPSHOTS] and len(files) == 5
+    assert sum(p.stat().st_size for p in files) < 2_000_000
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert "weights/digits_track/*.pt" in pyproject and "weights/digits_track/*.json" in pyproject
+
+
+def test_heldout_draw_keeps_the_finite_split_and_redraws_infinite_sides() -> None:
+    from wdist.data import PairDataModule
+    from wdist.sources import Gaussian, TensorSource
+
+    p = TensorSource(torch.randn(300, 4, generator=torch.Generator().manual_seed(0)))
+    q = Gaussian(dim=4)
+    modules = [PairDataModule(p, q, 16, 50, seed=3, heldout_draw=k) for k in (0, 1, 2)]
+    default = PairDataModule(p, q, 16, 50, seed=3)
+    for dm in (*modules, default):
+        dm.setup()
+    assert torch.equal(default.heldout.q, modules[0].heldout.q)  # draw 0 is the run's own
+    assert all(torch.equal(dm.heldout.p, modules[0].heldout.p) for dm in modules)
+    assert not torch.equal(modules[1].heldout.q, modules[0].heldout.q)
+    assert not torch.equal(modules[2].heldout.q, modules[1].heldout.q)

@@ -1,0 +1,277 @@
+"""A Lightning callback that follows a certified W1 bound while a user's GAN trains.
+
+:class:`W1Monitor` is added to the ``pl.Trainer`` of the user's own LightningModule GAN. Every
+``every_n_epochs`` training epochs it estimates a held-out, certified lower bound on
+:math:`W_1(P, G)` between held-out data ``P`` and the module's generator ``G`` as it is then,
+through the one estimation path of wdist (:func:`wdist.pipeline.build_run`, an inner Lightning
+Trainer made by :func:`wdist.pipeline.make_trainer`, the held-out :class:`~wdist.evaluation.Evaluation`),
+and logs it to the outer trainer's loggers.
+
+It leaves the GAN as it found it:
+
+* the generator runs in eval mode, under ``torch.no_grad``, and every submodule gets its
+  previous mode back; its parameters are never handed to an optimiser, and no gradient reaches them;
+* the generator is not registered in the inner training system, so the inner Trainer neither
+  moves it nor switches its mode;
+* every random stream the GAN draws from (torch CPU and the current CUDA device, NumPy's and
+  Python's global generators) is saved before and restored after, and torch's thread count too,
+  so the GAN's training is bit-identical with and without the monitor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import warnings
+from typing import Any, Callable, Iterator, Optional, Union
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import Tensor, nn
+
+from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig, TrainerConfig, load_config
+from wdist.evaluation import Evaluation
+from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
+from wdist.sources import LatentSource, Source, TensorSource
+
+__all__ = ["W1Monitor"]
+
+
+class _Unregistered(nn.Module):
+    """Calls a generator without registering it as a submodule (so ``.to()``, ``.train()`` and
+    ``.parameters()`` of the module holding this one never reach it), under ``no_grad``."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self._held = (generator,)  # a tuple attribute: not a submodule
+
+    @torch.no_grad()
+    def forward(self, z: Tensor) -> Tensor:
+        return self._held[0](z).to(torch.float32)
+
+
+class _ModuleGenerator(LatentSource):
+    """The user's generator as a source: ``z ~ N(0, I)`` of ``latent_dim``, decoded by it."""
+
+    def __init__(self, generator: nn.Module, latent_dim: int, shape: tuple[int, ...], domain: Any) -> None:
+        self.latent_dim = int(latent_dim)
+        self.shape = tuple(int(s) for s in shape)
+        self.domain = domain
+        self._module = _Unregistered(generator)
+
+    @property
+    def module(self) -> nn.Module:
+        return self._module
+
+    def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def describe(self) -> str:
+        return f"the module's generator ({type(self._module._held[0]).__name__}, normal latent of {self.latent_dim})"
+
+
+@contextlib.contextmanager
+def _untouched_global_state(device: torch.device) -> Iterator[None]:
+    """Inside: anything; on the way out torch's (CPU and ``device``) RNG, NumPy's and Python's
+    global RNG states and torch's thread count are back as they were."""
+    py_state, np_state, threads = random.getstate(), np.random.get_state(), torch.get_num_threads()
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` in eval mode inside; every submodule's own mode restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+class W1Monitor(Callback):
+    r"""Certified held-out lower bounds on :math:`W_1(P, G)` while a LightningModule GAN trains.
+
+    At the end of every ``every_n_epochs``-th training epoch a 1-Lipschitz critic ``f`` is trained
+    to maximise :math:`\mathbb E_P f - \mathbb E_G f` on training items of ``data`` and samples of
+    the module's generator, then evaluated on held-out items and fresh generated samples; its
+    Lipschitz constant is certified from its weights (:math:`L \ge \mathrm{Lip}(f)`), and
+
+    .. math:: W_1(P, G) \ge (\hat{\mathbb E}_P f - \hat{\mathbb E}_G f) / L
+
+    up to sampling error (the interval). W1 is the Euclidean distance on flattened samples, in the
+    data's units. The critic of each call starts from the previous call's (warm start).
+
+    Logged to the trainer's loggers (``<prefix>/lower_bound``, ``_lo``, ``_hi``, ``certificate``)
+    at the epoch's last step, and kept in :attr:`history`.
+
+    Parameters
+    ----------
+    data : Tensor ``(N, *shape)`` or a finite Source
+        Real samples in the generator's output space. ``n_eval`` of them are held out for the
+        estimate (the same ones at every call, so no critic trains on them); the rest train the
+        critic. Pass data the GAN is not trained on where you can.
+    every_n_epochs : int
+        Epochs between estimates.
+    critic : str
+        A registered critic (``critics.available()``), e.g. ``bjorck-mlp`` or ``bcop-dcgan``.
+    critic_options : dict, optional
+        Options of that critic.
+    generator : str or callable
+        The attribute of the LightningModule holding the generator (default ``"generator"``), or
+        a function ``module -> nn.Module``. It must map ``(n, latent_dim)`` normal latents to
+        ``(n, *shape)`` samples.
+    latent_dim : int, optional
+        Default: the generator's ``latent_dim`` attribute, else the module's ``hparams.latent_dim``.
+    steps : int
+        Critic training steps at the first estimate.
+    warm_steps : int, optional
+        Critic steps at later estimates (warm-started); default ``steps``.
+    batch_size, lr : int, float
+        Critic training batch (of each side) and Adam learning rate.
+    n_eval : int, optional
+        Held-out data items; default a quarter of ``data``.
+    n_eval_q : int, optional
+        Held-out generated samples (fresh at every call); default ``4 * n_eval``.
+    domain : (float, float), optional
+        The value range of data and samples (e.g. ``(-1, 1)``): recorded, and used by Bernstein
+        intervals; ``None`` for unbounded.
+    confidence : float
+        Interval confidence.
+    seed : int
+        Seeds the critic, its batches and the held-out draws (not the GAN's streams).
+    prefix : str
+        Metric name prefix.
+
+    Attributes
+    ----------
+    history : list of dict
+        One row per estimate: ``epoch``, ``global_step`` and the keys of
+        :meth:`wdist.evaluation.Evaluation.row` plus ``certified``.
+    """
+
+    def __init__(
+        self,
+        data: Union[Tensor, Source],
+        every_n_epochs: int = 1,
+        critic: str = "bjorck-mlp",
+        critic_options: Optional[dict[str, Any]] = None,
+        generator: Union[str, Callable[[pl.LightningModule], nn.Module]] = "generator",
+        latent_dim: Optional[int] = None,
+        steps: int = 500,
+        warm_steps: Optional[int] = None,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        n_eval: Optional[int] = None,
+        n_eval_q: Optional[int] = None,
+        domain: Optional[tuple[float, float]] = None,
+        confidence: float = 0.95,
+        seed: int = 0,
+        prefix: str = "w1",
+    ) -> None:
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"W1Monitor: every_n_epochs must be a positive integer; got {every_n_epochs!r}")
+        if isinstance(data, Tensor):
+            data = TensorSource(data.detach().cpu(), domain=domain, description="W1Monitor data")
+        if not isinstance(data, TensorSource) and not hasattr(data, "split"):
+            raise ValueError(f"W1Monitor: data must be a tensor (N, ...) or a finite source; got {type(data).__name__}")
+        self.data = data
+        self.every_n_epochs = every_n_epochs
+        self.critic = CriticConfig(critic, dict(critic_options or {}))
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.steps, self.warm_steps = int(steps), int(warm_steps if warm_steps is not None else steps)
+        self.batch_size, self.lr = int(batch_size), float(lr)
+        self.n_eval = int(n_eval) if n_eval is not None else max(2, len(data) // 4)
+        self.n_eval_q = int(n_eval_q) if n_eval_q is not None else 4 * self.n_eval
+        self.domain = domain if domain is None else (float(domain[0]), float(domain[1]))
+        self.confidence, self.seed, self.prefix = float(confidence), int(seed), prefix
+        self.history: list[dict[str, Any]] = []
+        self._critic_state: Optional[dict[str, Tensor]] = None
+
+    # -- the hook -------------------------------------------------------------------------------
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0 or trainer.sanity_checking:
+            return
+        gen = self._generator_of(pl_module)
+        with _untouched_global_state(pl_module.device), _eval_mode(gen):
+            ev = self._estimate(gen, self._latent_dim(gen, pl_module), pl_module.device, draw=len(self.history))
+        row = {"epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step), **ev.row()}
+        row["certified"] = bool(ev.certified)
+        self.history.append(row)
+        values = {
+            f"{self.prefix}/lower_bound": row["lower_bound"],
+            f"{self.prefix}/lower_bound_lo": row["lower_bound_lo"],
+            f"{self.prefix}/lower_bound_hi": row["lower_bound_hi"],
+            f"{self.prefix}/certificate": row["certificate"],
+        }
+        pl_module.log_dict(values, on_step=False, on_epoch=True, prog_bar=False, logger=True)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _generator_of(self, pl_module: pl.LightningModule) -> nn.Module:
+        if callable(self.generator):
+            gen = self.generator(pl_module)
+        else:
+            gen = getattr(pl_module, self.generator, None)
+        if not isinstance(gen, nn.Module):
+            raise ValueError(
+                f"W1Monitor: generator={self.generator!r} does not name an nn.Module of {type(pl_module).__name__}; "
+                "give the attribute holding the generator, or a function module -> generator."
+            )
+        return gen
+
+    def _latent_dim(self, gen: nn.Module, pl_module: pl.LightningModule) -> int:
+        candidates = (self.latent_dim, getattr(gen, "latent_dim", None), getattr(pl_module.hparams, "latent_dim", None))
+        for value in candidates:
+            if isinstance(value, int) and value > 0:
+                return value
+        raise ValueError(
+            "W1Monitor: cannot tell the generator's latent size; give latent_dim=..., or set a latent_dim "
+            "attribute on the generator or in the module's hparams."
+        )
+
+    def _config(self, gen: nn.Module, latent_dim: int, device: torch.device, steps: int, draw: int) -> EstimateConfig:
+        accelerator = {"cuda": "gpu", "mps": "mps"}.get(device.type, "cpu")
+        devices: Any = [device.index if device.index is not None else 0] if device.type == "cuda" else 1
+        q = _ModuleGenerator(gen, latent_dim, tuple(self.data.shape), self.data.domain)
+        cfg = EstimateConfig(
+            p=self.data, q=q, critic=self.critic,
+            train=TrainConfig(
+                steps=steps, batch_size=self.batch_size, lr=self.lr, eval_every=steps, threads=torch.get_num_threads()
+            ),
+            trainer=TrainerConfig(accelerator=accelerator, devices=devices, enable_progress_bar=False),
+            eval=EvalConfig(
+                n_eval=self.n_eval, n_eval_q=self.n_eval_q, batch_size=max(self.n_eval, 256),
+                confidence=self.confidence, train_subset=False, ot_samples=0, ot_floor=False,
+                empirical_lipschitz_samples=0, heldout_draw=draw,
+            ),
+            seed=self.seed,
+        )  # fmt: skip
+        return load_config(cfg)
+
+    def _estimate(self, gen: nn.Module, latent_dim: int, device: torch.device, draw: int) -> Evaluation:
+        """One held-out certified evaluation of a (warm-started) critic against ``gen``."""
+        steps = self.steps if self._critic_state is None else self.warm_steps
+        cfg = self._config(gen, latent_dim, device, steps, draw)
+        torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)
+        run = build_run(cfg)
+        if self._critic_state is not None:
+            run.system.critic.load_state_dict(self._critic_state)
+        trainer = make_trainer(cfg, [], [], None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+            warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+            ev = fit_and_evaluate(trainer, run, None)
+        self._critic_state = {k: v.detach().cpu().clone() for k, v in run.system.critic.state_dict().items()}
+        return ev

@@ -1,0 +1,496 @@
+"""W1 followed through a GAN's training: one certified held-out bound per generator checkpoint.
+
+``wdist track`` runs one estimate (:func:`wdist.pipeline.estimate`, the one estimation path) per
+checkpoint of a series, in order of GAN step, against one data set:
+
+* checkpoint ``k`` is estimated in its own folder ``<out>/runs/step_<N>/`` (its ``result.json``,
+  ``config.yaml``, ``metrics.csv``, bound curve and the trained critic ``critic.pt``);
+* its held-out interval uses a fresh held-out draw of the generator side (``eval.heldout_draw =
+  k``), so the bounds of different checkpoints have independent Q samples; a finite data set's
+  held-out part is the same for every checkpoint, so no critic of the series, warm-started or not,
+  was ever trained on it;
+* with ``warm_start`` (the default) the critic of checkpoint ``k > 0`` starts from the trained
+  critic of checkpoint ``k - 1`` and trains for ``warm_steps`` steps (a fresh optimiser and
+  schedule); cold, every checkpoint trains a fresh critic for ``train.steps``. Nothing is selected
+  on held-out values: each number is its checkpoint's final step's, as in ``estimate``;
+* after each checkpoint ``track.json``, ``track.csv`` and ``track.png`` (the bound and its
+  interval against GAN step) are rewritten, and with ``logger.kind: wandb`` the point is added to
+  one W&B run whose chart is that curve.
+
+A killed track started again with the same settings (``--resume DIR``, or the same ``--out``)
+keeps every finished checkpoint and continues at the first unfinished one (from its
+``checkpoints/last.ckpt`` when ``train.checkpoint_every`` wrote one, else from its start, warm-
+started as before).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+import generators
+from generators.checkpoints import read_state_dict
+from wdist.config import ConfigError, resolve_config
+from wdist.files import atomic_write_text, prepare_output_dir
+from wdist.loggers import finish_wandb, make_loggers, wandb_files_under
+from wdist.pipeline import estimate
+from wdist.plots import plot_track
+from wdist.report import format_rows
+from wdist.results import Result
+from wdist.sources import Generator
+
+__all__ = [
+    "TrackResult",
+    "WarmStart",
+    "SaveCritic",
+    "track",
+    "checkpoint_series",
+    "parse_step",
+    "default_snapshots",
+    "TRACK_COLUMNS",
+]
+
+#: Columns of ``track.csv`` (and keys of each point of ``track.json``).
+TRACK_COLUMNS = (
+    "gan_step", "lower_bound", "lower_bound_lo", "lower_bound_hi", "confidence", "ci95_lo", "ci95_hi",
+    "estimate", "stderr", "certificate", "certified", "critic_steps", "warm_started", "seconds",
+    "n_eval_p", "n_eval_q", "empirical_ot_w1", "empirical_ot_floor", "limited_by", "checkpoint", "folder",
+)  # fmt: skip
+
+CRITIC_FILE = "critic.pt"
+TRACK_FILE = "track.json"
+
+# a step word directly before the number: "step00100", "iter_5000", "epoch-3", "kimg=1200"
+_STEP_WORD = re.compile(r"(?<![a-z])(?:step|steps|iter|iteration|it|epoch|kimg)[_\-=]?(\d+)", re.IGNORECASE)
+
+
+def default_snapshots() -> Path:
+    """The folder of the shipped snapshots of ``digits/wgan-gp-8`` (the series of ``wdist track``
+    without arguments; recipe in its ``snapshots.json``)."""
+    return Path(generators.__file__).resolve().parent / "weights" / "digits_track"
+
+
+def parse_step(path: Union[str, os.PathLike]) -> int:
+    """The GAN step in a checkpoint's file name: the number after a step word (``step``, ``iter``,
+    ``it``, ``epoch``, ``kimg``), else the only number in the name (``netG_5000.pth`` -> 5000).
+
+    Raises
+    ------
+    ConfigError
+        No such number, or several without a step word (the message says how to give the steps).
+    """
+    name = Path(path).name
+    stem = name.split(".")[0] if not name.startswith(".") else name
+    words = _STEP_WORD.findall(stem)
+    if len(words) == 1:
+        return int(words[0])
+    numbers = re.findall(r"\d+", stem)
+    if not words and len(numbers) == 1:
+        return int(numbers[0])
+    found = f"the numbers {', '.join(numbers)}" if numbers else "no number"
+    raise ConfigError(
+        f"Cannot tell the GAN step of checkpoint {str(path)!r} from its file name ({found}); expected one "
+        "number, or one after 'step', 'iter', 'it', 'epoch' or 'kimg' (e.g. G_step5000.pt). Give the steps "
+        "explicitly with --track.steps N1 N2 ... (one per checkpoint, in the order given)."
+    )
+
+
+def _expand(patterns: Sequence[str]) -> list[Path]:
+    """Each pattern as a file, or as a glob (its matches sorted); every pattern must match."""
+    files: list[Path] = []
+    for pattern in patterns:
+        text = str(pattern)
+        if glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text)) if Path(m).is_file())
+            if not matches:
+                raise ConfigError(
+                    f"--track.checkpoints {text!r} matches no file; expected a glob of generator checkpoints "
+                    "(e.g. 'runs/gan/G_step*.pt') or a list of files."
+                )
+            files += matches
+        else:
+            path = Path(os.path.expanduser(text))
+            if not path.is_file():
+                raise ConfigError(
+                    f"--track.checkpoints: {text!r} is not a file; expected generator checkpoint files or a glob."
+                )
+            files.append(path)
+    return files
+
+
+def checkpoint_series(patterns: Sequence[str], steps: Optional[Sequence[int]] = None) -> list[tuple[int, Path]]:
+    """``(gan_step, file)`` of every checkpoint, sorted by step.
+
+    ``patterns``: files or globs (each glob's matches sorted by name); ``steps``: the GAN step of
+    each file in that order, else parsed from the names (:func:`parse_step`).
+
+    Raises
+    ------
+    ConfigError
+        An empty glob, a missing file, no checkpoints, a number of steps that differs from the
+        number of files, a negative step, an unparseable name, or two checkpoints with one step.
+    """
+    files = _expand(patterns)
+    if not files:
+        raise ConfigError("wdist track needs at least one generator checkpoint (--track.checkpoints FILE_OR_GLOB ...).")
+    if steps is not None and len(steps) != len(files):
+        raise ConfigError(
+            f"--track.steps gives {len(steps)} step(s) for {len(files)} checkpoint(s) "
+            f"({', '.join(str(f) for f in files)}); give one step per checkpoint, in the order given."
+        )
+    gan_steps = [int(s) for s in steps] if steps is not None else [parse_step(f) for f in files]
+    negative = [s for s in gan_steps if s < 0]
+    if negative:
+        raise ConfigError(f"--track.steps must be non-negative GAN steps; got {negative}.")
+    seen: dict[int, Path] = {}
+    for s, f in zip(gan_steps, files):
+        if s in seen:
+            raise ConfigError(
+                f"Two checkpoints have GAN step {s}: {str(seen[s])!r} and {str(f)!r}; each checkpoint of a series "
+                "needs its own step (give them with --track.steps)."
+            )
+        seen[s] = f
+    return sorted(zip(gan_steps, files), key=lambda sf: sf[0])
+
+
+def _check_same_shapes(series: Sequence[tuple[int, Path]]) -> None:
+    """Raise :class:`ConfigError` unless every checkpoint holds the same tensor names and shapes."""
+    first_step, first = series[0]
+    ref = {k: tuple(v.shape) for k, v in read_state_dict(first).items()}
+    for _, path in series[1:]:
+        shapes = {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+        if shapes == ref:
+            continue
+        missing, extra = sorted(set(ref) - set(shapes)), sorted(set(shapes) - set(ref))
+        differ = [k for k in ref if k in shapes and shapes[k] != ref[k]]
+        what = (
+            f"tensor {differ[0]!r} has shape {list(shapes[differ[0]])} there and {list(ref[differ[0]])} in "
+            f"{str(first)!r}"
+            if differ
+            else f"keys {(missing or extra)[:3]} are {'missing' if missing else 'extra'} there"
+        )
+        raise ConfigError(
+            f"Checkpoint {str(path)!r} does not have the shapes of {str(first)!r}: {what}. A track follows one "
+            "generator architecture through its training; every checkpoint must hold the same tensors."
+        )
+
+
+class WarmStart(Callback):
+    """Load a trained critic's weights (a state dict file) into the run's critic when fit starts.
+
+    Lightning calls ``setup`` before it restores a resumed run's checkpoint, so a run resumed
+    from ``last.ckpt`` continues its own critic, not this one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            pl_module.critic.load_state_dict(state)
+        except RuntimeError as err:
+            raise ConfigError(
+                f"Cannot warm-start from {str(self.path)!r}: it is not a critic of this configuration ({err}). "
+                "Start the track in a new --out folder, or set --track.warm_start false."
+            ) from None
+
+
+class SaveCritic(Callback):
+    """Write the trained critic's state dict to ``path`` when fit ends (atomically, rank 0)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save({k: v.detach().cpu().clone() for k, v in pl_module.critic.state_dict().items()}, tmp)
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class TrackResult:
+    """A finished (or, while running, partial) track: one point per checkpoint, by GAN step.
+
+    ``points``: dicts with the keys of :data:`TRACK_COLUMNS` (bounds in W1 units: Euclidean
+    distance on the flattened samples, in the sources' domain); ``settings``: what the track was
+    asked (config, overrides, checkpoints and steps, warm start).
+    """
+
+    points: list[dict[str, Any]]
+    settings: dict[str, Any]
+    out: Path
+    complete: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"complete": self.complete, "settings": self.settings, "points": self.points, "notes": self.notes}
+
+    def save(self) -> None:
+        """Write ``track.json``, ``track.csv`` and ``track.png`` into :attr:`out` (atomically)."""
+        atomic_write_text(self.out / TRACK_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
+        lines = [",".join(TRACK_COLUMNS)]
+        for p in self.points:
+            lines.append(",".join(_csv_cell(p.get(k)) for k in TRACK_COLUMNS))
+        atomic_write_text(self.out / "track.csv", "\n".join(lines) + "\n")
+        warm = "warm-started" if self.settings["warm_start"] else "cold-started"
+        plot_track(self.points, self.out / "track.png", title=f"W1 lower bound through training ({warm} critics)")
+
+    def format_table(self) -> str:
+        """One row per checkpoint: the bound, its 95% interval, and whether it is certified."""
+        rows = [("GAN step", "W1 lower bound   95% CI                critic steps")]
+        for p in self.points:
+            mark = "" if p["certified"] else "  [critic not certified: estimate / L]"
+            rows.append(
+                (
+                    str(p["gan_step"]),
+                    f"{p['lower_bound']:.4f}   [{p['ci95_lo']:.4f}, {p['ci95_hi']:.4f}]   "
+                    f"{p['critic_steps']}{' (warm)' if p['warm_started'] else ''}{mark}",
+                )
+            )
+        return format_rows(rows)
+
+
+def _csv_cell(v: Any) -> str:
+    if v is None:
+        return ""
+    text = str(v)
+    return f'"{text}"' if "," in text else text
+
+
+def _point(gan_step: int, path: Path, result: Result, warm: bool, folder: Path) -> dict[str, Any]:
+    return {
+        "gan_step": int(gan_step),
+        "lower_bound": result.lower_bound,
+        "lower_bound_lo": result.ci["lower_bound_lo"],
+        "lower_bound_hi": result.ci["lower_bound_hi"],
+        "confidence": result.ci["confidence"],
+        "ci95_lo": result.ci95[0],
+        "ci95_hi": result.ci95[1],
+        "estimate": result.estimate,
+        "stderr": result.stderr,
+        "certificate": result.lipschitz_certificate,
+        "certified": result.certified,
+        "critic_steps": result.steps,
+        "warm_started": bool(warm),
+        "seconds": result.seconds,
+        "n_eval_p": result.n_eval_p,
+        "n_eval_q": result.n_eval_q,
+        "empirical_ot_w1": result.empirical_ot_w1,
+        "empirical_ot_floor": result.empirical_ot_floor,
+        "limited_by": result.limited_by,
+        "checkpoint": str(path),
+        "folder": str(folder.relative_to(folder.parent.parent)),
+    }
+
+
+def _settings(
+    config: Union[str, os.PathLike, None],
+    overrides: Sequence[str],
+    series: Sequence[tuple[int, Path]],
+    warm_start: bool,
+    warm_steps: Optional[int],
+    warm_lr: Optional[float] = None,
+) -> dict[str, Any]:
+    return {
+        "config": None if config is None else str(Path(config).resolve()),
+        "overrides": [str(o) for o in overrides],
+        "checkpoints": [{"gan_step": s, "path": str(Path(p).resolve())} for s, p in series],
+        "warm_start": bool(warm_start),
+        "warm_steps": None if warm_steps is None else int(warm_steps),
+        "warm_lr": None if warm_lr is None else float(warm_lr),
+    }
+
+
+def _saved_settings(out: Path) -> Optional[dict[str, Any]]:
+    path = out / TRACK_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["settings"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{str(path)!r} is not a track.json written by wdist track (cannot read its settings).")
+
+
+def _track_loggers(out: Path, cfg: Any, settings: dict[str, Any], resuming: bool) -> list:
+    """The track's one W&B run (``logger.kind: wandb``), its chart the bound against GAN step."""
+    if cfg.logger.kind != "wandb":
+        return []
+    lg = cfg.logger
+    loggers = make_loggers(out, "wandb", lg.project, lg.group, lg.name, config=settings, resume=resuming)
+    loggers = [x for x in loggers if type(x).__name__ == "WandbLogger"]
+    with wandb_files_under(out):
+        for x in loggers:
+            x.experiment.define_metric("gan_step")
+            x.experiment.define_metric("track/*", step_metric="gan_step")
+    return loggers
+
+
+def _log_point(loggers: list, point: dict[str, Any]) -> None:
+    for x in loggers:
+        x.experiment.log(
+            {
+                "gan_step": point["gan_step"],
+                **{f"track/{k}": point[k] for k in ("lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate")},
+            }
+        )
+
+
+def track(
+    config: Union[str, os.PathLike, None] = None,
+    overrides: Sequence[str] = (),
+    *,
+    checkpoints: Sequence[str] = (),
+    steps: Optional[Sequence[int]] = None,
+    warm_start: bool = True,
+    warm_steps: Optional[int] = None,
+    warm_lr: Optional[float] = None,
+    out: Union[str, os.PathLike, None] = "wdist-track",
+    resume: Union[str, os.PathLike, None] = None,
+    callbacks: Sequence[Callback] = (),
+    quiet: bool = False,
+) -> TrackResult:
+    """A certified held-out lower bound on W1(P, G_t) for every checkpoint ``G_t`` of a series.
+
+    Parameters
+    ----------
+    config : the estimate's YAML (P, the critic, training, evaluation); ``None``: the bundled
+        digits default. Its Q must be a ``Generator`` source: each checkpoint is loaded as its
+        ``q.init_args.checkpoint``.
+    overrides : dotted overrides of ``config``, as for ``estimate``.
+    checkpoints : files or globs of generator checkpoints; empty: the shipped digits snapshots
+        (:func:`default_snapshots`).
+    steps : the GAN step of each checkpoint (in the order given); ``None``: parsed from the names.
+    warm_start : start the critic of each checkpoint after the first from the previous one's.
+    warm_steps : critic training steps of each warm-started checkpoint; ``None``: ``train.steps``.
+    warm_lr : the critic's learning rate at each warm-started checkpoint; ``None``: ``train.lr``.
+        A trained critic restarts with a fresh optimiser and schedule; on the shipped digits
+        series a larger rate than the fresh critic's served it better (README, measured).
+    out : the track's folder (``track.json``, ``track.csv``, ``track.png``, ``runs/``).
+    resume : a killed track's folder: continue it with its saved settings (the arguments above
+        are then taken from its ``track.json``).
+    callbacks : extra Lightning callbacks for every checkpoint's training.
+    quiet : no progress bars or per-checkpoint lines.
+
+    Returns
+    -------
+    TrackResult
+        One point per checkpoint, sorted by GAN step.
+
+    Raises
+    ------
+    ConfigError
+        Bad input: no or unreadable checkpoints, an unparseable step, checkpoints of different
+        shapes, a Q that is not a generator, or an ``out`` holding a track with other settings.
+    """
+    if resume is not None:
+        folder = Path(resume)
+        saved = _saved_settings(folder)
+        if saved is None:
+            raise ConfigError(
+                f"Cannot resume the track in {str(folder)!r}: it has no {TRACK_FILE} (expected the --out folder of a "
+                "wdist track run; a single estimate's folder, with config.yaml, resumes with wdist estimate --resume)."
+            )
+        config, overrides = saved["config"], saved["overrides"]
+        checkpoints = [c["path"] for c in saved["checkpoints"]]
+        steps = [c["gan_step"] for c in saved["checkpoints"]]
+        warm_start, warm_steps, out = saved["warm_start"], saved["warm_steps"], folder
+        warm_lr = saved.get("warm_lr")
+    if out is None:
+        raise ConfigError("wdist track needs an output folder (--out DIR).")
+    if warm_steps is not None and int(warm_steps) < 1:
+        raise ConfigError(f"--track.warm_steps must be a positive number of critic steps; got {warm_steps}.")
+    if warm_lr is not None and not float(warm_lr) > 0:
+        raise ConfigError(f"--track.warm_lr must be a positive learning rate; got {warm_lr}.")
+    patterns = list(checkpoints) or [str(default_snapshots() / "*.pt")]
+    series = checkpoint_series(patterns, steps)
+    _check_same_shapes(series)
+    first = [*overrides, "--q.init_args.checkpoint", str(series[0][1])]
+    cfg = resolve_config(config, first)[0]  # every setting checked before anything runs
+    if not isinstance(cfg.q, Generator):
+        raise ConfigError(
+            "wdist track follows a generator's checkpoints: the config's Q must be a Generator source "
+            f"(q: {{class_path: Generator, init_args: {{name: ...}}}}); got Q = {type(cfg.q).__name__}."
+        )
+    settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr)
+    out_dir = prepare_output_dir(out)
+    saved = _saved_settings(out_dir)
+    if saved is not None and saved != settings:
+        differ = sorted(k for k in settings if settings[k] != saved.get(k))
+        raise ConfigError(
+            f"{str(out_dir)!r} holds a track with other settings ({', '.join(differ)} differ); continue it with "
+            f"--resume {out_dir}, or start this one in another --out folder. Nothing was changed."
+        )
+    result = TrackResult([], settings, out_dir)
+    loggers = _track_loggers(out_dir, cfg, settings, resuming=saved is not None)
+    previous: Optional[Path] = None
+    for k, (gan_step, path) in enumerate(series):
+        folder = out_dir / "runs" / f"step_{gan_step}"
+        warm = bool(warm_start and previous is not None)
+        done = (folder / "result.json").is_file() and (folder / CRITIC_FILE).is_file()
+        if done:
+            res = Result.load(folder / "result.json")
+        else:
+            if not quiet:
+                print(f"wdist track: checkpoint {k + 1}/{len(series)}, GAN step {gan_step} ({path})", flush=True)
+            extra: list[Callback] = [*callbacks, SaveCritic(folder / CRITIC_FILE)]
+            resumable = (folder / "config.yaml").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
+            if resumable:
+                res = estimate(resume=folder, callbacks=extra, quiet=quiet)
+            else:
+                own = [*first[:-1], str(path), "--eval.heldout_draw", str(k), "--logger.kind", "none"]
+                if warm:
+                    assert previous is not None
+                    extra.insert(0, WarmStart(previous / CRITIC_FILE))
+                    if warm_steps is not None:
+                        own += ["--train.steps", str(int(warm_steps))]
+                    if warm_lr is not None:
+                        own += ["--train.lr", repr(float(warm_lr))]
+                res = estimate(config, own, out=folder, callbacks=extra, quiet=quiet)
+            _log_point(loggers, _point(gan_step, path, res, warm, folder))
+        result.points.append(_point(gan_step, path, res, warm, folder))
+        result.save()
+        previous = folder
+    result.complete = True
+    result.notes = _notes(result.points)
+    result.save()
+    _finish(loggers, result)
+    if not quiet:
+        print(f"wdist track: wrote {out_dir / TRACK_FILE}, track.csv, track.png", file=sys.stderr)
+    return result
+
+
+def _notes(points: Sequence[dict[str, Any]]) -> list[str]:
+    notes = []
+    if any(not p["certified"] for p in points):
+        notes.append("some critics were not certified 1-Lipschitz: their points are estimate / L, still lower bounds")
+    return notes
+
+
+def _finish(loggers: list, result: TrackResult) -> None:
+    if not loggers:
+        return
+    first, last = result.points[0], result.points[-1]
+    summary = {
+        "first_gan_step": first["gan_step"],
+        "first_lower_bound": first["lower_bound"],
+        "last_gan_step": last["gan_step"],
+        "last_lower_bound": last["lower_bound"],
+        "checkpoints": len(result.points),
+    }
+    with wandb_files_under(result.out):
+        finish_wandb(loggers, summary=summary, images={"track": result.out / "track.png"})
