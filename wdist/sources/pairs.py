@@ -269,7 +269,8 @@ class TowardAnchors(Transport):
         return self.fraction * self._nearest(x)[1]
 
     def describe(self) -> str:
-        return f"anchors (each item moved {self.fraction:g} of the way to the nearest of {self.anchors.shape[0]} anchor items)"
+        k = self.anchors.shape[0]
+        return f"anchors (each item moved {self.fraction:g} of the way to the nearest of {k} anchor items)"
 
 
 class TransportedSource(Source):
