@@ -166,6 +166,6 @@ def plot_tightness(rows: Sequence[dict], path: os.PathLike | str) -> Path:
     ax.axhline(1.0, color="k", lw=1)
     ax.set_xticks(range(len(constructions)), constructions, fontsize=8)
     ax.set_ylabel("certified bound / exact W1")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _title(ax, "How tight is the bound? Known-W1 pairs Q = T(P)", 6.0)
     return _save(fig, path)

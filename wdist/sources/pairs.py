@@ -77,7 +77,7 @@ Pattern = Literal["constant", "smooth", "checkerboard", "signs"]
 
 
 def _flat(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1)
+    return x.flatten(1)
 
 
 class Transport(ABC):
@@ -354,6 +354,8 @@ class _Pair(ToyProblem):
         """All items of a finite base, else ``samples`` draws from a stream of their own; float64."""
         if isinstance(source, FiniteSource):
             return source.data.double()
+        if samples < 1:
+            return torch.empty((0, *source.shape), dtype=torch.float64)
         return source.sample(int(samples), torch.Generator().manual_seed(_MC_OFFSET)).double()
 
     def _finish(self, base: Source, domain: Optional[tuple[float, float]], samples: int) -> None:
@@ -377,11 +379,13 @@ class _Pair(ToyProblem):
         self.q = _transported(self.p, self.transport, domain)
         self._finite = isinstance(base, FiniteSource)
         closed = self.transport.closed_form()
-        cost = self.transport.cost(x)
-        self._w1 = closed if closed is not None else float(cost.mean())
-        n = len(cost)
-        self._half = 1.96 * float(cost.std()) / math.sqrt(n) if closed is None and n > 1 else 0.0
-        self._n = n
+        self._n = len(x)
+        if closed is not None:
+            self._w1, self._half = closed, 0.0
+        else:
+            cost = self.transport.cost(x)
+            self._w1 = float(cost.mean())
+            self._half = 1.96 * float(cost.std()) / math.sqrt(self._n) if self._n > 1 else 0.0
 
     def _check_reach(self, x: Tensor, base: Source, domain: Optional[tuple[float, float]]) -> None:
         """Raise :class:`SourceError` naming the range T reaches when it leaves ``domain``."""
@@ -466,7 +470,8 @@ class TranslatedPair(_Pair):
     def _rescaled(source: Source, v: Tensor, dom: tuple[float, float]) -> Source:
         if not isinstance(source, FiniteSource):
             raise SourceError(f"rescale needs a data set as the base; got {source.describe()}")
-        lo, hi = dom[0] - min(float(v.min()), 0.0), dom[1] - max(float(v.max()), 0.0)
+        # 1e-6 inside, so that float32 rounding of the rescaled items cannot push P + v out
+        lo, hi = dom[0] - min(float(v.min()), 0.0) + 1e-6, dom[1] - max(float(v.max()), 0.0) - 1e-6
         if not lo < hi:
             raise SourceError(
                 f"rescale: P + v cannot fit in [{dom[0]:g}, {dom[1]:g}]: v's entries span [{float(v.min()):.4g}, "
