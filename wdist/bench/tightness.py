@@ -178,7 +178,8 @@ def run_tightness(
     With ``out`` the rows are written to ``out/tightness.json`` after each cell, so an interrupted
     benchmark keeps what it measured.
     """
-    from wdist.pipeline import estimate  # the training stack, imported when the benchmark runs
+    # start-up cost: the training stack (Lightning), imported when the benchmark runs
+    from wdist.pipeline import estimate
 
     unknown = [c for c in critic_names if c not in critics.available()]
     if unknown:
@@ -309,6 +310,7 @@ def cli(argv: Sequence[str]) -> int:
     table = format_table(rows)
     print(table)
     if out is not None:
+        # start-up cost: matplotlib, imported once there is something to plot
         from wdist.plots import plot_tightness
 
         atomic_write_text(out / "tightness.md", table + "\n")

@@ -59,9 +59,6 @@ TOY_PROBLEMS: dict[str, type[ToyProblem]] = {
         ThreeCones,
         GaussianMixtures,
         OneDimensional,
-        TranslatedPair,
-        DilatedPair,
-        AnchorPair,
     )
 }
 
