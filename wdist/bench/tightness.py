@@ -140,6 +140,7 @@ def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any)
         "certified": result.certified,
         "ratio": result.lower_bound / exact,
         "ratio_ci95": [result.ci95[0] / exact, result.ci95[1] / exact],
+        "estimate": result.estimate,
         "lipschitz_certificate": result.lipschitz_certificate,
         "train_lower_bound": result.train_lower_bound,
         "train_ci95": result.train_ci95,
