@@ -195,6 +195,12 @@ def test_bench_tightness_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> 
     assert "| anchors | bcop-dcgan |" in capsys.readouterr().out
 
 
+def test_bench_tightness_critic_families() -> None:
+    assert bench_tightness.resolve_critic("soc") == "soc-lipconvnet"
+    assert bench_tightness.resolve_critic("gp") == "gp-dcgan"
+    assert bench_tightness.resolve_critic("aol-convnet") == "aol-convnet"
+
+
 def test_bench_tightness_rejects_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown construction"):
         bench_tightness.cli(["--constructions", "rotation", "--steps", "1"])

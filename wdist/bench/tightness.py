@@ -39,7 +39,16 @@ import torch
 import critics
 from wdist.files import atomic_write_text, prepare_output_dir
 
-__all__ = ["CONSTRUCTIONS", "Budget", "construction_config", "source_config", "run_tightness", "format_table", "cli"]
+__all__ = [
+    "CONSTRUCTIONS",
+    "Budget",
+    "resolve_critic",
+    "construction_config",
+    "source_config",
+    "run_tightness",
+    "format_table",
+    "cli",
+]
 
 #: Construction names accepted by ``--constructions``: (pair class, fixed init args).
 CONSTRUCTIONS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -107,6 +116,18 @@ def construction_config(
     else:
         args.update(anchors=anchors, fraction=fraction)
     return {"class_path": cls, "init_args": args}
+
+
+def resolve_critic(name: str) -> str:
+    """A registered critic name, or the one image critic (not ``*-mlp``) whose family is ``name``
+    (``soc`` -> ``soc-lipconvnet``, ``gp`` -> ``gp-dcgan``)."""
+    names = critics.available()
+    if name in names:
+        return name
+    family = [c for c in names if c.split("-")[0] == name and not c.endswith("-mlp")]
+    if len(family) == 1:
+        return family[0]
+    raise ValueError(f"unknown critic {name!r}; available: {', '.join(names)} (or a family: bcop, soc, gp, ...)")
 
 
 def _critic_options(name: str, width: float) -> dict[str, Any]:
@@ -185,9 +206,7 @@ def run_tightness(
     # start-up cost: the training stack (Lightning), imported when the benchmark runs
     from wdist.pipeline import estimate
 
-    unknown = [c for c in critic_names if c not in critics.available()]
-    if unknown:
-        raise ValueError(f"unknown critic(s) {unknown}; available: {', '.join(critics.available())}")
+    critic_names = [resolve_critic(c) for c in critic_names]
     bad = [c for c in constructions if c not in CONSTRUCTIONS]
     if bad:
         raise ValueError(f"unknown construction(s) {bad}; choose from {', '.join(CONSTRUCTIONS)}")
@@ -266,7 +285,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--root", default=None, help="data folder of cifar10/stl10/folder, or the file of --source file")
     ap.add_argument("--resize", type=int, default=32, help="image size (default 32; 0 keeps the source's own)")
     ap.add_argument("--limit", type=int, default=None, help="keep only the first LIMIT images of the source")
-    ap.add_argument("--critics", nargs="+", default=["bcop-dcgan", "gp-dcgan"])
+    ap.add_argument(
+        "--critics", nargs="+", default=["bcop-dcgan", "gp-dcgan"], help="registry names or families (bcop, soc, gp)"
+    )
     ap.add_argument("--constructions", nargs="+", default=["translation", "dilation", "anchors"])
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per cell (CPU default 600)")
     ap.add_argument("--width", type=float, default=None, help="critic width multiplier (CPU default 0.25)")
