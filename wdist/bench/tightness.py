@@ -32,7 +32,7 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -196,12 +196,12 @@ def run_tightness(
     fraction: float = 0.5,
     accelerator: str = "auto",
     out: Optional[Path] = None,
-    say=print,
+    say: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """One estimate per (construction, critic, seed), all at ``budget``; the rows (see :func:`_row`).
-
-    With ``out`` the rows are written to ``out/tightness.json`` after each cell, so an interrupted
-    benchmark keeps what it measured.
+    """One estimate per (construction, critic, seed), all at ``budget``; one row each (bound, CI,
+    ratio to the exact W1, train subset, diagnosis, training seconds: see :func:`_row`), in that order.
+    ``say`` receives one line per finished cell. With ``out`` the rows are written to
+    ``out/tightness.json`` after each cell, so an interrupted benchmark keeps what it measured.
     """
     # start-up cost: the training stack (Lightning), imported when the benchmark runs
     from wdist.pipeline import estimate
