@@ -1,7 +1,8 @@
 """Sources of samples (P and Q) and toy problems.
 
 Configs name them by class, e.g. ``p: {class_path: Digits, init_args: {range: [-1, 1]}}`` or
-``toy: {class_path: ThreeCones}``.
+``toy: {class_path: ThreeCones}``, or a known-W1 pair around a data set:
+``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`).
 """
 
 from wdist.sources.base import (
@@ -15,6 +16,7 @@ from wdist.sources.base import (
 )
 from wdist.sources.generator import Generator, RangeMapped
 from wdist.sources.images import CIFAR10, STL10, Digits, ImageFolder, ImageSource, TensorFile
+from wdist.sources.pairs import PAIRS, AnchorPair, DilatedPair, TranslatedPair, TransportedSource
 from wdist.sources.toy import (
     Distribution1D,
     Gaussian,
@@ -51,7 +53,14 @@ SOURCES: dict[str, type[Source]] = {
 
 #: Toy problems (P, Q, exact W1) by class name.
 TOY_PROBLEMS: dict[str, type[ToyProblem]] = {
-    cls.__name__: cls for cls in (Translation, PointVsSphere, ThreeCones, GaussianMixtures, OneDimensional)
+    cls.__name__: cls
+    for cls in (
+        Translation,
+        PointVsSphere,
+        ThreeCones,
+        GaussianMixtures,
+        OneDimensional,
+    )
 }
 
 __all__ = [
@@ -82,6 +91,11 @@ __all__ = [
     "ThreeCones",
     "GaussianMixtures",
     "OneDimensional",
+    "TranslatedPair",
+    "DilatedPair",
+    "AnchorPair",
+    "TransportedSource",
+    "PAIRS",
     "SOURCES",
     "TOY_PROBLEMS",
 ]
