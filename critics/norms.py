@@ -22,6 +22,8 @@ __all__ = [
     "fold_kernel",
     "frequency_grid",
     "conv_operator_norm",
+    "conv_frequency_norm_bound",
+    "crop_to_reach",
     "conv2d_lipschitz_bound",
     "conv2d_frequency_singular_values",
     "polyphase_kernel",
@@ -46,7 +48,7 @@ def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
     Parameters
     ----------
     w : (..., m, n) tensor
-        Matrices, batched over leading dimensions.
+        Matrices, real or complex (then :math:`W^H W`), batched over leading dimensions.
     gram_iters : int
         Number of squarings.
 
@@ -61,9 +63,9 @@ def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
     peak = w.detach().abs().amax(dim=(-2, -1)).clamp_min(tiny)
     w = w / peak[..., None, None]
     if w.shape[-2] < w.shape[-1]:
-        g = w @ w.mT
+        g = w @ w.mH
     else:
-        g = w.mT @ w
+        g = w.mH @ w
     # Each G_t is rescaled to unit Frobenius norm before squaring (no overflow or underflow in
     # the squarings); the log of the accumulated scale is summed once at the end (four ops per
     # squaring: few kernel launches on a GPU, where this runs at every step).
@@ -75,7 +77,7 @@ def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
         g = g @ g
     norms.append(torch.linalg.matrix_norm(g).clamp_min(tiny))
     # sigma_max(W) <= prod_t f_t^(1 / 2^(t+1)) * f_last^(1 / 2^(gram_iters+1))
-    exponents = _gram_exponents(gram_iters, w.dtype, w.device)
+    exponents = _gram_exponents(gram_iters, peak.dtype, w.device)
     return peak * torch.exp((torch.log(torch.stack(norms, dim=-1)) * exponents).sum(dim=-1))
 
 
@@ -203,6 +205,57 @@ def conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode
     spec = torch.fft.rfft2(k, s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
     gram = spec.mH @ spec if spec.shape[-1] <= spec.shape[-2] else spec @ spec.mH
     return float(torch.linalg.eigvalsh(gram).amax().clamp_min(0.0).sqrt())
+
+
+def crop_to_reach(kernel: Tensor, input_size: tuple[int, int]) -> Tensor:
+    r"""The taps of a zero-padded stride-1 "same" convolution that can meet an ``n_h x n_w`` image.
+
+    Tap :math:`p` (padding :math:`\lfloor (k - 1)/2 \rfloor` before) reads pixel :math:`i + p -
+    \lfloor (k-1)/2 \rfloor` for output :math:`i`; with both in :math:`[0, n)`, only offsets
+    :math:`|p - \lfloor (k-1)/2 \rfloor| \le n - 1` are ever used, so the zero-padded operator
+    is the same with the other taps removed. Returns ``kernel`` itself when every tap is used.
+    """
+    spans = []
+    for size, n in zip(kernel.shape[-2:], input_size):
+        before = (int(size) - 1) // 2
+        spans.append((max(0, before - (int(n) - 1)), min(int(size), before + int(n))))
+    (top, bottom), (left, right) = spans
+    if (top, bottom, left, right) == (0, kernel.shape[-2], 0, kernel.shape[-1]):
+        return kernel
+    return kernel[..., top:bottom, left:right]
+
+
+def conv_frequency_norm_bound(
+    kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros", gram_iters: int = 6
+) -> Tensor:
+    r"""Differentiable, guaranteed upper bound on the L2 norm of a stride-1 convolution on
+    ``input_size`` images: Gram iteration on each frequency's matrix (Delattre et al. 2023).
+
+    .. math::
+
+        \|\mathcal{C}_K\|_2 \le \max_{u, v} \overline{\sigma}_g\big(\hat K(u, v)\big)
+
+    with :math:`\overline\sigma_g \ge \sigma_{\max}` the Gram-iteration bound of
+    :func:`spectral_norm_upper_bound` (``gram_iters`` squarings) of every per-frequency matrix,
+    over the grid of :func:`frequency_grid`: :math:`n_h \times n_w` for circular padding (the
+    maximum of the exact :math:`\sigma_{\max}` there is the operator norm), the
+    :math:`(n_h + k' - 1) \times (n_w + k' - 1)` grid for zero padding, :math:`k'` the size
+    after :func:`crop_to_reach` (an upper bound: a restriction of that circular convolution).
+    Half the frequencies suffice (``rfft2``: :math:`\hat K(-\omega) = \overline{\hat K(\omega)}`
+    for a real kernel). Unlike :func:`conv_operator_norm` (float64 ``eigvalsh``, no gradient), this
+    is a bound at every iterate, in the kernel's dtype, and differentiable; it costs
+    :math:`(g + 1)` batched complex :math:`C^3` products per frequency, versus about
+    :math:`(g + 1 + k^2) C^3` in all for :func:`reshaped_kernel_norm_bound`, which exceeds the
+    exact norm 1.8 times (:math:`k = 3`) to 2.6 times (:math:`k = 5`) on trained skew-symmetric
+    kernels, where this one is within 1% with 6 squarings. Returns a 0-d tensor in the units of
+    ``kernel``: at most the operator norm times the Gram factor
+    :math:`\operatorname{rank}^{2^{-g-2}}`, up to float rounding in the kernel's dtype.
+    """
+    if padding_mode != "circular":
+        kernel = crop_to_reach(kernel, input_size)
+    h, w = frequency_grid(kernel, input_size, padding_mode)
+    spec = torch.fft.rfft2(fold_kernel(kernel, (h, w)), s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
+    return spectral_norm_upper_bound(spec, gram_iters).amax()
 
 
 def conv2d_lipschitz_bound(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> float:

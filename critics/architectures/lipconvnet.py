@@ -37,7 +37,9 @@ def soc_lipconvnet(
 
     with :math:`\mathcal{U}` the 2x2 pixel unshuffle (the stride-2 SOC of LipConvnet),
     :math:`c_i` = 64-128-256-512 times ``width``, :math:`\sigma` MaxMin and :math:`h` a
-    :class:`~critics.layers.BjorckLinear` to one output. Stage count and padding as in
+    :class:`~critics.layers.BjorckLinear` to one output. Each SOC is told its stage's grid
+    (``input_size``), so its kernel is scaled by the per-frequency bound on that grid and reaches
+    its intended norm (see :class:`~critics.layers.SOCConv2d`). Stage count and padding as in
     :mod:`critics.architectures.dcgan`: 4 stages for 32/48/64-pixel inputs (ending at 2, 3, 4
     pixels), 3 for 8 x 8 (ending at 1 x 1), odd sides zero-padded to even before their stage;
     nothing is upsampled.
@@ -75,16 +77,17 @@ def soc_lipconvnet(
     widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
     act = checked_activation(name, activation, ("groupsort", "relu"), widths)
 
-    def soc(i: int, o: int) -> SOCConv2d:
-        return SOCConv2d(i, o, kernel_size, train_terms=train_terms, eval_terms=eval_terms)
+    def soc(i: int, o: int, grid: tuple[int, int]) -> SOCConv2d:
+        return SOCConv2d(i, o, kernel_size, train_terms=train_terms, eval_terms=eval_terms, input_size=grid)
 
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c = int(input_shape[0])
     for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
         stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
-        stage += [InvertibleDownsample(2), soc(4 * c, c_out), act()]
+        grid = ((h + 1) // 2, (w + 1) // 2)  # after the (padding and) unshuffle
+        stage += [InvertibleDownsample(2), soc(4 * c, c_out, grid), act()]
         for _ in range(int(depth)):
-            stage += [soc(c_out, c_out), act()]
+            stage += [soc(c_out, c_out, grid), act()]
         layers[f"stage{i}"] = nn.Sequential(*stage)
         c = c_out
     h, w = (h + 1) // 2, (w + 1) // 2
