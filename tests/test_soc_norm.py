@@ -11,7 +11,13 @@ from critics.architectures.lipconvnet import soc_lipconvnet
 from critics.certificates import certify
 from critics.layers import SOCConv2d
 from critics.layers.conv_base import same_padding
-from critics.norms import conv_frequency_norm_bound, crop_to_reach, reshaped_kernel_norm_bound
+from critics.norms import (
+    conv_frequency_norm_bound,
+    conv_grid_norm_bound,
+    conv_matrix,
+    crop_to_reach,
+    reshaped_kernel_norm_bound,
+)
 
 C, N = 16, 8
 TARGET = 0.7  # max_norm, the design's norm of the skew-symmetric convolution
@@ -84,6 +90,18 @@ def test_frequency_bound_is_a_tight_bound(k: int, n: int, padding_mode: str) -> 
         assert bound <= exact * 1.02  # the exact operator norm on the n x n grid
     bound_t.backward()
     assert kernel.grad is not None and torch.isfinite(kernel.grad).all() and kernel.grad.abs().sum() > 0
+    grid = conv_grid_norm_bound(kernel.detach(), (n, n), padding_mode, gram_iters=6).item()
+    assert exact * (1 - 1e-12) <= grid <= bound * (1 + 1e-12)
+    if padding_mode == "zeros" and n <= 2 and k <= 3:  # the explicit matrix: the operator's own norm
+        assert grid <= exact * 1.02
+
+
+@pytest.mark.parametrize("k,h,w", [(3, 4, 5), (5, 2, 3), (2, 3, 4), (1, 3, 3), (5, 1, 1)])
+def test_conv_matrix_is_the_zero_padded_convolution(k: int, h: int, w: int) -> None:
+    kernel = torch.randn(2, 3, k, k, dtype=torch.float64)
+    x = torch.randn(3, h, w, dtype=torch.float64)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x[None], same_padding(k)), kernel)[0]
+    assert torch.allclose(conv_matrix(kernel, (h, w)) @ x.reshape(-1), y.reshape(-1), atol=1e-12)
 
 
 @pytest.mark.parametrize("k,n", [(5, 1), (5, 2), (7, 3), (4, 2), (3, 8)])
@@ -109,8 +127,11 @@ def test_input_size_checked_and_kept() -> None:
 
 def test_lipconvnet_scales_each_soc_on_its_grid() -> None:
     """Each SOC of the critic gets its stage's grid (8 -> 4, 2, 1 after the unshuffles; 7 is padded
-    to 8); after training steps each reaches >= 85% of its target norm on that grid (C up to 128,
-    explicit Jacobians), and the critic's certificate is that of 1-Lipschitz layers up to the tails."""
+    to 8). After training steps the exact norm of each skew-symmetric convolution on its grid
+    (explicit Jacobians, C up to 128) is at most the target 0.7 and at least 85% of it on the 2 x 2
+    and 1 x 1 grids (the explicit-matrix bound), at least 70% on 4 x 4 (the per-frequency bound on
+    the 6 x 6 circular grid, about 0.55 there: the zero-padded restriction is smaller); the
+    critic's certificate is that of 1-Lipschitz layers up to the series tails and rounding."""
     for side in (8, 7):
         critic = soc_lipconvnet((1, side, side), width=0.25, depth=0)
         socs = [m for m in critic.modules() if isinstance(m, SOCConv2d)]
@@ -118,8 +139,9 @@ def test_lipconvnet_scales_each_soc_on_its_grid() -> None:
     critic = train_steps_critic(soc_lipconvnet((1, 8, 8), width=0.25, depth=1)).eval()
     for layer in (m for m in critic.modules() if isinstance(m, SOCConv2d)):
         n = layer.input_size[0]
-        assert REACHED * layer.max_norm <= skew_conv_norm(layer, n) <= layer.max_norm * (1 + 2e-5)
-    assert 1.0 <= certify(critic, (1, 8, 8)) <= 1 + 1e-9
+        reached = REACHED if n <= 2 else 0.7
+        assert reached * layer.max_norm <= skew_conv_norm(layer, n) <= layer.max_norm * (1 + 2e-5)
+    assert 1.0 <= certify(critic, (1, 8, 8)) <= 1 + 1e-6  # the head: a float32 Björck matrix
 
 
 def train_steps_critic(critic: torch.nn.Module, steps: int = 3) -> torch.nn.Module:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
-from critics.norms import conv_frequency_norm_bound, conv_operator_norm, reshaped_kernel_norm_bound
+from critics.norms import conv_grid_norm_bound, conv_operator_norm, reshaped_kernel_norm_bound
 from critics.ortho import OrthoConfig, resolve
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
@@ -216,7 +216,7 @@ class SOCConv2d(LipschitzConv2d):
         # R and S would cost k^3 C^3 per Gram step for ~20% tightness: not worth it per step.
         bound = reshaped_kernel_norm_bound(skew, gram_iters=self.ortho.gram_iters, reshapings="T")
         if self.input_size is not None:
-            grid = conv_frequency_norm_bound(skew, self.input_size, self.padding_mode, self.ortho.gram_iters)
+            grid = conv_grid_norm_bound(skew, self.input_size, self.padding_mode, self.ortho.gram_iters)
             bound = torch.minimum(bound, grid)
         factor = torch.clamp(self.max_norm / bound.clamp_min(torch.finfo(work).tiny), max=1.0)
         return skew * factor, bound * factor
