@@ -33,6 +33,8 @@ EXPECTED = {
         "exact W1",
         "NOT a bound",  # the gradient-penalty critic's raw number, labelled as such
         "certified Lip(f) <=",
+        "anchors (each item moved 0.5 of the way",  # the known-W1 image pair
+        "bound / exact W1 =",
     ],
     "02_generator_vs_dataset.ipynb": [
         "W1 lower bound (certified)",

@@ -93,6 +93,11 @@ FAST_BENCH_BY_NAME["contention"] = ["--settings", "1", "--competitors", "0", "--
 FAST_BENCH_BY_NAME["startup"] = ["--repeats", "1", "--", *FAST_ESTIMATE]
 BENCH_OUTPUT = {"toy": "steps/s", "layers": "ms", "critics": "steps/s", "estimate": "time to 1%"}
 BENCH_OUTPUT.update({"contention": "idle: wall (train) s", "startup": "of which not training"})
+FAST_BENCH_BY_NAME["tightness"] = [
+    "--resize", "0", "--limit", "200", "--critics", "bcop-dcgan", "--constructions", "translation", "anchors",
+    "--steps", "3", "--n-eval", "40", "--batch-size", "16", "--seeds", "0",
+]  # fmt: skip
+BENCH_OUTPUT["tightness"] = "| construction | critic |"
 
 #: README command lines that are not run here, and why (none at present).
 SKIPPED: dict[str, str] = {}

@@ -30,7 +30,7 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativ
 
 import critics
 from wdist.errors import ConfigError
-from wdist.sources import SOURCES, TOY_PROBLEMS, Source, ToyProblem, check_compatible
+from wdist.sources import PAIRS, SOURCES, TOY_PROBLEMS, Source, ToyProblem, check_compatible
 
 __all__ = [
     "CriticConfig",
@@ -235,7 +235,8 @@ def _explain(parser: ArgumentParser, message: str) -> str:
         except Exception:
             pass
     if "class_path" in text or "import path" in text:
-        hint += f" Known sources (p, q): {', '.join(SOURCES)}; toy problems (toy): {', '.join(TOY_PROBLEMS)}."
+        hint += f" Known sources (p, q): {', '.join(SOURCES)}; toy problems (toy): {', '.join(TOY_PROBLEMS)}"
+        hint += f"; known-W1 pairs around a source (toy): {', '.join(c.__name__ for c in PAIRS.values())}."
     return f"Invalid configuration: {text.rstrip('.')}.{hint}"
 
 

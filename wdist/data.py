@@ -1,6 +1,7 @@
 """The data module: training streams of (P, Q) batches, a fixed held-out set and a train subset.
 
 * Finite data sets are split once: training draws from one part, the held-out set is the other.
+  A side Q = T(P) made from a data set P follows P's split (the images of P's parts).
 * Analytic samplers and generators are infinite: the held-out samples (or, for generators, the
   latent vectors) are drawn once from a seed stream that training never uses.
 * The held-out P and Q sets are independent samples whose sizes may differ (``eval.n_eval_p``,
@@ -27,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from wdist.seeds import HELDOUT_OFFSET, TRAIN_SUBSET_OFFSET, batch_seed, generator
-from wdist.sources import FiniteSource, LatentSource, Source, SourceError
+from wdist.sources import FiniteSource, LatentSource, Source, SourceError, TransportedSource
 
 __all__ = ["PairDataModule", "SidePair", "EvaluationItems", "PARTS", "TrainingStream"]
 
@@ -229,7 +230,15 @@ class PairDataModule(pl.LightningDataModule):
             return
         gen = generator(self.seed, HELDOUT_OFFSET)
         self.p_train, p_eval = self._split(self.p_all, self.n_eval_p, gen, "P")
-        self.q_train, q_eval = self._split(self.q_all, self.n_eval_q, gen, "Q")
+        if (
+            isinstance(self.q_all, TransportedSource)
+            and self.q_all.base is self.p_all
+            and isinstance(self.p_all, FiniteSource)
+        ):
+            # Q = T(P) on a data set: Q follows P's split, so no held-out item's image is trained on
+            self.q_train, q_eval = self.q_all.split_like(self.p_train, p_eval, self.n_eval_q)
+        else:
+            self.q_train, q_eval = self._split(self.q_all, self.n_eval_q, gen, "Q")
         _check_finite(p_eval, f"P ({self.p_all.describe()}) held-out samples")
         _check_finite(q_eval, f"Q ({self.q_all.describe()}) held-out samples")
         self.heldout = SidePair(p_eval, q_eval)

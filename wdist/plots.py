@@ -11,7 +11,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_bound_curve", "plot_comparison"]
+__all__ = ["plot_bound_curve", "plot_comparison", "plot_tightness"]
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -136,4 +136,36 @@ def plot_comparison(
     _title(ax, title or "critic comparison", fig.get_figwidth())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def plot_tightness(rows: Sequence[dict], path: os.PathLike | str) -> Path:
+    """Bars of certified bound / exact W1 (mean over seeds, with the 95% CI of a single seed's
+    bound / W1 as an error bar) and of the train-subset value / W1, per construction and critic."""
+    import numpy as np
+
+    constructions = list(dict.fromkeys(r["construction"] for r in rows))
+    names = list(dict.fromkeys(r["critic"] for r in rows))
+    fig, ax = _figure((max(5.0, 1.6 * len(constructions) * max(1, len(names)) ** 0.5), 3.6))
+    width = 0.8 / max(1, len(names))
+    for k, critic in enumerate(names):
+        xs, ys, lo, hi, train = [], [], [], [], []
+        for i, c in enumerate(constructions):
+            group = [r for r in rows if r["construction"] == c and r["critic"] == critic]
+            if not group:
+                continue
+            ratio = float(np.mean([r["ratio"] for r in group]))
+            xs.append(i + (k - (len(names) - 1) / 2) * width)
+            ys.append(ratio)
+            lo.append(max(0.0, ratio - min(r["ratio_ci95"][0] for r in group)))
+            hi.append(max(0.0, max(r["ratio_ci95"][1] for r in group) - ratio))
+            t = [r["train_ratio"] for r in group if r.get("train_ratio") is not None]
+            train.append(float(np.mean(t)) if t else np.nan)
+        ax.bar(xs, ys, width=width * 0.9, yerr=[lo, hi], capsize=3, label=critic)
+        ax.scatter(xs, train, marker="_", s=200, color="k", zorder=3, label="train subset" if k == 0 else None)
+    ax.axhline(1.0, color="k", lw=1)
+    ax.set_xticks(range(len(constructions)), constructions, fontsize=8)
+    ax.set_ylabel("certified bound / exact W1")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _title(ax, "How tight is the bound? Known-W1 pairs Q = T(P)", 6.0)
     return _save(fig, path)

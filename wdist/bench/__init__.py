@@ -6,6 +6,7 @@ wdist bench critics   training steps per second and peak memory of the image cri
 wdist bench estimate  wall time to a bound within 1% of its final value
 wdist bench contention  the default job idle and beside competing processes, per thread setting
 wdist bench startup   what the command line costs besides training (help, a typo, imports, references, plot)
+wdist bench tightness certified bound / exact W1 per critic family on known-W1 image pairs
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _BENCHES = {
     "estimate": "wdist.bench.estimate",
     "contention": "wdist.bench.contention",
     "startup": "wdist.bench.startup",
+    "tightness": "wdist.bench.tightness",
 }
 
 

@@ -15,6 +15,7 @@ from wdist.sources.base import (
 )
 from wdist.sources.generator import Generator, RangeMapped
 from wdist.sources.images import CIFAR10, STL10, Digits, ImageFolder, ImageSource, TensorFile
+from wdist.sources.pairs import PAIRS, AnchorPair, DilatedPair, TranslatedPair, TransportedSource
 from wdist.sources.toy import (
     Distribution1D,
     Gaussian,
@@ -51,7 +52,14 @@ SOURCES: dict[str, type[Source]] = {
 
 #: Toy problems (P, Q, exact W1) by class name.
 TOY_PROBLEMS: dict[str, type[ToyProblem]] = {
-    cls.__name__: cls for cls in (Translation, PointVsSphere, ThreeCones, GaussianMixtures, OneDimensional)
+    cls.__name__: cls
+    for cls in (
+        Translation,
+        PointVsSphere,
+        ThreeCones,
+        GaussianMixtures,
+        OneDimensional,
+    )
 }
 
 __all__ = [
@@ -82,6 +90,11 @@ __all__ = [
     "ThreeCones",
     "GaussianMixtures",
     "OneDimensional",
+    "TranslatedPair",
+    "DilatedPair",
+    "AnchorPair",
+    "TransportedSource",
+    "PAIRS",
     "SOURCES",
     "TOY_PROBLEMS",
 ]

@@ -1,0 +1,320 @@
+r"""``wdist bench tightness``: how close the certified bound comes to a known W1 on real images.
+
+For every requested construction (a pair P, Q = T(P) with exact W1, :mod:`wdist.sources.pairs`)
+and every requested critic family, one ``wdist estimate`` at the same budget (steps, width, batch,
+learning rate, seeds) on one image source, then the ratio ``lower_bound / exact_w1``. Each row also
+carries the train-subset value and the diagnosis of the evaluation (is the bound limited by
+optimisation/capacity or by generalisation) and the training seconds.
+
+Constructions (``--constructions``): ``translation`` (a constant brightness shift),
+``translation-smooth``, ``translation-checkerboard``, ``translation-signs`` (seeded ±c entries: the
+high-frequency case), ``dilation`` (about the mean image, factor ``--factor``) and ``anchors`` (each
+image moved ``--fraction`` of the way to the nearest of ``--anchors`` anchor images: the optimal
+critic is nonlinear). Translations are scaled to ``--norm`` and the base is rescaled into the
+range that keeps P + v in [-1, 1] (said in P's description).
+
+The held-out Q items are the images of the held-out P items (Q follows P's split), so the
+interval is the paired one on ``f(x_i) - f(T(x_i))``. Sizes: ``--n-eval`` held-out items of each
+side. Writes ``DIR/tightness.json`` (the rows), ``DIR/tightness.md`` (the table) and
+``DIR/tightness.png`` (bound / W1 per construction and critic).
+
+Defaults: the CPU budget on the bundled digits at 32 x 32 (minutes per cell on 2 cores); with CUDA
+the GPU budget (wider critics, more steps, larger batches) unless set explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+import critics
+from wdist.files import atomic_write_text, prepare_output_dir
+
+__all__ = ["CONSTRUCTIONS", "Budget", "construction_config", "source_config", "run_tightness", "format_table", "cli"]
+
+#: Construction names accepted by ``--constructions``: (pair class, fixed init args).
+CONSTRUCTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "translation": ("TranslatedPair", {"pattern": "constant"}),
+    "translation-smooth": ("TranslatedPair", {"pattern": "smooth"}),
+    "translation-checkerboard": ("TranslatedPair", {"pattern": "checkerboard"}),
+    "translation-signs": ("TranslatedPair", {"pattern": "signs"}),
+    "dilation": ("DilatedPair", {"center": "mean"}),
+    "anchors": ("AnchorPair", {}),
+}
+
+SOURCES = ("digits", "cifar10", "stl10", "folder", "file")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every (construction, critic) cell gets: optimiser steps, critic width, batch, learning
+    rate (Adam, cosine schedule to 0), held-out items per side and the seeds."""
+
+    steps: int
+    width: float
+    batch_size: int
+    lr: float
+    n_eval: int
+    seeds: tuple[int, ...]
+
+
+#: The CPU budget (bundled digits at 32 x 32, 2 cores) and the GPU one.
+CPU_BUDGET = Budget(steps=600, width=0.25, batch_size=128, lr=2e-3, n_eval=500, seeds=(0,))
+GPU_BUDGET = Budget(steps=4000, width=1.0, batch_size=256, lr=1e-3, n_eval=500, seeds=(0, 1, 2))
+
+
+def source_config(name: str, root: Optional[str], resize: Optional[int], limit: Optional[int]) -> dict[str, Any]:
+    """The ``class_path``/``init_args`` of the image source ``name`` (see :data:`SOURCES`)."""
+    args: dict[str, Any] = {}
+    if resize is not None:
+        args["resize"] = resize
+    if limit is not None:
+        args["limit"] = limit
+    if name == "digits":
+        return {"class_path": "Digits", "init_args": args}
+    if root is None:
+        raise ValueError(f"--source {name} needs --root (the data folder, or the file for --source file)")
+    classes = {"cifar10": "CIFAR10", "stl10": "STL10", "folder": "ImageFolder"}
+    if name == "file":
+        return {"class_path": "TensorFile", "init_args": {"path": root, **args}}
+    if name not in classes:
+        raise ValueError(f"unknown --source {name!r}; choose one of {', '.join(SOURCES)}")
+    return {"class_path": classes[name], "init_args": {"root": root, **args}}
+
+
+def construction_config(
+    name: str, source: dict[str, Any], norm: float, factor: float, anchors: int, fraction: float
+) -> dict[str, Any]:
+    """The ``toy`` entry of a construction around ``source``."""
+    if name not in CONSTRUCTIONS:
+        raise ValueError(f"unknown construction {name!r}; choose from {', '.join(CONSTRUCTIONS)}")
+    cls, fixed = CONSTRUCTIONS[name]
+    args: dict[str, Any] = {"source": source, **fixed}
+    if cls == "TranslatedPair":
+        args.update(norm=norm, rescale=True)
+    elif cls == "DilatedPair":
+        args.update(factor=factor)
+    else:
+        args.update(anchors=anchors, fraction=fraction)
+    return {"class_path": cls, "init_args": args}
+
+
+def _critic_options(name: str, width: float) -> dict[str, Any]:
+    return {"width": width} if "width" in critics.critic_options(name) else {}
+
+
+def _config(toy: dict[str, Any], critic: str, budget: Budget, seed: int, accelerator: str) -> dict[str, Any]:
+    return {
+        "toy": toy,
+        "critic": {"name": critic, "options": _critic_options(critic, budget.width)},
+        "train": {
+            "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "schedule": "cosine",
+            "eval_every": budget.steps,
+        },
+        "trainer": {"accelerator": accelerator, "enable_progress_bar": False},
+        "eval": {
+            "n_eval": budget.n_eval, "batch_size": min(budget.n_eval, 1000), "paired": True, "ot_samples": 0,
+            "ot_floor": False,
+        },
+        "seed": seed,
+    }  # fmt: skip
+
+
+def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any) -> dict[str, Any]:
+    exact = float(result.exact_w1)
+    return {
+        "construction": construction,
+        "critic": critic,
+        "seed": seed,
+        "exact_w1": exact,
+        "exact_w1_method": result.exact_w1_method,
+        "lower_bound": result.lower_bound,
+        "ci95": result.ci95,
+        "certified": result.certified,
+        "ratio": result.lower_bound / exact,
+        "ratio_ci95": [result.ci95[0] / exact, result.ci95[1] / exact],
+        "estimate": result.estimate,
+        "lipschitz_certificate": result.lipschitz_certificate,
+        "train_lower_bound": result.train_lower_bound,
+        "train_ci95": result.train_ci95,
+        "train_ratio": None if result.train_lower_bound is None else result.train_lower_bound / exact,
+        "generalisation_gap": result.generalisation_gap,
+        "limited_by": result.limited_by,
+        "diagnosis": result.diagnosis,
+        "seconds": result.seconds,
+        "steps": result.steps,
+        "width": budget.width if "width" in critics.critic_options(critic) else None,
+        "batch_size": budget.batch_size,
+        "lr": budget.lr,
+        "n_eval": budget.n_eval,
+        "p": result.p,
+        "q": result.q,
+        "shape": result.shape,
+        "device": result.device,
+    }
+
+
+def run_tightness(
+    source: dict[str, Any],
+    critic_names: Sequence[str],
+    constructions: Sequence[str],
+    budget: Budget,
+    norm: float = 3.0,
+    factor: float = 0.8,
+    anchors: int = 8,
+    fraction: float = 0.5,
+    accelerator: str = "auto",
+    out: Optional[Path] = None,
+    say=print,
+) -> list[dict[str, Any]]:
+    """One estimate per (construction, critic, seed), all at ``budget``; the rows (see :func:`_row`).
+
+    With ``out`` the rows are written to ``out/tightness.json`` after each cell, so an interrupted
+    benchmark keeps what it measured.
+    """
+    # start-up cost: the training stack (Lightning), imported when the benchmark runs
+    from wdist.pipeline import estimate
+
+    unknown = [c for c in critic_names if c not in critics.available()]
+    if unknown:
+        raise ValueError(f"unknown critic(s) {unknown}; available: {', '.join(critics.available())}")
+    bad = [c for c in constructions if c not in CONSTRUCTIONS]
+    if bad:
+        raise ValueError(f"unknown construction(s) {bad}; choose from {', '.join(CONSTRUCTIONS)}")
+    rows: list[dict[str, Any]] = []
+    for construction in constructions:
+        toy = construction_config(construction, source, norm, factor, anchors, fraction)
+        for critic in critic_names:
+            for seed in budget.seeds:
+                result = estimate(_config(toy, critic, budget, seed, accelerator), quiet=True)
+                row = _row(construction, critic, seed, budget, result)
+                rows.append(row)
+                say(
+                    f"{construction:>24} {critic:>14} seed {seed}: bound {row['lower_bound']:.4f} / W1 "
+                    f"{row['exact_w1']:.4f} = {row['ratio']:.3f} (train subset {_fmt(row['train_ratio'])}; "
+                    f"{row['limited_by']}; {row['seconds']:.0f} s)"
+                )
+                if out is not None:
+                    atomic_write_text(out / "tightness.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def _fmt(x: Optional[float], spec: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _groups(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by (construction, critic), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["construction"], r["critic"]), []).append(r)
+    return list(groups.values())
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table: one line per (construction, critic), means over seeds."""
+    lines = [
+        "| construction | critic | exact W1 | bound (95% CI) | certified | bound / W1 | train subset / W1 | limited by "
+        "| train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in _groups(rows):
+        r0 = g[0]
+        mean = lambda key: statistics.fmean(r[key] for r in g)  # noqa: E731
+        ratio = mean("ratio")
+        spread = f" ± {statistics.stdev(r['ratio'] for r in g):.3f}" if len(g) > 1 else ""
+        train = [r["train_ratio"] for r in g if r["train_ratio"] is not None]
+        limits = sorted({r["limited_by"] for r in g})
+        ci_text = f"[{r0['ci95'][0]:.3f}, {r0['ci95'][1]:.3f}]" if len(g) == 1 else f"(mean of {len(g)} seeds)"
+        lines.append(
+            f"| {r0['construction']} | {r0['critic']} | {r0['exact_w1']:.3f} | {mean('lower_bound'):.3f} {ci_text} "
+            f"| {'yes' if all(r['certified'] for r in g) else 'no'} | {ratio:.3f}{spread} "
+            f"| {_fmt(statistics.fmean(train) if train else None)} | {', '.join(limits)} | {mean('seconds'):.0f} |"
+        )
+    if rows:
+        r0 = rows[0]
+        plain = next((r for r in rows if not r["construction"].startswith("translation")), None)
+        where = f"P: {plain['p']}" if plain is not None else "P"
+        lines += [
+            "",
+            f"{where} (translations first rescale it into the sub-range that keeps P + v in the domain: see p in "
+            f"tightness.json); shape {r0['shape']}; device {r0['device']}; budget per cell: {r0['steps']} steps, "
+            f"width {r0['width']}, batch {r0['batch_size']}, lr {r0['lr']:g} (Adam, cosine), "
+            f"{r0['n_eval']} held-out items per side (paired interval), seeds "
+            f"{sorted({r['seed'] for r in rows})}.",
+        ]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="wdist bench tightness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--source", default="digits", choices=SOURCES, help="the image source P (default: digits)")
+    ap.add_argument("--root", default=None, help="data folder of cifar10/stl10/folder, or the file of --source file")
+    ap.add_argument("--resize", type=int, default=32, help="image size (default 32; 0 keeps the source's own)")
+    ap.add_argument("--limit", type=int, default=None, help="keep only the first LIMIT images of the source")
+    ap.add_argument("--critics", nargs="+", default=["bcop-dcgan", "gp-dcgan"])
+    ap.add_argument("--constructions", nargs="+", default=["translation", "dilation", "anchors"])
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per cell (CPU default 600)")
+    ap.add_argument("--width", type=float, default=None, help="critic width multiplier (CPU default 0.25)")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--n-eval", type=int, default=None, help="held-out items per side (default 500)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None)
+    ap.add_argument("--norm", type=float, default=3.0, help="||v|| of the translations (default 3)")
+    ap.add_argument("--factor", type=float, default=0.8, help="dilation factor (default 0.8)")
+    ap.add_argument("--anchors", type=int, default=8, help="anchor images of `anchors` (default 8)")
+    ap.add_argument("--fraction", type=float, default=0.5, help="fraction of the way to the anchor (default 0.5)")
+    ap.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
+    ap.add_argument("--out", default=None, help="folder for tightness.json, tightness.md and tightness.png")
+    return ap
+
+
+def _budget(args: argparse.Namespace, cuda: bool) -> Budget:
+    base = GPU_BUDGET if cuda else CPU_BUDGET
+    budget = Budget(
+        steps=args.steps or base.steps,
+        width=args.width or base.width,
+        batch_size=args.batch_size or base.batch_size,
+        lr=args.lr or base.lr,
+        n_eval=args.n_eval or base.n_eval,
+        seeds=tuple(args.seeds) if args.seeds else base.seeds,
+    )
+    for key in ("steps", "batch_size", "n_eval"):
+        if getattr(budget, key) < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be a positive integer; got {getattr(budget, key)}")
+    if budget.width <= 0 or budget.lr <= 0:
+        raise ValueError(f"--width and --lr must be positive; got --width {budget.width}, --lr {budget.lr}")
+    return budget
+
+
+def cli(argv: Sequence[str]) -> int:
+    """Run the benchmark, print the table and write the files (see the module docstring)."""
+    args = _parser().parse_args(list(argv))
+    accelerator = "gpu" if args.accelerator == "cuda" else args.accelerator
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu")
+    budget = _budget(args, cuda)
+    source = source_config(args.source, args.root, args.resize or None, args.limit)
+    out = prepare_output_dir(args.out) if args.out else None
+    rows = run_tightness(
+        source, args.critics, args.constructions, budget, args.norm, args.factor, args.anchors, args.fraction,
+        accelerator, out, say=lambda line: print(line, file=sys.stderr),
+    )  # fmt: skip
+    table = format_table(rows)
+    print(table)
+    if out is not None:
+        # start-up cost: matplotlib, imported once there is something to plot
+        from wdist.plots import plot_tightness
+
+        atomic_write_text(out / "tightness.md", table + "\n")
+        plot_tightness(rows, out / "tightness.png")
+        print(f"\nwrote {out / 'tightness.json'}, tightness.md, tightness.png")
+    return 0
