@@ -24,6 +24,7 @@ __all__ = [
     "conv_operator_norm",
     "conv_frequency_norm_bound",
     "conv_grid_norm_bound",
+    "conv_grid_norm_plan",
     "crop_to_reach",
     "conv_matrix",
     "conv2d_lipschitz_bound",
@@ -283,29 +284,51 @@ def conv_frequency_norm_bound(
     return spectral_norm_upper_bound(spec, gram_iters).amax()
 
 
+def conv_grid_norm_plan(
+    kernel_shape: tuple[int, ...], input_size: tuple[int, int], padding_mode: str = "zeros", gram_iters: int = 6
+) -> tuple[str, float]:
+    r"""Which bound :func:`conv_grid_norm_bound` computes, and its cost in real floating-point
+    operations (forward pass, one bound).
+
+    ``("dense", (g + 2) \cdot 2 (c n_h n_w)^3)`` for zero padding when the explicit matrix costs at
+    most twice the frequency route (:math:`(n_h n_w)^3 \le 8 F`), else
+    ``("frequency", (g + 2) \cdot 8 F c^3)`` with :math:`F` the ``rfft2`` frequencies of the grid
+    of :func:`frequency_grid` (after :func:`crop_to_reach` for zero padding), :math:`c` the larger
+    channel count and a complex product counted as 8 real operations per multiply-add.
+    """
+    co, ci, kh, kw = (int(v) for v in kernel_shape)
+    c, n_h, n_w = max(co, ci), int(input_size[0]), int(input_size[1])
+    if padding_mode != "circular":
+        kh, kw = min(kh, 2 * n_h - 1), min(kw, 2 * n_w - 1)
+        h, w = n_h + kh - 1, n_w + kw - 1
+    else:
+        h, w = n_h, n_w
+    freqs = h * (w // 2 + 1)
+    pixels = n_h * n_w
+    if padding_mode != "circular" and pixels**3 <= 8 * freqs:
+        return "dense", float((gram_iters + 2) * 2 * (c * pixels) ** 3)
+    return "frequency", float((gram_iters + 2) * 8 * freqs * c**3)
+
+
 def conv_grid_norm_bound(
     kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros", gram_iters: int = 6
 ) -> Tensor:
     r"""Differentiable, guaranteed upper bound on the L2 norm of a stride-1 "same" convolution on
-    ``input_size`` images, the cheaper of two Gram-iteration bounds.
+    ``input_size`` images, the cheaper of two Gram-iteration bounds (:func:`conv_grid_norm_plan`).
 
     * :func:`conv_frequency_norm_bound`: the per-frequency matrices (exact grid for circular
       padding; for zero padding the circular convolution on the larger grid, which can be far
       above the zero-padded norm on tiny grids: 0.70 against 0.30-0.36 on 2 x 2 for trained
       skew-symmetric kernels);
-    * zero padding, when it costs at most twice as much (:math:`(n_h n_w)^3 \le 8 F`, :math:`F`
-      the ``rfft2`` frequencies: grids of up to 2 x 2 pixels for 3 x 3 kernels): the Gram bound
-      of the explicit matrix :func:`conv_matrix` (taps cropped by :func:`crop_to_reach`), whose
-      norm is the operator's.
+    * zero padding, when it costs at most twice as much (grids of up to 2 x 2 pixels for 3 x 3
+      kernels): the Gram bound of the explicit matrix :func:`conv_matrix` (taps cropped by
+      :func:`crop_to_reach`), whose norm is the operator's.
 
     Returns a 0-d tensor in the units of ``kernel``.
     """
-    if padding_mode != "circular":
-        cropped = crop_to_reach(kernel, input_size)
-        h, w = frequency_grid(cropped, input_size, padding_mode)
-        pixels = int(input_size[0]) * int(input_size[1])
-        if pixels**3 <= 8 * h * (w // 2 + 1):
-            return spectral_norm_upper_bound(conv_matrix(cropped, input_size), gram_iters)
+    route, _ = conv_grid_norm_plan(tuple(kernel.shape), input_size, padding_mode, gram_iters)
+    if route == "dense":
+        return spectral_norm_upper_bound(conv_matrix(crop_to_reach(kernel, input_size), input_size), gram_iters)
     return conv_frequency_norm_bound(kernel, input_size, padding_mode, gram_iters)
 
 
