@@ -96,6 +96,29 @@ def test_frequency_bound_is_a_tight_bound(k: int, n: int, padding_mode: str) -> 
         assert grid <= exact * 1.02
 
 
+@pytest.mark.parametrize("padding_mode,n", [("circular", 8), ("zeros", 2)])
+def test_grid_bound_gradient_is_that_of_the_norm(padding_mode: str, n: int) -> None:
+    """The gradient of conv_grid_norm_bound (frequency route on 8 x 8 circular, explicit matrix on
+    2 x 2 zero-padded) is the derivative of the exact norm: central differences of the float64
+    norm (explicit Jacobian) along random directions agree to 2%."""
+    kernel = torch.randn(6, 6, 3, 3, dtype=torch.float64, requires_grad=True)
+    conv_grid_norm_bound(kernel, (n, n), padding_mode).backward()
+
+    def exact(k: torch.Tensor) -> float:
+        basis = torch.eye(6 * n * n, dtype=torch.float64).reshape(-1, 6, n, n)
+        if padding_mode == "circular":
+            y = torch.nn.functional.conv2d(torch.nn.functional.pad(basis, same_padding(3), mode="circular"), k)
+        else:
+            y = torch.nn.functional.conv2d(torch.nn.functional.pad(basis, same_padding(3)), k)
+        return float(torch.linalg.svdvals(y.reshape(6 * n * n, -1)).max())
+
+    eps = 1e-6
+    for _ in range(3):
+        d = torch.randn_like(kernel)
+        fd = (exact(kernel.detach() + eps * d) - exact(kernel.detach() - eps * d)) / (2 * eps)
+        assert float((kernel.grad * d).sum()) == pytest.approx(fd, rel=2e-2, abs=1e-6)
+
+
 @pytest.mark.parametrize("k,h,w", [(3, 4, 5), (5, 2, 3), (2, 3, 4), (1, 3, 3), (5, 1, 1)])
 def test_conv_matrix_is_the_zero_padded_convolution(k: int, h: int, w: int) -> None:
     kernel = torch.randn(2, 3, k, k, dtype=torch.float64)
