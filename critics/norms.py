@@ -277,11 +277,16 @@ def conv_frequency_norm_bound(
     ``kernel``: at most the operator norm times the Gram factor
     :math:`\operatorname{rank}^{2^{-g-2}}`, up to float rounding in the kernel's dtype.
     """
+    return spectral_norm_upper_bound(_frequency_matrices(kernel, input_size, padding_mode), gram_iters).amax()
+
+
+def _frequency_matrices(kernel: Tensor, input_size: tuple[int, int], padding_mode: str) -> Tensor:
+    """``(F, C_out, C_in)``: the kernel's ``rfft2`` matrices on the grid of :func:`frequency_grid`
+    (taps cropped by :func:`crop_to_reach` for zero padding, wrapped by :func:`fold_kernel`)."""
     if padding_mode != "circular":
         kernel = crop_to_reach(kernel, input_size)
     h, w = frequency_grid(kernel, input_size, padding_mode)
-    spec = torch.fft.rfft2(fold_kernel(kernel, (h, w)), s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
-    return spectral_norm_upper_bound(spec, gram_iters).amax()
+    return torch.fft.rfft2(fold_kernel(kernel, (h, w)), s=(h, w)).permute(2, 3, 0, 1).flatten(0, 1)
 
 
 def conv_grid_norm_plan(
@@ -334,10 +339,7 @@ def conv_grid_norm_bound(
     if route == "dense":
         mats = conv_matrix(crop_to_reach(kernel, input_size), input_size)[None]
     else:
-        if padding_mode != "circular":
-            kernel = crop_to_reach(kernel, input_size)
-        h, w = frequency_grid(kernel, input_size, padding_mode)
-        mats = torch.fft.rfft2(fold_kernel(kernel, (h, w)), s=(h, w)).permute(2, 3, 0, 1).flatten(0, 1)
+        mats = _frequency_matrices(kernel, input_size, padding_mode)
     with torch.no_grad():
         bounds = spectral_norm_upper_bound(mats, gram_iters)
         value = bounds.amax()
