@@ -319,7 +319,7 @@ def conv_grid_norm_bound(
     kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros", gram_iters: int = 6
 ) -> Tensor:
     r"""Differentiable, guaranteed upper bound on the L2 norm of a stride-1 "same" convolution on
-    ``input_size`` images, the cheaper of two Gram-iteration bounds (:func:`conv_grid_norm_plan`).
+    ``input_size`` images: one of two Gram-iteration bounds, chosen by cost (:func:`conv_grid_norm_plan`).
 
     * :func:`conv_frequency_norm_bound`: the per-frequency matrices (exact grid for circular
       padding; for zero padding the circular convolution on the larger grid, which can be far
