@@ -195,6 +195,12 @@ def test_bench_tightness_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> 
     assert "| anchors | bcop-dcgan |" in capsys.readouterr().out
 
 
+def test_bench_tightness_critic_families() -> None:
+    assert bench_tightness.resolve_critic("soc") == "soc-lipconvnet"
+    assert bench_tightness.resolve_critic("gp") == "gp-dcgan"
+    assert bench_tightness.resolve_critic("aol-convnet") == "aol-convnet"
+
+
 def test_bench_tightness_rejects_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown construction"):
         bench_tightness.cli(["--constructions", "rotation", "--steps", "1"])
@@ -202,3 +208,28 @@ def test_bench_tightness_rejects_unknown_names(tmp_path: Path) -> None:
         bench_tightness.cli(["--critics", "nope", "--steps", "1"])
     with pytest.raises(ValueError, match="needs --root"):
         bench_tightness.cli(["--source", "cifar10"])
+
+
+def test_bench_tightness_on_cifar10_files(tmp_path: Path) -> None:
+    """``--source cifar10 --root`` wraps the data set in its published format (a test_batch pickle)."""
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    data = np.random.default_rng(0).integers(0, 256, size=(60, 3072), dtype=np.uint8)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({"data": data, "labels": [0] * 60}, fh, protocol=2)
+    out = tmp_path / "tight"
+    code = bench_tightness.cli(
+        [
+            "--source", "cifar10", "--root", str(tmp_path), "--resize", "16", "--critics", "bcop-dcgan",
+            "--constructions", "dilation", "--steps", "2", "--n-eval", "20", "--batch-size", "8", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (row,) = json.loads((out / "tightness.json").read_text())
+    assert row["shape"] == [3, 16, 16] and "CIFAR-10 test" in row["p"]
+    x = torch.from_numpy(data.reshape(60, 3, 32, 32)).float() / 127.5 - 1
+    x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+    x = x.clamp(-1, 1).double()
+    assert row["exact_w1"] == pytest.approx(0.2 * float((x - x.mean(0)).flatten(1).norm(dim=1).mean()), rel=1e-5)

@@ -1,7 +1,8 @@
 """Sources of samples (P and Q) and toy problems.
 
 Configs name them by class, e.g. ``p: {class_path: Digits, init_args: {range: [-1, 1]}}`` or
-``toy: {class_path: ThreeCones}``.
+``toy: {class_path: ThreeCones}``, or a known-W1 pair around a data set:
+``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`).
 """
 
 from wdist.sources.base import (

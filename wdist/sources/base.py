@@ -245,7 +245,8 @@ class LatentSource(Source):
 
 
 class ToyProblem(ABC):
-    """A pair of analytic distributions (P, Q), with the closed-form W1 where one exists."""
+    """A pair of distributions (P, Q) with W1 where it is known exactly: the analytic toys, and the
+    known-W1 pairs Q = T(P) around a data set (:mod:`wdist.sources.pairs`)."""
 
     p: Source
     q: Source
