@@ -21,8 +21,9 @@ optimiser steps from orthogonal, sizes 16 to 512):
     :class:`~critics.layers.RKOConv2d`.
 ``OrthoConfig.SOC``
     ``DEFAULT`` with 6 Gram squarings; :class:`~critics.layers.SOCConv2d` only uses
-    ``gram_iters``, for the reshaped-kernel bound :math:`b(L) \ge \|\mathcal{C}_L\|_2` that scales
-    its skew-symmetric kernel (a bound for any number of squarings; more is tighter).
+    ``gram_iters``, for the bounds :math:`b(L) \ge \|\mathcal{C}_L\|_2` that scale its
+    skew-symmetric kernel (the reshaped-kernel bound, and with ``input_size`` the per-frequency or
+    explicit-matrix one on that grid; a bound for any number of squarings, more is tighter).
 ``OrthoConfig.TEST``
     Stricter, for tests and references: all 60 Björck iterations run (no tolerance, no host
     synchronisation: the fixed point in the working precision, :math:`\|W^\top W - I\|_2 < 2 \cdot

@@ -148,6 +148,7 @@ def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> Non
             "conv",
             "bcop",
             "soc",
+            "soc-grid",
             "--out",
             str(out_json),
         ]
@@ -156,7 +157,7 @@ def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> Non
     assert code == 0, out
     assert out_json.is_file()
     body = [ln.split() for ln in out.splitlines()]
-    assert {"conv", "bcop", "soc"} <= {ln[0] for ln in body if ln}
+    assert {"conv", "bcop", "soc", "soc-grid"} <= {ln[0] for ln in body if ln}
 
 
 def test_bench_layers_has_the_modern_families(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ every step, as during training), a stride-1 C -> C layer on a (batch, C, n, n) i
   every matrix orthonormalised separately by 10 power iterations then 20 first-order Björck
   iterations, projectors from the first C/2 columns of C x C matrices, every step;
 * ``soc``       :class:`critics.layers.SOCConv2d` (odd kernels only; its training terms);
+* ``soc-grid``  the same scaled by its bound on the benchmark's ``n x n`` grid (``input_size``,
+  as in ``soc-lipconvnet``): the cost of reaching the intended norm (only when asked for);
 * ``rko``, ``ossn`` the baselines; ``conv`` a plain ``nn.Conv2d``;
 * ``aoc``       :class:`critics.layers.AOCConv2d` at stride 1 (its construction is BCOP's there);
 * ``aoc-s2``    ``AOCConv2d`` with native stride 2 (even kernels: the explicit kernel of a BCOP
@@ -64,6 +66,7 @@ LAYERS = (
     "bcop",
     "bcop-ref",
     "soc",
+    "soc-grid",
     "rko",
     "ossn",
     "aoc",
@@ -74,6 +77,9 @@ LAYERS = (
     "sll",
     "cpl",
 )
+#: the layers timed unless ``--layers`` says otherwise: all but ``soc-grid``, whose per-frequency
+#: bound takes minutes per step on the CPU at the default 512 channels on 32 x 32
+DEFAULT_LAYERS = tuple(name for name in LAYERS if name != "soc-grid")
 #: rows timed against the plain stride-2 convolution rather than the stride-1 one
 STRIDE_2 = ("conv-s2", "aoc-s2")
 
@@ -139,7 +145,7 @@ class ReferenceBCOPConv2d(nn.Module):
         )
 
 
-def _make(name: str, c: int, k: int) -> nn.Module | None:
+def _make(name: str, c: int, k: int, n: int) -> nn.Module | None:
     if name == "conv":
         return nn.Conv2d(c, c, k, padding="same")
     if name == "bcop":
@@ -148,6 +154,8 @@ def _make(name: str, c: int, k: int) -> nn.Module | None:
         return ReferenceBCOPConv2d(c, k)
     if name == "soc":
         return SOCConv2d(c, c, k) if k % 2 else None
+    if name == "soc-grid":
+        return SOCConv2d(c, c, k, input_size=(n, n)) if k % 2 else None
     if name == "rko":
         return RKOConv2d(c, c, k)
     if name == "ossn":
@@ -195,9 +203,9 @@ def _bcop_orthogonality_error(layer: BCOPConv2d) -> float:
 
 
 def _build(
-    name: str, c: int, k: int, dev: torch.device, act_dtype: torch.dtype, compile: bool
+    name: str, c: int, k: int, n: int, dev: torch.device, act_dtype: torch.dtype, compile: bool
 ) -> tuple[nn.Module, object] | None:
-    layer = _make(name, c, k)
+    layer = _make(name, c, k, n)
     if layer is None:
         return None
     layer = layer.to(dev).train()
@@ -214,7 +222,7 @@ def _cuda_step_memory_mb(
     temporaries."""
     gc.collect()
     torch.cuda.empty_cache()
-    made = _build(name, c, k, dev, act_dtype, compile)
+    made = _build(name, c, k, int(x.shape[-1]), dev, act_dtype, compile)
     if made is None:
         return None
     layer, fwd = made
@@ -269,7 +277,7 @@ def run_layer_benchmark(
     batch: int = 64,
     repeats: int = 20,
     out: str | None = None,
-    layers: Sequence[str] = LAYERS,
+    layers: Sequence[str] = DEFAULT_LAYERS,
 ) -> list[dict]:
     """Time forward+backward of each layer at each shape; optionally write the rows as JSON.
 
@@ -303,7 +311,7 @@ def run_layer_benchmark(
                 x = torch.randn(batch, c, n, n, device=dev, dtype=act_dtype)
                 built: dict[str, tuple[nn.Module, object]] = {}
                 for name in layers:
-                    made = _build(name, c, k, dev, act_dtype, compile)
+                    made = _build(name, c, k, int(x.shape[-1]), dev, act_dtype, compile)
                     if made is not None:
                         built[name] = made
                 times = _interleaved_times(built, x, dev, repeats)
@@ -325,7 +333,7 @@ def run_layer_benchmark(
                         row["orth_err"] = _bcop_orthogonality_error(layer)
                     if name == "bcop-ref":
                         row["orth_err"] = layer.last_orthogonality_error
-                    if name == "soc":
+                    if name in ("soc", "soc-grid"):
                         row["convs"] = layer.train_terms - 1
                     shape_rows[name] = row
                 del built
@@ -339,9 +347,9 @@ def run_layer_benchmark(
                     row["vs_conv"] = row["ms"] / ref if ref else None
                 if "bcop" in shape_rows and "bcop-ref" in shape_rows:
                     shape_rows["bcop"]["vs_ref"] = shape_rows["bcop-ref"]["ms"] / shape_rows["bcop"]["ms"]
-                if "soc" in shape_rows and conv_ms:
-                    soc = shape_rows["soc"]
-                    soc["vs_conv_per_conv"] = soc["ms"] / (conv_ms * soc["convs"])
+                for soc in (shape_rows.get(name) for name in ("soc", "soc-grid")):
+                    if soc is not None and conv_ms:
+                        soc["vs_conv_per_conv"] = soc["ms"] / (conv_ms * soc["convs"])
                 rows.extend(shape_rows.values())
     if out:
         with open(out, "w") as fh:
@@ -382,7 +390,7 @@ def cli(argv: Sequence[str]) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), choices=list(LAYERS))
     p.add_argument("--out", default="bench_layers.json")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 avoids thrashing on shared cores)")
     a = p.parse_args(list(argv))
