@@ -17,7 +17,7 @@ from wdist.errors import ConfigError, RunInterrupted
 from wdist.tracking import CRITIC_FILE, checkpoint_series, default_snapshots, parse_step, track
 
 SNAPSHOTS = sorted(default_snapshots().glob("*.pt"))
-SERIES = [str(SNAPSHOTS[i]) for i in (0, 2, 4)]  # GAN steps 100, 1000, 10000
+SERIES = [str(default_snapshots() / f"digits_wgan_gp_8_step{s:05d}.pt") for s in (100, 1000, 10000)]
 TINY = [
     "--critic.name", "bjorck-mlp", "--critic.options", "{width: 16}", "--train.steps", "12",
     "--train.eval_every", "12", "--train.batch_size", "64", "--eval.n_eval", "100", "--eval.n_eval_q", "200",
@@ -186,7 +186,7 @@ def test_bad_input_exits_2_with_one_clear_paragraph(tmp_path: Path, capsys: pyte
 def test_shipped_snapshots_are_package_data() -> None:
     record = json.loads((default_snapshots() / "snapshots.json").read_text())
     files = [default_snapshots() / s["file"] for s in record["snapshots"]]
-    assert [p.name for p in files] == [p.name for p in SNAPSHOTS] and len(files) == 5
+    assert [p.name for p in files] == [p.name for p in SNAPSHOTS] and len(files) == 9
     assert sum(p.stat().st_size for p in files) < 2_000_000
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert "weights/digits_track/*.pt" in pyproject and "weights/digits_track/*.json" in pyproject
