@@ -103,6 +103,20 @@ def test_cold_start_does_not(tmp_path: Path) -> None:
     assert all(torch.equal(spy.states[1][k], spy.states[0][k]) for k in previous)  # the same fresh init
 
 
+def test_warm_fresh_head_loads_all_but_the_last_layer(tmp_path: Path) -> None:
+    spy = InitialCritic()
+    out = tmp_path / "head"
+    track(None, TINY, checkpoints=SERIES[:2], warm_fresh_head=True, out=out, callbacks=[spy], quiet=True)
+    previous = torch.load(out / "runs" / "step_100" / CRITIC_FILE, weights_only=True)
+    last = [k for k in previous if k.startswith("7.")]  # bjorck-mlp: nn.Sequential, its last Linear is "7"
+    assert last and len(last) < len(previous)
+    for key in previous:
+        fresh = spy.states[0][key] if key in last else previous[key]  # the first checkpoint's fresh init
+        assert torch.equal(spy.states[1][key], fresh), key
+    assert not all(torch.equal(previous[k], spy.states[1][k]) for k in last)  # the trained last layer was not loaded
+    assert json.loads((out / "track.json").read_text())["settings"]["warm_fresh_head"] is True
+
+
 def test_one_wandb_run_charts_the_track(warm: dict) -> None:
     runs = sorted((warm["out"] / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

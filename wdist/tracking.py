@@ -52,6 +52,7 @@ from wdist.sources import Generator
 __all__ = [
     "TrackResult",
     "WarmStart",
+    "head_name",
     "SaveCritic",
     "track",
     "checkpoint_series",
@@ -185,20 +186,41 @@ def _check_same_shapes(series: Sequence[tuple[int, Path]]) -> None:
         )
 
 
+def head_name(critic: torch.nn.Module) -> str:
+    """The critic's last layer: its last direct submodule holding parameters (``head`` for the
+    registered convolutional critics, the last Linear of an ``nn.Sequential`` MLP)."""
+    names = [n for n, child in critic.named_children() if any(True for _ in child.parameters())]
+    if not names:
+        raise ConfigError(
+            f"--track.warm_fresh_head: the critic ({type(critic).__name__}) has no submodule with parameters to "
+            "re-initialise; set --track.warm_fresh_head false."
+        )
+    return names[-1]
+
+
 class WarmStart(Callback):
     """Load a trained critic's weights (a state dict file) into the run's critic when fit starts.
+
+    With ``fresh_head`` the critic's last layer (:func:`head_name`) keeps the run's own fresh
+    initialisation and only the layers below it are loaded: the features carry over, the
+    direction read out of them (fit to the previous generator) is learnt again.
 
     Lightning calls ``setup`` before it restores a resumed run's checkpoint, so a run resumed
     from ``last.ckpt`` continues its own critic, not this one.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fresh_head: bool = False) -> None:
         self.path = Path(path)
+        self.fresh_head = bool(fresh_head)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if self.fresh_head:
+            head = head_name(pl_module.critic) + "."
+            own = pl_module.critic.state_dict()
+            state = {k: own[k] if k.startswith(head) else v for k, v in state.items()}
         try:
             pl_module.critic.load_state_dict(state)
         except RuntimeError as err:
@@ -305,6 +327,7 @@ def _settings(
     warm_start: bool,
     warm_steps: Optional[int],
     warm_lr: Optional[float] = None,
+    warm_fresh_head: bool = False,
 ) -> dict[str, Any]:
     return {
         "config": None if config is None else str(Path(config).resolve()),
@@ -313,6 +336,7 @@ def _settings(
         "warm_start": bool(warm_start),
         "warm_steps": None if warm_steps is None else int(warm_steps),
         "warm_lr": None if warm_lr is None else float(warm_lr),
+        "warm_fresh_head": bool(warm_fresh_head),
     }
 
 
@@ -359,6 +383,7 @@ def track(
     warm_start: bool = True,
     warm_steps: Optional[int] = None,
     warm_lr: Optional[float] = None,
+    warm_fresh_head: bool = False,
     out: Union[str, os.PathLike, None] = "wdist-track",
     resume: Union[str, os.PathLike, None] = None,
     callbacks: Sequence[Callback] = (),
@@ -380,6 +405,8 @@ def track(
     warm_lr : the critic's learning rate at each warm-started checkpoint; ``None``: ``train.lr``.
         A trained critic restarts with a fresh optimiser and schedule; on the shipped digits
         series a larger rate than the fresh critic's served it better (README, measured).
+    warm_fresh_head : at each warm-started checkpoint, load every layer of the previous critic
+        but its last (:func:`head_name`), which starts from its fresh initialisation.
     out : the track's folder (``track.json``, ``track.csv``, ``track.png``, ``runs/``).
     resume : a killed track's folder: continue it with its saved settings (the arguments above
         are then taken from its ``track.json``).
@@ -410,6 +437,7 @@ def track(
         steps = [c["gan_step"] for c in saved["checkpoints"]]
         warm_start, warm_steps, out = saved["warm_start"], saved["warm_steps"], folder
         warm_lr = saved.get("warm_lr")
+        warm_fresh_head = bool(saved.get("warm_fresh_head", False))
     if out is None:
         raise ConfigError("wdist track needs an output folder (--out DIR).")
     if warm_steps is not None and int(warm_steps) < 1:
@@ -426,7 +454,7 @@ def track(
             "wdist track follows a generator's checkpoints: the config's Q must be a Generator source "
             f"(q: {{class_path: Generator, init_args: {{name: ...}}}}); got Q = {type(cfg.q).__name__}."
         )
-    settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr)
+    settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr, warm_fresh_head)
     out_dir = prepare_output_dir(out)
     saved = _saved_settings(out_dir)
     if saved is not None and saved != settings:
@@ -455,7 +483,7 @@ def track(
                 own = [*first[:-1], str(path), "--eval.heldout_draw", str(k), "--logger.kind", "none"]
                 if warm:
                     assert previous is not None
-                    extra.insert(0, WarmStart(previous / CRITIC_FILE))
+                    extra.insert(0, WarmStart(previous / CRITIC_FILE, fresh_head=warm_fresh_head))
                     if warm_steps is not None:
                         own += ["--train.steps", str(int(warm_steps))]
                     if warm_lr is not None:
