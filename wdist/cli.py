@@ -145,7 +145,7 @@ def _cmd_track(argv: Sequence[str]) -> int:
     ap.add_argument("--track.warm_start", dest="warm_start", type=_bool, default=True)
     ap.add_argument("--track.warm_steps", dest="warm_steps", type=int, default=None)
     ap.add_argument("--track.warm_lr", dest="warm_lr", type=float, default=None)
-    ap.add_argument("--track.warm_fresh_head", dest="warm_fresh_head", type=_bool, default=False)
+    ap.add_argument("--track.warm_fresh_head", dest="warm_fresh_head", type=_bool, default=True)
     try:
         opts, overrides = ap.parse_known_args(rest)
     except argparse.ArgumentError as err:
