@@ -10,8 +10,10 @@ checkpoint of a series, in order of GAN step, against one data set:
   held-out part is the same for every checkpoint, so no critic of the series, warm-started or not,
   was ever trained on it;
 * with ``warm_start`` (the default) the critic of checkpoint ``k > 0`` starts from the trained
-  critic of checkpoint ``k - 1`` and trains for ``warm_steps`` steps (a fresh optimiser and
-  schedule); cold, every checkpoint trains a fresh critic for ``train.steps``. Nothing is selected
+  critic of checkpoint ``k - 1`` (all layers but the last, which starts fresh, unless
+  ``warm_fresh_head`` is off) and trains for ``warm_steps`` steps at ``warm_lr`` (a fresh optimiser
+  and schedule; by default half of ``train.steps`` at 4 x ``train.lr``); cold, every checkpoint
+  trains a fresh critic for ``train.steps``. Nothing is selected
   on held-out values: each number is its checkpoint's final step's, as in ``estimate``;
 * after each checkpoint ``track.json``, ``track.csv`` and ``track.png`` (the bound and its
   interval against GAN step) are rewritten, and with ``logger.kind: wandb`` the point is added to
