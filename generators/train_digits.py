@@ -3,7 +3,7 @@
 Usage::
 
     python -m generators.train_digits --out generators/weights/digits_wgan_gp_8.pt
-    python -m generators.train_digits --out /tmp/final.pt --snapshots 100 200 300 500 1000 2000 3000 5000 10000 \
+    python -m generators.train_digits --out /tmp/final.pt --snapshots 100 300 1000 3000 10000 \
         --snapshot-dir generators/weights/digits_track
 
 ``--snapshots`` also saves the generator after the given generator steps of the same run (the

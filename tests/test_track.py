@@ -206,7 +206,7 @@ def test_bad_input_exits_2_with_one_clear_paragraph(tmp_path: Path, capsys: pyte
 def test_shipped_snapshots_are_package_data() -> None:
     record = json.loads((default_snapshots() / "snapshots.json").read_text())
     files = [default_snapshots() / s["file"] for s in record["snapshots"]]
-    assert [p.name for p in files] == [p.name for p in SNAPSHOTS] and len(files) == 9
+    assert [p.name for p in files] == [p.name for p in SNAPSHOTS] and len(files) == 5
     assert sum(p.stat().st_size for p in files) < 2_000_000
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert "weights/digits_track/*.pt" in pyproject and "weights/digits_track/*.json" in pyproject
