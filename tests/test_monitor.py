@@ -154,3 +154,54 @@ def test_warm_start_carries_the_critic(runs: dict) -> None:
 def test_every_n_epochs_is_checked() -> None:
     with pytest.raises(ValueError, match="every_n_epochs"):
         W1Monitor(data=torch.zeros(10, 2), every_n_epochs=0)
+
+
+class _ConvGenerator(nn.Module):
+    """DCGAN-style: z of shape (n, 4, 1, 1) -> (n, 1, 8, 8); records every latent batch it is fed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.ConvTranspose2d(4, 1, 8), nn.Tanh())
+        self.fed: list[torch.Tensor] = []
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.fed.append(z.detach().clone())
+        return self.net(z)
+
+
+class _ConvGAN(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.generator = _ConvGenerator()
+
+    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.generator(torch.rand(batch[0].shape[0], 4, 1, 1) * 2 - 1).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.generator.parameters(), 1e-3)
+
+
+def test_latent_shape_and_distribution_reach_the_generator(tmp_path: Path) -> None:
+    """latent_shape and latent (a LatentSpec) decide what the monitor feeds the generator."""
+    data = _digits()
+    monitor = W1Monitor(
+        data=data[:300], critic="bjorck-mlp", critic_options={"width": 16}, steps=5, batch_size=32, n_eval=100,
+        latent_shape=(4, 1, 1), latent="uniform-symmetric", domain=(-1.0, 1.0),
+    )  # fmt: skip
+    gan = _ConvGAN()
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False, callbacks=[monitor],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(gan, DataLoader(TensorDataset(data[:32]), batch_size=32))
+    fed = torch.cat([z for z in gan.generator.fed[1:]])  # [0] is the GAN's own step
+    assert fed.shape[1:] == (4, 1, 1) and fed.shape[0] >= 100
+    assert fed.min() >= -1.0 and fed.max() < 1.0 and fed.min() < -0.9  # U[-1, 1), not N(0, 1)
+    assert len(monitor.history) == 1 and monitor.history[0]["certified"]
+
+
+def test_latent_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="truncation"):
+        W1Monitor(data=torch.zeros(10, 2), latent="truncated-normal")
+    with pytest.raises(ValueError, match="latent_dim=5 disagrees with latent_shape"):
+        W1Monitor(data=torch.zeros(10, 2), latent_dim=5, latent_shape=(4, 1, 1))

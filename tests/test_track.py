@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from wdist.cli import main
 from wdist.errors import ConfigError, RunInterrupted
 from wdist.tracking import CRITIC_FILE, checkpoint_series, default_snapshots, parse_step, track
 
 SNAPSHOTS = sorted(default_snapshots().glob("*.pt"))
-SERIES = [str(SNAPSHOTS[i]) for i in (0, 2, 4)]  # GAN steps 100, 1000, 10000
+SERIES = [str(default_snapshots() / f"digits_wgan_gp_8_step{s:05d}.pt") for s in (100, 1000, 10000)]
 TINY = [
     "--critic.name", "bjorck-mlp", "--critic.options", "{width: 16}", "--train.steps", "12",
     "--train.eval_every", "12", "--train.batch_size", "64", "--eval.n_eval", "100", "--eval.n_eval_q", "200",
@@ -56,8 +57,9 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mp.setenv("WANDB_SILENT", "true")
     try:
         result = track(
-            None, [*TINY, "--logger.kind", "wandb"], checkpoints=SERIES, out=out, callbacks=[spy], quiet=True
-        )
+            None, [*TINY, "--logger.kind", "wandb"], checkpoints=SERIES, warm_fresh_head=False, out=out,
+            callbacks=[spy], quiet=True,
+        )  # fmt: skip
     finally:
         mp.undo()
     return {"out": out, "result": result, "spy": spy}
@@ -103,6 +105,24 @@ def test_cold_start_does_not(tmp_path: Path) -> None:
     assert all(torch.equal(spy.states[1][k], spy.states[0][k]) for k in previous)  # the same fresh init
 
 
+def test_default_warm_start_keeps_a_fresh_head_with_half_the_steps_at_4x_lr(tmp_path: Path) -> None:
+    spy = InitialCritic()
+    out = tmp_path / "head"
+    track(None, TINY, checkpoints=SERIES[:2], out=out, callbacks=[spy], quiet=True)  # the defaults
+    previous = torch.load(out / "runs" / "step_100" / CRITIC_FILE, weights_only=True)
+    last = [k for k in previous if k.startswith("7.")]  # bjorck-mlp: nn.Sequential, its last Linear is "7"
+    assert last and len(last) < len(previous)
+    for key in previous:
+        fresh = spy.states[0][key] if key in last else previous[key]  # the first checkpoint's fresh init
+        assert torch.equal(spy.states[1][key], fresh), key
+    assert not all(torch.equal(previous[k], spy.states[1][k]) for k in last)  # the trained last layer was not loaded
+    assert json.loads((out / "track.json").read_text())["settings"]["warm_fresh_head"] is True
+    points = json.loads((out / "track.json").read_text())["points"]
+    assert [p["critic_steps"] for p in points] == [12, 6]  # TINY: train.steps 12
+    cold_cfg, warm_cfg = (yaml.safe_load((out / "runs" / f"step_{s}" / "config.yaml").read_text()) for s in (100, 1000))
+    assert warm_cfg["train"]["lr"] == pytest.approx(4 * cold_cfg["train"]["lr"])
+
+
 def test_one_wandb_run_charts_the_track(warm: dict) -> None:
     runs = sorted((warm["out"] / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -122,7 +142,7 @@ def test_one_wandb_run_charts_the_track(warm: dict) -> None:
 def test_killed_track_resumes_at_the_next_unfinished_checkpoint(warm: dict, tmp_path: Path) -> None:
     out = tmp_path / "killed"
     with pytest.raises(RunInterrupted):
-        track(None, TINY, checkpoints=SERIES, out=out, callbacks=[KillAtFit(3)], quiet=True)
+        track(None, TINY, checkpoints=SERIES, warm_fresh_head=False, out=out, callbacks=[KillAtFit(3)], quiet=True)
     partial = json.loads((out / "track.json").read_text())
     assert not partial["complete"] and len(partial["points"]) == 2
     kept = {s: (out / "runs" / f"step_{s}" / "result.json").read_bytes() for s in (100, 1000)}

@@ -4,7 +4,8 @@
     wdist exact    --config FILE [--key value ...]
     wdist compare  --config FILE [--out DIR] [--logger wandb]
     wdist track    [--track.checkpoints FILE_OR_GLOB ...] [--track.steps N ...] [--track.warm_start BOOL]
-                   [--track.warm_steps N] [--track.warm_lr LR] [--config FILE] [--key value ...]
+                   [--track.warm_steps N] [--track.warm_lr LR] [--track.warm_fresh_head BOOL]
+                   [--config FILE] [--key value ...]
                    [--out DIR] [--resume DIR]
     wdist bench    {toy,layers,critics,estimate} [options]
 
@@ -144,6 +145,7 @@ def _cmd_track(argv: Sequence[str]) -> int:
     ap.add_argument("--track.warm_start", dest="warm_start", type=_bool, default=True)
     ap.add_argument("--track.warm_steps", dest="warm_steps", type=int, default=None)
     ap.add_argument("--track.warm_lr", dest="warm_lr", type=float, default=None)
+    ap.add_argument("--track.warm_fresh_head", dest="warm_fresh_head", type=_bool, default=True)
     try:
         opts, overrides = ap.parse_known_args(rest)
     except argparse.ArgumentError as err:
@@ -160,8 +162,8 @@ def _cmd_track(argv: Sequence[str]) -> int:
 
     result = track(
         ns.config, overrides, checkpoints=opts.checkpoints, steps=opts.steps, warm_start=opts.warm_start,
-        warm_steps=opts.warm_steps, warm_lr=opts.warm_lr, out=ns.out or ("wdist-track" if ns.resume is None else None),
-        resume=ns.resume, quiet=ns.quiet,
+        warm_steps=opts.warm_steps, warm_lr=opts.warm_lr, warm_fresh_head=opts.warm_fresh_head,
+        out=ns.out or ("wdist-track" if ns.resume is None else None), resume=ns.resume, quiet=ns.quiet,
     )  # fmt: skip
     print(result.format_table())
     return 0

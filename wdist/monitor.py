@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import random
 import warnings
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import pytorch_lightning as pl
@@ -31,6 +31,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
+from generators.latents import LatentSpec
 from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig, TrainerConfig, load_config
 from wdist.evaluation import Evaluation
 from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
@@ -53,10 +54,11 @@ class _Unregistered(nn.Module):
 
 
 class _ModuleGenerator(LatentSource):
-    """The user's generator as a source: ``z ~ N(0, I)`` of ``latent_dim``, decoded by it."""
+    """The user's generator as a source: latents drawn as ``latent`` says, decoded by it."""
 
-    def __init__(self, generator: nn.Module, latent_dim: int, shape: tuple[int, ...], domain: Any) -> None:
-        self.latent_dim = int(latent_dim)
+    def __init__(self, generator: nn.Module, latent: LatentSpec, shape: tuple[int, ...], domain: Any) -> None:
+        self.latent = latent
+        self.latent_dim = latent.dim
         self.shape = tuple(int(s) for s in shape)
         self.domain = domain
         self._module = _Unregistered(generator)
@@ -66,10 +68,10 @@ class _ModuleGenerator(LatentSource):
         return self._module
 
     def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
+        return self.latent.sample(n, generator)
 
     def describe(self) -> str:
-        return f"the module's generator ({type(self._module._held[0]).__name__}, normal latent of {self.latent_dim})"
+        return f"the module's generator ({type(self._module._held[0]).__name__}, {self.latent.describe()})"
 
 
 @contextlib.contextmanager
@@ -129,10 +131,18 @@ class W1Monitor(Callback):
         Options of that critic.
     generator : str or callable
         The attribute of the LightningModule holding the generator (default ``"generator"``), or
-        a function ``module -> nn.Module``. It must map ``(n, latent_dim)`` normal latents to
+        a function ``module -> nn.Module``. It must map ``(n, *latent_shape)`` latents to
         ``(n, *shape)`` samples.
     latent_dim : int, optional
-        Default: the generator's ``latent_dim`` attribute, else the module's ``hparams.latent_dim``.
+        Size of a flat latent ``(latent_dim,)``. Default: ``prod(latent_shape)`` when that is
+        given, else the generator's ``latent_dim`` attribute, else the module's ``hparams.latent_dim``.
+    latent_shape : sequence of int, optional
+        Shape of one latent, e.g. ``(64, 1, 1)`` for a DCGAN-family generator; default ``(latent_dim,)``.
+    latent : {"normal", "uniform", "uniform-symmetric", "truncated-normal"}
+        Distribution of the latent's coordinates (:class:`generators.latents.LatentSpec`): N(0, 1),
+        U[0, 1), U[-1, 1), or N(0, 1) truncated to ``[-truncation, truncation]``.
+    truncation : float, optional
+        ``t > 0``, with (and only with) ``latent="truncated-normal"``.
     steps : int
         Critic training steps at the first estimate.
     warm_steps : int, optional
@@ -168,6 +178,9 @@ class W1Monitor(Callback):
         critic_options: Optional[dict[str, Any]] = None,
         generator: Union[str, Callable[[pl.LightningModule], nn.Module]] = "generator",
         latent_dim: Optional[int] = None,
+        latent_shape: Optional[Sequence[int]] = None,
+        latent: str = "normal",
+        truncation: Optional[float] = None,
         steps: int = 500,
         warm_steps: Optional[int] = None,
         batch_size: int = 128,
@@ -190,6 +203,14 @@ class W1Monitor(Callback):
         self.critic = CriticConfig(critic, dict(critic_options or {}))
         self.generator = generator
         self.latent_dim = latent_dim
+        self.latent_shape = None if latent_shape is None else tuple(latent_shape)
+        # checked now (a bad distribution or truncation fails here, not at the first estimate)
+        self.latent = LatentSpec(self.latent_shape or (1,), latent, truncation)
+        if self.latent_shape is not None and latent_dim is not None and self.latent.dim != latent_dim:
+            raise ValueError(
+                f"W1Monitor: latent_dim={latent_dim} disagrees with latent_shape={list(self.latent_shape)} "
+                f"({self.latent.dim} coordinates); give one of them."
+            )
         self.steps, self.warm_steps = int(steps), int(warm_steps if warm_steps is not None else steps)
         self.batch_size, self.lr = int(batch_size), float(lr)
         self.n_eval = int(n_eval) if n_eval is not None else max(2, len(data) // 4)
@@ -205,7 +226,7 @@ class W1Monitor(Callback):
             return
         gen = self._generator_of(pl_module)
         with _untouched_global_state(pl_module.device), _eval_mode(gen):
-            ev = self._estimate(gen, self._latent_dim(gen, pl_module), pl_module.device, draw=len(self.history))
+            ev = self._estimate(gen, self._latent_spec(gen, pl_module), pl_module.device, draw=len(self.history))
         row = {"epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step), **ev.row()}
         row["certified"] = bool(ev.certified)
         self.history.append(row)
@@ -230,20 +251,29 @@ class W1Monitor(Callback):
             )
         return gen
 
+    def _latent_spec(self, gen: nn.Module, pl_module: pl.LightningModule) -> LatentSpec:
+        """The latents the generator is fed: :attr:`latent_shape`, else ``(latent_dim,)``."""
+        if self.latent_shape is not None:
+            return self.latent
+        shape = (self._latent_dim(gen, pl_module),)
+        return LatentSpec(shape, self.latent.distribution, self.latent.truncation)
+
     def _latent_dim(self, gen: nn.Module, pl_module: pl.LightningModule) -> int:
         candidates = (self.latent_dim, getattr(gen, "latent_dim", None), getattr(pl_module.hparams, "latent_dim", None))
         for value in candidates:
             if isinstance(value, int) and value > 0:
                 return value
         raise ValueError(
-            "W1Monitor: cannot tell the generator's latent size; give latent_dim=..., or set a latent_dim "
-            "attribute on the generator or in the module's hparams."
+            "W1Monitor: cannot tell the generator's latent size; give latent_dim=... or latent_shape=..., or set a "
+            "latent_dim attribute on the generator or in the module's hparams."
         )
 
-    def _config(self, gen: nn.Module, latent_dim: int, device: torch.device, steps: int, draw: int) -> EstimateConfig:
+    def _config(
+        self, gen: nn.Module, latent: LatentSpec, device: torch.device, steps: int, draw: int
+    ) -> EstimateConfig:
         accelerator = {"cuda": "gpu", "mps": "mps"}.get(device.type, "cpu")
         devices: Any = [device.index if device.index is not None else 0] if device.type == "cuda" else 1
-        q = _ModuleGenerator(gen, latent_dim, tuple(self.data.shape), self.data.domain)
+        q = _ModuleGenerator(gen, latent, tuple(self.data.shape), self.data.domain)
         cfg = EstimateConfig(
             p=self.data, q=q, critic=self.critic,
             train=TrainConfig(
@@ -259,10 +289,10 @@ class W1Monitor(Callback):
         )  # fmt: skip
         return load_config(cfg)
 
-    def _estimate(self, gen: nn.Module, latent_dim: int, device: torch.device, draw: int) -> Evaluation:
+    def _estimate(self, gen: nn.Module, latent: LatentSpec, device: torch.device, draw: int) -> Evaluation:
         """One held-out certified evaluation of a (warm-started) critic against ``gen``."""
         steps = self.steps if self._critic_state is None else self.warm_steps
-        cfg = self._config(gen, latent_dim, device, steps, draw)
+        cfg = self._config(gen, latent, device, steps, draw)
         torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)
         run = build_run(cfg)
         if self._critic_state is not None:

@@ -10,8 +10,10 @@ checkpoint of a series, in order of GAN step, against one data set:
   held-out part is the same for every checkpoint, so no critic of the series, warm-started or not,
   was ever trained on it;
 * with ``warm_start`` (the default) the critic of checkpoint ``k > 0`` starts from the trained
-  critic of checkpoint ``k - 1`` and trains for ``warm_steps`` steps (a fresh optimiser and
-  schedule); cold, every checkpoint trains a fresh critic for ``train.steps``. Nothing is selected
+  critic of checkpoint ``k - 1`` (all layers but the last, which starts fresh, unless
+  ``warm_fresh_head`` is off) and trains for ``warm_steps`` steps at ``warm_lr`` (a fresh optimiser
+  and schedule; by default half of ``train.steps`` at 4 x ``train.lr``); cold, every checkpoint
+  trains a fresh critic for ``train.steps``. Nothing is selected
   on held-out values: each number is its checkpoint's final step's, as in ``estimate``;
 * after each checkpoint ``track.json``, ``track.csv`` and ``track.png`` (the bound and its
   interval against GAN step) are rewritten, and with ``logger.kind: wandb`` the point is added to
@@ -52,6 +54,7 @@ from wdist.sources import Generator
 __all__ = [
     "TrackResult",
     "WarmStart",
+    "head_name",
     "SaveCritic",
     "track",
     "checkpoint_series",
@@ -68,6 +71,10 @@ TRACK_COLUMNS = (
 )  # fmt: skip
 
 CRITIC_FILE = "critic.pt"
+#: Default critic steps of a warm-started checkpoint, as a fraction of ``train.steps``.
+WARM_STEPS_FRACTION = 0.5
+#: Default learning rate of a warm-started checkpoint, as a multiple of ``train.lr``.
+WARM_LR_FACTOR = 4.0
 TRACK_FILE = "track.json"
 
 # a step word directly before the number: "step00100", "iter_5000", "epoch-3", "kimg=1200"
@@ -185,20 +192,46 @@ def _check_same_shapes(series: Sequence[tuple[int, Path]]) -> None:
         )
 
 
+def _default_warm_steps(steps: int) -> int:
+    """``WARM_STEPS_FRACTION * steps`` critic steps, rounded down, at least 1."""
+    return max(1, int(WARM_STEPS_FRACTION * int(steps)))
+
+
+def head_name(critic: torch.nn.Module) -> str:
+    """The critic's last layer: its last direct submodule holding parameters (``head`` for the
+    registered convolutional critics, the last Linear of an ``nn.Sequential`` MLP)."""
+    names = [n for n, child in critic.named_children() if any(True for _ in child.parameters())]
+    if not names:
+        raise ConfigError(
+            f"--track.warm_fresh_head: the critic ({type(critic).__name__}) has no submodule with parameters to "
+            "re-initialise; set --track.warm_fresh_head false."
+        )
+    return names[-1]
+
+
 class WarmStart(Callback):
     """Load a trained critic's weights (a state dict file) into the run's critic when fit starts.
+
+    With ``fresh_head`` the critic's last layer (:func:`head_name`) keeps the run's own fresh
+    initialisation and only the layers below it are loaded: the features carry over, the
+    direction read out of them (fit to the previous generator) is learnt again.
 
     Lightning calls ``setup`` before it restores a resumed run's checkpoint, so a run resumed
     from ``last.ckpt`` continues its own critic, not this one.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fresh_head: bool = False) -> None:
         self.path = Path(path)
+        self.fresh_head = bool(fresh_head)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if self.fresh_head:
+            head = head_name(pl_module.critic) + "."
+            own = pl_module.critic.state_dict()
+            state = {k: own[k] if k.startswith(head) else v for k, v in state.items()}
         try:
             pl_module.critic.load_state_dict(state)
         except RuntimeError as err:
@@ -305,6 +338,7 @@ def _settings(
     warm_start: bool,
     warm_steps: Optional[int],
     warm_lr: Optional[float] = None,
+    warm_fresh_head: bool = False,
 ) -> dict[str, Any]:
     return {
         "config": None if config is None else str(Path(config).resolve()),
@@ -313,6 +347,7 @@ def _settings(
         "warm_start": bool(warm_start),
         "warm_steps": None if warm_steps is None else int(warm_steps),
         "warm_lr": None if warm_lr is None else float(warm_lr),
+        "warm_fresh_head": bool(warm_fresh_head),
     }
 
 
@@ -359,6 +394,7 @@ def track(
     warm_start: bool = True,
     warm_steps: Optional[int] = None,
     warm_lr: Optional[float] = None,
+    warm_fresh_head: bool = True,
     out: Union[str, os.PathLike, None] = "wdist-track",
     resume: Union[str, os.PathLike, None] = None,
     callbacks: Sequence[Callback] = (),
@@ -376,10 +412,15 @@ def track(
         (:func:`default_snapshots`).
     steps : the GAN step of each checkpoint (in the order given); ``None``: parsed from the names.
     warm_start : start the critic of each checkpoint after the first from the previous one's.
-    warm_steps : critic training steps of each warm-started checkpoint; ``None``: ``train.steps``.
-    warm_lr : the critic's learning rate at each warm-started checkpoint; ``None``: ``train.lr``.
-        A trained critic restarts with a fresh optimiser and schedule; on the shipped digits
-        series a larger rate than the fresh critic's served it better (README, measured).
+    warm_steps : critic training steps of each warm-started checkpoint; ``None``: half of
+        ``train.steps`` (:data:`WARM_STEPS_FRACTION`, at least 1).
+    warm_lr : the critic's learning rate at each warm-started checkpoint; ``None``:
+        :data:`WARM_LR_FACTOR` times ``train.lr``. A trained critic restarts with a fresh
+        optimiser and schedule.
+    warm_fresh_head : at each warm-started checkpoint, load every layer of the previous critic
+        but its last (:func:`head_name`), which starts from its fresh initialisation (default).
+        The defaults are the ones that, on the shipped digits series, reached the cold-start
+        interval at every checkpoint with half the critic steps (README, measured).
     out : the track's folder (``track.json``, ``track.csv``, ``track.png``, ``runs/``).
     resume : a killed track's folder: continue it with its saved settings (the arguments above
         are then taken from its ``track.json``).
@@ -410,6 +451,7 @@ def track(
         steps = [c["gan_step"] for c in saved["checkpoints"]]
         warm_start, warm_steps, out = saved["warm_start"], saved["warm_steps"], folder
         warm_lr = saved.get("warm_lr")
+        warm_fresh_head = bool(saved.get("warm_fresh_head", False))
     if out is None:
         raise ConfigError("wdist track needs an output folder (--out DIR).")
     if warm_steps is not None and int(warm_steps) < 1:
@@ -426,7 +468,7 @@ def track(
             "wdist track follows a generator's checkpoints: the config's Q must be a Generator source "
             f"(q: {{class_path: Generator, init_args: {{name: ...}}}}); got Q = {type(cfg.q).__name__}."
         )
-    settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr)
+    settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr, warm_fresh_head)
     out_dir = prepare_output_dir(out)
     saved = _saved_settings(out_dir)
     if saved is not None and saved != settings:
@@ -455,11 +497,10 @@ def track(
                 own = [*first[:-1], str(path), "--eval.heldout_draw", str(k), "--logger.kind", "none"]
                 if warm:
                     assert previous is not None
-                    extra.insert(0, WarmStart(previous / CRITIC_FILE))
-                    if warm_steps is not None:
-                        own += ["--train.steps", str(int(warm_steps))]
-                    if warm_lr is not None:
-                        own += ["--train.lr", repr(float(warm_lr))]
+                    extra.insert(0, WarmStart(previous / CRITIC_FILE, fresh_head=warm_fresh_head))
+                    steps_k = int(warm_steps) if warm_steps is not None else _default_warm_steps(cfg.train.steps)
+                    lr_k = float(warm_lr) if warm_lr is not None else WARM_LR_FACTOR * float(cfg.train.lr)
+                    own += ["--train.steps", str(steps_k), "--train.lr", repr(lr_k)]
                 res = estimate(config, own, out=folder, callbacks=extra, quiet=quiet)
             _log_point(loggers, _point(gan_step, path, res, warm, folder))
         result.points.append(_point(gan_step, path, res, warm, folder))
