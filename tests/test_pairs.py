@@ -108,6 +108,17 @@ def test_dilation_leaving_the_domain_is_refused_with_the_range() -> None:
         DilatedPair(d, factor=1.0)
 
 
+def test_bad_anchor_counts_are_named() -> None:
+    d = Digits(limit=100)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(SourceError, match=rf"anchors={bad!r}"):
+            AnchorPair(d, anchors=bad)
+    with pytest.raises(SourceError, match=r"anchors=101 is more than the 100 items"):
+        AnchorPair(d, anchors=101)
+    with pytest.raises(SourceError, match=r"fraction=1\.5"):
+        AnchorPair(d, fraction=1.5)
+
+
 def test_a_base_that_fits_needs_no_rescale(tmp_path: Path) -> None:
     """A base in a narrower range than the pair's domain: P + v fits, nothing rescaled."""
     arr = np.random.default_rng(0).uniform(-0.5, 0.5, size=(50, 1, 4, 4)).astype(np.float32)

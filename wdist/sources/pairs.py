@@ -570,6 +570,8 @@ class AnchorPair(_Pair):
         domain: Optional[tuple[float, float]] = None,
     ) -> None:
         dom = self._setup_domain(source, domain)
+        if isinstance(anchors, bool) or not isinstance(anchors, int) or anchors < 1:
+            raise SourceError(f"anchors must be a positive whole number of anchor items; got anchors={anchors!r}")
         gen = torch.Generator().manual_seed(int(seed))
         if isinstance(source, FiniteSource):
             if anchors > len(source):
