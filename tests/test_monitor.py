@@ -200,6 +200,19 @@ def test_latent_shape_and_distribution_reach_the_generator(tmp_path: Path) -> No
     assert len(monitor.history) == 1 and monitor.history[0]["certified"]
 
 
+def test_generator_and_data_of_other_shapes_are_named() -> None:
+    monitor = W1Monitor(
+        data=_digits()[:300].flatten(1), critic="bjorck-mlp", critic_options={"width": 16}, steps=5, batch_size=32,
+        n_eval=100, latent_shape=(4, 1, 1), domain=(-1.0, 1.0),
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False, callbacks=[monitor],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"samples of shape \(1, 8, 8\), but the data's items have shape \(64,\)"):
+        trainer.fit(_ConvGAN(), DataLoader(TensorDataset(_digits()[:32]), batch_size=32))
+
+
 def test_latent_options_are_checked() -> None:
     with pytest.raises(ValueError, match="truncation"):
         W1Monitor(data=torch.zeros(10, 2), latent="truncated-normal")

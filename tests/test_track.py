@@ -203,6 +203,29 @@ def test_bad_input_exits_2_with_one_clear_paragraph(tmp_path: Path, capsys: pyte
     assert not any((tmp_path / d / "track.json").exists() for d in "abcde")
 
 
+def test_resume_with_other_settings_and_a_non_generator_q_are_refused(
+    warm: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    before = (warm["out"] / "track.json").read_bytes()
+    code, err = _cli(["--resume", str(warm["out"]), "--train.steps", "50", "--track.warm_lr", "0.1"], capsys)
+    assert code == 2 and "--track.warm_lr" in err and "--train.steps" in err and "--resume DIR alone" in err
+    assert (warm["out"] / "track.json").read_bytes() == before
+    toy = str(Path(__file__).resolve().parents[1] / "configs" / "toy" / "gaussian-mixture-2d.yaml")
+    code, err = _cli(["--config", toy, "--out", str(tmp_path / "t"), "--track.checkpoints", SERIES[0]], capsys)
+    assert code == 2 and "must be a Generator source" in err and "got no q (a toy: problem" in err
+    code, err = _cli(["--out", str(tmp_path / "u"), "--track.warm_lr", "inf"], capsys)
+    assert code == 2 and "--track.warm_lr must be a positive learning rate; got inf" in err
+
+
+def test_an_interrupted_track_says_how_to_continue_the_track(tmp_path: Path) -> None:
+    from wdist.cli import _interrupted_line
+
+    step_dir = tmp_path / "trk" / "runs" / "step_1000"
+    line = _interrupted_line("track", RunInterrupted(15, step=7, checkpoint=step_dir / "last.ckpt", out=step_dir))
+    assert f"wdist track --resume {tmp_path / 'trk'}" in line and "not complete" in line
+    assert "wdist estimate" not in line
+
+
 def test_shipped_snapshots_are_package_data() -> None:
     record = json.loads((default_snapshots() / "snapshots.json").read_text())
     files = [default_snapshots() / s["file"] for s in record["snapshots"]]

@@ -150,6 +150,18 @@ def _cmd_track(argv: Sequence[str]) -> int:
         opts, overrides = ap.parse_known_args(rest)
     except argparse.ArgumentError as err:
         raise ValueError(f"wdist track: {err}") from None
+    if ns.resume is not None:
+        given = [name for name, value in (
+            ("--config", ns.config), ("--out", ns.out), ("--track.checkpoints", opts.checkpoints),
+            ("--track.steps", opts.steps), ("--track.warm_steps", opts.warm_steps), ("--track.warm_lr", opts.warm_lr),
+        ) if value] + [name for name, value in (
+            ("--track.warm_start", opts.warm_start), ("--track.warm_fresh_head", opts.warm_fresh_head),
+        ) if value is not True] + list(overrides)  # fmt: skip
+        if given:
+            raise ValueError(
+                f"wdist track --resume continues a track with the settings saved in its track.json; got also "
+                f"{' '.join(given)}. Expected --resume DIR alone (start a new track in another --out to change them)."
+            )
     if ns.help:
         print(__doc__)
         # start-up cost: imported when the command runs
@@ -223,6 +235,12 @@ def _interrupted_line(cmd: str, err: BaseException) -> str:
     if not isinstance(err, RunInterrupted):
         return f"wdist {cmd}: stopped by SIGINT; no result written."
     name = signal.Signals(err.signum).name
+    if cmd == "track" and err.out is not None and Path(err.out).parent.name == "runs":
+        track_dir = Path(err.out).parent.parent
+        return (
+            f"wdist track: stopped by {name}; the finished checkpoints' results are kept, the track is not complete. "
+            f"Continue with: wdist track --resume {track_dir}"
+        )
     if err.step is None:
         return f"wdist {cmd}: stopped by {name}; no result written."
     if err.checkpoint is None:

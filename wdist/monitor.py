@@ -274,6 +274,13 @@ class W1Monitor(Callback):
         accelerator = {"cuda": "gpu", "mps": "mps"}.get(device.type, "cpu")
         devices: Any = [device.index if device.index is not None else 0] if device.type == "cuda" else 1
         q = _ModuleGenerator(gen, latent, tuple(self.data.shape), self.data.domain)
+        probe = q.module(latent.sample(2, torch.Generator().manual_seed(0)).to(device))
+        if tuple(probe.shape[1:]) != tuple(self.data.shape):
+            raise ValueError(
+                f"W1Monitor: the generator maps latents of shape {tuple(latent.shape)} to samples of shape "
+                f"{tuple(probe.shape[1:])}, but the data's items have shape {tuple(self.data.shape)}; expected the "
+                "generator's output to have the data's shape (give matching data, or latent_shape=...)."
+            )
         cfg = EstimateConfig(
             p=self.data, q=q, critic=self.critic,
             train=TrainConfig(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -459,17 +460,23 @@ def track(
         raise ConfigError("wdist track needs an output folder (--out DIR).")
     if warm_steps is not None and int(warm_steps) < 1:
         raise ConfigError(f"--track.warm_steps must be a positive number of critic steps; got {warm_steps}.")
-    if warm_lr is not None and not float(warm_lr) > 0:
+    if warm_lr is not None and not (math.isfinite(float(warm_lr)) and float(warm_lr) > 0):
         raise ConfigError(f"--track.warm_lr must be a positive learning rate; got {warm_lr}.")
     patterns = list(checkpoints) or [str(default_snapshots() / "*.pt")]
     series = checkpoint_series(patterns, steps)
     _check_same_shapes(series)
     first = [*overrides, "--q.init_args.checkpoint", str(series[0][1])]
-    cfg = resolve_config(config, first)[0]  # every setting checked before anything runs
+    try:
+        cfg = resolve_config(config, first)[0]  # every setting checked before anything runs
+    except ConfigError:
+        cfg = resolve_config(config, list(overrides))[0]  # a Q that takes no checkpoint: refused just below
+        if isinstance(cfg.q, Generator):
+            raise
     if not isinstance(cfg.q, Generator):
+        got = "no q (a toy: problem sets P and Q)" if cfg.q is None else f"Q = {type(cfg.q).__name__}"
         raise ConfigError(
             "wdist track follows a generator's checkpoints: the config's Q must be a Generator source "
-            f"(q: {{class_path: Generator, init_args: {{name: ...}}}}); got Q = {type(cfg.q).__name__}."
+            f"(q: {{class_path: Generator, init_args: {{name: ...}}}}); got {got}."
         )
     settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr, warm_fresh_head)
     out_dir = prepare_output_dir(out)
