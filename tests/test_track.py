@@ -162,6 +162,18 @@ def test_other_settings_in_the_same_folder_are_refused(warm: dict, tmp_path: Pat
     assert (out / "track.json").read_bytes() == before
 
 
+def test_a_finished_step_folder_of_another_checkpoint_is_not_reused(tmp_path: Path) -> None:
+    """Without its track.json (a track killed before its first save, or the file removed), a step
+    folder is reused only when its result was estimated on the same checkpoint file."""
+    out = tmp_path / "t"
+    track(None, TINY, checkpoints=[SERIES[1]], steps=[7], out=out, quiet=True)
+    (out / "track.json").unlink()
+    kept = (out / "runs" / "step_7" / "result.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"step01000\.pt', not of .*step10000\.pt"):
+        track(None, TINY, checkpoints=[SERIES[2]], steps=[7], out=out, quiet=True)
+    assert (out / "runs" / "step_7" / "result.json").read_bytes() == kept
+
+
 def test_step_parsing() -> None:
     assert parse_step("G_step00100.pt") == 100
     assert parse_step("runs/netG_5000.pth") == 5000

@@ -386,6 +386,16 @@ def _log_point(loggers: list, point: dict[str, Any]) -> None:
         )
 
 
+def _check_same_checkpoint(res: Result, path: Union[str, os.PathLike], folder: Path) -> None:
+    """Raise :class:`ConfigError` unless a finished step folder was estimated on ``path``."""
+    used = (res.generators or {}).get("q", {}).get("checkpoint")
+    if used is None or Path(used).resolve() != Path(path).resolve():
+        raise ConfigError(
+            f"{folder} holds a finished estimate of generator checkpoint {used!r}, not of {str(path)!r}; expected "
+            "the folder of this track's checkpoint. Start this track in another --out folder. Nothing was changed."
+        )
+
+
 def track(
     config: Union[str, os.PathLike, None] = None,
     overrides: Sequence[str] = (),
@@ -496,6 +506,7 @@ def track(
         done = (folder / "result.json").is_file() and (folder / CRITIC_FILE).is_file()
         if done:
             res = Result.load(folder / "result.json")
+            _check_same_checkpoint(res, path, folder)
         else:
             if not quiet:
                 print(f"wdist track: checkpoint {k + 1}/{len(series)}, GAN step {gan_step} ({path})", flush=True)
