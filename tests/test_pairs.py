@@ -117,6 +117,11 @@ def test_bad_anchor_counts_are_named() -> None:
         AnchorPair(d, anchors=101)
     with pytest.raises(SourceError, match=r"fraction=1\.5"):
         AnchorPair(d, fraction=1.5)
+    for bad in (0, 1):
+        with pytest.raises(SourceError, match=rf"samples={bad}"):
+            DilatedPair(Gaussian(dim=3), factor=0.5, samples=bad)
+        with pytest.raises(SourceError, match=rf"samples={bad}"):
+            AnchorPair(Gaussian(dim=3), anchors=2, samples=bad)
 
 
 def test_a_base_that_fits_needs_no_rescale(tmp_path: Path) -> None:
@@ -219,6 +224,16 @@ def test_bench_tightness_rejects_unknown_names(tmp_path: Path) -> None:
         bench_tightness.cli(["--critics", "nope", "--steps", "1"])
     with pytest.raises(ValueError, match="needs --root"):
         bench_tightness.cli(["--source", "cifar10"])
+    for flag in ("--steps", "--n-eval", "--batch-size"):
+        with pytest.raises(ValueError, match=rf"{flag} must be a positive integer; got 0"):
+            bench_tightness.cli([flag, "0"])
+    with pytest.raises(ValueError, match=r"--width 0\.0"):
+        bench_tightness.cli(["--width", "0"])
+    out = tmp_path / "late"
+    with pytest.raises(ConfigError, match=r"dilation by 1\.5"):  # refused before any cell trains
+        bench_tightness.cli(["--resize", "8", "--constructions", "translation", "dilation", "--factor", "1.5",
+                             "--critics", "bjorck-mlp", "--steps", "1", "--out", str(out)])  # fmt: skip
+    assert not (out / "tightness.json").exists()
 
 
 def test_bench_tightness_on_cifar10_files(tmp_path: Path) -> None:

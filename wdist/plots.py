@@ -164,8 +164,9 @@ def plot_track(points: Sequence[dict], path: os.PathLike | str, title: str = "")
 
 
 def plot_tightness(rows: Sequence[dict], path: os.PathLike | str) -> Path:
-    """Bars of certified bound / exact W1 (mean over seeds, with the 95% CI of a single seed's
-    bound / W1 as an error bar) and of the train-subset value / W1, per construction and critic."""
+    """Bars of certified bound / exact W1 (mean over seeds; the error bar spans from the lowest to
+    the highest end of the seeds' 95% intervals of bound / W1, one seed's interval when there is
+    one seed) and of the train-subset value / W1, per construction and critic."""
     import numpy as np
 
     constructions = list(dict.fromkeys(r["construction"] for r in rows))

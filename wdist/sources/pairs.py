@@ -350,6 +350,17 @@ class _Pair(ToyProblem):
             return check_range("domain", domain)
         return None if source.domain is None else (float(source.domain[0]), float(source.domain[1]))
 
+    @staticmethod
+    def _check_samples(source: Source, samples: int) -> None:
+        """An infinite base needs at least 2 draws for a Monte-Carlo W1 with an interval."""
+        if isinstance(source, FiniteSource):
+            return
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+            raise SourceError(
+                f"samples must be a whole number >= 2 (draws of {source.describe()} for the Monte-Carlo W1 and its "
+                f"interval); got samples={samples!r}"
+            )
+
     def _base_samples(self, source: Source, samples: int) -> Tensor:
         """All items of a finite base, else ``samples`` draws from a stream of their own; float64."""
         if isinstance(source, FiniteSource):
@@ -519,6 +530,7 @@ class DilatedPair(_Pair):
         domain: Optional[tuple[float, float]] = None,
     ) -> None:
         dom = self._setup_domain(source, domain)
+        self._check_samples(source, samples)
         if center == "mean":
             c = self._base_samples(source, samples).mean(dim=0)
         elif center == "middle":
@@ -572,6 +584,7 @@ class AnchorPair(_Pair):
         dom = self._setup_domain(source, domain)
         if isinstance(anchors, bool) or not isinstance(anchors, int) or anchors < 1:
             raise SourceError(f"anchors must be a positive whole number of anchor items; got anchors={anchors!r}")
+        self._check_samples(source, samples)
         gen = torch.Generator().manual_seed(int(seed))
         if isinstance(source, FiniteSource):
             if anchors > len(source):
