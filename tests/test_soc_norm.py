@@ -183,3 +183,16 @@ def train_steps_critic(critic: torch.nn.Module, steps: int = 3) -> torch.nn.Modu
         loss.backward()
         opt.step()
     return critic
+
+
+def test_certified_norm_on_a_one_pixel_grid_is_the_exact_norm() -> None:
+    """On a 1 x 1 zero-padded grid only the centre tap meets the image: the certified norm is that
+    tap's spectral norm, not the (n + k - 1) circular bound of the whole kernel."""
+    torch.manual_seed(0)
+    layer = SOCConv2d(8, 8, 3, dtype=torch.float64).eval()
+    with torch.no_grad():
+        exact = torch.linalg.matrix_norm(conv_matrix(layer.weight, (1, 1)), ord=2).item()
+        whole = torch.linalg.matrix_norm(conv_matrix(layer.weight, (3, 3)), ord=2).item()
+    s = layer.operator_norm_bound((8, 1, 1))
+    assert exact <= s <= exact * (1 + 1e-9)
+    assert s < whole  # the kernel's other taps would give a larger (looser) bound

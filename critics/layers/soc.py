@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
-from critics.norms import conv_grid_norm_bound, conv_operator_norm, reshaped_kernel_norm_bound
+from critics.norms import conv_grid_norm_bound, conv_operator_norm, crop_to_reach, reshaped_kernel_norm_bound
 from critics.ortho import OrthoConfig, resolve
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
@@ -338,7 +338,9 @@ class SOCConv2d(LipschitzConv2d):
         with torch.no_grad():
             kernel = self.weight  # the kernel the forward of the current mode uses
             s_reshaped = reshaped_kernel_norm_bound(kernel, gram_iters=self.ortho.gram_iters, reshapings="T")
-        s_fft = conv_operator_norm(kernel, spatial, padding_mode=self.padding_mode)
+        # zero padding: only the taps that can meet the image change the operator (small grids)
+        reach = kernel if self.padding_mode == "circular" else crop_to_reach(kernel, spatial)
+        s_fft = conv_operator_norm(reach, spatial, padding_mode=self.padding_mode)
         # s_reshaped is computed in the parameter dtype; inflate it by a rounding margin.
         eps = torch.finfo(kernel.dtype).eps
         return min(float(s_reshaped) * (1 + 64 * eps), s_fft)
