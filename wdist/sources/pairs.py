@@ -281,7 +281,13 @@ class TransportedSource(Source):
     of the samples ``P.sample`` would give).
     """
 
-    def __init__(self, base: Source, transport: Transport, domain: Optional[tuple[float, float]]) -> None:
+    def __init__(
+        self,
+        base: Source,
+        transport: Transport,
+        domain: Optional[tuple[float, float]],
+        images: Optional[Tensor] = None,
+    ) -> None:
         if isinstance(base, LatentSource):
             raise SourceError(
                 f"known-W1 pairs wrap a data set or an analytic sampler; got the generator {base.describe()} "
@@ -289,7 +295,10 @@ class TransportedSource(Source):
             )
         self.base, self.transport = base, transport
         self.shape, self.domain = tuple(base.shape), domain
-        self._data = transport(base.data.double()).float() if isinstance(base, FiniteSource) else None
+        if not isinstance(base, FiniteSource):
+            self._data = None
+        else:  # ``images``: T of the base's items, when the caller has them already
+            self._data = (transport(base.data.double()) if images is None else images).float()
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         return self.transport(self.base.sample(n, generator).double()).float()
@@ -329,9 +338,11 @@ class _TransportedFinite(TransportedSource, FiniteSource):
         return FiniteSource.sample(self, n, generator)
 
 
-def _transported(base: Source, transport: Transport, domain: Optional[tuple[float, float]]) -> TransportedSource:
+def _transported(
+    base: Source, transport: Transport, domain: Optional[tuple[float, float]], images: Optional[Tensor] = None
+) -> TransportedSource:
     cls = _TransportedFinite if isinstance(base, FiniteSource) else TransportedSource
-    return cls(base, transport, domain)
+    return cls(base, transport, domain, images)
 
 
 class _Pair(ToyProblem):
@@ -379,7 +390,8 @@ class _Pair(ToyProblem):
                     f"the base {base.describe()} lies in [{lo:g}, {hi:g}], outside the pair's domain "
                     f"[{domain[0]:g}, {domain[1]:g}]"
                 )
-        self._check_reach(x, base, domain)
+        images = self.transport(x) if isinstance(base, FiniteSource) else None  # T of every item, once
+        self._check_reach(images, len(x), base, domain)
         self.p = base
         if domain is not None and base.domain != domain:
             if not isinstance(base, FiniteSource):
@@ -387,7 +399,7 @@ class _Pair(ToyProblem):
                     f"a pair's domain can differ from its base's only for a data set; got {base.describe()}"
                 )
             self.p = TensorSource(base.data, domain=domain, description=f"{base.describe()} (in the domain {domain})")
-        self.q = _transported(self.p, self.transport, domain)
+        self.q = _transported(self.p, self.transport, domain, images)
         self._finite = isinstance(base, FiniteSource)
         closed = self.transport.closed_form()
         self._n = len(x)
@@ -398,14 +410,14 @@ class _Pair(ToyProblem):
             self._w1 = float(cost.mean())
             self._half = 1.96 * float(cost.std()) / math.sqrt(self._n) if self._n > 1 else 0.0
 
-    def _check_reach(self, x: Tensor, base: Source, domain: Optional[tuple[float, float]]) -> None:
-        """Raise :class:`SourceError` naming the range T reaches when it leaves ``domain``."""
-        if domain is None:
-            return
-        if not isinstance(base, FiniteSource):
-            return  # a bounded infinite base would be a generator, which pairs do not wrap
-        y = self.transport(x)
-        lo, hi, how = float(y.min()), float(y.max()), f"the {len(x)} items"
+    def _check_reach(
+        self, images: Optional[Tensor], n: int, base: Source, domain: Optional[tuple[float, float]]
+    ) -> None:
+        """Raise :class:`SourceError` naming the range T reaches (``images``: T of the base's ``n``
+        items) when it leaves ``domain``."""
+        if domain is None or images is None:
+            return  # an infinite base: a bounded one would be a generator, which pairs do not wrap
+        lo, hi, how = float(images.min()), float(images.max()), f"the {n} items"
         if lo < domain[0] - 1e-12 or hi > domain[1] + 1e-12:
             raise SourceError(
                 f"{self.transport.describe()} takes {how} of {base.describe()} to values in [{lo:.4g}, {hi:.4g}], "
