@@ -40,6 +40,15 @@ def test_settings() -> None:
     assert contention.setting_args("1", 2)[0] == ["--train.threads", "1"]
     with pytest.raises(ValueError, match="unknown setting"):
         contention.setting_args("fast", 2)
+    with pytest.raises(ValueError, match="--before-tree"):
+        contention.setting_args("tree", 2)
+    label = "before, as it was: the default of the source tree /tmp/old"
+    assert contention.setting_args("tree", 2, "/tmp/old") == ([], {}, label)
+
+
+def test_a_before_tree_must_be_a_source_tree(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no wdist/cli.py"):
+        contention.run_contention(["default"], [0], 1, before_tree=str(tmp_path))
 
 
 def _run(setting: str, competitors: int, wall: float, train: float | None, threads: int = 1) -> dict:

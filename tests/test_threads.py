@@ -265,3 +265,42 @@ def test_the_wait_policy_is_set_before_torch_is_loaded() -> None:
         env_drop=("OMP_WAIT_POLICY", "WDIST_OPENMP_DEFAULTS"),
     )
     assert out.stdout.split()[-2:] == ["PASSIVE", "False"], out.stderr
+
+
+# ---- the spare cores ------------------------------------------------------------------------------
+
+
+def test_references_solved_beside_training_are_the_references_solved_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_torch_threads: None
+) -> None:
+    import wdist.pipeline as pipeline_module
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with_references = [*TINY, "--eval.ot_samples", "48", "--eval.ot_floor", "true"]
+    real = pipeline_module.solve_references_in_background
+    results, beside = {}, {}
+    for cores in (1, 4):  # one core: nothing spare, solved after training; four: three spare
+        monkeypatch.setattr(threads_module, "available_cores", lambda c=cores: Cores(c, c, None))
+        started: list[int] = []
+        monkeypatch.setattr(pipeline_module, "solve_references_in_background", lambda s: started.append(1) or real(s))
+        results[cores] = estimate(TOY, with_references, out=tmp_path / str(cores), quiet=True)
+        beside[cores] = bool(started)
+    assert beside == {1: False, 4: True}
+    one, four = results[1], results[4]
+    assert one.threads["count"] == four.threads["count"] == 1
+    assert one.threads["spare_cores"] == 0 and four.threads["spare_cores"] == 3
+    assert one.empirical_ot_w1 is not None and one.empirical_ot_floor is not None
+    assert (four.empirical_ot_w1, four.empirical_ot_floor) == (one.empirical_ot_w1, one.empirical_ot_floor)
+    assert four.lower_bound == one.lower_bound  # training did not see the references being solved
+
+
+def test_a_reference_solved_in_the_background_hands_its_error_to_the_caller() -> None:
+    from wdist.ot import OTError
+    from wdist.references import ReferenceSamples, solve_references, solve_references_in_background
+
+    good = ReferenceSamples(torch.zeros(4, 3), torch.ones(4, 3))
+    assert solve_references_in_background(good)() == solve_references(good)
+    bad = ReferenceSamples(torch.zeros(4, 3), torch.ones(4, 5))  # items of different sizes
+    wait = solve_references_in_background(bad)
+    with pytest.raises(OTError):
+        wait()

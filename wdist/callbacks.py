@@ -269,6 +269,9 @@ class BoundProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
+        gap = getattr(pl_module, "train_gap", None)
+        if gap is not None:
+            items["train/gap"] = f"{float(gap):.3g}"
         evaluations = getattr(pl_module, "evaluations", None)
         if evaluations:
             last = evaluations[-1]

@@ -15,7 +15,7 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import pytorch_lightning as pl
@@ -34,7 +34,13 @@ from wdist.evaluation import Evaluation
 from wdist.files import atomic_write_text, prepare_output_dir, remove_stale_temp_files, set_aside_previous_result
 from wdist.loggers import finish_wandb, make_loggers
 from wdist.plots import plot_bound_curve
-from wdist.references import check_ot_fits, references
+from wdist.references import (
+    References,
+    check_ot_fits,
+    draw_references,
+    references,
+    solve_references_in_background,
+)
 from wdist.results import Result, RunRecord
 from wdist.resume import ResumePoint, check_resume_settings, resume_point
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
@@ -48,6 +54,7 @@ __all__ = [
     "build_critic",
     "make_trainer",
     "fit_and_evaluate",
+    "references_beside_training",
     "Run",
     "versions",
     "training_loss",
@@ -206,6 +213,26 @@ def fit_and_evaluate(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) ->
     last = run.system.last_evaluation
     assert last is not None
     return last
+
+
+def references_beside_training(run: Run, trainer: pl.Trainer) -> Optional[Callable[[], References]]:
+    """The run's references solved on a spare core while the critic trains; call the returned
+    function after training for their value.
+
+    The samples are drawn now, from the references' own random stream (:mod:`wdist.seeds`), so
+    training sees exactly the numbers it would see otherwise and the references are the values
+    :func:`wdist.references.references` computes after training. ``None`` (solve after training)
+    when the training processes leave no core spare (:attr:`ThreadChoice.spare_cores`), when
+    several processes train (rank 0 alone computes references), or when none are asked for.
+    """
+    cfg = run.cfg
+    if run.threads.spare_cores < 1 or trainer.world_size > 1 or cfg.eval.ot_samples <= 0:
+        return None
+    samples = draw_references(
+        run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size,
+        trainer.strategy.root_device,
+    )  # fmt: skip
+    return solve_references_in_background(samples)
 
 
 def empirical_lipschitz_check(system: CriticSystem, n: int, seed: int) -> Optional[float]:
@@ -394,14 +421,18 @@ def estimate(
     if not quiet:
         _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
+    solved_beside = references_beside_training(run, trainer)
     last = fit_and_evaluate(trainer, run, ckpt_path)
     if trainer.global_rank != 0:
         return None  # type: ignore[return-value]
     emp = empirical_lipschitz_check(run.system, cfg.eval.empirical_lipschitz_samples, cfg.seed)
-    refs = references(
-        run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size,
-        trainer.strategy.root_device,
-    )  # fmt: skip
+    if solved_beside is not None:
+        refs = solved_beside()
+    else:
+        refs = references(
+            run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size,
+            trainer.strategy.root_device,
+        )  # fmt: skip
     result = Result.from_evaluation(
         last, _run_record(run, trainer, resolved), run.system.evaluations, refs,
         run.sides.exact_w1, run.sides.exact_w1_method, emp,

@@ -13,8 +13,9 @@ decoded through :func:`~wdist.sources.base.decode_latents`, in chunks of the tra
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -26,7 +27,19 @@ from wdist.seeds import REFERENCES_OFFSET, generator
 from wdist.sources import FiniteSource, LatentSource, Source
 from wdist.sources.base import decode_latents
 
-__all__ = ["References", "ExactReport", "references", "exact_report", "draw", "disjoint_pair", "check_ot_fits"]
+__all__ = [
+    "References",
+    "ReferenceSamples",
+    "ExactReport",
+    "references",
+    "draw_references",
+    "solve_references",
+    "solve_references_in_background",
+    "exact_report",
+    "draw",
+    "disjoint_pair",
+    "check_ot_fits",
+]
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,77 @@ def disjoint_pair(
     return draw(source, n, gen, chunk, device), draw(source, n, gen, chunk, device)
 
 
+@dataclass(frozen=True)
+class ReferenceSamples:
+    """The flattened CPU samples the references are solved on: ``p`` and ``q`` (``n`` each) and,
+    for the floor, two disjoint samples of P (``None`` without a floor)."""
+
+    p: Tensor
+    q: Tensor
+    floor_a: Optional[Tensor] = None
+    floor_b: Optional[Tensor] = None
+
+
+def draw_references(
+    p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device
+) -> Optional[ReferenceSamples]:
+    """The samples of :func:`references` (``None`` when ``n`` is 0), drawn from the references'
+    own random stream (:mod:`wdist.seeds`); generator sides decoded in chunks of ``chunk`` on ``device``."""
+    if n <= 0:
+        return None
+    gen = generator(seed, REFERENCES_OFFSET)
+    xp, xq = draw(p, n, gen, chunk, device), draw(q, n, gen, chunk, device)
+    m = min(len(xp), len(xq))
+    xp, xq = xp[:m].flatten(1), xq[:m].flatten(1)
+    if not floor:
+        return ReferenceSamples(xp, xq)
+    a, b = disjoint_pair(p, m, gen, chunk, device)
+    if not (len(a) and len(b)):
+        return ReferenceSamples(xp, xq)
+    return ReferenceSamples(xp, xq, a.flatten(1), b.flatten(1))
+
+
+def solve_references(samples: Optional[ReferenceSamples]) -> References:
+    """Exact OT (:func:`wdist.ot.exact_w1`) between the samples of P and Q, and between the floor's
+    two samples of P when drawn; empty :class:`References` for ``None``."""
+    if samples is None:
+        return References()
+    ot = exact_w1(samples.p, samples.q).value
+    if samples.floor_a is None or samples.floor_b is None:
+        return References(ot, len(samples.p))
+    floor = exact_w1(samples.floor_a, samples.floor_b).value
+    return References(ot, len(samples.p), floor, int(min(len(samples.floor_a), len(samples.floor_b))))
+
+
+def solve_references_in_background(samples: Optional[ReferenceSamples]) -> Callable[[], References]:
+    """Start :func:`solve_references` on a thread of its own; the returned function waits for it and
+    returns its value (or raises its error).
+
+    The solver (POT's network simplex, SciPy's distances) runs in compiled code without Python's
+    global lock, so on a spare core it costs the training thread nothing; the value is the one
+    :func:`solve_references` computes in the foreground. The thread is a daemon: a run that stops
+    early (an error, SIGTERM) does not wait for it.
+    """
+    outcome: dict[str, Any] = {}
+
+    def solve() -> None:
+        try:
+            outcome["value"] = solve_references(samples)
+        except BaseException as err:  # handed to the waiting caller
+            outcome["error"] = err
+
+    thread = threading.Thread(target=solve, name="wdist-references", daemon=True)
+    thread.start()
+
+    def wait() -> References:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return wait
+
+
 def references(p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device) -> References:
     """Exact empirical OT between ``n`` samples of P and of Q, and optionally its floor.
 
@@ -131,18 +215,7 @@ def references(p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int,
     device : torch.device
         Where generator sides are decoded.
     """
-    if n <= 0:
-        return References()
-    gen = generator(seed, REFERENCES_OFFSET)
-    xp, xq = draw(p, n, gen, chunk, device), draw(q, n, gen, chunk, device)
-    m = min(len(xp), len(xq))
-    ot = exact_w1(xp[:m].flatten(1), xq[:m].flatten(1)).value
-    if not floor:
-        return References(ot, m)
-    a, b = disjoint_pair(p, m, gen, chunk, device)
-    if not (len(a) and len(b)):
-        return References(ot, m)
-    return References(ot, m, exact_w1(a.flatten(1), b.flatten(1)).value, int(min(len(a), len(b))))
+    return solve_references(draw_references(p, q, n, floor, seed, chunk, device))
 
 
 @dataclass(frozen=True)

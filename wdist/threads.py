@@ -24,12 +24,17 @@ time slice, so they keep every core.
 The count is a function of the configuration and the cores the process may use, never of the
 machine's momentary load: a run is repeatable (thread counts change the order of floating-point
 sums), and the count is stated beside the result.
+
+Cores the training leaves free (``ThreadChoice.spare_cores``: a small critic on a 2-core machine
+leaves one) take work that needs no synchronisation with training: the exact-OT references are
+solved there while the critic trains (:func:`wdist.references.solve_references_in_background`).
+The references' values do not depend on where they are solved.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -63,15 +68,23 @@ SMALL_STEP_GFLOP = 10.0
 
 @dataclass(frozen=True)
 class ThreadChoice:
-    """Torch threads per process (``count``) and why (``reason``, one line)."""
+    """Torch threads per process (``count``) and why (``reason``, one line); ``spare_cores``: the
+    cores this node's training processes leave unused (cores available minus ``count`` times the
+    processes; 0 when unknown)."""
 
     count: int
     reason: str
+    spare_cores: int = 0
 
     def record(self) -> dict[str, Any]:
-        """What ``result.json`` stores: the count, the reason and the OpenMP wait policy in force
-        (``OMP_WAIT_POLICY`` as the environment holds it; ``None``: the runtime's default)."""
-        return {"count": self.count, "reason": self.reason, "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+        """What ``result.json`` stores: the count, the reason, the spare cores and the OpenMP wait
+        policy in force (``OMP_WAIT_POLICY`` as the environment holds it; ``None``: the runtime's default)."""
+        return {
+            "count": self.count,
+            "reason": self.reason,
+            "spare_cores": self.spare_cores,
+            "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        }
 
 
 def omp_num_threads(value: Optional[str]) -> Optional[int]:
@@ -202,8 +215,9 @@ def apply_threads(choice: ThreadChoice) -> None:
 
 def run_threads(cfg: EstimateConfig, input_shape: Sequence[int]) -> ThreadChoice:
     """The thread count of the run ``cfg`` on inputs of ``input_shape``, by the rules above, on
-    this process's cores. The work is counted on a separate copy of the configured critic, built
-    with the global random state saved and restored, so the run's own critic is unaffected."""
+    this process's cores, with the cores its training processes leave spare. The work is counted
+    on a separate copy of the configured critic, built with the global random state saved and
+    restored, so the run's own critic is unaffected."""
 
     def step_gflop() -> float:
         with torch.random.fork_rng(devices=[]):
@@ -211,11 +225,14 @@ def run_threads(cfg: EstimateConfig, input_shape: Sequence[int]) -> ThreadChoice
             return training_step_flops(critic, input_shape, cfg.train.batch_size, cfg.train.loss) / 1e9
 
     on_gpu = trains_on_gpu(cfg.trainer.accelerator)
-    return choose_threads(
+    cores = available_cores()
+    processes = processes_per_node(cfg.trainer.devices, on_gpu)
+    choice = choose_threads(
         cfg.train.threads,
         omp_env=os.environ.get("OMP_NUM_THREADS"),
         on_gpu=on_gpu,
-        cores=available_cores(),
-        processes=processes_per_node(cfg.trainer.devices, on_gpu),
+        cores=cores,
+        processes=processes,
         step_gflop=step_gflop,
     )
+    return replace(choice, spare_cores=max(0, cores.count - choice.count * processes))

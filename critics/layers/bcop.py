@@ -40,13 +40,15 @@ def block_orthogonal_kernel(h: Tensor, q: Tensor) -> Tensor:
 
     Parameters
     ----------
-    h : (C, C) orthogonal matrix.
+    h : (R, C) matrix with orthonormal rows, R <= C (R = C: an orthogonal matrix).
     q : (2(k-1), C, r) matrices with orthonormal columns: the first ``k - 1`` give the vertical
         blocks, the last ``k - 1`` the horizontal ones (every projector distinct).
 
     Returns
     -------
-    (C, C, k, k) kernel; its circular convolution is orthogonal on any grid.
+    (R, C, k, k) kernel: for R = C its circular convolution is orthogonal on any grid; for R < C
+    it is the first R output channels of the orthogonal one of any orthogonal matrix whose first
+    R rows are ``h`` (orthonormal rows: a co-isometry).
     """
     m = q.shape[0] // 2
     if m == 0:
@@ -78,7 +80,11 @@ class BCOPConv2d(BjorckOptions, LipschitzConv2d):
     The projectors' factors :math:`Q_j` are parametrised directly as :math:`C \times r` matrices
     rather than as the first :math:`r` columns of an orthonormalised :math:`C \times C` matrix
     (the published parametrisation): the set of projectors reachable is the same (every rank-r
-    symmetric projector), and each Björck step costs a quarter as much.
+    symmetric projector), and each Björck step costs a quarter as much. Likewise, when
+    :math:`c_{out} < c_{in}` only the first :math:`c_{out}` rows of :math:`H` reach the kernel's
+    corner, so :math:`H` is parametrised as a :math:`c_{out} \times C` matrix orthonormalised to
+    orthonormal rows (every such block is the top of an orthogonal matrix): the same kernels, at
+    :math:`c_{out}/C` of the Björck cost for :math:`H`.
 
     Lipschitz bound: exact L2 operator norm with ``padding_mode="circular"`` (default): the
     largest singular value over the :math:`n_h \times n_w` frequencies of the FFT of the kernel
@@ -162,7 +168,8 @@ class BCOPConv2d(BjorckOptions, LipschitzConv2d):
         c = max(self.in_channels, self.out_channels)
         r = max(1, c // 2)
         factory = {"device": device, "dtype": dtype}
-        self.ortho_param = nn.Parameter(torch.empty(c, c, **factory))
+        # H's rows that reach the output: all C of them unless c_out < c_in
+        self.ortho_param = nn.Parameter(torch.empty(self.out_channels, c, **factory))
         if self.kernel_size > 1:
             self.proj_param = nn.Parameter(torch.empty(2 * (self.kernel_size - 1), c, r, **factory))
         else:

@@ -8,6 +8,9 @@ class
   offending value;
 * pads explicitly, ``(k - 1) // 2`` before and ``k // 2`` after in each direction, so even
   kernels are supported (asymmetrically) for ``"zeros"`` and ``"circular"`` padding;
+* applies the convolution on a grid no larger than its kernel (the last stages of an image
+  critic: 2 x 2, 1 x 1) as the operator's matrix (:func:`small_grid_conv`): no padded copies and
+  no more multiply-adds than the convolution;
 * caches the built kernel in eval mode (detached, so eval mode freezes the weights: gradients
   still reach the *input*, not the parameters), keyed on the version counters and storage of
   every parameter and buffer, so an optimiser step, ``load_state_dict``, ``.to()`` or
@@ -36,7 +39,7 @@ from critics._checks import check_channels
 from critics.layers._cuda_graphs import GraphedBuild, can_replay
 from critics.norms import conv_operator_norm
 
-__all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding"]
+__all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding", "small_grid_conv", "tap_shifts"]
 
 PADDING_MODES = ("zeros", "circular")
 
@@ -46,6 +49,49 @@ def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
     ``(k - 1) // 2`` before and ``k // 2`` after, so the output has the input's size."""
     before, after = (kernel_size - 1) // 2, kernel_size // 2
     return (before, after, before, after)
+
+
+@functools.lru_cache(maxsize=64)
+def tap_shifts(n: int, kernel_size: int, circular: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
+    r"""The 0/1 matrices :math:`S_a` (shape ``(k, n, n)``) of a "same" stride-1 convolution along one axis
+    of ``n`` pixels: :math:`S_a[i, j] = 1` when output pixel ``i`` reads input pixel ``j`` through tap
+    ``a``, that is :math:`j = i + a - (k - 1) // 2` (modulo ``n`` for circular padding; no ``j`` when
+    it falls outside for zero padding). Cached: the same few matrices serve every step (read only)."""
+    before = (kernel_size - 1) // 2
+    out = torch.arange(n, device=device)
+    source = out[None, :, None] + torch.arange(kernel_size, device=device)[:, None, None] - before
+    read = out[None, None, :]
+    hit = (source % n == read) if circular else (source == read)
+    return hit.to(dtype)
+
+
+def small_grid_conv(x: Tensor, kernel: Tensor, bias: Tensor | None, padding_mode: str) -> Tensor:
+    r"""A stride-1 "same" convolution of ``x`` (N, C, n_h, n_w) applied as its matrix.
+
+    .. math::
+
+        M_{(o, i, k), (c, j, l)} = \sum_{a, b} K_{o c a b}\, S^{(h)}_a[i, j]\, S^{(w)}_b[k, l],
+        \qquad y = M \operatorname{vec}(x) + b
+
+    with :math:`S_a` the tap matrices of :func:`tap_shifts` (the padding folded in), so
+    :math:`M` is exactly the operator of ``conv2d(pad(x), K)``: the same numbers up to float
+    rounding (another summation order). One matrix product of :math:`N \times C n_h n_w` by
+    :math:`C n_h n_w \times O n_h n_w`: on a grid no larger than the kernel
+    (:math:`n_h n_w \le k^2`) that is no more multiply-adds than the convolution's
+    :math:`N O C k^2 n_h n_w`, without the padded copies (and their backward) of a padded input.
+    """
+    n_h, n_w = x.shape[-2:]
+    k = kernel.shape[-1]
+    circular = padding_mode == "circular"
+    matrix = torch.einsum(
+        "ocab,aij,bkl->oikcjl",
+        kernel,
+        tap_shifts(n_h, k, circular, x.dtype, x.device),
+        tap_shifts(n_w, k, circular, x.dtype, x.device),
+    ).reshape(kernel.shape[0] * n_h * n_w, -1)
+    if bias is not None:
+        bias = bias.repeat_interleave(n_h * n_w)
+    return F.linear(x.flatten(1), matrix, bias).view(x.shape[0], kernel.shape[0], n_h, n_w)
 
 
 def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:
@@ -273,11 +319,14 @@ class LipschitzConv2d(nn.Module):
         return F.pad(x, same_padding(self.kernel_size), mode=mode)
 
     def _conv(self, x: Tensor, kernel: Tensor, bias: Tensor | None = None) -> Tensor:
-        """``conv(pad(x), kernel) + bias`` (the bias, if given, added inside the convolution)."""
+        """``conv(pad(x), kernel) + bias`` (the bias, if given, added inside the convolution); on a
+        grid no larger than the kernel, as the operator's matrix (:func:`small_grid_conv`)."""
         if kernel.dtype != x.dtype:
             kernel = kernel.to(x.dtype)
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)
+        if self.kernel_size > 1 and x.shape[-2] * x.shape[-1] <= self.kernel_size**2:
+            return small_grid_conv(x, kernel, bias, self.padding_mode)
         if self.kernel_size % 2:
             p = self.kernel_size // 2
             if self.padding_mode == "zeros":

@@ -9,6 +9,9 @@ offline default job, ``configs/digits/default.yaml``), timed from the outside; i
              line sets by default);
 ``before``   the behaviour before the thread policy: torch's own default thread count and
              OpenMP's own (spinning) wait policy (``WDIST_OPENMP_DEFAULTS=1``).
+``tree``     the default job of the source tree given with ``--before-tree DIR`` (e.g. ``git
+             archive`` of the commit before the thread policy, unpacked in DIR), started in DIR:
+             the code as it was, measured in the same repeats as the code under test.
 
 Competing processes are ``python -c "while True: pass"`` (one busy core each), started by the
 benchmark before a block of runs and killed after it. For each repeat, each competing count runs
@@ -19,8 +22,9 @@ and each setting's wall time with competition divided by its own idle wall time.
 
 The runs' environment drops ``OMP_NUM_THREADS``, ``OMP_WAIT_POLICY`` and the like. The timings
 only mean something on an otherwise idle machine: the table states the load average before and
-after. ``--tree DIR`` runs the command line of another source tree (e.g. ``git archive`` of an
-earlier commit unpacked in DIR), started in DIR; there only ``default`` makes sense.
+after. ``--tree DIR`` runs every setting with the command line of another source tree instead
+(there only ``default`` makes sense); ``--before-tree DIR`` adds that tree as the setting ``tree``
+beside the code under test.
 """
 
 from __future__ import annotations
@@ -75,24 +79,32 @@ def torch_default_threads(tree: Optional[str] = None) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def setting_args(setting: str, before_threads: int) -> tuple[list[str], dict[str, str], str]:
+def setting_args(
+    setting: str, before_threads: int, before_tree: Optional[str] = None
+) -> tuple[list[str], dict[str, str], str]:
     """(extra estimate arguments, extra environment, label) of a setting name."""
     if setting == "default":
         return [], {}, "default (thread policy)"
+    if setting == "tree":
+        if before_tree is None:
+            raise ValueError("the setting 'tree' needs --before-tree DIR (the source tree to measure)")
+        return [], {}, f"before, as it was: the default of the source tree {before_tree}"
     if setting == "before":
         label = f"before: {before_threads} threads (torch's default), OpenMP's default wait policy"
         return ["--train.threads", str(before_threads)], {OPENMP_DEFAULTS_ENV: "1"}, label
     if setting.isdigit() and int(setting) > 0:
         n = int(setting)
         return ["--train.threads", str(n)], {}, f"{n} thread{'s' if n != 1 else ''}"
-    raise ValueError(f"unknown setting {setting!r}: use 'default', 'before' or a positive thread count")
+    raise ValueError(f"unknown setting {setting!r}: use 'default', 'before', 'tree' or a positive thread count")
 
 
 def _one_run(
     setting: str, competitors: int, repeat: int, estimate_args: Sequence[str], before_threads: int,
-    tree: Optional[str], tmp: Path, timeout_s: float,
+    tree: Optional[str], tmp: Path, timeout_s: float, before_tree: Optional[str] = None,
 ) -> dict[str, Any]:  # fmt: skip
-    extra_args, extra_env, label = setting_args(setting, before_threads)
+    extra_args, extra_env, label = setting_args(setting, before_threads, before_tree)
+    if setting == "tree":
+        tree = before_tree
     out = tmp / f"{setting}-{competitors}-{repeat}"
     argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args, *extra_args)
     timed = run_timed(argv, run_env(tree, extra_env), timeout_s, tree)
@@ -106,7 +118,8 @@ def _one_run(
         row["error"] = timed.stderr_tail.strip().splitlines()[-1:] or [f"exit code {timed.returncode}"]
         return row
     data = json.loads(result.read_text())
-    threads = data.get("threads") or {}
+    # a tree from before the thread policy records no threads: it ran torch's default count
+    threads = data.get("threads") or ({"count": before_threads} if setting == "tree" else {})
     row.update(
         train_s=float(data["seconds"]), threads=threads.get("count"), threads_reason=threads.get("reason"),
         openmp_wait_policy=threads.get("openmp_wait_policy"),
@@ -121,6 +134,7 @@ def run_contention(
     estimate_args: Sequence[str] = (),
     *,
     tree: Optional[str] = None,
+    before_tree: Optional[str] = None,
     timeout_s: float = 1800.0,
     log=None,  # noqa: ANN001
 ) -> dict[str, Any]:
@@ -128,11 +142,13 @@ def run_contention(
     docstring; returns the record written as JSON (``runs``, ``machine``, loads, settings)."""
     before_threads = torch_default_threads(tree)
     for s in settings:
-        setting_args(s, before_threads)  # unknown names fail before any run
+        setting_args(s, before_threads, before_tree)  # unknown names fail before any run
+    if before_tree is not None and not (Path(before_tree) / "wdist" / "cli.py").is_file():
+        raise ValueError(f"--before-tree {before_tree}: no wdist/cli.py there; expected an unpacked source tree")
     record: dict[str, Any] = {
         "machine": machine_text(), "load_before": load_text(), "settings": list(settings),
         "competitors": [int(c) for c in competitors], "repeats": int(repeats), "estimate_args": list(estimate_args),
-        "tree": tree, "torch_default_threads": before_threads, "runs": [],
+        "tree": tree, "before_tree": before_tree, "torch_default_threads": before_threads, "runs": [],
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="wdist-bench-contention-") as d:
         for rep in range(repeats):
@@ -140,7 +156,9 @@ def run_contention(
                 order = [settings[(i + rep) % len(settings)] for i in range(len(settings))]
                 with Competitors(n):
                     for setting in order:
-                        row = _one_run(setting, n, rep, estimate_args, before_threads, tree, Path(d), timeout_s)
+                        row = _one_run(
+                            setting, n, rep, estimate_args, before_threads, tree, Path(d), timeout_s, before_tree
+                        )
                         record["runs"].append(row)
                         if log is not None:
                             train = "failed" if row["error"] else f"train {row['train_s']:.1f} s"
@@ -220,14 +238,20 @@ def cli(argv: Sequence[str]) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
     ap.add_argument("--tree", default=None, help="run the command line of this source tree instead")
+    ap.add_argument(
+        "--before-tree", default=None, help="also run this source tree's default job (the setting 'tree'; added)"
+    )
     ap.add_argument("--json", default=None, help="also write every run and the settings to this JSON file")
     args = ap.parse_args(argv)
+    if args.before_tree is not None and "tree" not in args.settings:
+        args.settings = [*args.settings, "tree"]
     if args.repeats < 1 or any(c < 0 for c in args.competitors):
         print("wdist bench contention: error: --repeats must be >= 1 and --competitors >= 0.", file=sys.stderr)
         return 2
     try:
         record = run_contention(
-            args.settings, args.competitors, args.repeats, estimate_args, tree=args.tree, timeout_s=args.timeout,
+            args.settings, args.competitors, args.repeats, estimate_args, tree=args.tree,
+            before_tree=args.before_tree, timeout_s=args.timeout,
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )  # fmt: skip
     except ValueError as err:

@@ -1,0 +1,91 @@
+"""Convolutions on grids no larger than their kernel are applied as the operator's matrix
+(``critics.layers.conv_base.small_grid_conv``): the same operator as padding and convolving, with
+the same gradients, orthogonal BCOP layers stay orthogonal there, and the layers take this path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import critics.layers.conv_base as conv_base
+from critics.layers import BCOPConv2d, RKOConv2d
+from critics.layers.conv_base import same_padding, small_grid_conv, tap_shifts
+from critics.ortho import OrthoConfig
+
+
+def _padded_conv(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, mode: str) -> torch.Tensor:
+    pad_mode = "circular" if mode == "circular" else "constant"
+    return F.conv2d(F.pad(x, same_padding(kernel.shape[-1]), mode=pad_mode), kernel, bias)
+
+
+CASES = [
+    (mode, k, grid)
+    for mode in ("circular", "zeros")
+    for k in (2, 3, 4)
+    for grid in ((1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (4, 4), (3, 5))
+    if grid[0] * grid[1] <= k * k and not (mode == "circular" and max(same_padding(k)) > min(grid))
+]
+
+
+@pytest.mark.parametrize("mode,k,grid", CASES)
+def test_matrix_form_is_the_padded_convolution_with_its_gradients(mode: str, k: int, grid: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(k * 100 + grid[0] * 10 + grid[1])
+    x = torch.randn(5, 3, *grid, generator=gen, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(4, 3, k, k, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, 4, *grid, generator=gen, dtype=torch.float64)
+    outputs = []
+    for fn in (_padded_conv, small_grid_conv):
+        y = fn(x, kernel, bias, mode)
+        grads = torch.autograd.grad((y * weights).sum(), (x, kernel, bias))
+        outputs.append((y.detach(), *grads))
+    for want, got in zip(*outputs):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_tap_shifts_are_permutations_for_circular_padding_and_truncated_shifts_for_zeros() -> None:
+    circ = tap_shifts(3, 3, True, torch.float64, torch.device("cpu"))
+    assert circ.shape == (3, 3, 3)
+    assert all(torch.equal(s.sum(0), torch.ones(3, dtype=torch.float64)) for s in circ)  # each a permutation
+    assert all(torch.equal(s.sum(1), torch.ones(3, dtype=torch.float64)) for s in circ)
+    zeros = tap_shifts(3, 3, False, torch.float64, torch.device("cpu"))
+    assert zeros[1].equal(torch.eye(3, dtype=torch.float64))  # the centre tap reads the same pixel
+    assert zeros[0].sum() == 2 and zeros[2].sum() == 2  # an outer tap falls off one edge
+
+
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2)])
+def test_bcop_on_a_small_grid_takes_the_matrix_path_and_stays_orthogonal(
+    grid: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    layer = BCOPConv2d(4, 4, 2, ortho=OrthoConfig.TEST).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # away from the initial point
+    called = []
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        called.append(True)
+        return small_grid_conv(*args, **kwargs)
+
+    monkeypatch.setattr(conv_base, "small_grid_conv", spy)
+    x = torch.randn(3, 4, *grid, dtype=torch.float64)
+    y = layer(x)
+    monkeypatch.undo()
+    assert called, "a 2 x 2 kernel on a grid of at most 4 pixels should use the matrix form"
+    torch.testing.assert_close(y, _padded_conv(x, layer.weight, layer.bias, "circular"), rtol=0, atol=1e-12)
+    layer.bias = None
+    n = 4 * grid[0] * grid[1]
+    jac = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, 4, *grid)).flatten(), torch.randn(n).double())
+    torch.testing.assert_close(torch.linalg.svdvals(jac), torch.ones(n, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+def test_zero_padded_certificate_holds_on_the_matrix_path() -> None:
+    torch.manual_seed(1)
+    layer = RKOConv2d(3, 5, 3, padding_mode="zeros").double()
+    grid = (2, 2)
+    n = 3 * grid[0] * grid[1]
+    jac = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, 3, *grid)).flatten(), torch.randn(n).double())
+    measured = float(torch.linalg.matrix_norm(jac, ord=2))
+    assert layer.lipschitz_bound((3, *grid)) >= measured - 1e-9
