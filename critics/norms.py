@@ -27,6 +27,7 @@ __all__ = [
     "conv_grid_norm_plan",
     "crop_to_reach",
     "conv_matrix",
+    "tap_shifts",
     "conv2d_lipschitz_bound",
     "conv2d_frequency_singular_values",
     "polyphase_kernel",
@@ -228,27 +229,42 @@ def crop_to_reach(kernel: Tensor, input_size: tuple[int, int]) -> Tensor:
     return kernel[..., top:bottom, left:right]
 
 
-def conv_matrix(kernel: Tensor, input_size: tuple[int, int]) -> Tensor:
-    r"""The matrix of the zero-padded stride-1 "same" convolution on ``n_h x n_w`` images.
+@functools.lru_cache(maxsize=64)
+def tap_shifts(n: int, kernel_size: int, circular: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
+    r"""The 0/1 matrices :math:`S_a` (shape ``(k, n, n)``) of a stride-1 "same" convolution along one
+    axis of ``n`` pixels: :math:`S_a[i, j] = 1` when output pixel ``i`` reads input pixel ``j``
+    through tap ``a``, i.e. :math:`j = i + a - \lfloor (k - 1)/2 \rfloor` (modulo ``n`` for circular
+    padding; no ``j`` when it falls outside for zero padding). Cached (read only): the same few
+    matrices serve every training step."""
+    before = (kernel_size - 1) // 2
+    pixels = torch.arange(n, device=device)
+    source = pixels[None, :, None] + torch.arange(kernel_size, device=device)[:, None, None] - before
+    read = pixels[None, None, :]
+    hit = (source % n == read) if circular else (source == read)
+    return hit.to(dtype)
+
+
+def conv_matrix(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> Tensor:
+    r"""The matrix of the stride-1 "same" convolution on ``n_h x n_w`` images.
 
     .. math::
 
-        A[(o, i), (c, j)] = K[o, c, j - i + b] \quad (0 \le j - i + b < k), \quad 0 \text{ otherwise}
+        A_{(o, i, k), (c, j, l)} = \sum_{a, b} K_{o c a b}\, S^{(h)}_a[i, j]\, S^{(w)}_b[k, l]
 
-    per spatial axis, with :math:`b = \lfloor (k - 1)/2 \rfloor` pixels padded before (the
-    cross-correlation ``nn.Conv2d`` computes). Shape :math:`(c_{out} n_h n_w, c_{in} n_h n_w)`,
-    rows and columns in ``(channel, row, column)`` order; differentiable (one gather).
+    with :math:`S_a` the tap matrices of :func:`tap_shifts` (padding :math:`\lfloor (k-1)/2
+    \rfloor` before, the cross-correlation ``nn.Conv2d`` computes; circular padding wraps, and
+    taps beyond a small grid add up). Shape :math:`(c_{out} n_h n_w, c_{in} n_h n_w)`, rows and
+    columns in ``(channel, row, column)`` order; differentiable in ``kernel``.
     """
-    co, ci, kh, kw = kernel.shape
     h, w = int(input_size[0]), int(input_size[1])
-    taps = []
-    for n, k in ((h, kh), (w, kw)):
-        d = torch.arange(n, device=kernel.device)[None, :] - torch.arange(n, device=kernel.device)[:, None]
-        d = d + (k - 1) // 2
-        taps.append(torch.where((d >= 0) & (d < k), d, k))  # index k: a zero tap
-    padded = torch.nn.functional.pad(kernel, (0, 1, 0, 1))
-    m = padded[:, :, taps[0][:, None, :, None], taps[1][None, :, None, :]]  # (co, ci, i_h, i_w, j_h, j_w)
-    return m.permute(0, 2, 3, 1, 4, 5).reshape(co * h * w, ci * h * w)
+    circular = padding_mode == "circular"
+    kh, kw = kernel.shape[-2:]
+    return torch.einsum(
+        "ocab,aij,bkl->oikcjl",
+        kernel,
+        tap_shifts(h, int(kh), circular, kernel.dtype, kernel.device),
+        tap_shifts(w, int(kw), circular, kernel.dtype, kernel.device),
+    ).reshape(kernel.shape[0] * h * w, kernel.shape[1] * h * w)
 
 
 def conv_frequency_norm_bound(

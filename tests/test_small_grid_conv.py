@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 import critics.layers.conv_base as conv_base
 from critics.layers import BCOPConv2d, RKOConv2d
-from critics.layers.conv_base import same_padding, small_grid_conv, tap_shifts
+from critics.layers.conv_base import same_padding, small_grid_conv
+from critics.norms import conv_matrix, tap_shifts
 from critics.ortho import OrthoConfig
 
 
@@ -89,3 +90,13 @@ def test_zero_padded_certificate_holds_on_the_matrix_path() -> None:
     jac = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, 3, *grid)).flatten(), torch.randn(n).double())
     measured = float(torch.linalg.matrix_norm(jac, ord=2))
     assert layer.lipschitz_bound((3, *grid)) >= measured - 1e-9
+
+
+@pytest.mark.parametrize("mode", ["circular", "zeros"])
+@pytest.mark.parametrize("k,grid", [(3, (5, 4)), (2, (3, 3)), (4, (4, 6))])
+def test_conv_matrix_is_the_convolution_on_any_grid(mode: str, k: int, grid: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(7)
+    kernel = torch.randn(3, 2, k, k, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, *grid, generator=gen, dtype=torch.float64)
+    want = _padded_conv(x[None], kernel, None, mode)[0]
+    torch.testing.assert_close(conv_matrix(kernel, grid, mode) @ x.reshape(-1), want.reshape(-1), rtol=0, atol=1e-12)

@@ -37,9 +37,9 @@ from torch import Tensor, nn
 
 from critics._checks import check_channels
 from critics.layers._cuda_graphs import GraphedBuild, can_replay
-from critics.norms import conv_operator_norm
+from critics.norms import conv_matrix, conv_operator_norm
 
-__all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding", "small_grid_conv", "tap_shifts"]
+__all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding", "small_grid_conv"]
 
 PADDING_MODES = ("zeros", "circular")
 
@@ -51,29 +51,16 @@ def same_padding(kernel_size: int) -> tuple[int, int, int, int]:
     return (before, after, before, after)
 
 
-@functools.lru_cache(maxsize=64)
-def tap_shifts(n: int, kernel_size: int, circular: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
-    r"""The 0/1 matrices :math:`S_a` (shape ``(k, n, n)``) of a "same" stride-1 convolution along one axis
-    of ``n`` pixels: :math:`S_a[i, j] = 1` when output pixel ``i`` reads input pixel ``j`` through tap
-    ``a``, that is :math:`j = i + a - (k - 1) // 2` (modulo ``n`` for circular padding; no ``j`` when
-    it falls outside for zero padding). Cached: the same few matrices serve every step (read only)."""
-    before = (kernel_size - 1) // 2
-    out = torch.arange(n, device=device)
-    source = out[None, :, None] + torch.arange(kernel_size, device=device)[:, None, None] - before
-    read = out[None, None, :]
-    hit = (source % n == read) if circular else (source == read)
-    return hit.to(dtype)
-
-
 def small_grid_conv(x: Tensor, kernel: Tensor, bias: Tensor | None, padding_mode: str) -> Tensor:
-    r"""A stride-1 "same" convolution of ``x`` (N, C, n_h, n_w) applied as its matrix.
+    r"""A stride-1 "same" convolution of ``x`` (N, C, n_h, n_w) applied as its matrix
+    (:func:`critics.norms.conv_matrix`).
 
     .. math::
 
         M_{(o, i, k), (c, j, l)} = \sum_{a, b} K_{o c a b}\, S^{(h)}_a[i, j]\, S^{(w)}_b[k, l],
         \qquad y = M \operatorname{vec}(x) + b
 
-    with :math:`S_a` the tap matrices of :func:`tap_shifts` (the padding folded in), so
+    with :math:`S_a` the tap matrices of :func:`critics.norms.tap_shifts` (the padding folded in), so
     :math:`M` is exactly the operator of ``conv2d(pad(x), K)``: the same numbers up to float
     rounding (another summation order). One matrix product of :math:`N \times C n_h n_w` by
     :math:`C n_h n_w \times O n_h n_w`: on a grid no larger than the kernel
@@ -81,14 +68,7 @@ def small_grid_conv(x: Tensor, kernel: Tensor, bias: Tensor | None, padding_mode
     :math:`N O C k^2 n_h n_w`, without the padded copies (and their backward) of a padded input.
     """
     n_h, n_w = x.shape[-2:]
-    k = kernel.shape[-1]
-    circular = padding_mode == "circular"
-    matrix = torch.einsum(
-        "ocab,aij,bkl->oikcjl",
-        kernel,
-        tap_shifts(n_h, k, circular, x.dtype, x.device),
-        tap_shifts(n_w, k, circular, x.dtype, x.device),
-    ).reshape(kernel.shape[0] * n_h * n_w, -1)
+    matrix = conv_matrix(kernel, (n_h, n_w), padding_mode)
     if bias is not None:
         bias = bias.repeat_interleave(n_h * n_w)
     return F.linear(x.flatten(1), matrix, bias).view(x.shape[0], kernel.shape[0], n_h, n_w)
