@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from critics.norms import conv2d_frequency_singular_values, conv2d_lipschitz_bound, dense_lipschitz_bound
+from critics.norms import (
+    conv2d_frequency_singular_values,
+    conv2d_lipschitz_bound,
+    dense_lipschitz_bound,
+    same_conv_operator_norm,
+)
 
 __all__ = [
     "LayerCertificate",
@@ -143,8 +148,12 @@ def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str,
                 "'circular' are supported (reflect/replicate padding repeats pixels, which can "
                 "increase the norm)"
             )
-        # a stride only subsamples the output, which cannot increase the norm
-        bound = conv2d_lipschitz_bound(module.weight, input_shape[-2:], padding_mode=module.padding_mode)
+        if module.padding_mode == "zeros" and _pads_same(module):
+            # exact from the operator's matrix on small grids, as the package's own layers
+            bound = same_conv_operator_norm(module.weight, input_shape[-2:], padding_mode="zeros")
+        else:
+            # a stride only subsamples the output, which cannot increase the norm
+            bound = conv2d_lipschitz_bound(module.weight, input_shape[-2:], padding_mode=module.padding_mode)
         if module.padding_mode == "circular":
             bound *= _circular_repeat_factor(module, input_shape[-2:])
         return "Conv2d", bound
@@ -153,6 +162,18 @@ def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str,
         "method and is not one of Linear, Conv2d, LeakyReLU or the 1-Lipschitz parameter-free modules "
         f"({', '.join(t.__name__ for t in _ONE_LIPSCHITZ)})"
     )
+
+
+def _pads_same(conv: nn.Conv2d) -> bool:
+    """Whether a ``Conv2d`` is a stride-1 "same" convolution padded as the package's layers are:
+    ``padding="same"`` (torch pads ``(k - 1) // 2`` before), or an odd kernel padded ``k // 2``
+    on every side."""
+    if tuple(conv.stride) != (1, 1):
+        return False
+    if conv.padding == "same":
+        return True
+    kh, kw = conv.kernel_size
+    return kh % 2 == 1 and kw % 2 == 1 and tuple(conv.padding) == (kh // 2, kw // 2)
 
 
 def _record_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Module, list[tuple[int, ...]]]:

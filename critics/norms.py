@@ -22,6 +22,8 @@ __all__ = [
     "fold_kernel",
     "frequency_grid",
     "conv_operator_norm",
+    "same_conv_operator_norm",
+    "EXACT_MATRIX_ENTRIES",
     "conv_frequency_norm_bound",
     "conv_grid_norm_bound",
     "conv_grid_norm_plan",
@@ -265,6 +267,38 @@ def conv_matrix(kernel: Tensor, input_size: tuple[int, int], padding_mode: str =
         tap_shifts(h, int(kh), circular, kernel.dtype, kernel.device),
         tap_shifts(w, int(kw), circular, kernel.dtype, kernel.device),
     ).reshape(kernel.shape[0] * h * w, kernel.shape[1] * h * w)
+
+
+#: Largest operator matrix (entries, :math:`c_{out} n_h n_w \times c_{in} n_h n_w`) from which
+#: :func:`same_conv_operator_norm` certifies a zero-padded convolution exactly (a 512 x 512 float64
+#: SVD: milliseconds); larger operators get the FFT bound.
+EXACT_MATRIX_ENTRIES = 2**18
+
+
+def same_conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode: str = "zeros") -> float:
+    r"""Certified L2 norm of a stride-1 "same" convolution (:math:`\lfloor (k-1)/2 \rfloor` pixels
+    padded before, :math:`\lfloor k/2 \rfloor` after) on ``input_size`` images, float64.
+
+    Circular padding: :func:`conv_operator_norm`, exact. Zero padding: when the operator's matrix
+    :math:`A` (:func:`conv_matrix`) has at most :data:`EXACT_MATRIX_ENTRIES` entries,
+
+    .. math::
+
+        \|\mathcal{C}_K\|_2 = \sigma_{\max}(A)
+
+    exactly (float64 SVD): on small grids, where the FFT bound on the :math:`(n + k - 1)` grid counts
+    taps that never meet the image and frequencies the image cannot hold, this is what the layer
+    is. Larger operators: the FFT bound of :func:`conv_operator_norm` on the taps that can meet
+    the image (:func:`crop_to_reach`). Only for "same" padding: a plain convolution that pads more
+    is not a restriction of this operator. Returns a float in the units of ``kernel``.
+    """
+    if padding_mode == "circular":
+        return conv_operator_norm(kernel, input_size, padding_mode="circular")
+    h, w = int(input_size[0]), int(input_size[1])
+    k64 = kernel.detach().to(torch.float64)
+    if kernel.shape[0] * kernel.shape[1] * (h * w) ** 2 <= EXACT_MATRIX_ENTRIES:
+        return float(torch.linalg.matrix_norm(conv_matrix(k64, (h, w), "zeros"), ord=2))
+    return conv_operator_norm(crop_to_reach(k64, (h, w)), (h, w), padding_mode="zeros")
 
 
 def conv_frequency_norm_bound(

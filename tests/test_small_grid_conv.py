@@ -1,6 +1,7 @@
 """Convolutions on grids no larger than their kernel are applied as the operator's matrix
 (``critics.layers.conv_base.small_grid_conv``): the same operator as padding and convolving, with
-the same gradients, orthogonal BCOP layers stay orthogonal there, and the layers take this path."""
+the same gradients, orthogonal BCOP layers stay orthogonal there, and the layers take this path.
+Zero-padded convolutions on small grids are certified exactly from that matrix."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import critics
 import critics.layers.conv_base as conv_base
 from critics.layers import BCOPConv2d, RKOConv2d
 from critics.layers.conv_base import same_padding, small_grid_conv
-from critics.norms import conv_matrix, tap_shifts
+from critics.norms import conv_matrix, conv_operator_norm, same_conv_operator_norm, tap_shifts
 from critics.ortho import OrthoConfig
 
 
@@ -100,3 +102,42 @@ def test_conv_matrix_is_the_convolution_on_any_grid(mode: str, k: int, grid: tup
     x = torch.randn(2, *grid, generator=gen, dtype=torch.float64)
     want = _padded_conv(x[None], kernel, None, mode)[0]
     torch.testing.assert_close(conv_matrix(kernel, grid, mode) @ x.reshape(-1), want.reshape(-1), rtol=0, atol=1e-12)
+
+
+def _jacobian_norm(fn, shape: tuple[int, ...]) -> float:  # noqa: ANN001
+    n = int(torch.tensor(shape).prod())
+    jac = torch.autograd.functional.jacobian(lambda v: fn(v.view(1, *shape)).flatten(), torch.zeros(n).double())
+    return float(torch.linalg.matrix_norm(jac, ord=2))
+
+
+@pytest.mark.parametrize("k,grid", [(2, (1, 1)), (3, (1, 1)), (3, (2, 2)), (2, (2, 3)), (3, (3, 3)), (4, (2, 2))])
+def test_zero_padded_certificate_is_exact_on_small_grids(k: int, grid: tuple[int, int]) -> None:
+    torch.manual_seed(k * 10 + grid[0])
+    layer = RKOConv2d(3, 4, k, padding_mode="zeros", bias=False).double().eval()
+    with torch.no_grad():
+        kernel = layer.weight
+    cert = layer.lipschitz_bound((3, *grid))
+    measured = _jacobian_norm(layer, (3, *grid))
+    assert cert == pytest.approx(measured, rel=1e-9, abs=1e-12)  # exact, not merely an upper bound
+    fft = conv_operator_norm(kernel, grid, padding_mode="zeros")  # the bound on the (n + k - 1) grid
+    assert cert <= fft + 1e-12
+    plain = torch.nn.Conv2d(3, 4, k, padding="same", bias=False).double()
+    with torch.no_grad():
+        plain.weight.copy_(kernel)
+    assert critics.certify(plain, (3, *grid)) == pytest.approx(cert, rel=1e-12)
+    assert _jacobian_norm(plain, (3, *grid)) == pytest.approx(cert, rel=1e-9, abs=1e-12)  # torch pads as we do
+
+
+def test_a_plain_convolution_that_pads_more_keeps_a_valid_certificate() -> None:
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(2, 3, 3, padding=2, bias=False).double()  # a "full" convolution: not "same"
+    measured = _jacobian_norm(conv, (2, 2, 2))
+    assert critics.certify(conv, (2, 2, 2)) >= measured - 1e-12
+
+
+def test_the_exact_certificate_is_tighter_where_the_fft_bound_is_loose() -> None:
+    torch.manual_seed(5)
+    kernel = torch.randn(4, 4, 3, 3, dtype=torch.float64)
+    exact = same_conv_operator_norm(kernel, (1, 1), "zeros")
+    assert exact == pytest.approx(float(torch.linalg.matrix_norm(kernel[:, :, 1, 1], ord=2)), rel=1e-12)
+    assert exact < 0.9 * conv_operator_norm(kernel, (1, 1), "zeros")  # only the centre tap meets a 1 x 1 image

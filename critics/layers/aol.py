@@ -57,8 +57,9 @@ class AOLConv2d(LipschitzConv2d):
     kernel cache, CUDA-graph replay and export.
 
     Lipschitz bound: the float64 FFT norm of the kernel :math:`PD` actually used (exact for
-    circular padding on the :math:`n \times n` grid; an upper bound for zero padding on the
-    :math:`(n + k - 1)` grid); at most 1 up to rounding whatever the weights. L2.
+    circular padding on the :math:`n \times n` grid; for zero padding exact from the operator's
+    matrix on small grids, else an upper bound on the :math:`(n + k - 1)` grid); at most 1 up to
+    rounding whatever the weights. L2.
 
     Shape
     -----

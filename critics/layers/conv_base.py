@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from critics._checks import check_channels
 from critics.layers._cuda_graphs import GraphedBuild, can_replay
-from critics.norms import conv_matrix, conv_operator_norm
+from critics.norms import conv_matrix, same_conv_operator_norm
 
 __all__ = ["LipschitzConv2d", "PADDING_MODES", "same_padding", "small_grid_conv"]
 
@@ -116,8 +116,9 @@ class LipschitzConv2d(nn.Module):
     :math:`y = \mathcal{C}_K(\operatorname{pad}(x)) + b`.
 
     Lipschitz bound: the float64 FFT norm of the kernel actually used (L2; exact for circular
-    padding, on the :math:`n_h \times n_w` grid; an upper bound for zero padding, on the
-    :math:`(n_h + k - 1) \times (n_w + k - 1)` grid; stride 1); subclasses state theirs.
+    padding, on the :math:`n_h \times n_w` grid; for zero padding exact from the operator's
+    matrix on small grids, else an upper bound on the :math:`(n_h + k - 1) \times (n_w + k - 1)`
+    grid, :func:`critics.norms.same_conv_operator_norm`; stride 1); subclasses state theirs.
 
     Parameters
     ----------
@@ -380,10 +381,12 @@ class LipschitzConv2d(nn.Module):
 
     # -- certificate --------------------------------------------------------------------------
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
-        """Float64 FFT certificate of the kernel used in the current mode (see subclasses)."""
+        """Float64 certificate of the kernel used in the current mode (see subclasses): the FFT norm
+        (exact) for circular padding; for zero padding the operator matrix's largest singular value
+        (exact) on small grids, else the FFT bound (:func:`critics.norms.same_conv_operator_norm`)."""
         with torch.no_grad():
             kernel = self.weight
-        return conv_operator_norm(kernel, self._spatial(input_shape), padding_mode=self.padding_mode)
+        return same_conv_operator_norm(kernel, self._spatial(input_shape), padding_mode=self.padding_mode)
 
     def extra_repr(self) -> str:
         return (

@@ -32,8 +32,9 @@ class OSSNConv2d(LipschitzConv2d):
     baseline; its certificate shows it.
 
     Lipschitz bound: the float64 FFT norm of the kernel actually used (exact for circular
-    padding on the :math:`n \times n` grid; an upper bound for zero padding on the
-    :math:`(n+k-1)` grid); L2; frequently above 1 (up to about :math:`k`).
+    padding on the :math:`n \times n` grid; for zero padding exact from the operator's matrix on
+    small grids, else an upper bound on the :math:`(n+k-1)` grid); L2; frequently above 1 (up to
+    about :math:`k`).
 
     Shape
     -----

@@ -28,8 +28,9 @@ class RKOConv2d(BjorckOptions, LipschitzConv2d):
     usually far from tight (the operator is not orthogonal, which is why BCOP was introduced).
 
     Lipschitz bound: the float64 FFT norm of the kernel actually used, on the
-    :math:`n \times n` grid (circular padding, exact) or the :math:`(n+k-1)` grid (zero padding,
-    an upper bound); <= 1 up to the Björck error; L2; stride 1.
+    :math:`n \times n` grid (circular padding, exact) or, for zero padding, the operator matrix's
+    largest singular value on small grids (exact) and the :math:`(n+k-1)` grid's FFT norm otherwise
+    (an upper bound); <= 1 up to the Björck error; L2; stride 1.
 
     Shape
     -----
