@@ -3,7 +3,8 @@
 This is the data flow of DESIGN.md. :func:`estimate` only orchestrates; each step is a call into
 the module that owns it, and each value is computed once and passed on: the held-out evaluation
 (:mod:`wdist.evaluation`) is made by the training system, the references by
-:mod:`wdist.references`, and the :class:`~wdist.results.Result` is built from the last evaluation.
+:mod:`wdist.references` (solved on a spare core while the critic trains when there is one, else
+after training), and the :class:`~wdist.results.Result` is built from the last evaluation.
 """
 
 from __future__ import annotations
