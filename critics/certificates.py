@@ -1,7 +1,13 @@
 """Certified upper bounds on Lipschitz constants (L2 -> L2), per layer and for a whole critic.
 
 A certificate here is a number L with Lip(f) <= L that holds for the weights actually used, in
-exact arithmetic up to float64 rounding; it never relies on an iteration having converged.
+exact arithmetic: every norm is computed in float64 and then rounded up by an explicit margin
+c * n * eps (:func:`critics.norms.round_up`, c = :data:`critics.norms.ROUNDING_C`, n the size of
+the computation), and so is every product and sum of norms, so that a computation landing a few
+ulps under the true norm on another CPU or BLAS cannot make the certificate smaller than the
+operator's norm. It never relies on an iteration having converged. (The float32 rounding of the
+critic's own forward pass at evaluation is a separate error, of the order of 1e-7 relative per
+layer: see ``wdist.precision``.)
 
 * dense weights: the largest singular value (float64 SVD);
 * stride-1 circular convolutions: exact, the largest singular value over all n x n frequencies of
@@ -34,6 +40,7 @@ from critics.norms import (
     conv2d_frequency_singular_values,
     conv2d_lipschitz_bound,
     dense_lipschitz_bound,
+    round_up,
     same_conv_operator_norm,
 )
 
@@ -85,10 +92,11 @@ class CertificateReport:
 
     @property
     def total(self) -> float:
+        """The product of the layers' bounds, rounded up (one rounding per multiplication)."""
         out = 1.0
         for layer in self.layers:
             out *= layer.bound
-        return out
+        return round_up(out, len(self.layers))
 
     def as_dict(self) -> dict:
         return {
@@ -123,7 +131,7 @@ def _circular_repeat_factor(module: nn.Conv2d, input_size: tuple[int, ...]) -> f
     for n, k, pad in zip(input_size, module.kernel_size, totals):
         out = int(n) + int(pad) - int(k) + 1
         repeats *= max(1, -(-out // int(n)))
-    return float(repeats) ** 0.5
+    return 1.0 if repeats == 1 else round_up(float(repeats) ** 0.5, 1)
 
 
 def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str, float]:
@@ -155,7 +163,7 @@ def _module_bound(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[str,
             # a stride only subsamples the output, which cannot increase the norm
             bound = conv2d_lipschitz_bound(module.weight, input_shape[-2:], padding_mode=module.padding_mode)
         if module.padding_mode == "circular":
-            bound *= _circular_repeat_factor(module, input_shape[-2:])
+            bound = round_up(bound * _circular_repeat_factor(module, input_shape[-2:]), 1)
         return "Conv2d", bound
     raise CertificationError(
         f"cannot certify a module of type {type(module).__name__}: it has no lipschitz_bound(input_shape) "

@@ -16,6 +16,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ROUNDING_C",
+    "rounding_margin",
+    "round_up",
     "spectral_norm_upper_bound",
     "dense_lipschitz_bound",
     "reshaped_kernel_norm_bound",
@@ -36,6 +39,42 @@ __all__ = [
     "strided_conv_operator_norm",
     "residual_sdp_bound",
 ]
+
+
+#: The constant :math:`c` of the floating-point margin :math:`c\,n\,\varepsilon` that every
+#: certified norm carries (:func:`rounding_margin`).
+ROUNDING_C = 4.0
+
+
+def rounding_margin(n: int, dtype: torch.dtype = torch.float64) -> float:
+    r"""Relative floating-point margin :math:`c\,n\,\varepsilon` of a norm computed by a computation
+    of size :math:`n` in ``dtype`` (:math:`\varepsilon` its machine epsilon, :math:`c` =
+    :data:`ROUNDING_C`).
+
+    The backward-stable routines behind every certificate (SVD, symmetric eigenvalues, FFT, Gram
+    products, sums of positive terms) return a largest singular value within
+    :math:`p(n)\,\varepsilon\,\sigma_{\max}` of the exact one, :math:`p` a modestly growing
+    function of the size (LAPACK Users' Guide, "Error bounds for the singular value
+    decomposition"; Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3 and 24).
+    :math:`n` is chosen per computation, generously: the largest matrix dimension plus the
+    length of the sums that form its entries (FFT length, folded taps). In float64 the margin is
+    about :math:`10^{-13}` to :math:`10^{-11}` for the sizes of a critic: far below the
+    certificate tolerance :math:`10^{-3}` and below the float32 rounding of the held-out
+    evaluation itself, but it makes the certificate an upper bound on the exact norm of the
+    operator as used, on any CPU or BLAS, instead of a value a few ulps either side of it.
+    """
+    return ROUNDING_C * max(int(n), 1) * torch.finfo(dtype).eps
+
+
+def round_up(value: float, n: int, dtype: torch.dtype = torch.float64) -> float:
+    r"""``value`` raised by its rounding margin: :math:`\mathrm{next}_{+\infty}\big(v\,(1 + c\,n\,
+    \varepsilon)\big)` (:func:`rounding_margin`), the multiplication's own rounding covered by one
+    more step toward :math:`+\infty`. Zero (an exactly zero operator) and non-finite values are
+    returned as they are. The units of ``value``."""
+    v = float(value)
+    if v == 0.0 or not math.isfinite(v):
+        return v
+    return math.nextafter(v * (1.0 + rounding_margin(n, dtype)), math.inf)
 
 
 def spectral_norm_upper_bound(w: Tensor, gram_iters: int = 3) -> Tensor:
@@ -95,15 +134,22 @@ def _gram_exponents(gram_iters: int, dtype: torch.dtype, device: torch.device) -
 
 
 def dense_lipschitz_bound(weight: Tensor) -> float:
-    r"""Exact L2 Lipschitz constant of :math:`x \mapsto W x`: :math:`\sigma_{\max}(W)` in float64.
+    r"""L2 Lipschitz constant of :math:`x \mapsto W x`: :math:`\sigma_{\max}(W)` in float64, rounded up.
 
-    A weight with more than two dimensions is read as the matrix ``W.reshape(W.shape[0], -1)``;
-    an empty weight has norm 0. In the units of ``weight``.
+    .. math::
+
+        L = \sigma_{\max}(W)\,(1 + c\,\max(m, n)\,\varepsilon_{64})
+
+    (:func:`round_up`; the SVD's backward error for an :math:`m \times n` matrix). A weight with
+    more than two dimensions is read as the matrix ``W.reshape(W.shape[0], -1)``; an empty weight
+    has norm 0. In the units of ``weight``.
     """
     w = weight.detach().to(torch.float64)
     if w.ndim != 2:
         w = w.reshape(w.shape[0], -1)
-    return float(torch.linalg.svdvals(w)[0]) if w.numel() else 0.0
+    if not w.numel():
+        return 0.0
+    return round_up(float(torch.linalg.svdvals(w)[0]), max(w.shape))
 
 
 def reshaped_kernel_norm_bound(kernel: Tensor, gram_iters: int = 6, reshapings: str = "TURS") -> Tensor:
@@ -204,13 +250,15 @@ def conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding_mode
     :math:`\hat K(-\omega) = \overline{\hat K(\omega)}`, so half the frequencies suffice
     (``rfft2``), and the largest eigenvalue of the smaller Gram matrix (batched ``eigvalsh``)
     replaces a full SVD. Taps beyond the grid are wrapped modulo it (:func:`fold_kernel`).
-    Returns a float in the units of ``kernel``.
+    Rounded up by :func:`round_up` with :math:`n = h w + c_{out} + c_{in}` (the FFT's sums, the
+    Gram products and the eigenvalue problem). Returns a float in the units of ``kernel``.
     """
     h, w = frequency_grid(kernel, input_size, padding_mode)
     k = fold_kernel(kernel.detach().to(torch.float64), (h, w))
     spec = torch.fft.rfft2(k, s=(h, w)).permute(2, 3, 0, 1)  # (h, w//2+1, C_out, C_in)
     gram = spec.mH @ spec if spec.shape[-1] <= spec.shape[-2] else spec @ spec.mH
-    return float(torch.linalg.eigvalsh(gram).amax().clamp_min(0.0).sqrt())
+    norm = float(torch.linalg.eigvalsh(gram).amax().clamp_min(0.0).sqrt())
+    return round_up(norm, h * w + kernel.shape[0] + kernel.shape[1])
 
 
 def crop_to_reach(kernel: Tensor, input_size: tuple[int, int]) -> Tensor:
@@ -290,14 +338,18 @@ def same_conv_operator_norm(kernel: Tensor, input_size: tuple[int, int], padding
     taps that never meet the image and frequencies the image cannot hold, this is what the layer
     is. Larger operators: the FFT bound of :func:`conv_operator_norm` on the taps that can meet
     the image (:func:`crop_to_reach`). Only for "same" padding: a plain convolution that pads more
-    is not a restriction of this operator. Returns a float in the units of ``kernel``.
+    is not a restriction of this operator. Both rounded up (:func:`round_up`; for the matrix,
+    :math:`n` = its larger dimension plus the taps summed into an entry). Returns a float in the
+    units of ``kernel``.
     """
     if padding_mode == "circular":
         return conv_operator_norm(kernel, input_size, padding_mode="circular")
     h, w = int(input_size[0]), int(input_size[1])
     k64 = kernel.detach().to(torch.float64)
     if kernel.shape[0] * kernel.shape[1] * (h * w) ** 2 <= EXACT_MATRIX_ENTRIES:
-        return float(torch.linalg.matrix_norm(conv_matrix(k64, (h, w), "zeros"), ord=2))
+        norm = float(torch.linalg.matrix_norm(conv_matrix(k64, (h, w), "zeros"), ord=2))
+        size = max(kernel.shape[0], kernel.shape[1]) * h * w + kernel.shape[-2] * kernel.shape[-1]
+        return round_up(norm, size)
     return conv_operator_norm(crop_to_reach(k64, (h, w)), (h, w), padding_mode="zeros")
 
 
@@ -550,9 +602,9 @@ def residual_sdp_bound(rho: float) -> float:
     :math:`G \preceq \rho T`, so with :math:`T' = \rho T` the block
     :math:`h'(x) = x - 2 W T'^{-1} \sigma(W^\top x + b)` is 1-Lipschitz and
     :math:`h = (1 - \rho)\,\mathrm{id} + \rho h'`, whence
-    :math:`\mathrm{Lip}(h) \le |1 - \rho| + \rho = 2\rho - 1`.
+    :math:`\mathrm{Lip}(h) \le |1 - \rho| + \rho = 2\rho - 1` (rounded up by one operation).
     """
     rho = float(rho)
     if not rho >= 0.0:
         raise ValueError(f"residual_sdp_bound: rho must be a non-negative number; got {rho!r}")
-    return max(1.0, 2.0 * rho - 1.0)
+    return 1.0 if rho <= 1.0 else round_up(2.0 * rho - 1.0, 1)

@@ -31,3 +31,13 @@ def train_steps(layer: nn.Module, cin: int, cout: int, steps: int = 3, lr: float
         loss.backward()
         opt.step()
     return layer
+
+
+def certifies_exactly(cert: float, reference: float, n: int, tol: float = 0.0) -> bool:
+    """A certificate of an operator whose exact norm ``reference`` is known (a float64 SVD of its
+    Jacobian or matrix): never below it, above it by at most the rounding margin of a computation of
+    size ``n`` (:func:`critics.norms.rounding_margin`) plus ``tol`` relative (the reference's own
+    rounding, or the looseness a test states)."""
+    from critics.norms import rounding_margin
+
+    return reference <= cert <= reference * (1 + rounding_margin(n) + tol) + 1e-300

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from wdist.bench import contention, startup
+from wdist.bench._runs import exported_commit, tree_option
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy" / "translation-2d.yaml")
@@ -40,7 +41,7 @@ def test_settings() -> None:
     assert contention.setting_args("1", 2)[0] == ["--train.threads", "1"]
     with pytest.raises(ValueError, match="unknown setting"):
         contention.setting_args("fast", 2)
-    with pytest.raises(ValueError, match="--before-tree"):
+    with pytest.raises(ValueError, match="--before-tree DIR or --before-commit REV"):
         contention.setting_args("tree", 2)
     label = "before, as it was: the default of the source tree /tmp/old"
     assert contention.setting_args("tree", 2, "/tmp/old") == ([], {}, label)
@@ -49,6 +50,33 @@ def test_settings() -> None:
 def test_a_before_tree_must_be_a_source_tree(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no wdist/cli.py"):
         contention.run_contention(["default"], [0], 1, before_tree=str(tmp_path))
+
+
+def test_a_commit_is_exported_into_a_temporary_folder_and_removed_after() -> None:
+    with exported_commit("HEAD") as folder:
+        tree = Path(folder)
+        assert (tree / "wdist" / "cli.py").is_file() and (tree / "critics" / "certificates.py").is_file()
+        assert not (tree / ".git").exists()  # an export, not a clone
+    assert not tree.exists()
+
+
+def test_an_unknown_commit_or_two_trees_are_named() -> None:
+    with pytest.raises(ValueError, match="'no-such-commit-x' cannot be exported"):
+        with exported_commit("no-such-commit-x"):
+            pass
+    with pytest.raises(ValueError, match="--before-tree / --before-commit: give a folder or a commit, not both"):
+        with tree_option("/some/dir", "HEAD", "--before-tree / --before-commit"):
+            pass
+    with tree_option("/some/dir", None, "--tree / --tree-commit") as folder:
+        assert folder == "/some/dir"
+
+
+@pytest.mark.parametrize("bench", ["contention", "startup"])
+def test_a_commit_the_checkout_lacks_is_exit_2(bench: str, capsys) -> None:
+    option = "--before-commit" if bench == "contention" else "--tree-commit"
+    code = (contention if bench == "contention" else startup).cli([option, "no-such-commit-x", "--repeats", "1"])
+    assert code == 2
+    assert "'no-such-commit-x' cannot be exported" in capsys.readouterr().err
 
 
 def _run(setting: str, competitors: int, wall: float, train: float | None, threads: int = 1) -> dict:

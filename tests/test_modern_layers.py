@@ -14,7 +14,7 @@ from torch import nn
 
 from critics.layers import AOCConv2d, AOLConv2d, CayleyConv2d, CPLConv2d, SLLConv2d
 from critics.layers.sll import hidden_gram_abs_sums
-from critics.norms import polyphase_kernel, residual_sdp_bound, strided_conv_operator_norm
+from critics.norms import polyphase_kernel, residual_sdp_bound, round_up, strided_conv_operator_norm
 
 ROUNDING = 1e-10  # float64
 F64 = {"dtype": torch.float64}
@@ -85,7 +85,8 @@ def test_residual_blocks_jacobian_and_certificate(name: str, device: torch.devic
     layer = trained(RESIDUAL[name](device=device, **F64), steps=5, lr=0.1).eval()
     c = layer.in_channels
     cert = layer.lipschitz_bound((c, N, N))
-    assert layer.sdp_ratio((c, N, N)) <= 1 + 1e-9 and cert == 1.0  # the condition holds by construction
+    # the condition holds by construction: 1 up to the certificate's rounding margin
+    assert layer.sdp_ratio((c, N, N)) <= 1 + 1e-9 and 1.0 <= cert <= 1 + 1e-12
     for _ in range(3):  # several activation patterns
         x = torch.randn(c, N, N, device=device, **F64) + 0.3 * torch.randn(c, 1, 1, device=device, **F64)
         s = float(torch.linalg.svdvals(jacobian_at(layer, x)).max())
@@ -113,7 +114,7 @@ def test_violated_sdp_condition_is_detected_and_still_certified(device: torch.de
 
 def test_residual_sdp_bound_formula() -> None:
     assert residual_sdp_bound(0.0) == 1.0 and residual_sdp_bound(1.0) == 1.0
-    assert residual_sdp_bound(1.5) == 2.0
+    assert 2.0 < residual_sdp_bound(1.5) <= round_up(2.0, 1)  # 2 rho - 1, rounded up
     with pytest.raises(ValueError, match="rho"):
         residual_sdp_bound(float("nan"))
 

@@ -215,13 +215,38 @@ WDIST_RUN = [c for c in SEGMENTS if classify(c)[0] == "run"]
 WDIST_FAIL = [c for c in SEGMENTS if classify(c)[0] in ("fails", "needs-data", "needs-gpu")]
 
 
+#: Options whose value the tests move under the test's own temporary folder (written, never read).
+REDIRECTED = ("--out", "--resume", "--json")
+#: Options naming a commit of this repository, exported by the command itself into a temporary folder.
+COMMIT_OPTIONS = ("--before-commit", "--tree-commit")
+
+
 def _redirect(tokens: list[str], tmp: Path) -> list[str]:
     """Move --out / --resume folders and --json files (relative in the README) under ``tmp``."""
     out = list(tokens)
-    for opt in ("--out", "--resume", "--json"):
+    for opt in REDIRECTED:
         if opt in out:
             i = out.index(opt) + 1
             out[i] = str(tmp / out[i].lstrip("/"))  # absolute ones too (/shared/runs/...)
+    return out
+
+
+def _has_commit(commit: str) -> bool:
+    """Whether this clone holds ``commit`` (a shallow clone may not)."""
+    probe = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def _available_commits(tokens: list[str]) -> list[str]:
+    """The command with each commit option kept when this clone has the commit, else replaced by
+    ``HEAD`` (the same export path, run on a commit every clone has; a shallow CI clone lacks
+    history)."""
+    out = list(tokens)
+    for opt in COMMIT_OPTIONS:
+        if opt in out:
+            i = out.index(opt) + 1
+            if not _has_commit(out[i]):
+                out[i] = "HEAD"
     return out
 
 
@@ -258,6 +283,16 @@ def test_setup_commands_are_what_ci_runs() -> None:
     assert "pip install -e '.[test]'" in ci
 
 
+def test_no_readme_command_reads_a_path_outside_the_clone() -> None:
+    """Every absolute path in a README command is an output the tests move into their own folder;
+    nothing may need a folder an earlier run left behind (``/tmp/...``)."""
+    for command in SEGMENTS:
+        tokens = _strip_env(shlex.split(command))
+        for i, tok in enumerate(tokens):
+            if tok.startswith("/") or tok.startswith("~"):
+                assert i > 0 and tokens[i - 1] in REDIRECTED, f"{command!r} reads {tok!r}, outside the clone"
+
+
 def test_console_script_entry_point() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^wdist = "wdist\.cli:main"$', text, flags=re.M), "README's `wdist` is wdist.cli:main"
@@ -268,7 +303,7 @@ def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.Mo
     from wdist.cli import main
 
     monkeypatch.chdir(ROOT)
-    tokens = _redirect(shlex.split(command), tmp_path)
+    tokens = _available_commits(_redirect(shlex.split(command), tmp_path))
     sub = tokens[1]
     if sub == "estimate":
         argv = tokens[1:] + FAST_ESTIMATE

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
-from critics.norms import fold_kernel
+from critics.norms import fold_kernel, round_up
 
 __all__ = ["CayleyConv2d", "cayley_spectrum"]
 
@@ -156,10 +156,12 @@ class CayleyConv2d(LipschitzConv2d):
         return y if self.bias is None else y + self.bias.to(x.dtype)[:, None, None]
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
-        """Largest singular value, in float64, of the per-frequency matrices used on ``input_shape``."""
+        """Largest singular value, in float64, of the per-frequency matrices used on ``input_shape``,
+        rounded up (:func:`~critics.norms.round_up`, :math:`n` = the matrices' larger dimension)."""
         with torch.no_grad():
             q = self.spectrum(self._spatial(input_shape))
-        return float(torch.linalg.matrix_norm(q.to(torch.complex128), ord=2).max())
+        norm = float(torch.linalg.matrix_norm(q.to(torch.complex128), ord=2).max())
+        return round_up(norm, max(q.shape[-2:]))
 
     def export(self) -> nn.Conv2d:
         r"""A plain circular ``nn.Conv2d`` with an :math:`H \times W` kernel computing the eval-mode layer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from critics.certificates import certificate_report
+from critics.norms import round_up
 
 __all__ = ["Residual"]
 
@@ -34,5 +35,5 @@ class Residual(nn.Module):
         return x + self.branch(x)
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
-        """``1 + certify(branch)`` on inputs of ``input_shape``."""
-        return 1.0 + certificate_report(self.branch, input_shape).total
+        """``1 + certify(branch)`` on inputs of ``input_shape``, the sum rounded up."""
+        return round_up(1.0 + certificate_report(self.branch, input_shape).total, 1)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from critics._checks import check_int
 from critics.layers.conv_base import LipschitzConv2d
 from critics.layers.residual import Residual
-from critics.norms import conv_operator_norm, residual_sdp_bound
+from critics.norms import conv_operator_norm, residual_sdp_bound, round_up
 
 __all__ = ["SLLConv2d", "hidden_gram_abs_sums"]
 
@@ -170,7 +170,8 @@ class SLLConv2d(LipschitzConv2d):
         with torch.no_grad():
             kernel, t = self.unpack(self.weight)
         scaled = kernel.detach().to(torch.float64) / t.detach().to(torch.float64).sqrt()[:, None, None, None]
-        return conv_operator_norm(scaled, self._spatial(input_shape), padding_mode="zeros") ** 2
+        # the norm is rounded up; its square and the scaling above add two roundings
+        return round_up(conv_operator_norm(scaled, self._spatial(input_shape), padding_mode="zeros") ** 2, 2)
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """``max(1, 2 rho - 1)`` with ``rho`` = :meth:`sdp_ratio` (see :func:`~critics.norms.residual_sdp_bound`)."""

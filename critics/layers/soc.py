@@ -11,7 +11,13 @@ from torch import Tensor, nn
 
 from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
-from critics.norms import conv_grid_norm_bound, conv_operator_norm, crop_to_reach, reshaped_kernel_norm_bound
+from critics.norms import (
+    conv_grid_norm_bound,
+    conv_operator_norm,
+    crop_to_reach,
+    reshaped_kernel_norm_bound,
+    round_up,
+)
 from critics.ortho import OrthoConfig, resolve
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
@@ -28,7 +34,14 @@ def skew_symmetric_kernel(w: Tensor) -> Tensor:
 
 
 def exp_tail_bound(s: float, terms: int) -> float:
-    r""":math:`\sum_{i \ge \text{terms}} s^i / i!` in float64, summed term by term (no cancellation)."""
+    r""":math:`\sum_{i \ge \text{terms}} s^i / i!` in float64, summed term by term (no cancellation),
+    rounded up (:func:`~critics.norms.round_up`, :math:`n` = the operations performed: each adds at
+    most one rounding of relative size :math:`\varepsilon / 2` to a sum of positive terms).
+
+    The sum stops when a term falls below :math:`10^{-17}` of the total; with :math:`s \le 2`
+    (``max_norm`` <= 2) that happens well past :math:`i = 3`, where successive terms shrink by
+    :math:`s / (i + 1) \le 1/2`, so the terms left out add up to at most twice that term:
+    :math:`2 \cdot 10^{-17}` of the total, below the margin."""
     s = float(s)
     term = 1.0
     for i in range(1, terms + 1):
@@ -38,7 +51,7 @@ def exp_tail_bound(s: float, terms: int) -> float:
         total += term
         i += 1
         term *= s / i
-    return total
+    return round_up(total, 2 * i)
 
 
 def _check_input_size(input_size: object) -> tuple[int, int] | None:
@@ -340,14 +353,16 @@ class SOCConv2d(LipschitzConv2d):
             s_reshaped = reshaped_kernel_norm_bound(kernel, gram_iters=self.ortho.gram_iters, reshapings="T")
         # zero padding: only the taps that can meet the image change the operator (small grids)
         reach = kernel if self.padding_mode == "circular" else crop_to_reach(kernel, spatial)
-        s_fft = conv_operator_norm(reach, spatial, padding_mode=self.padding_mode)
-        # s_reshaped is computed in the parameter dtype; inflate it by a rounding margin.
-        eps = torch.finfo(kernel.dtype).eps
-        return min(float(s_reshaped) * (1 + 64 * eps), s_fft)
+        s_fft = conv_operator_norm(reach, spatial, padding_mode=self.padding_mode)  # rounded up
+        # s_reshaped is a Gram iteration in the parameter dtype: rounded up by that dtype's margin
+        # for a matrix of its size (each squaring's relative error is halved again by its root).
+        size = kernel.shape[0] + kernel.shape[1] * kernel.shape[-2] * kernel.shape[-1]
+        return min(round_up(float(s_reshaped), size, kernel.dtype), s_fft)
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
-        """:math:`1 + \\sum_{i \\ge \\text{terms}} s^i/i!` for the current mode's number of terms."""
-        return 1.0 + exp_tail_bound(self.operator_norm_bound(input_shape), self.terms)
+        """:math:`1 + \\sum_{i \\ge \\text{terms}} s^i/i!` for the current mode's number of terms, rounded up."""
+        tail = exp_tail_bound(self.operator_norm_bound(input_shape), self.terms)
+        return 1.0 if tail == 0.0 else round_up(1.0 + tail, 1)
 
     def extra_repr(self) -> str:
         grid = "" if self.input_size is None else f", input_size={self.input_size}"

@@ -8,20 +8,35 @@ The runs' environment drops the variables that would decide their threads for th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 import resource
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 from wdist.cores import available_cores
 
-__all__ = ["Timed", "run_env", "run_timed", "wdist_argv", "median_or_none", "machine_text", "load_text"]
+__all__ = [
+    "Timed",
+    "run_env",
+    "run_timed",
+    "wdist_argv",
+    "median_or_none",
+    "machine_text",
+    "load_text",
+    "source_checkout",
+    "exported_commit",
+    "tree_option",
+]
 
 #: Variables removed from the runs' environment: each would fix a run's thread count or
 #: OpenMP wait policy from outside.
@@ -100,3 +115,61 @@ def load_text() -> str:
     except OSError:
         return "unknown"
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def source_checkout() -> Path:
+    """The git checkout the running ``wdist`` package was imported from (its top folder).
+
+    Raises ``ValueError`` naming the folder when that is not inside a git repository (e.g. a
+    wheel installed into site-packages)."""
+    here = Path(__file__).resolve().parents[1]
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=60
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ValueError(f"cannot run git to export a commit of {here}: {err}") from None
+    if top.returncode != 0:
+        raise ValueError(
+            f"the wdist package at {here} is not in a git checkout, so no commit can be exported from it; "
+            "export the tree yourself (git archive COMMIT | tar -x -C DIR) and pass it as a tree folder"
+        )
+    return Path(top.stdout.strip())
+
+
+@contextlib.contextmanager
+def exported_commit(commit: str) -> Iterator[str]:
+    """A temporary folder holding ``git archive COMMIT`` of :func:`source_checkout`, removed on exit.
+
+    The folder lives under the system's temporary folder (``TMPDIR``), so a benchmark that compares
+    with an earlier commit needs nothing prepared outside the clone. ``ValueError`` names the commit
+    when the checkout does not have it (a shallow clone, a typo)."""
+    repo = source_checkout()
+    proc = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", str(commit)], capture_output=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = lines[-1] if lines else "git failed"
+        raise ValueError(
+            f"commit {commit!r} cannot be exported from the checkout {repo} ({reason}); "
+            "expected a commit of that repository (in a shallow clone, fetch its history first: git fetch --unshallow)"
+        )
+    with tempfile.TemporaryDirectory(prefix=f"wdist-tree-{commit}-") as folder:
+        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
+            archive.extractall(folder, filter="data")
+        if not (Path(folder) / "wdist" / "cli.py").is_file():
+            raise ValueError(f"commit {commit!r} of {repo} has no wdist/cli.py: expected a commit of wdist")
+        yield folder
+
+
+@contextlib.contextmanager
+def tree_option(folder: Optional[str], commit: Optional[str], names: str) -> Iterator[Optional[str]]:
+    """The source tree a benchmark option names: ``folder`` as given, or ``commit`` exported for the
+    duration of the block (:func:`exported_commit`), or ``None``; both given is a ``ValueError``
+    naming the two options (``names``, e.g. ``"--before-tree / --before-commit"``)."""
+    if folder is not None and commit is not None:
+        raise ValueError(f"{names}: give a folder or a commit, not both (got {folder!r} and {commit!r})")
+    if commit is None:
+        yield folder
+        return
+    with exported_commit(commit) as exported:
+        yield exported

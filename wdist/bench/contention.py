@@ -9,9 +9,10 @@ offline default job, ``configs/digits/default.yaml``), timed from the outside; i
              line sets by default);
 ``before``   the behaviour before the thread policy: torch's own default thread count and
              OpenMP's own (spinning) wait policy (``WDIST_OPENMP_DEFAULTS=1``).
-``tree``     the default job of the source tree given with ``--before-tree DIR`` (e.g. ``git
-             archive`` of the commit before the thread policy, unpacked in DIR), started in DIR:
-             the code as it was, measured in the same repeats as the code under test.
+``tree``     the default job of an earlier source tree, started in it: ``--before-commit REV``
+             exports commit REV of this checkout into a temporary folder for the run (e.g. the
+             commit before the thread policy), ``--before-tree DIR`` takes a folder already
+             unpacked; the code as it was, measured in the same repeats as the code under test.
 
 Competing processes are ``python -c "while True: pass"`` (one busy core each), started by the
 benchmark before a block of runs and killed after it. For each repeat, each competing count runs
@@ -22,9 +23,9 @@ and each setting's wall time with competition divided by its own idle wall time.
 
 The runs' environment drops ``OMP_NUM_THREADS``, ``OMP_WAIT_POLICY`` and the like. The timings
 only mean something on an otherwise idle machine: the table states the load average before and
-after. ``--tree DIR`` runs every setting with the command line of another source tree instead
-(there only ``default`` makes sense); ``--before-tree DIR`` adds that tree as the setting ``tree``
-beside the code under test.
+after. ``--tree DIR`` (or ``--tree-commit REV``) runs every setting with the command line of another
+source tree instead (there only ``default`` makes sense); ``--before-tree DIR`` (or
+``--before-commit REV``) adds that tree as the setting ``tree`` beside the code under test.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, wdist_argv
+from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, tree_option, wdist_argv
 from wdist.cores import OPENMP_DEFAULTS_ENV
 
 __all__ = ["cli", "run_contention", "format_table", "setting_args", "torch_default_threads", "Competitors"]
@@ -87,7 +88,9 @@ def setting_args(
         return [], {}, "default (thread policy)"
     if setting == "tree":
         if before_tree is None:
-            raise ValueError("the setting 'tree' needs --before-tree DIR (the source tree to measure)")
+            raise ValueError(
+                "the setting 'tree' needs --before-tree DIR or --before-commit REV (the source tree to measure)"
+            )
         return [], {}, f"before, as it was: the default of the source tree {before_tree}"
     if setting == "before":
         label = f"before: {before_threads} threads (torch's default), OpenMP's default wait policy"
@@ -216,6 +219,9 @@ def format_table(record: dict[str, Any], command: str = "") -> str:
         lines.append(f"* estimate arguments: `{' '.join(record['estimate_args'])}`")
     if record.get("tree"):
         lines.append(f"* command line of the source tree {record['tree']}")
+    for key, what in (("tree_commit", "every setting"), ("before_commit", "the setting `tree`")):
+        if record.get(key):
+            lines.append(f"* {what}: commit {record[key]} of this checkout, exported into a temporary folder")
     if command:
         lines.append(f"* command: `{command}`")
     return "\n".join(lines)
@@ -238,22 +244,33 @@ def cli(argv: Sequence[str]) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
     ap.add_argument("--tree", default=None, help="run the command line of this source tree instead")
+    ap.add_argument("--tree-commit", default=None, help="as --tree, for this commit of the checkout (exported)")
     ap.add_argument(
         "--before-tree", default=None, help="also run this source tree's default job (the setting 'tree'; added)"
     )
+    ap.add_argument(
+        "--before-commit",
+        default=None,
+        help="as --before-tree, for this commit of the checkout (exported into a temporary folder, removed after)",
+    )
     ap.add_argument("--json", default=None, help="also write every run and the settings to this JSON file")
     args = ap.parse_args(argv)
-    if args.before_tree is not None and "tree" not in args.settings:
+    if (args.before_tree is not None or args.before_commit is not None) and "tree" not in args.settings:
         args.settings = [*args.settings, "tree"]
     if args.repeats < 1 or any(c < 0 for c in args.competitors):
         print("wdist bench contention: error: --repeats must be >= 1 and --competitors >= 0.", file=sys.stderr)
         return 2
     try:
-        record = run_contention(
-            args.settings, args.competitors, args.repeats, estimate_args, tree=args.tree,
-            before_tree=args.before_tree, timeout_s=args.timeout,
-            log=lambda s: print(s, file=sys.stderr, flush=True),
-        )  # fmt: skip
+        with (
+            tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree,
+            tree_option(args.before_tree, args.before_commit, "--before-tree / --before-commit") as before_tree,
+        ):
+            record = run_contention(
+                args.settings, args.competitors, args.repeats, estimate_args, tree=tree,
+                before_tree=before_tree, timeout_s=args.timeout,
+                log=lambda s: print(s, file=sys.stderr, flush=True),
+            )  # fmt: skip
+        record["tree_commit"], record["before_commit"] = args.tree_commit, args.before_commit
     except ValueError as err:
         print(f"wdist bench contention: error: {err}", file=sys.stderr)
         return 2

@@ -18,10 +18,10 @@ exact-OT reference and its floor (``eval.ot_samples`` per side), the empirical L
 (``eval.empirical_lipschitz_samples`` held-out points of each side and as many interpolates, on a
 freshly built critic: the same cost as on the trained one) and the bound-curve plot.
 
-``--tree DIR`` runs the command lines of another source tree (e.g. an export of an earlier commit:
-``mkdir DIR && git archive COMMIT | tar -x -C DIR``), started in DIR (relative paths in the
-estimate arguments are then read from there); the in-process parts are then skipped, as they
-would measure this tree.
+``--tree DIR`` runs the command lines of another source tree, started in DIR (relative paths in
+the estimate arguments are then read from there); ``--tree-commit REV`` does the same for commit
+REV of this checkout, exported into a temporary folder for the run and removed after. The
+in-process parts are then skipped, as they would measure this tree.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from critics.empirical import empirical_lipschitz
-from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, wdist_argv
+from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, tree_option, wdist_argv
 from wdist.config import resolve_config
 from wdist.pipeline import build_critic
 from wdist.plots import plot_bound_curve
@@ -195,6 +195,8 @@ def _notes(record: dict[str, Any], which: str) -> list[str]:
         lines.append(f"* {which}estimate arguments: `{' '.join(record['estimate_args'])}`")
     if record.get("tree"):
         lines.append(f"* {which}command lines of the source tree {record['tree']} (in-process parts not measured)")
+    if record.get("tree_commit"):
+        lines.append(f"* {which}that tree is commit {record['tree_commit']} of this checkout, exported")
     return lines
 
 
@@ -233,6 +235,11 @@ def cli(argv: Sequence[str]) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
     ap.add_argument("--tree", default=None, help="run the command lines of this source tree instead")
+    ap.add_argument(
+        "--tree-commit",
+        default=None,
+        help="as --tree, for this commit of the checkout (exported into a temporary folder)",
+    )
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument(
         "--compare", default=None, metavar="JSON", help="an earlier run's --json file: print its figures beside these"
@@ -248,7 +255,13 @@ def cli(argv: Sequence[str]) -> int:
         except (OSError, ValueError) as err:
             print(f"wdist bench startup: error: --compare {args.compare!r}: {err}", file=sys.stderr)
             return 2
-    record = run_startup(args.repeats, estimate_args, tree=args.tree, timeout_s=args.timeout)
+    try:
+        with tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree:
+            record = run_startup(args.repeats, estimate_args, tree=tree, timeout_s=args.timeout)
+    except ValueError as err:
+        print(f"wdist bench startup: error: {err}", file=sys.stderr)
+        return 2
+    record["tree_commit"] = args.tree_commit
     command = "wdist bench startup " + " ".join(list(argv) + (["--", *estimate_args] if estimate_args else []))
     print(format_table(record, command.strip(), before))
     if args.json:
