@@ -98,14 +98,20 @@ def _quiet_lightning() -> None:
 
 
 def build_critic(cfg: EstimateConfig, shape: tuple[int, ...]) -> nn.Module:
-    """The configured critic for inputs of ``shape`` (a bad option names ``critic.options``)."""
+    """The configured critic for inputs of ``shape`` (a bad option names ``critic.options``), checked
+    to be certifiable before any training (a module no certificate rule describes is named)."""
     try:
-        return critics.build(cfg.critic.name, shape, **cfg.critic.options)
+        critic = critics.build(cfg.critic.name, shape, **cfg.critic.options)
     except (ValueError, TypeError) as err:
         raise ConfigError(
             f"Invalid configuration: critic {cfg.critic.name!r} could not be built with critic.options="
             f"{dict(cfg.critic.options)!r} for inputs of shape {shape}: {err}"
         ) from None
+    try:
+        critics.certificate_report(critic, shape)
+    except critics.CertificationError as err:
+        raise ConfigError(f"Invalid configuration: critic {cfg.critic.name!r} cannot be certified: {err}") from None
+    return critic
 
 
 @dataclass
