@@ -295,6 +295,7 @@ def _precision_text(precision: Any) -> str:
 def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunRecord:
     cfg, p = run.cfg, run.sides.p
     clock = next(cb for cb in trainer.callbacks if isinstance(cb, TrainClock))
+    ranges = run.system.range_records()
     return RunRecord(
         critic=cfg.critic.name, loss=run.system.train_cfg.loss, p=p.describe(), q=run.sides.q.describe(),
         shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
@@ -303,7 +304,10 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
         precision=_precision_text(trainer.precision), precision_requested=_precision_text(cfg.trainer.precision),
         loss_default=critics.default_loss(cfg.critic.name),
         segments=clock.segments, threads=run.threads.record(),
-        generators={side: src.record() for side, src in (("p", p), ("q", run.sides.q)) if isinstance(src, Generator)},
+        generators={
+            side: {**src.record(), **({"range_check": ranges[side]} if side in ranges else {})}
+            for side, src in (("p", p), ("q", run.sides.q)) if isinstance(src, Generator)
+        },
     )  # fmt: skip
 
 
@@ -440,6 +444,7 @@ def estimate(
             run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size,
             trainer.strategy.root_device,
         )  # fmt: skip
+    run.system.count_evaluated_draws("the samples of the exact-OT references")
     result = Result.from_evaluation(
         last, _run_record(run, trainer, resolved), run.system.evaluations, refs,
         run.sides.exact_w1, run.sides.exact_w1_method, emp,

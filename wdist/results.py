@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation
 from wdist.files import atomic_write_text
 from wdist.references import References
-from wdist.report import domain_text, format_rows
+from wdist.report import domain_text, format_rows, range_note, range_text
 
 __all__ = [
     "Result",
@@ -72,9 +72,11 @@ class RunRecord:
 def run_notes(run: RunRecord) -> list[str]:
     """Sentences on where what ran differs from what was asked or from the usual: the precision
     Lightning fell back to, a loss other than the critic family's own, a generator with random
-    weights."""
+    weights, a generator whose values were clamped into its declared range."""
     notes = []
     for side, gen in sorted(run.generators.items()):
+        if "range_check" in gen:
+            notes += range_note(side, gen["range_check"])
         if gen.get("random_weights"):
             notes.append(
                 f"{side.upper()} is generator {gen.get('name')!r} RANDOMLY INITIALISED (random_weights: true): no "
@@ -287,9 +289,13 @@ class Result:
         conf = self.ci.get("confidence", 0.95)
         lo, hi = self.ci.get("lower_bound_lo"), self.ci.get("lower_bound_hi")
         bound_label = "W1 lower bound (certified)" if self.certified else "estimate / certificate (a bound, loose)"
-        rows = [
-            ("P", self.p),
-            ("Q", self.q),
+        rows = [("P", self.p), ("Q", self.q)]
+        rows += [
+            (f"{side.upper()} output range", range_text(gen["range_check"]))
+            for side, gen in sorted(self.generators.items())
+            if "range_check" in gen
+        ]
+        rows += [
             ("domain", domain_text(self.shape, self.domain)),
             (
                 "critic",
