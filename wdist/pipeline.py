@@ -28,7 +28,7 @@ from torch import nn
 import critics
 from critics.empirical import empirical_lipschitz
 from wdist._version import __version__
-from wdist.callbacks import AtomicCheckpointIO, BoundProgressBar, GracefulStop, StepCheckpoint, TrainClock
+from wdist.callbacks import AtomicCheckpointIO, GracefulStop, StepCheckpoint, TrainClock, progress_callback
 from wdist.config import ConfigError, EstimateConfig, Sides, config_dict, resolve_config
 from wdist.data import PairDataModule
 from wdist.evaluation import Evaluation
@@ -200,7 +200,7 @@ def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], 
 def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Callback]) -> list[Callback]:
     cbs: list[Callback] = [*extra, TrainClock(_segment_settings(cfg)), GracefulStop(out_dir)]
     if cfg.trainer.enable_progress_bar:
-        cbs.append(BoundProgressBar())
+        cbs.append(progress_callback())  # a bar in a terminal, a line per evaluation in a log
     if out_dir is not None and cfg.train.checkpoint_every:
         cbs.append(
             StepCheckpoint(
