@@ -1,6 +1,6 @@
 """A generator's outputs against its declared output_range: counted on every draw, never clamped unsaid.
 
-The issue's two mis-declared generators (a tanh network declared [0, 1]; a network without a final
+Two mis-declared generators (a tanh network declared [0, 1]; a network without a final
 tanh, reaching beyond +-2, declared [-1, 1]) go through ``wdist estimate`` as a user's ``python:``
 generator and must exit with status 2 naming the observed and the declared range, before anything
 is written. A generator whose values leave the range rarely (under the limit) finishes, and the

@@ -79,5 +79,5 @@ def test_a_terminal_keeps_the_bar() -> None:
         os.close(master)
     text = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0, text[-3000:]
-    assert "it/s" in text and "\r" in text and "W1>=" in text  # tqdm's bar, with the bound
+    assert "it/s" in text and "\r" in text and "W1>=" in text and "train/gap" in text  # the bar, bound and gap
     assert not any(LINE.match(line.strip()) for line in text.splitlines())

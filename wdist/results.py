@@ -9,6 +9,9 @@
 * ``exact_w1``: a closed form (toys) or ``None``;
 * ``empirical_ot_w1``: exact OT between finite samples, an upper reference biased upwards, with
   ``empirical_ot_floor`` (P against a disjoint sample of P) beside it;
+* ``generators``: what each generator side sampled, with ``range_check``: its outputs counted
+  against its declared ``output_range`` (values outside, observed range, mean distance the clamp
+  into the domain moved a sample; :mod:`wdist.sources.ranges`);
 * ``train_lower_bound`` / ``train_ci95``: the same statistic on items the critic was trained on,
   *not* a bound: with ``generalisation_gap``, ``limited_by`` and ``diagnosis`` it says whether the
   held-out bound is limited by generalisation or by optimisation/capacity.
