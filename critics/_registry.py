@@ -22,6 +22,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from critics.rules import wdist_hook
+
 _CRITICS: dict[str, Callable[..., nn.Module]] = {}
 _LOSSES: dict[str, str] = {}
 
@@ -101,7 +103,7 @@ def build(name: str, input_shape: tuple[int, ...] | list[int], **options: Any) -
         )
     kwargs = {k: v for k, v in options.items() if v is not None}
     model = fn(shape, **kwargs)
-    model.register_forward_pre_hook(functools.partial(_check_input_shape, name, shape))
+    model.register_forward_pre_hook(wdist_hook(functools.partial(_check_input_shape, name, shape)))
     return model
 
 

@@ -15,6 +15,7 @@ from torch.nn.utils import parametrize
 
 from critics.functional import bjorck_orthonormalize
 from critics.ortho import OrthoConfig, resolve
+from critics.rules import register_parametrization
 
 __all__ = ["BjorckOrthonormal", "remove_bjorck"]
 
@@ -98,6 +99,9 @@ class BjorckOrthonormal(nn.Module):
                 self.cached_weight = self._orthonormalize(w.detach())
             self._cache_key = key
         return self.cached_weight
+
+
+register_parametrization(BjorckOrthonormal, user_asserted=False)
 
 
 def remove_bjorck(module: nn.Module, name: str = "weight") -> nn.Module:

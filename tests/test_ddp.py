@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -64,6 +65,15 @@ N_EVAL = 1001  # held-out P samples
 N_EVAL_Q = 1500  # held-out Q samples (more than P: independent samples of unequal sizes)
 
 
+DDP_ARGS = [
+    "--quiet", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+    "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "20",
+    "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.n_eval_q", str(N_EVAL_Q),
+    "--eval.batch_size", "128",
+    "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
+]  # fmt: skip
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", WANDB_MODE="offline")
@@ -78,15 +88,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     marks.mkdir()
     driver = root / "driver.py"
     driver.write_text(DRIVER)
-    cmd = [
-        sys.executable, str(driver), str(marks),
-        "estimate", "--config", str(TOY), "--out", str(out), "--quiet",
-        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-        "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "20",
-        "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.n_eval_q", str(N_EVAL_Q),
-        "--eval.batch_size", "128",
-        "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
-    ]  # fmt: skip
+    cmd = [sys.executable, str(driver), str(marks), "estimate", "--config", str(TOY), "--out", str(out), *DDP_ARGS]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"DDP run failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -224,3 +226,102 @@ def test_training_streams_are_rank_distinct_and_restartable() -> None:
     rank0 = TrainingStream(g, g, 8, seed=3, rank=0)
     assert torch.equal(dm.train_items.p, torch.cat([zp0, rank0.batch(1)[0]]))
     assert torch.equal(dm.train_items.q, torch.cat([zq0, rank0.batch(1)[1]]))
+
+
+# -- a scheduler's SIGTERM / SIGINT under DDP ----------------------------------------------------------
+
+# The real CLI on every rank, slowed by a sleep after each step so that the signal lands mid-training;
+# each rank writes its pid once it has trained a step (GracefulStop's handlers are then in place) and,
+# at exit, its exit status.
+SIGNAL_DRIVER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+
+    import pytorch_lightning as pl
+    import wdist.pipeline
+    from wdist import cli
+
+    E = sys.modules["wdist.pipeline"]
+    marks = Path(sys.argv[1])
+    rank = os.environ.get("LOCAL_RANK", "0")
+
+    class Slow(pl.Callback):
+        def on_train_batch_end(self, trainer, *args, **kwargs):
+            (marks / f"pid{rank}").write_text(str(os.getpid()))
+            time.sleep(0.3)
+
+    _estimate = E.estimate
+    E.estimate = lambda *a, **k: _estimate(*a, **{**k, "callbacks": [Slow()]})
+    rc = cli.main(sys.argv[2:])
+    (marks / f"rank{rank}.json").write_text(json.dumps({"rc": rc}))
+    sys.exit(rc)
+    """
+)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None or path.name.startswith("rank"), f"the run ended early:\n{proc.communicate()}"
+        assert time.time() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "signum,to_every_rank",
+    [(signal.SIGTERM, True), (signal.SIGINT, False)],
+    ids=["SIGTERM-to-every-rank", "SIGINT-to-the-launcher-alone"],
+)
+def test_a_signal_stops_every_rank_with_a_checkpoint_and_resume_finishes(
+    ddp_run: Path, tmp_path: Path, signum: signal.Signals, to_every_rank: bool
+) -> None:
+    """A scheduler's stop under DDP (2 gloo processes): every rank stops after the same step with the
+    signal's exit code, rank 0 saves a resumable checkpoint and no result.json is written; a
+    ``--resume`` (again on 2 processes) then reports exactly the uninterrupted run's numbers."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(SIGNAL_DRIVER)
+    cmd = [sys.executable, str(driver), str(marks), "estimate", "--config", str(TOY), "--out", str(out), *DDP_ARGS]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for rank in (0, 1):
+            _wait_for(marks / f"pid{rank}", proc)
+        pids = [int((marks / f"pid{rank}").read_text()) for rank in ((0, 1) if to_every_rank else (0,))]
+        assert pids[0] == proc.pid  # rank 0 is the launcher
+        for pid in pids:
+            os.kill(pid, signum)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    code = 128 + int(signum)
+    assert proc.returncode == code, stderr[-3000:]
+    _wait_for(marks / "rank1.json", proc, timeout=60)
+    assert json.loads((marks / "rank1.json").read_text()) == {"rc": code}
+    name = signal.Signals(signum).name
+    assert "Traceback" not in stderr and f"stopped by {name}" in stderr, stderr[-3000:]
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    step = int(last["global_step"])
+    assert 1 <= step < 20
+    assert not (out / "result.json").exists() and not list(out.rglob("*.tmp"))
+    if not to_every_rank:
+        return  # the checkpoint is the same one; one resume shows it continues exactly
+
+    resumed_marks = tmp_path / "resumed"
+    resumed_marks.mkdir()
+    (tmp_path / "resume.py").write_text(DRIVER)
+    resumed = subprocess.run(
+        [sys.executable, str(tmp_path / "resume.py"), str(resumed_marks), "estimate", "--resume", str(out), "--quiet"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    res = json.loads((out / "result.json").read_text())
+    ref = json.loads((ddp_run / "out" / "result.json").read_text())
+    assert [(s["to_step"], s["ended"]) for s in res["segments"]] == [(step, f"stopped by {name}"), (20, "finished")]
+    for key in ("estimate", "lower_bound", "stderr", "lipschitz_certificate", "train_lower_bound"):
+        assert res[key] == pytest.approx(ref[key], rel=1e-9, abs=0), key
+    assert res["ci95"] == pytest.approx(ref["ci95"], rel=1e-9, abs=0)
+    assert [c["step"] for c in res["curve"]] == [10, 20]
+    assert [c["lower_bound"] for c in res["curve"]] == pytest.approx([c["lower_bound"] for c in ref["curve"]], rel=1e-9)

@@ -22,20 +22,36 @@ TOY = Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-
 
 
 class _Watch(pl.Callback):
-    """Records the dtype of the critic's output in training and in held-out evaluation."""
+    """Records the dtype of the critic's output in training and in held-out evaluation.
+
+    Through a forward hook, taken off before each evaluation's certificate (callbacks' hooks run
+    before the system's, which certifies the critic; a hooked critic is refused) and put back after.
+    """
 
     def __init__(self) -> None:
         self.dtypes: dict[str, set] = {"train": set(), "eval": set()}
         self.system = None
         self.dm = None
+        self.handle = None
+
+    def _hook(self, module, inputs, output) -> None:
+        self.dtypes["train" if module.training else "eval"].add(output.dtype)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.system, self.dm = pl_module, trainer.datamodule
+        self.handle = pl_module.critic.register_forward_hook(self._hook)
 
-        def hook(module, inputs, output):
-            self.dtypes["train" if module.training else "eval"].add(output.dtype)
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
 
-        pl_module.critic.register_forward_hook(hook)
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self.handle = pl_module.critic.register_forward_hook(self._hook)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.on_validation_epoch_end(trainer, pl_module)
 
 
 def test_bf16_mixed_trains_in_bf16_and_certifies_float32_weights() -> None:

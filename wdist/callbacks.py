@@ -1,6 +1,7 @@
 """Lightning plug-ins of a run: atomic checkpoints, step checkpoints that include their
-evaluation, the training clock and the run's segments, a clean stop on SIGTERM/SIGINT, and a
-progress bar that shows the certified bound."""
+evaluation, the training clock and the run's segments, a clean stop on SIGTERM/SIGINT, and the
+run's progress: a bar that shows the certified bound in a terminal, one line per evaluation
+otherwise (:func:`progress_callback`)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,29 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from wdist.errors import RunInterrupted
 
-__all__ = ["AtomicCheckpointIO", "StepCheckpoint", "TrainClock", "GracefulStop", "BoundProgressBar"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "StepCheckpoint",
+    "TrainClock",
+    "GracefulStop",
+    "BoundProgressBar",
+    "EvaluationLines",
+    "progress_callback",
+]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -183,8 +193,10 @@ class GracefulStop(Callback):
     (with its held-out evaluation, when one follows it), a resumable ``last.ckpt`` is saved when
     checkpointing is on, and :class:`~wdist.errors.RunInterrupted` is raised, so no result is
     written and the command line exits with 128 + the signal number. A second signal stops at
-    once. Under DDP every process stops at the same step (the request is reduced over ranks).
-    The previous handlers are back when training ends, fails or is stopped.
+    once. Under DDP every process stops at the same step, with the same signal, whether the
+    scheduler signals every process or the launcher (rank 0) alone: the largest signal number
+    asked on any process is agreed on after each step (one all-reduce). The previous handlers are
+    back when training ends, fails or is stopped.
 
     Parameters
     ----------
@@ -195,7 +207,8 @@ class GracefulStop(Callback):
 
     def __init__(self, out: Optional[Path] = None) -> None:
         self.out = out
-        self.signum: Optional[int] = None
+        self.signum: Optional[int] = None  # the signal this process received
+        self.agreed: Optional[int] = None  # the signal the processes agreed to stop on
         self._previous: dict[int, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -212,10 +225,12 @@ class GracefulStop(Callback):
         self.signum = signum
 
     def _requested(self, trainer: pl.Trainer) -> bool:
-        asked = self.signum is not None
-        if trainer.world_size > 1:  # every process must stop after the same step
-            asked = bool(trainer.strategy.reduce_boolean_decision(asked, all=False))
-        return asked
+        signum = self.signum or 0
+        if trainer.world_size > 1:  # every process must stop after the same step, on the same signal
+            asked = torch.tensor(float(signum), device=trainer.strategy.root_device)
+            signum = int(trainer.strategy.reduce(asked, reduce_op="max").item())
+        self.agreed = signum or None
+        return bool(signum)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         # when a held-out evaluation follows this step, stop after it (on_validation_end), so that
@@ -244,7 +259,7 @@ class GracefulStop(Callback):
         self._previous = {}
 
     def _stop(self, trainer: pl.Trainer) -> None:
-        signum = self.signum if self.signum is not None else int(signal.SIGTERM)  # another rank's signal
+        signum = self.signum or self.agreed or int(signal.SIGTERM)  # this process's, else another's
         self._restore()
         checkpoint = None
         saver = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)), None)
@@ -274,7 +289,83 @@ class BoundProgressBar(TQDMProgressBar):
             items["train/gap"] = f"{float(gap):.3g}"
         evaluations = getattr(pl_module, "evaluations", None)
         if evaluations:
-            last = evaluations[-1]
-            label = "W1>=" if last.certified else "est/L"
-            items[label] = f"{last.bound.estimate:.4g} [{last.bound.lo:.4g}, {last.bound.hi:.4g}]"
+            label, value = _bound_text(evaluations[-1]).split(" ", 1)
+            items[label] = value
         return items
+
+
+def _bound_text(evaluation: Any) -> str:
+    """``W1>= b [lo, hi]`` for a certified evaluation, ``est/L b [lo, hi]`` (the estimate divided by
+    the certificate, a loose bound) for one that is not."""
+    label = "W1>=" if evaluation.certified else "est/L"
+    return f"{label} {evaluation.bound.estimate:.4g} [{evaluation.bound.lo:.4g}, {evaluation.bound.hi:.4g}]"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class EvaluationLines(ProgressBar):
+    r"""Progress for logs: one line per held-out evaluation instead of a bar redrawn every step.
+
+    What a batch job's log, a ``nohup`` or ``> file`` redirection, should hold: each line gives the
+    step, the held-out bound and its interval, the wall time since training started in this
+    process, and the time left at the rate so far,
+
+    .. math:: 	ext{ETA} = 	ext{elapsed} \cdot rac{	ext{max\_steps} - 	ext{step}}{	ext{step} - 	ext{first step}}
+
+    (seconds; the first step is the one this process started from, so a resumed run counts its
+    own rate). Printed by global rank 0 only, to ``stream`` (default: standard output), flushed.
+    """
+
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
+        super().__init__()
+        self._enabled = True
+        self.stream = stream
+        self._start: Optional[float] = None
+        self._first_step = 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._first_step = int(trainer.global_step)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        evaluations = getattr(pl_module, "evaluations", None)
+        if not self._enabled or trainer.sanity_checking or not trainer.is_global_zero or not evaluations:
+            return
+        last = evaluations[-1]
+        total = int(trainer.max_steps)
+        parts = [f"step {last.step}/{total}" if total > 0 else f"step {last.step}", _bound_text(last)]
+        parts[-1] += f" ({100 * last.bound.confidence:.0f}% CI)"
+        if self._start is not None:
+            elapsed = time.perf_counter() - self._start
+            done = int(last.step) - self._first_step
+            parts.append(f"elapsed {_duration(elapsed)}")
+            if total > 0 and done > 0:
+                parts.append(f"ETA {_duration(elapsed * (total - int(last.step)) / done)}")
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
+def progress_callback(stream: Optional[TextIO] = None) -> ProgressBar:
+    """The progress display of a run: Lightning's bar with the bound (:class:`BoundProgressBar`) when
+    ``stream`` (default standard output, where the bar draws) is a terminal, else one line per
+    evaluation (:class:`EvaluationLines`): a bar redrawn every step writes about 240 bytes per step
+    into a log file."""
+    stream = stream or sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return BoundProgressBar() if callable(isatty) and isatty() else EvaluationLines(stream)

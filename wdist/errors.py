@@ -9,11 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["ConfigError", "NonFiniteLossError", "NonFiniteSamplesError", "RunInterrupted"]
+__all__ = ["ConfigError", "GeneratorRangeError", "NonFiniteLossError", "NonFiniteSamplesError", "RunInterrupted"]
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key or value and what is allowed."""
+
+
+class GeneratorRangeError(ValueError):
+    """A generator's outputs leave its declared ``output_range`` on more than a small fraction of the
+    values (:data:`wdist.sources.ranges.OUT_OF_RANGE_LIMIT`): bad input; the message names the
+    observed range and the declared one."""
 
 
 class NonFiniteLossError(FloatingPointError):

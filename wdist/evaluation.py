@@ -226,7 +226,9 @@ class Evaluation:
         differences, twice the width of the critic values.
         """
         layers = tuple(
-            LayerCertificate(d["name"], d["kind"], tuple(d["input_shape"]), float(d["bound"]))
+            LayerCertificate(
+                d["name"], d["kind"], tuple(d["input_shape"]), float(d["bound"]), bool(d.get("user_asserted", False))
+            )
             for d in state["certificate_layers"]
         )
         if "critic_value_range" in state:

@@ -28,7 +28,7 @@ from torch import nn
 import critics
 from critics.empirical import empirical_lipschitz
 from wdist._version import __version__
-from wdist.callbacks import AtomicCheckpointIO, BoundProgressBar, GracefulStop, StepCheckpoint, TrainClock
+from wdist.callbacks import AtomicCheckpointIO, GracefulStop, StepCheckpoint, TrainClock, progress_callback
 from wdist.config import ConfigError, EstimateConfig, Sides, config_dict, resolve_config
 from wdist.data import PairDataModule
 from wdist.evaluation import Evaluation
@@ -98,14 +98,20 @@ def _quiet_lightning() -> None:
 
 
 def build_critic(cfg: EstimateConfig, shape: tuple[int, ...]) -> nn.Module:
-    """The configured critic for inputs of ``shape`` (a bad option names ``critic.options``)."""
+    """The configured critic for inputs of ``shape`` (a bad option names ``critic.options``), checked
+    to be certifiable before any training (a module no certificate rule describes is named)."""
     try:
-        return critics.build(cfg.critic.name, shape, **cfg.critic.options)
+        critic = critics.build(cfg.critic.name, shape, **cfg.critic.options)
     except (ValueError, TypeError) as err:
         raise ConfigError(
             f"Invalid configuration: critic {cfg.critic.name!r} could not be built with critic.options="
             f"{dict(cfg.critic.options)!r} for inputs of shape {shape}: {err}"
         ) from None
+    try:
+        critics.certificate_report(critic, shape)
+    except critics.CertificationError as err:
+        raise ConfigError(f"Invalid configuration: critic {cfg.critic.name!r} cannot be certified: {err}") from None
+    return critic
 
 
 @dataclass
@@ -194,7 +200,7 @@ def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], 
 def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Callback]) -> list[Callback]:
     cbs: list[Callback] = [*extra, TrainClock(_segment_settings(cfg)), GracefulStop(out_dir)]
     if cfg.trainer.enable_progress_bar:
-        cbs.append(BoundProgressBar())
+        cbs.append(progress_callback())  # a bar in a terminal, a line per evaluation in a log
     if out_dir is not None and cfg.train.checkpoint_every:
         cbs.append(
             StepCheckpoint(
@@ -289,6 +295,7 @@ def _precision_text(precision: Any) -> str:
 def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunRecord:
     cfg, p = run.cfg, run.sides.p
     clock = next(cb for cb in trainer.callbacks if isinstance(cb, TrainClock))
+    ranges = run.system.range_records()
     return RunRecord(
         critic=cfg.critic.name, loss=run.system.train_cfg.loss, p=p.describe(), q=run.sides.q.describe(),
         shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
@@ -297,7 +304,10 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
         precision=_precision_text(trainer.precision), precision_requested=_precision_text(cfg.trainer.precision),
         loss_default=critics.default_loss(cfg.critic.name),
         segments=clock.segments, threads=run.threads.record(),
-        generators={side: src.record() for side, src in (("p", p), ("q", run.sides.q)) if isinstance(src, Generator)},
+        generators={
+            side: {**src.record(), **({"range_check": ranges[side]} if side in ranges else {})}
+            for side, src in (("p", p), ("q", run.sides.q)) if isinstance(src, Generator)
+        },
     )  # fmt: skip
 
 
@@ -434,6 +444,7 @@ def estimate(
             run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size,
             trainer.strategy.root_device,
         )  # fmt: skip
+    run.system.count_evaluated_draws("the samples of the exact-OT references")
     result = Result.from_evaluation(
         last, _run_record(run, trainer, resolved), run.system.evaluations, refs,
         run.sides.exact_w1, run.sides.exact_w1_method, emp,

@@ -14,7 +14,7 @@ decoded through :func:`~wdist.sources.base.decode_latents`, in chunks of the tra
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -22,10 +22,11 @@ from torch import Tensor
 
 from wdist.config import ConfigError, EstimateConfig
 from wdist.ot import exact_w1, max_exact_samples
-from wdist.report import domain_text
+from wdist.report import domain_text, range_text
 from wdist.seeds import REFERENCES_OFFSET, generator
 from wdist.sources import FiniteSource, LatentSource, Source
 from wdist.sources.base import decode_latents
+from wdist.sources.ranges import OUT_OF_RANGE_LIMIT, RangeTally
 
 __all__ = [
     "References",
@@ -229,6 +230,7 @@ class ExactReport:
     exact_w1: Optional[float]
     exact_w1_method: Optional[str]
     references: References
+    range_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) rows for the printed table."""
@@ -237,6 +239,7 @@ class ExactReport:
             rows.append(("exact W1", f"{self.exact_w1:.6f} ({self.exact_w1_method})"))
         else:
             rows.append(("exact W1", "none known (no closed form)"))
+        rows += [(f"{side.upper()} output range", range_text(check)) for side, check in self.range_checks.items()]
         return rows + self.references.rows() + [("note", note) for note in self.references.notes()]
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +251,7 @@ class ExactReport:
             "domain": self.domain,
             "distance": "L2",
             **asdict(self.references),
+            "range_checks": self.range_checks,
             "notes": self.references.notes(),
         }
 
@@ -257,7 +261,15 @@ def exact_report(cfg: EstimateConfig, device: torch.device = torch.device("cpu")
     sides = cfg.sides()
     check_ot_fits(cfg.eval.ot_samples)
     refs = references(sides.p, sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size, device)
+    checks = {}
+    for side, src in (("p", sides.p), ("q", sides.q)):
+        module = getattr(src, "module", None)
+        if isinstance(getattr(module, "tally", None), RangeTally):  # a generator side (RangeMapped)
+            summary = module.tally.take().summary()
+            summary.check(f"{side.upper()} generator {module.name!r}", "the samples of the references")
+            checks[side] = {"all": summary.record(), "limit": OUT_OF_RANGE_LIMIT}
     domain = None if sides.p.domain is None else [float(sides.p.domain[0]), float(sides.p.domain[1])]
     return ExactReport(
-        sides.p.describe(), sides.q.describe(), list(sides.p.shape), domain, sides.exact_w1, sides.exact_w1_method, refs
-    )
+        sides.p.describe(), sides.q.describe(), list(sides.p.shape), domain, sides.exact_w1, sides.exact_w1_method,
+        refs, checks,
+    )  # fmt: skip

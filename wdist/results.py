@@ -1,12 +1,17 @@
 """The result of one estimate: every number labelled with what it is, written atomically.
 
 * ``estimate``: held-out mean difference E_P f - E_Q f of the trained critic (uncertified on its own);
-* ``lipschitz_certificate``: L >= Lip(f), certified from the weights used;
+* ``lipschitz_certificate``: L >= Lip(f), certified from the weights used (``certificate_layers``
+  its factors; ``certificate_user_asserted`` the layers whose rule a user registered, which wdist
+  applies as given);
 * ``lower_bound = estimate / L``: a lower bound on W1 (up to sampling error, see ``ci``);
 * ``certified``: L <= 1 + 1e-3, i.e. the raw estimate is itself a bound;
 * ``exact_w1``: a closed form (toys) or ``None``;
 * ``empirical_ot_w1``: exact OT between finite samples, an upper reference biased upwards, with
   ``empirical_ot_floor`` (P against a disjoint sample of P) beside it;
+* ``generators``: what each generator side sampled, with ``range_check``: its outputs counted
+  against its declared ``output_range`` (values outside, observed range, mean distance the clamp
+  into the domain moved a sample; :mod:`wdist.sources.ranges`);
 * ``train_lower_bound`` / ``train_ci95``: the same statistic on items the critic was trained on,
   *not* a bound: with ``generalisation_gap``, ``limited_by`` and ``diagnosis`` it says whether the
   held-out bound is limited by generalisation or by optimisation/capacity.
@@ -26,9 +31,17 @@ from typing import Any, Optional, Sequence
 from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation
 from wdist.files import atomic_write_text
 from wdist.references import References
-from wdist.report import domain_text, format_rows
+from wdist.report import domain_text, format_rows, range_note, range_text
 
-__all__ = ["Result", "RunRecord", "verdict", "run_notes", "interval_notes", "CERTIFIED_TOLERANCE"]
+__all__ = [
+    "Result",
+    "RunRecord",
+    "verdict",
+    "run_notes",
+    "certificate_notes",
+    "interval_notes",
+    "CERTIFIED_TOLERANCE",
+]
 
 
 @dataclass(frozen=True)
@@ -62,9 +75,11 @@ class RunRecord:
 def run_notes(run: RunRecord) -> list[str]:
     """Sentences on where what ran differs from what was asked or from the usual: the precision
     Lightning fell back to, a loss other than the critic family's own, a generator with random
-    weights."""
+    weights, a generator whose values were clamped into its declared range."""
     notes = []
     for side, gen in sorted(run.generators.items()):
+        if "range_check" in gen:
+            notes += range_note(side, gen["range_check"])
         if gen.get("random_weights"):
             notes.append(
                 f"{side.upper()} is generator {gen.get('name')!r} RANDOMLY INITIALISED (random_weights: true): no "
@@ -81,6 +96,20 @@ def run_notes(run: RunRecord) -> list[str]:
             f"{run.loss_default!r}."
         )
     return notes
+
+
+def certificate_notes(evaluation: Evaluation) -> list[str]:
+    """A sentence when a factor of the certificate rests on a user-asserted rule
+    (:func:`critics.register_certificate_rule`): wdist applied it as given and cannot vouch for it."""
+    layers = [c for c in evaluation.certificate_layers if c.user_asserted]
+    if not layers:
+        return []
+    names = ", ".join(f"{c.name!r} ({c.kind})" for c in layers)
+    return [
+        f"USER-ASSERTED certificate: the bound of {names} comes from a certificate rule registered outside wdist "
+        "(critics.register_certificate_rule), applied as given and not checked by wdist; the certificate, and so "
+        "the bound, is only as true as that rule."
+    ]
 
 
 def interval_notes(evaluation: Evaluation) -> list[str]:
@@ -162,6 +191,7 @@ class Result:
     diagnosis: str = ""
     threads: Optional[dict[str, Any]] = None
     generators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    certificate_user_asserted: list[str] = field(default_factory=list)
 
     @classmethod
     def from_evaluation(
@@ -202,10 +232,8 @@ class Result:
             empirical_ot_n=references.empirical_ot_n,
             empirical_ot_floor_n=references.empirical_ot_floor_n,
             empirical_lipschitz=empirical_lipschitz,
-            certificate_layers=[
-                {"name": c.name, "kind": c.kind, "input_shape": list(c.input_shape), "bound": c.bound}
-                for c in evaluation.certificate_layers
-            ],
+            certificate_layers=[c.as_dict() for c in evaluation.certificate_layers],
+            certificate_user_asserted=[c.name for c in evaluation.certificate_layers if c.user_asserted],
             n_eval_p=evaluation.n_eval_p,
             n_eval_q=evaluation.n_eval_q,
             steps=run.steps,
@@ -222,7 +250,7 @@ class Result:
             config=run.config,
             precision=run.precision,
             segments=[dict(seg) for seg in run.segments],
-            notes=run_notes(run) + interval_notes(evaluation) + references.notes(),
+            notes=run_notes(run) + certificate_notes(evaluation) + interval_notes(evaluation) + references.notes(),
             train_estimate=None if train_raw is None else float(train_raw.estimate),
             train_lower_bound=None if train95 is None else float(train95.estimate),
             train_ci95=None if train95 is None else [float(train95.lo), float(train95.hi)],
@@ -264,9 +292,13 @@ class Result:
         conf = self.ci.get("confidence", 0.95)
         lo, hi = self.ci.get("lower_bound_lo"), self.ci.get("lower_bound_hi")
         bound_label = "W1 lower bound (certified)" if self.certified else "estimate / certificate (a bound, loose)"
-        rows = [
-            ("P", self.p),
-            ("Q", self.q),
+        rows = [("P", self.p), ("Q", self.q)]
+        rows += [
+            (f"{side.upper()} output range", range_text(gen["range_check"]))
+            for side, gen in sorted(self.generators.items())
+            if "range_check" in gen
+        ]
+        rows += [
             ("domain", domain_text(self.shape, self.domain)),
             (
                 "critic",

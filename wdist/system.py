@@ -18,12 +18,13 @@ from torch import Tensor, nn
 
 from wdist.config import EvalConfig, TrainConfig
 from wdist.data import PARTS
-from wdist.errors import NonFiniteLossError, NonFiniteSamplesError
+from wdist.errors import GeneratorRangeError, NonFiniteLossError, NonFiniteSamplesError
 from wdist.evaluation import Evaluation, evaluate
 from wdist.heldout import HeldOutValues
 from wdist.precision import full_precision
 from wdist.seeds import GP_SALT, batch_seed
 from wdist.sources.base import decode_latents
+from wdist.sources.ranges import OUT_OF_RANGE_LIMIT, RangeSummary, RangeTally
 
 __all__ = ["CriticSystem", "NonFiniteLossError", "HELDOUT_KEYS"]
 
@@ -32,6 +33,10 @@ __all__ = ["CriticSystem", "NonFiniteLossError", "HELDOUT_KEYS"]
 warnings.filterwarnings("ignore", message=r".*self\.log\('heldout/.*sync_dist=True.*")
 
 HELDOUT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
+#: Training steps whose generator batches are checked against the declared output range at once;
+#: the batches of later steps are checked at each held-out evaluation.
+RANGE_CHECKED_STEPS = 5
+
 #: Curve keys of the train-subset diagnosis, logged as ``train_subset/<key without train_>``.
 TRAIN_SUBSET_KEYS = ("train_lower_bound", "train_lower_bound_lo", "train_lower_bound_hi", "train_gap")
 
@@ -82,6 +87,13 @@ class CriticSystem(pl.LightningModule):
     ----------
     evaluations : list of Evaluation
         The held-out evaluations so far, one per evaluated step (restored from checkpoints).
+    range_evaluated, range_training : dict of side -> RangeTally
+        A generator side's outputs against its declared range (:mod:`wdist.sources.ranges`): on
+        the samples evaluated (held-out set, train subset, references) and on this process's
+        training batches (kept in checkpoints). A side above
+        :data:`~wdist.sources.ranges.OUT_OF_RANGE_LIMIT` stops the run (``GeneratorRangeError``):
+        the evaluated samples when they are decoded, before the first step; the training batches
+        at each of the first :data:`RANGE_CHECKED_STEPS` steps and at every evaluation.
     """
 
     def __init__(
@@ -119,6 +131,11 @@ class CriticSystem(pl.LightningModule):
         self.train_gap: Optional[Tensor] = None
         self.heldout_values = HeldOutValues(PARTS if eval.train_subset else PARTS[:2])
         self._heldout_on_device: Optional[dict[str, Tensor]] = None
+        self.range_evaluated: dict[str, RangeTally] = {}
+        self.range_training: dict[str, RangeTally] = {}
+        for side, decoder in self._tallied():
+            self.range_evaluated[side] = RangeTally(decoder.tally.declared)
+            self.range_training[side] = RangeTally(decoder.tally.declared)
 
     @property
     def last_evaluation(self) -> Optional[Evaluation]:
@@ -135,10 +152,67 @@ class CriticSystem(pl.LightningModule):
             return batch
         return decode_latents(decoder, batch, chunk=int(self.train_cfg.batch_size), device=batch.device)
 
+    # -- a generator's outputs against its declared range ---------------------------------------
+    def _tallied(self) -> list[tuple[str, nn.Module]]:
+        """The generator sides whose decoder counts its outputs against the declared range."""
+        pairs = (("p", self.p_generator), ("q", self.q_generator))
+        return [(side, dec) for side, dec in pairs if isinstance(getattr(dec, "tally", None), RangeTally)]
+
+    def count_evaluated_draws(self, what: str) -> None:
+        """Add what the generator sides decoded since the last count (held-out set, train subset,
+        references) to :attr:`range_evaluated` and stop the run when a side is out of its declared
+        range (identical on every process: the same items are decoded everywhere)."""
+        for side, decoder in self._tallied():
+            self.range_evaluated[side].merge(decoder.tally.take())
+            self.range_evaluated[side].summary().check(f"{side.upper()} generator {decoder.name!r}", what)
+
+    def _count_draws(self, into: dict[str, RangeTally]) -> None:
+        """Add what the generator sides decoded since the last count to ``into`` (no synchronisation)."""
+        for side, decoder in self._tallied():
+            into[side].merge(decoder.tally.take())
+
+    def _check_training_ranges(self) -> None:
+        """Stop every process when a generator side's training batches so far (on any process) are
+        out of its declared range."""
+        bad = {}
+        for side, decoder in self._tallied():
+            summary = self.range_training[side].summary()
+            if summary.fraction > OUT_OF_RANGE_LIMIT:
+                bad[side] = (decoder, summary)
+        anywhere = bool(bad)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            anywhere = bool(self.trainer.strategy.reduce_boolean_decision(anywhere, all=False))
+        what = f"the training batches of its first {int(self.global_step) + 1} steps"
+        for side, (decoder, summary) in bad.items():
+            summary.check(f"{side.upper()} generator {decoder.name!r}", what)
+        if anywhere:
+            raise GeneratorRangeError(
+                f"a generator's outputs left its declared output_range on another process of the distributed run "
+                f"(its message names the ranges), in {what}. No result was written."
+            )
+
+    def range_records(self) -> dict[str, dict[str, Any]]:
+        """Side -> the counts against the declared range, JSON-ready: ``evaluated`` and ``training``
+        (:meth:`RangeSummary.record`), their sum ``all``, and ``limit``."""
+        out = {}
+        for side, _ in self._tallied():
+            evaluated, training = self.range_evaluated[side].summary(), self.range_training[side].summary()
+            out[side] = {
+                "all": (evaluated + training).record(),
+                "evaluated": evaluated.record(),
+                "training": training.record(),
+                "limit": OUT_OF_RANGE_LIMIT,
+            }
+        return out
+
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        self._count_draws(self.range_evaluated)  # decoded since the last step, if anything: not training
         xp = self.samples(batch[0], self.p_generator)
         xq = self.samples(batch[1], self.q_generator)
+        self._count_draws(self.range_training)
+        if int(self.global_step) < RANGE_CHECKED_STEPS:
+            self._check_training_ranges()
         # one forward on both batches: the critic has no batch coupling, and its constrained
         # weights are then built (orthonormalised) once per step instead of twice
         f = self.critic(torch.cat([xp, xq.to(xp.dtype)]))
@@ -234,6 +308,7 @@ class CriticSystem(pl.LightningModule):
                 with full_precision(self.device):
                     chunk = int(self.train_cfg.batch_size)
                     self._heldout_on_device[part] = decode_latents(decoder, latents, chunk, device=self.device)
+        self.count_evaluated_draws("its held-out samples and train subset")
 
     def heldout_samples(self) -> tuple[Tensor, Tensor]:
         """The whole held-out set of both sides as samples (decoded ones for generator sides)."""
@@ -275,6 +350,7 @@ class CriticSystem(pl.LightningModule):
             self.heldout_values.update(part, idx, values)
 
     def on_validation_epoch_end(self) -> None:
+        self._check_training_ranges()
         values = self.heldout_values.compute()
         self._check_finite_values(values)
         # the train subset when the data module provided one (a validate-only run on a data module
@@ -339,9 +415,13 @@ class CriticSystem(pl.LightningModule):
     # -- checkpoints keep the evaluations, so a resumed run reports the whole curve --------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["wdist_evaluations"] = [ev.state() for ev in self.evaluations]
+        checkpoint["wdist_range_training"] = {side: t.summary().record() for side, t in self.range_training.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.evaluations = [Evaluation.from_state(s) for s in checkpoint.get("wdist_evaluations", [])]
+        for side, record in checkpoint.get("wdist_range_training", {}).items():
+            if side in self.range_training:  # the training batches of the segments before this one
+                self.range_training[side] = RangeTally.from_summary(RangeSummary.from_record(record))
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -15,6 +15,7 @@ from critics.layers.bcop import block_orthogonal_kernel
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import conv_operator_norm, strided_conv_operator_norm
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
+from critics.rules import register_certificate_rule
 
 __all__ = ["AOCConv2d", "compose_kernels"]
 
@@ -298,3 +299,6 @@ class AOCConv2d(BjorckOptions, LipschitzConv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", stride={self.stride}, mid_channels={self.mid_channels}"
+
+
+register_certificate_rule(AOCConv2d, AOCConv2d.lipschitz_bound, user_asserted=False)

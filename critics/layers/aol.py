@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics.layers.conv_base import LipschitzConv2d
+from critics.rules import register_certificate_rule
 
 __all__ = ["AOLConv2d", "gram_kernel", "aol_scales"]
 
@@ -116,3 +117,6 @@ class AOLConv2d(LipschitzConv2d):
 
     def _graph_build(self) -> tuple:
         return self._rescaled, (self.kernel_param,), ("aol",)
+
+
+register_certificate_rule(AOLConv2d, AOLConv2d.lipschitz_bound, user_asserted=False)

@@ -12,6 +12,7 @@ from critics._checks import check_stride_one
 from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
+from critics.rules import register_certificate_rule
 
 __all__ = ["BCOPConv2d", "block_orthogonal_kernel"]
 
@@ -246,3 +247,6 @@ class BCOPConv2d(BjorckOptions, LipschitzConv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}, bjorck_tol={self.bjorck_tol}"
+
+
+register_certificate_rule(BCOPConv2d, BCOPConv2d.lipschitz_bound, user_asserted=False)

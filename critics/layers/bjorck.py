@@ -11,6 +11,7 @@ from torch.nn.utils import parametrize
 from critics.norms import dense_lipschitz_bound
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
 from critics.parametrizations import BjorckOrthonormal
+from critics.rules import register_certificate_rule
 
 __all__ = ["BjorckLinear"]
 
@@ -132,3 +133,6 @@ class BjorckLinear(BjorckOptions, nn.Linear):
                 f"BjorckLinear expects inputs (*, {self.in_features}); got input_shape {tuple(input_shape)}"
             )
         return dense_lipschitz_bound(self.weight)
+
+
+register_certificate_rule(BjorckLinear, BjorckLinear.lipschitz_bound, user_asserted=False)

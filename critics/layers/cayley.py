@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import fold_kernel, round_up
+from critics.rules import register_certificate_rule
 
 __all__ = ["CayleyConv2d", "cayley_spectrum"]
 
@@ -193,3 +194,6 @@ class CayleyConv2d(LipschitzConv2d):
             if bias is not None:
                 conv.bias.copy_(bias)
         return conv.train(self.training)
+
+
+register_certificate_rule(CayleyConv2d, CayleyConv2d.lipschitz_bound, user_asserted=False)

@@ -10,6 +10,7 @@ from torch import Tensor
 from critics.layers.sll import SLLConv2d
 from critics.norms import reshaped_kernel_norm_bound
 from critics.ortho import OrthoConfig, resolve
+from critics.rules import register_certificate_rule
 
 __all__ = ["CPLConv2d"]
 
@@ -73,3 +74,6 @@ class CPLConv2d(SLLConv2d):
 
     def _settings(self) -> tuple:
         return (self.ortho,)
+
+
+register_certificate_rule(CPLConv2d, CPLConv2d.lipschitz_bound, user_asserted=False)

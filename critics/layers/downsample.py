@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_int
+from critics.rules import register_certificate_rule
 
 __all__ = ["InvertibleDownsample", "PadToMultiple", "strided_conv"]
 
@@ -141,3 +142,7 @@ def strided_conv(
     return nn.Sequential(
         InvertibleDownsample(int(stride)), conv(int(stride) ** 2 * in_channels, out_channels, k, **conv_kwargs)
     )
+
+
+register_certificate_rule(InvertibleDownsample, InvertibleDownsample.lipschitz_bound, user_asserted=False)
+register_certificate_rule(PadToMultiple, PadToMultiple.lipschitz_bound, user_asserted=False)

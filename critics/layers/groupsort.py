@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from critics._checks import check_int
+from critics.rules import register_certificate_rule
 
 __all__ = ["GroupSort", "MaxMin"]
 
@@ -99,3 +100,7 @@ class MaxMin(GroupSort):
 
     def extra_repr(self) -> str:
         return ""
+
+
+register_certificate_rule(GroupSort, GroupSort.lipschitz_bound, user_asserted=False)
+register_certificate_rule(MaxMin, MaxMin.lipschitz_bound, user_asserted=False)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import OrthoConfig, resolve
+from critics.rules import register_certificate_rule
 
 __all__ = ["OSSNConv2d"]
 
@@ -116,3 +117,6 @@ class OSSNConv2d(LipschitzConv2d):
 
     def _settings(self) -> tuple:
         return (self.ortho,)
+
+
+register_certificate_rule(OSSNConv2d, OSSNConv2d.lipschitz_bound, user_asserted=False)

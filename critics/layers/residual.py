@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from critics.certificates import certificate_report
 from critics.norms import round_up
+from critics.rules import register_certificate_rule
 
 __all__ = ["Residual"]
 
@@ -37,3 +38,6 @@ class Residual(nn.Module):
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """``1 + certify(branch)`` on inputs of ``input_shape``, the sum rounded up."""
         return round_up(1.0 + certificate_report(self.branch, input_shape).total, 1)
+
+
+register_certificate_rule(Residual, Residual.lipschitz_bound, user_asserted=False)

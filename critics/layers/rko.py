@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from critics.functional import bjorck_orthonormalize
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
+from critics.rules import register_certificate_rule
 
 __all__ = ["RKOConv2d"]
 
@@ -105,3 +106,6 @@ class RKOConv2d(BjorckOptions, LipschitzConv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}"
+
+
+register_certificate_rule(RKOConv2d, RKOConv2d.lipschitz_bound, user_asserted=False)

@@ -12,6 +12,7 @@ from critics._checks import check_int
 from critics.layers.conv_base import LipschitzConv2d
 from critics.layers.residual import Residual
 from critics.norms import conv_operator_norm, residual_sdp_bound, round_up
+from critics.rules import register_certificate_rule
 
 __all__ = ["SLLConv2d", "hidden_gram_abs_sums"]
 
@@ -203,3 +204,6 @@ class SLLConv2d(LipschitzConv2d):
             f"{self.in_channels}, hidden_channels={self.hidden_channels}, kernel_size={self.kernel_size}, "
             f"bias={self.hidden_bias is not None}"
         )
+
+
+register_certificate_rule(SLLConv2d, SLLConv2d.lipschitz_bound, user_asserted=False)

@@ -19,6 +19,7 @@ from critics.norms import (
     round_up,
 )
 from critics.ortho import OrthoConfig, resolve
+from critics.rules import register_certificate_rule
 
 __all__ = ["SOCConv2d", "skew_symmetric_kernel", "exp_tail_bound"]
 
@@ -370,3 +371,6 @@ class SOCConv2d(LipschitzConv2d):
             super().extra_repr()
             + f", train_terms={self.train_terms}, eval_terms={self.eval_terms}, max_norm={self.max_norm}{grid}"
         )
+
+
+register_certificate_rule(SOCConv2d, SOCConv2d.lipschitz_bound, user_asserted=False)

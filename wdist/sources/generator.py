@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from generators import MissingWeightsError, load
 from wdist.sources.base import LatentSource, SourceError
+from wdist.sources.ranges import RangeTally
 from wdist.sources.transforms import check_range, check_size
 
 __all__ = ["Generator", "RangeMapped"]
@@ -28,8 +29,10 @@ class RangeMapped(nn.Module):
     .. math:: x = \mathrm{resize}\Big(\frac{G(z) - a}{b - a} (d - c) + c\Big), \text{ clamped to } [c, d]
 
     with :math:`[a, b]` the generator's declared output range and :math:`[c, d]` the target
-    range. The clamp keeps every sample in the domain (a generator that leaves its declared range
-    is clipped, not trusted).
+    range. The clamp keeps every sample in the domain, and it is never silent: every forward adds
+    its batch to :attr:`tally` (values of :math:`G(z)` outside :math:`[a, b]`, extremes, distance
+    the clamp moved each sample; :mod:`wdist.sources.ranges`), which a run reports and checks
+    against :data:`~wdist.sources.ranges.OUT_OF_RANGE_LIMIT`.
 
     The wrapped generator keeps its own mode: ``train()`` on this module (e.g. from the
     LightningModule that registers it) does not switch the generator's batch norm to training.
@@ -44,6 +47,11 @@ class RangeMapped(nn.Module):
         The domain ``[c, d]``.
     resize : int, optional
         Bilinear (antialiased) resize to ``resize`` x ``resize``.
+
+    Attributes
+    ----------
+    tally : RangeTally
+        Everything decoded so far, counted against ``output_range`` (callers ``take()`` it).
     """
 
     def __init__(
@@ -58,8 +66,14 @@ class RangeMapped(nn.Module):
         self.output_range = check_range("output_range", output_range)
         self.target_range = check_range("range", target_range)
         self.resize = check_size("resize", resize)
+        self.tally = RangeTally(self.output_range)
         for p in self.generator.parameters():
             p.requires_grad_(False)
+
+    @property
+    def name(self) -> str:
+        """The generator's name (its registry name, or its class's)."""
+        return str(getattr(self.generator, "name", type(self.generator).__name__))
 
     def train(self, mode: bool = True) -> "RangeMapped":
         # Do not recurse: the generator's batch-norm mode is fixed when it is loaded.
@@ -68,15 +82,16 @@ class RangeMapped(nn.Module):
 
     @torch.no_grad()
     def forward(self, z: Tensor) -> Tensor:
-        x = self.generator(z).to(torch.float32)
+        raw = self.generator(z).to(torch.float32)
         (a, b), (c, d) = self.output_range, self.target_range
-        if (a, b) != (c, d):
-            x = (x - a) / (b - a) * (d - c) + c
+        x = (raw - a) / (b - a) * (d - c) + c if (a, b) != (c, d) else raw
         if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
             if x.ndim != 4:
                 raise SourceError(f"resize needs images (N, C, H, W) from the generator, got {tuple(x.shape)}")
             x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False, antialias=True)
-        return x.clamp(c, d)
+        clamped = x.clamp(c, d)
+        self.tally.update(raw, (x - clamped).flatten(1).norm(dim=1))
+        return clamped
 
     def extra_repr(self) -> str:
         return f"output_range={self.output_range}, target_range={self.target_range}, resize={self.resize}"
