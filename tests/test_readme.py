@@ -343,8 +343,10 @@ def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.Mo
         assert "exact W1" in out and "empirical OT" in out
     elif sub == "compare":
         assert "| critic |" in out and (Path(_option(tokens, "--out")) / "comparison.md").is_file()
+        assert f"wrote {Path(_option(tokens, '--out')) / 'comparison.md'}" in out  # says where its files are
     elif sub == "track":
         assert "GAN step" in out and "10000" in out
+        assert "wrote " in out and "track.json, track.csv, track.png" in out  # says where its files are
     elif sub == "bench":
         assert BENCH_OUTPUT[tokens[2]] in out
 

@@ -89,7 +89,8 @@ def _check_config_first(ns: argparse.Namespace, overrides: Sequence[str]) -> Non
 
 def usage(command: Optional[str] = None) -> str:
     """The usage text of ``command``, or of every command (what ``wdist --help`` prints)."""
-    from wdist.bench import BENCHES  # a name list; importing it imports no benchmark
+    # start-up cost: the benchmarks' names only (wdist.bench imports no benchmark), when usage is printed
+    from wdist.bench import BENCHES
 
     def one(name: str) -> str:
         return USAGE[name].replace("{BENCHES}", "{" + ",".join(BENCHES) + "}")

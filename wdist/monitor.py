@@ -301,7 +301,8 @@ class W1Monitor(Callback):
         self.history.append(row)
         flat = {**row, "ci95_lo": row["ci95"][0], "ci95_hi": row["ci95"][1]}
         values = {f"{self.prefix}/{key}": float(flat[key]) for key in self.LOGGED}
-        pl_module.log_dict(values, on_step=False, on_epoch=True, prog_bar=False, logger=True)
+        if trainer.loggers:  # else Lightning would warn, once per key, that there is no logger
+            pl_module.log_dict(values, on_step=False, on_epoch=True, prog_bar=False, logger=True)
 
     # -- pieces ---------------------------------------------------------------------------------
     def _generator_of(self, pl_module: pl.LightningModule) -> nn.Module:

@@ -383,8 +383,8 @@ class Result:
             ),
             (
                 LABELS["lipschitz_certificate"],
-                f"{certificate_text(self.lipschitz_certificate)} (certified upper bound on Lip(f); 1-Lipschitz within "
-                f"{CERTIFIED_TOLERANCE:.1%}: {'yes' if self.one_lipschitz else 'no'})",
+                f"{certificate_text(self.lipschitz_certificate)} (certified upper bound on Lip(f); "
+                f"{LABELS['one_lipschitz']}: {'yes' if self.one_lipschitz else 'no'})",
             ),
         ]
         if self.empirical_lipschitz is not None:

@@ -40,6 +40,7 @@ def main(argv: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+        print(f"usage: wdist bench {{{','.join(BENCHES)}}} [options]   (wdist bench NAME --help for its options)\n")
         print(__doc__)
         return 0
     module = importlib.import_module(_BENCHES[argv[0]])
