@@ -217,9 +217,10 @@ def plot_comparison(
 
 
 def plot_track(points: Sequence[dict], path: os.PathLike | str, title: str = "") -> Path:
-    """Held-out W1 lower bound of each generator checkpoint against its GAN step, with the
-    interval band (the run's confidence); uncertified points (estimate / L) drawn hollow.
-    The step axis is logarithmic when the steps are positive and span more than a decade."""
+    """Held-out certified W1 lower bound of each generator checkpoint against its GAN step, with the
+    interval band (the run's confidence); points of critics that are not 1-Lipschitz (loosened by
+    1/L) drawn hollow. The step axis is logarithmic when the steps are positive and span more than
+    a decade."""
     fig, ax = _figure((6.4, 4.0))
     if points:
         steps = [p["gan_step"] for p in points]
