@@ -98,7 +98,7 @@ def test_a_finite_side_too_small_for_n_eval_is_told_about_n_eval_p(tmp_path: Pat
     err = capsys.readouterr().err
     assert code == 2
     assert "eval.n_eval = 4096" in err and "set eval.n_eval_p below 600 (e.g. 150)" in err
-    assert "eval.n_eval stays the other side's" in err
+    assert "it sets P's held-out size alone, and Q keeps eval.n_eval" in err
 
 
 def test_a_missing_checkpoint_of_ones_own_generator_gives_no_published_weights_hint(tmp_path: Path) -> None:

@@ -195,7 +195,8 @@ class PairDataModule(pl.LightningDataModule):
             if n >= len(source):
                 key = self._size_keys[side]
                 own = f"eval.n_eval_{side.lower()}"  # this side's size alone: the other side keeps its own
-                also = "" if key == own else f" (it sets {side}'s held-out size alone; {key} stays the other side's)"
+                other = "Q" if side == "P" else "P"
+                also = "" if key == own else f"; it sets {side}'s held-out size alone, and {other} keeps {key}"
                 raise SourceError(
                     f"{key} = {n} held-out samples requested, but {side} = {source.describe()} has only "
                     f"{len(source)} items and training needs some of them; set {own} below {len(source)} "
