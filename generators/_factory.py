@@ -19,7 +19,7 @@ from generators.architectures.custom import (
     require_options,
 )
 from generators.base import FrozenGenerator
-from generators.checkpoints import load_state_dict_strict, read_state_dict
+from generators.checkpoints import MISSING_FILE_ADVICE, load_state_dict_strict, read_state_dict
 from generators.latents import Labels, LabelSpec
 
 __all__ = ["MissingWeightsError", "load"]
@@ -246,7 +246,13 @@ def load(
         meta = (info.latent_dim, law, info.output_shape, info.output_range, fixed_shape)
 
     if checkpoint is not None:
-        state_dict = read_state_dict(checkpoint, sha256=ckpt_sha, map_location=target)
+        url = None if name.startswith((TORCHSCRIPT_PREFIX, PYTHON_PREFIX)) else generator_info(name).url
+        advice = (
+            f"Give the path of its weights file (published weights: {url}; wdist does not download them)."
+            if url
+            else MISSING_FILE_ADVICE
+        )
+        state_dict = read_state_dict(checkpoint, sha256=ckpt_sha, map_location=target, missing_advice=advice)
         load_state_dict_strict(module, state_dict, name=name, path=checkpoint)
     module = module.to(target)
     try:

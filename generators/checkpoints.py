@@ -53,14 +53,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _existing_file(path: str | os.PathLike[str], what: str = "checkpoint") -> Path:
+#: What a missing file's message says to do, unless the caller knows better (a registered
+#: generator names where its published weights come from).
+MISSING_FILE_ADVICE = "Give the path of a file saved with torch.save(generator.state_dict(), path)."
+
+
+def _existing_file(path: str | os.PathLike[str], what: str = "checkpoint", advice: str = MISSING_FILE_ADVICE) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise GeneratorLoadError(
-            f"The {what} file {str(p)!r} does not exist (resolved to {str(p.resolve())!r}). "
-            "Give the path of a file saved with torch.save (published weights cannot be downloaded "
-            "by wdist; fetch them yourself from the URL in generators.generator_info(name))."
-        )
+        resolved = str(p.resolve())
+        raise GeneratorLoadError(f"The {what} file {str(p)!r} does not exist (resolved to {resolved!r}). {advice}")
     if not p.is_file():
         raise GeneratorLoadError(f"The {what} path {str(p)!r} is not a regular file (a directory?).")
     return p
@@ -88,6 +90,7 @@ def read_checkpoint(
     *,
     sha256: str | None = None,
     map_location: str | torch.device = "cpu",
+    missing_advice: str = MISSING_FILE_ADVICE,
 ) -> Any:
     """Load the object in a ``torch.save`` file, safely.
 
@@ -112,7 +115,7 @@ def read_checkpoint(
         says what it looks like instead), one that is truncated or damaged, or one holding pickled
         objects that ``weights_only`` refuses (the message names them; nothing in it is run).
     """
-    p = _existing_file(path)
+    p = _existing_file(path, advice=missing_advice)
     if sha256 is not None:
         check_sha256(p, sha256)
     if _is_torchscript(p):
@@ -215,9 +218,11 @@ def read_state_dict(
     *,
     sha256: str | None = None,
     map_location: str | torch.device = "cpu",
+    missing_advice: str = MISSING_FILE_ADVICE,
 ) -> dict[str, Tensor]:
     """:func:`read_checkpoint` then :func:`extract_state_dict`."""
-    return extract_state_dict(read_checkpoint(path, sha256=sha256, map_location=map_location), path)
+    checkpoint = read_checkpoint(path, sha256=sha256, map_location=map_location, missing_advice=missing_advice)
+    return extract_state_dict(checkpoint, path)
 
 
 @lru_cache(maxsize=None)

@@ -25,6 +25,7 @@ import yaml
 
 from wdist.cli import main
 from wdist.references import References
+from wdist.report import CLIPPED_NOTE
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = ROOT / "configs" / "toy" / "translation-2d.yaml"
@@ -293,7 +294,9 @@ def test_same_distribution_reads_no_evidence_that_w1_is_positive(capsys: pytest.
     row = next(line for line in out.splitlines() if line.startswith("W1 at least"))
     assert "0: no evidence that W1 > 0" in row and f"{lo:.4f}" in row
     assert "with 97.5% confidence" not in row
-    assert any("includes 0: no evidence that W1 > 0" in n for n in res["notes"])
+    assert any(n.startswith(CLIPPED_NOTE) and f"{lo:.4g}" in n for n in res["notes"])  # with the computed end
+    headline = next(line for line in out.splitlines() if line.startswith("certified W1 lower bound"))
+    assert "CI [0*, " in headline and CLIPPED_NOTE in out
 
 
 def test_an_empirical_ot_below_its_floor_says_so(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -132,13 +132,17 @@ def test_generator_keeps_its_mode_and_gradients(runs: dict) -> None:
 def test_one_certified_bound_per_interval_logged(runs: dict) -> None:
     history = runs["monitor"].history
     assert [h["epoch"] for h in history] == list(range(EPOCHS))
-    assert all(h["certified"] and h["lower_bound_lo"] < h["lower_bound"] < h["lower_bound_hi"] for h in history)
+    assert all(h["certified"] and h["ci95"][0] < h["lower_bound"] < h["ci95"][1] for h in history)
+    assert all(h["ci"]["lower_bound_lo"] == h["ci95"][0] for h in history)  # confidence 0.95
     assert all(h["n_eval_p"] == 200 and h["n_eval_q"] == 400 for h in history)
     with open(runs["dir"] / "metrics.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("w1/lower_bound")]
     assert len(rows) == EPOCHS
     logged = [float(r["w1/lower_bound"]) for r in rows]
     assert logged == pytest.approx([h["lower_bound"] for h in history], rel=1e-6)
+    for key in W1Monitor.LOGGED:  # the names of result.json, ci95 written flat
+        assert all(r.get(f"w1/{key}") for r in rows), key
+    assert [float(r["w1/ci95_lo"]) for r in rows] == pytest.approx([h["ci95"][0] for h in history], rel=1e-6)
 
 
 def test_warm_start_carries_the_critic(runs: dict) -> None:
@@ -218,3 +222,102 @@ def test_latent_options_are_checked() -> None:
         W1Monitor(data=torch.zeros(10, 2), latent="truncated-normal")
     with pytest.raises(ValueError, match="latent_dim=5 disagrees with latent_shape"):
         W1Monitor(data=torch.zeros(10, 2), latent_dim=5, latent_shape=(4, 1, 1))
+
+
+# -- the README's Lightning GAN with the monitor: the command line's threads, no Trainer chatter -----------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: (README text, what runs instead): smaller settings, each asserted present in the README's block.
+SNIPPET_ADAPTATIONS = [
+    ("every_n_epochs=5, steps=300, warm_steps=150", "every_n_epochs=1, steps=20, warm_steps=10, batch_size=64"),
+    ("max_epochs=20", "max_epochs=2, limit_train_batches=3"),
+]
+#: Lines an inner Trainer writes when Lightning's INFO logging is on.
+CHATTER = ("GPU available", "`Trainer.fit` stopped", "Tip:")
+
+
+def _readme_monitor_snippet() -> str:
+    import re
+
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)]
+    (code,) = [b for b in blocks if "W1Monitor(" in b]
+    assert "import pytorch_lightning as pl" in code  # the package the README names
+    for text, small in SNIPPET_ADAPTATIONS:
+        assert text in code, f"README's W1Monitor block changed: {text!r} not found; update this test"
+        code = code.replace(text, small)
+    return code
+
+
+@pytest.fixture
+def lightning_log() -> Any:
+    """Every line Lightning logs, as its own handler would print it, with its INFO lines on as in a
+    fresh process (an estimate earlier in this process turns them off)."""
+    import logging
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Keep(level=logging.DEBUG)
+    names = ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch")
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    for lg, _ in saved:
+        lg.setLevel(logging.INFO)
+        lg.addHandler(handler)
+    yield lines
+    for lg, level in saved:
+        lg.setLevel(level)
+        lg.removeHandler(handler)
+
+
+def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture, lightning_log: list[str]
+) -> None:
+    """The README's GAN, trained with 2 torch threads on a 2-core machine: each estimate's critic
+    trains with the thread count the command line chooses for it (1: a small critic), the GAN gets
+    its 2 back, and the log holds the outer Trainer's lines only."""
+    from wdist.config import load_config
+    from wdist.cores import Cores
+    from wdist.threads import run_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("wdist.threads.available_cores", lambda: Cores(2, 2, None))
+    seen: list[int] = []
+    real_fit = wdist.monitor.fit_and_evaluate
+
+    def recording_fit(trainer: pl.Trainer, run: Any, ckpt_path: Any) -> Any:
+        seen.append(torch.get_num_threads())  # what the critic trains with
+        return real_fit(trainer, run, ckpt_path)
+
+    monkeypatch.setattr(wdist.monitor, "fit_and_evaluate", recording_fit)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        namespace: dict[str, Any] = {}
+        exec(compile(_readme_monitor_snippet(), "README.md (W1Monitor)", "exec"), namespace)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    monitor = namespace["monitor"]
+    out, err = capfd.readouterr()
+    # the command line's choice for this critic and data, by its own rule
+    cfg = load_config({"p": {"class_path": "Digits"}, "q": {"class_path": "Digits"}})
+    cli_threads = run_threads(cfg, (1, 8, 8)).count
+    assert cli_threads == 1 and seen == [cli_threads] * 2 and monitor.threads_used == seen
+    assert after == 2  # the GAN's own count, restored
+    log = "\n".join([*lightning_log, out, err])
+    for line in CHATTER:  # the outer Trainer's own lines stay: each at most once
+        assert log.count(line) <= 1, f"{line!r} {log.count(line)} times:\n{log[-3000:]}"
+    assert "GPU available" in log  # Lightning's INFO lines are on (the outer Trainer's are there)
+    assert "W1Monitor" not in err and "warn" not in err.lower()
+    # the same keys as a result
+    from wdist.report import KEYS
+
+    assert len(monitor.history) == 2
+    for row in monitor.history:
+        assert set(KEYS) <= set(row) and row["certified"] and row["critic_steps"] in (20, 10)
+        assert row["ci95"][0] < row["lower_bound"] < row["ci95"][1]
+    printed = [line for line in out.splitlines() if line.startswith(("0 ", "1 "))]
+    assert len(printed) == 2 and all(line.endswith(" True") for line in printed)

@@ -32,7 +32,7 @@ def test_long_titles_are_wrapped_inside_the_figure(tmp_path: Path) -> None:
 
 def test_plots_are_written(tmp_path: Path) -> None:
     a = plots.plot_bound_curve(CURVE, tmp_path / "a.png", exact_w1=0.4, title=LONG)
-    b = plots.plot_comparison([("x seed0", CURVE)], tmp_path / "b.png", exact_w1=0.4, title=LONG)
+    b = plots.plot_comparison([("x", 0, CURVE)], tmp_path / "b.png", exact_w1=0.4, title=LONG)
     assert a.stat().st_size > 1000 and b.stat().st_size > 1000
 
 

@@ -13,13 +13,17 @@
 * ``python -m generators.train_digits`` runs with ``--steps 2`` into a temporary file.
 * The Python API block runs, with two adaptations that are asserted to match the README text: fewer
   training steps, and ``random_weights=True`` instead of ``checkpoint="netG.pth"`` (the published
-  file is not here; without either the load is refused).
-* The YAML block of "Bring your own generator and data" is validated with ``wdist.load_config``
-  against a small array file and a generator module written for it.
+  file is not here; without either the load is refused). The W1Monitor block (a whole Lightning
+  GAN) is run by tests/test_monitor.py.
+* The YAML block of "Bring your own generator and data" is replayed as a new user would: saved as
+  ``experiment/my.yaml`` beside a uint8 ``.npy`` of 600 images and a DCGAN-style generator's
+  checkpoint, run with ``wdist estimate --config experiment/my.yaml`` from the folder holding the
+  generator's package (fast settings appended), first time, with the image default critic.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -27,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -258,7 +261,9 @@ def _available_commits(tokens: list[str]) -> list[str]:
 def test_readme_has_the_expected_blocks() -> None:
     assert len(SEGMENTS) >= 10, SEGMENTS
     assert any(c.startswith("wdist estimate") for c in SEGMENTS)
-    assert len(_blocks("python")) == 1 and len(_blocks("yaml")) == 1
+    assert len(_blocks("python")) == 2 and len(_blocks("yaml")) == 1
+    assert sum("wdist.estimate(" in b for b in _blocks("python")) == 1
+    assert sum("W1Monitor(" in b for b in _blocks("python")) == 1
 
 
 def test_every_readme_command_is_accounted_for() -> None:
@@ -331,15 +336,17 @@ def test_wdist_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.Mo
     out, err = capsys.readouterr()
     assert code == 0, f"`{command}` exited {code}:\n{err[-3000:]}"
     if sub == "estimate":
-        assert "W1 lower bound (certified)" in out or "estimate / certificate" in out
+        assert "certified W1 lower bound" in out
         if "--out" in tokens:
             assert (Path(_option(tokens, "--out")) / "result.json").is_file()
     elif sub == "exact":
         assert "exact W1" in out and "empirical OT" in out
     elif sub == "compare":
         assert "| critic |" in out and (Path(_option(tokens, "--out")) / "comparison.md").is_file()
+        assert f"wrote {Path(_option(tokens, '--out')) / 'comparison.md'}" in out  # says where its files are
     elif sub == "track":
         assert "GAN step" in out and "10000" in out
+        assert "wrote " in out and "track.json, track.csv, track.png" in out  # says where its files are
     elif sub == "bench":
         assert BENCH_OUTPUT[tokens[2]] in out
 
@@ -358,7 +365,7 @@ def test_wdist_command_needing_files_fails_clearly(
     kind, reason = classify(command)
     if kind == "needs-data":
         cfg = yaml.safe_load((ROOT / _option(tokens, "--config")).read_text())
-        root = Path(cfg["p"]["init_args"]["root"])
+        root = (ROOT / _option(tokens, "--config")).parent / cfg["p"]["init_args"]["root"]  # read from its folder
         if root.exists() and any(root.iterdir()):
             pytest.skip(f"{root} is present, so this would start a real run: {reason}")
     fast = FAST_BENCH_BY_NAME[tokens[2]] if kind == "needs-gpu" else FAST_ESTIMATE
@@ -437,7 +444,7 @@ PYTHON_ADAPTATIONS = [
 
 
 def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    (code,) = _blocks("python")
+    (code,) = [b for b in _blocks("python") if "wdist.estimate(" in b]
     for readme_text, replacement in PYTHON_ADAPTATIONS:
         assert readme_text in code, f"README's Python block changed: {readme_text!r} not found; update this test"
         code = code.replace(readme_text, replacement)
@@ -451,20 +458,27 @@ def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     assert len([line for line in out if line.strip()]) == 2
 
 
-def test_bring_your_own_yaml_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import wdist
+def test_bring_your_own_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The README's bring-your-own YAML, saved in a folder of its own beside a uint8 .npy of 600
+    3 x 32 x 32 images and a DCGAN-style generator's state dict, runs first time from the user's
+    project folder (relative paths read from the YAML's folder), with the image default critic."""
+    from wdist.cli import main
+    from wdist.config import IMAGE_DEFAULT_CRITIC
 
     (block,) = _blocks("yaml")
     cfg = yaml.safe_load(block)
-    q = cfg["q"]["init_args"]
+    p_args, q = cfg["p"]["init_args"], cfg["q"]["init_args"]
     assert q["name"].startswith("python:") and cfg["p"]["class_path"] == "TensorFile"
-    # The files the block names, in a folder of their own (relative paths, as in the README).
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "value_range" not in p_args  # uint8 data: left out, as the comment says
+    assert (cfg["critic"]["name"], cfg["critic"]["options"]) == IMAGE_DEFAULT_CRITIC  # the snippet names it
+    project, experiment = tmp_path / "project", tmp_path / "project" / "experiment"
+    experiment.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(project))  # what running from the project folder gives `wdist`
     module, func = q["name"][len("python:") :].split(":")
-    pkg_dir = tmp_path / Path(*module.split("."))
+    pkg_dir = project / Path(*module.split("."))
     pkg_dir.parent.mkdir(parents=True, exist_ok=True)
-    for parent in [tmp_path / Path(*module.split(".")[:i]) for i in range(1, len(module.split(".")))]:
+    for parent in [project / Path(*module.split(".")[:i]) for i in range(1, len(module.split(".")))]:
         (parent / "__init__.py").write_text("")
     c, h, w = q["output_shape"]
     nz = q["latent_shape"][0]
@@ -475,24 +489,27 @@ def test_bring_your_own_yaml_block(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
         def {func}():
             return nn.Sequential(
-                nn.ConvTranspose2d({nz}, 4, {h // 2}), nn.BatchNorm2d(4), nn.ReLU(),
+                nn.ConvTranspose2d({nz}, 8, {h // 4}), nn.BatchNorm2d(8), nn.ReLU(),
+                nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU(),
                 nn.ConvTranspose2d(4, {c}, 4, 2, 1), nn.Sigmoid(),
             )
     """)
     )
-    torch.manual_seed(0)
-    sys.modules.pop(module, None)
+    for name in [m for m in sys.modules if m == module or m.startswith(module.split(".")[0] + ".")]:
+        sys.modules.pop(name)
     gen = __import__(module, fromlist=[func])
-    torch.save(getattr(gen, func)().state_dict(), tmp_path / q["checkpoint"])
-    lo, hi = cfg["p"]["init_args"]["value_range"]
-    np.save(
-        tmp_path / cfg["p"]["init_args"]["path"],
-        np.random.default_rng(0).uniform(lo, hi, (16, c, h, w)).astype(np.float32),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the checkpoint loads without any warning
-        loaded = wdist.load_config(cfg)
-    assert tuple(loaded.p.shape) == tuple(loaded.q.shape) == (c, h, w)
-    z = loaded.q.sample_latent(2, torch.Generator().manual_seed(0))
-    assert tuple(z.shape) == (2, *q["latent_shape"]) and loaded.q.decode(z).shape == (2, c, h, w)
-    assert tuple(loaded.p.domain) == tuple(loaded.q.domain) == (-1.0, 1.0)
+    torch.manual_seed(0)
+    torch.save(getattr(gen, func)().state_dict(), experiment / q["checkpoint"])
+    images = np.random.default_rng(0).integers(0, 256, (600, c, h, w), dtype=np.uint8)
+    np.save(experiment / p_args["path"], images)
+    (experiment / "my.yaml").write_text(block)
+    fast = ["--train.steps", "2", "--train.eval_every", "2", "--train.batch_size", "16", "--eval.n_eval", "64",
+            "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0", "--quiet"]  # fmt: skip
+    code = main(["estimate", "--config", "experiment/my.yaml", "--out", "runs/mine", *fast])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads((project / "runs" / "mine" / "result.json").read_text())
+    assert result["critic"] == IMAGE_DEFAULT_CRITIC[0] and result["config"]["critic"]["options"] == {"width": 0.25}
+    assert (result["n_eval_p"], result["n_eval_q"]) == (cfg["eval"]["n_eval_p"], 64)
+    assert result["shape"] == [c, h, w] and result["domain"] == [-1.0, 1.0]
+    assert "certified W1 lower bound" in out and f"wrote {Path('runs/mine') / 'result.json'}" in out

@@ -48,13 +48,15 @@ def _one_run(folder: Path) -> Path:
 def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("wandb")
     out = root / "out"
+    env = _keyless_env(root)
+    del env["WANDB_SILENT"]  # what a user sees: nothing of W&B's own but what wdist prints
     proc = subprocess.run(
         [
             str(WDIST), "estimate", "--config", str(TOY), "--out", str(out), "--logger", "wandb", "--quiet",
             "--train.steps", "40", "--train.eval_every", "20", "--train.batch_size", "64",
             "--eval.n_eval", "1024", "--eval.ot_samples", "200", "--eval.empirical_lipschitz_samples", "64",
         ],
-        cwd=REPO, env=_keyless_env(root), capture_output=True, text=True, timeout=1800,  # never hangs
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,  # never hangs
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = _one_run(out / "wandb")
@@ -73,6 +75,14 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_offline_without_key_and_says_so(wandb_run: dict) -> None:
     assert "W&B: no API key found" in wandb_run["stderr"] and "logging offline" in wandb_run["stderr"]
     assert wandb_run["state"]["state"] == "finished" and wandb_run["state"]["exit_code"] == 0
+
+
+def test_offline_run_says_where_it_is_and_how_to_sync_it(wandb_run: dict) -> None:
+    """The last W&B line names the offline run's own folder and the command that uploads it, and
+    W&B's warning about Lightning's (removed) anonymous setting does not reach the user."""
+    run_dir = _one_run(wandb_run["out"] / "wandb")
+    assert f"W&B: the offline run is in {run_dir}; upload it with: wandb sync {run_dir}" in wandb_run["stderr"]
+    assert "anonymous" not in wandb_run["stderr"].lower()
 
 
 def test_wandb_files_go_under_out_not_home(wandb_run: dict) -> None:
@@ -154,7 +164,7 @@ def test_comparison_plot_is_logged_as_an_image(tmp_path: Path) -> None:
         out = Path({str(tmp_path / "cmp")!r})
         curve = [{{"step": s, "lower_bound": 1.0 + s / 100, "lower_bound_lo": 0.9 + s / 100,
                    "lower_bound_hi": 1.1 + s / 100, "estimate": 1.0 + s / 100}} for s in (10, 20)]
-        png = plot_comparison([("a seed0", curve)], out / "comparison.png", exact_w1=1.3, title="t")
+        png = plot_comparison([("a", 0, curve)], out / "comparison.png", exact_w1=1.3, title="t")
         _log_comparison_image(out, "toy", png, {{"logger": {{"kind": "wandb"}}}})
         """
     )

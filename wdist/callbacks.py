@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, 
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from wdist.errors import RunInterrupted
+from wdist.report import format_interval
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -276,8 +277,8 @@ class GracefulStop(Callback):
 class BoundProgressBar(TQDMProgressBar):
     """Lightning's progress bar, with the latest held-out bound and its interval beside the gap.
 
-    Shows ``W1>= b [lo, hi]`` when the critic was certified at that evaluation, ``est/L b [lo, hi]``
-    (estimate divided by the certificate, a loose bound) when it was not; ``train/gap`` is the
+    Shows ``bound=b [lo, hi]``: the certified lower bound (estimate / L) of the last evaluation and
+    its interval, printed as everywhere (:func:`wdist.report.format_interval`); ``train/gap`` is the
     single-batch training objective, which is not a bound.
     """
 
@@ -295,10 +296,9 @@ class BoundProgressBar(TQDMProgressBar):
 
 
 def _bound_text(evaluation: Any) -> str:
-    """``W1>= b [lo, hi]`` for a certified evaluation, ``est/L b [lo, hi]`` (the estimate divided by
-    the certificate, a loose bound) for one that is not."""
-    label = "W1>=" if evaluation.certified else "est/L"
-    return f"{label} {evaluation.bound.estimate:.4g} [{evaluation.bound.lo:.4g}, {evaluation.bound.hi:.4g}]"
+    """``bound b [lo, hi]``: the certified lower bound (estimate / L) of an evaluation and its
+    interval, printed as everywhere (:func:`wdist.report.format_interval`)."""
+    return f"bound {evaluation.bound.estimate:.4f} {format_interval(evaluation.bound.lo, evaluation.bound.hi)}"
 
 
 def _duration(seconds: float) -> str:

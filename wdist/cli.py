@@ -1,13 +1,7 @@
-"""The ``wdist`` command line.
+"""The ``wdist`` command line (``wdist --help`` prints :func:`usage`).
 
-    wdist estimate [--config FILE] [--key value ...] [--out DIR] [--logger wandb] [--resume DIR]
-    wdist exact    --config FILE [--key value ...]
-    wdist compare  --config FILE [--out DIR] [--logger wandb]
-    wdist track    [--track.checkpoints FILE_OR_GLOB ...] [--track.steps N ...] [--track.warm_start BOOL]
-                   [--track.warm_steps N] [--track.warm_lr LR] [--track.warm_fresh_head BOOL]
-                   [--config FILE] [--key value ...]
-                   [--out DIR] [--resume DIR]
-    wdist bench    {toy,layers,critics,estimate} [options]
+``wdist COMMAND --help`` prints that command's usage and options, with or without ``--config``,
+and exits 0 without building a source, a critic or a Trainer and without writing a file.
 
 Errors in the user's input (a value, a file, NaN/Inf samples) print one paragraph and exit with
 status 2; a failure of the run itself exits with 1; ``--debug`` shows the traceback instead.
@@ -30,7 +24,24 @@ from wdist.allocator import keep_freed_memory
 from wdist.cores import prefer_passive_waiting
 from wdist.errors import NonFiniteLossError, NonFiniteSamplesError, RunInterrupted
 
-__all__ = ["main", "exit_code"]
+__all__ = ["main", "exit_code", "usage", "USAGE"]
+
+#: One line (or a few) per command: how it is called and what it does.
+USAGE = {
+    "estimate": "wdist estimate [--config FILE] [--key value ...] [--out DIR] [--logger wandb] [--resume DIR]\n"
+    "    train a Lipschitz critic, certify it, report the certified W1 lower bound (no --config: the digits default)",
+    "exact": "wdist exact --config FILE [--key value ...] [--out DIR]\n"
+    "    the closed form (toys) and the exact empirical OT references only; no training",
+    "compare": "wdist compare --config FILE [--key value ...] [--seeds '[0, 1]'] [--critics '[...]'] [--out DIR] "
+    "[--logger wandb]\n"
+    "    several critics x seeds on the same P, Q and budget (a comparison file: an estimate config plus\n"
+    "    'critics' and 'seeds'; every key of it can be overridden, --seeds and --critics included)",
+    "track": "wdist track [--track.checkpoints FILE_OR_GLOB ...] [--track.steps N ...] [--track.warm_start BOOL]\n"
+    "            [--track.warm_steps N] [--track.warm_lr LR] [--track.warm_fresh_head BOOL]\n"
+    "            [--config FILE] [--key value ...] [--out DIR] [--resume DIR]\n"
+    "    one certified bound per generator checkpoint of a GAN's training",
+    "bench": "wdist bench {BENCHES} [options]\n    the project's benchmarks (wdist bench --help lists them)",
+}
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
@@ -76,14 +87,35 @@ def _check_config_first(ns: argparse.Namespace, overrides: Sequence[str]) -> Non
     resolve_config(ns.config, overrides)
 
 
+def usage(command: Optional[str] = None) -> str:
+    """The usage text of ``command``, or of every command (what ``wdist --help`` prints)."""
+    # start-up cost: the benchmarks' names only (wdist.bench imports no benchmark), when usage is printed
+    from wdist.bench import BENCHES
+
+    def one(name: str) -> str:
+        return USAGE[name].replace("{BENCHES}", "{" + ",".join(BENCHES) + "}")
+
+    if command is not None:
+        return "usage: " + one(command)
+    lines = ["usage: wdist COMMAND [options]   (COMMAND --help for its options; no COMMAND: estimate)", ""]
+    lines += ["  " + one(name).replace("\n", "\n  ") for name in _COMMANDS]
+    lines += ["", __doc__.split("\n\n", 2)[2].strip()]
+    return "\n".join(lines)
+
+
+def _config_help(prog: str) -> None:
+    """The configuration keys every command that takes a config accepts (the estimate's parser)."""
+    # start-up cost: the config imports torch and the sources, not Lightning; nothing is built
+    from wdist.config import build_parser
+
+    build_parser(prog).print_help()
+
+
 def _cmd_estimate(argv: Sequence[str]) -> int:
     ns, overrides = _split_common(argv)
     if ns.help:
-        # start-up cost: imported when the command runs
-        from wdist.config import build_parser
-
-        print(__doc__)
-        build_parser().print_help()
+        print(usage("estimate"), end="\n\n")
+        _config_help("wdist estimate")
         return 0
     _check_config_first(ns, overrides)
     # start-up cost: Lightning, torchmetrics and torchvision, imported once the config is valid
@@ -107,24 +139,38 @@ def _cmd_exact(argv: Sequence[str]) -> int:
     from wdist.report import format_rows
 
     ns, overrides = _split_common(argv)
+    if ns.help:
+        print(usage("exact"), end="\n\n")
+        _config_help("wdist exact")
+        return 0
     cfg = load_config(ns.config, overrides)
     out = prepare_output_dir(ns.out) if ns.out else None  # before the work: a bad folder is bad input
     report = exact_report(cfg)
     print(format_rows(report.rows()))
     if out is not None:
         atomic_write_text(out / "exact.json", json.dumps(report.to_dict(), indent=2))
+        print(f"\nwrote {out / 'exact.json'}")
     return 0
 
 
 def _cmd_compare(argv: Sequence[str]) -> int:
-    # start-up cost: imported when the command runs
-    from wdist.compare import compare
-
     ns, overrides = _split_common(argv)
+    if ns.help:
+        # start-up cost: the comparison's keys are those of an estimate plus its own; Lightning is not imported
+        from wdist.compare_spec import COMPARE_HELP
+
+        print(usage("compare"), end="\n\n")
+        print(COMPARE_HELP, end="\n\n")
+        _config_help("wdist compare")
+        return 0
     if ns.config is None:
         raise ValueError("wdist compare needs --config FILE (e.g. configs/compare/digits.yaml)")
+    # start-up cost: Lightning, imported when the command runs
+    from wdist.compare import compare
+
     comp = compare(ns.config, overrides, out=ns.out, quiet=ns.quiet)
     print(comp.markdown)
+    print(f"\nwrote {comp.files['md']}, comparison.json, comparison.png and one folder per run in {comp.out}")
     return 0
 
 
@@ -146,6 +192,13 @@ def _cmd_track(argv: Sequence[str]) -> int:
     ap.add_argument("--track.warm_steps", dest="warm_steps", type=int, default=None)
     ap.add_argument("--track.warm_lr", dest="warm_lr", type=float, default=None)
     ap.add_argument("--track.warm_fresh_head", dest="warm_fresh_head", type=_bool, default=True)
+    if ns.help:
+        print(usage("track"), end="\n\n")
+        # start-up cost: imported when the command runs (its docstring is the reference of every option)
+        from wdist.tracking import track
+
+        print(track.__doc__)
+        return 0
     try:
         opts, overrides = ap.parse_known_args(rest)
     except argparse.ArgumentError as err:
@@ -162,13 +215,6 @@ def _cmd_track(argv: Sequence[str]) -> int:
                 f"wdist track --resume continues a track with the settings saved in its track.json; got also "
                 f"{' '.join(given)}. Expected --resume DIR alone (start a new track in another --out to change them)."
             )
-    if ns.help:
-        print(__doc__)
-        # start-up cost: imported when the command runs
-        from wdist.tracking import track
-
-        print(track.__doc__)
-        return 0
     # start-up cost: Lightning, imported when the command runs
     from wdist.tracking import track
 
@@ -178,6 +224,7 @@ def _cmd_track(argv: Sequence[str]) -> int:
         out=ns.out or ("wdist-track" if ns.resume is None else None), resume=ns.resume, quiet=ns.quiet,
     )  # fmt: skip
     print(result.format_table())
+    print(f"\nwrote {result.out / 'track.json'}, track.csv, track.png and one folder per checkpoint under {result.out}")
     return 0
 
 
@@ -207,7 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prefer_passive_waiting()
     if not argv or argv[0] not in _COMMANDS:
         if argv and argv[0] in ("-h", "--help"):
-            print(__doc__)
+            print(usage())
             return 0
         if argv and not argv[0].startswith("-"):
             print(f"wdist: error: unknown command {argv[0]!r}; choose one of: {', '.join(_COMMANDS)}.", file=sys.stderr)

@@ -1,15 +1,10 @@
 """``wdist compare``: several critics on the same P and Q, the same budget and seeds.
 
-A comparison file is an estimate config (P, Q, train, eval, ...) plus two keys::
-
-    critics:
-      - {label: bcop, name: bcop-dcgan, options: {width: 0.25}}
-      - {label: gp,   name: gp-dcgan,   options: {width: 0.25}, loss: wgan-gp}
-    seeds: [0, 1, 2]
-
-Every critic runs once per seed; the table reports mean ± std over seeds of the raw held-out
-estimate and of the lower bound (estimate / certificate), side by side, so an uncertified
-critic's raw number is never mistaken for a bound.
+The comparison file (:mod:`wdist.compare_spec`) is an estimate config plus ``critics`` and
+``seeds``. Every critic runs once per seed; the table reports, in the vocabulary of
+:mod:`wdist.report`, the mean ± std over seeds of the certified lower bound (estimate / L, a
+bound for every critic) beside the raw estimate (a bound only when L <= 1), and whether each
+critic is 1-Lipschitz (L <= 1 + 1e-3; otherwise dividing by L loosens its bound).
 """
 
 from __future__ import annotations
@@ -17,91 +12,54 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
-import yaml
-from jsonargparse import ArgumentParser
-from jsonargparse.typing import NonNegativeInt, PositiveFloat
-
-from wdist.config import ConfigError, _explain, check_critic
+from wdist.compare_spec import CompareEntry, CompareSpec, read_comparison
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.loggers import finish_wandb, make_loggers
 from wdist.pipeline import estimate
 from wdist.plots import plot_comparison
+from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, one_lipschitz_text
 from wdist.results import Result
 
 __all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare"]
 
 
 @dataclass
-class CompareEntry:
-    """One critic of a comparison: a label for the table, a registry name, options, its loss
-    (``None``: the one the critic family is made for, see ``critics.default_loss``)."""
-
-    label: str
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
-    loss: Optional[Literal["kr", "wgan-gp"]] = None
-    lr: Optional[PositiveFloat] = None
-
-
-@dataclass
-class CompareSpec:
-    critics: list[CompareEntry]
-    seeds: list[NonNegativeInt] = field(default_factory=lambda: [0])
-
-
-@dataclass
 class Comparison:
-    """Results of every critic and seed, the aggregated rows and the rendered markdown table."""
+    """Results of every critic and seed, the aggregated rows, the rendered markdown table, the
+    files written and the folder they are in."""
 
     results: dict[str, list[Result]]
     rows: list[dict[str, Any]]
     markdown: str
     files: dict[str, str]
+    out: Path
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _parse_spec(data: dict) -> CompareSpec:
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(CompareSpec, None)
-    try:
-        ns = parser.parse_object({k: data[k] for k in ("critics", "seeds") if k in data})
-        init = parser.instantiate(ns)
-    except Exception as err:
-        raise ConfigError(_explain(parser, str(err.__cause__ or err))) from None
-    spec = CompareSpec(critics=init["critics"], seeds=init["seeds"])
-    if not spec.critics:
-        raise ConfigError("Invalid comparison: 'critics' is empty; list at least one {label, name} entry.")
-    labels = [c.label for c in spec.critics]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"Invalid comparison: critic labels must be distinct; got {labels}.")
-    for i, entry in enumerate(spec.critics):  # every entry checked before the first run trains
-        check_critic(entry.name, entry.options, where=f"critics[{i}] ({entry.label!r})")
-    return spec
-
-
 def _rows(results: dict[str, list[Result]]) -> list[dict[str, Any]]:
+    """One row per critic over its seeds, with the keys of result.json (:data:`wdist.report.KEYS`)
+    suffixed by what is taken over seeds (``_mean``, ``_std``, ``_min``, ``_max``)."""
     rows = []
     for label, runs in results.items():
         est = _mean_std([r.estimate for r in runs])
         lb = _mean_std([r.lower_bound for r in runs])
-        cert = [r.lipschitz_certificate for r in runs]
-        certified = all(r.certified for r in runs)
         rows.append(
             {
                 "label": label,
                 "critic": runs[0].critic,
                 "loss": runs[0].loss,
-                "certified": certified,
+                "certified": all(r.certified for r in runs),
+                "one_lipschitz": all(r.one_lipschitz for r in runs),
                 "estimate_mean": est[0],
                 "estimate_std": est[1],
-                "certificate_max": max(cert),
+                "lipschitz_certificate_max": max(r.lipschitz_certificate for r in runs),
                 "lower_bound_mean": lb[0],
                 "lower_bound_std": lb[1],
                 "ci95_lo_mean": statistics.fmean(r.ci95[0] for r in runs),
@@ -120,20 +78,33 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
         f"P = {ref.p}; Q = {ref.q}; shape {tuple(ref.shape)}, range {ref.domain}, L2 distance; "
         f"{ref.steps} steps, {ref.n_eval_p} + {ref.n_eval_q} held-out samples (P + Q), mean ± std over seeds.",
         "",
-        "| critic | loss | certified | W1 lower bound (estimate / L) "
-        "| per-seed 95% CI, ends averaged (smallest lower end) | raw estimate E_P f - E_Q f | certificate L (max) "
-        "| largest grad norm seen | seeds |",
+        f"| critic | loss | {LABELS['lower_bound']} (estimate / L) | {LABELS['ci95']} per seed, ends averaged "
+        f"(smallest lower end) | {LABELS['estimate']} | {LABELS['lipschitz_certificate']} (max) "
+        f"| {LABELS['one_lipschitz']} | largest grad norm seen | seeds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        raw = f"{r['estimate_mean']:.4f} ± {r['estimate_std']:.4f}"
+        bound = f"{r['lower_bound_mean']:.4f} ± {r['lower_bound_std']:.4f}"
         if not r["certified"]:
-            raw += " (not a bound)"
+            bound += " **NOT certified: INCONSISTENT** (see the runs' verdicts)"
+        raw = f"{r['estimate_mean']:.4f} ± {r['estimate_std']:.4f}"
+        if r["lipschitz_certificate_max"] > 1.0 and not r["one_lipschitz"]:
+            raw += " (not a bound: L > 1)"
+        smallest = "0*" if clipped(r["ci95_lo_min"]) else f"{r['ci95_lo_min']:.4f}"
         lines.append(
-            f"| {r['label']} ({r['critic']}) | {r['loss']} | {'yes' if r['certified'] else '**no: uncertified**'} | "
-            f"{r['lower_bound_mean']:.4f} ± {r['lower_bound_std']:.4f} "
-            f"| [{r['ci95_lo_mean']:.4f}, {r['ci95_hi_mean']:.4f}] ({r['ci95_lo_min']:.4f}) | "
-            f"{raw} | {r['certificate_max']:.4g} | {r['empirical_lipschitz_max']:.4g} | {r['seeds']} |"
+            f"| {r['label']} ({r['critic']}) | {r['loss']} | {bound} "
+            f"| {format_interval(r['ci95_lo_mean'], r['ci95_hi_mean'])} ({smallest}) | {raw} "
+            f"| {r['lipschitz_certificate_max']:.4g} "
+            f"| {one_lipschitz_text(r['one_lipschitz'], r['lipschitz_certificate_max'])} "
+            f"| {r['empirical_lipschitz_max']:.4g} | {r['seeds']} |"
+        )
+    notes = []
+    if any(clipped(r["ci95_lo_min"]) for r in rows):
+        notes.append(f"{CLIPPED_NOTE}.")
+    if not all(r["one_lipschitz"] for r in rows):
+        notes.append(
+            "Every row's bound is certified (estimate / L); for a critic that is not 1-Lipschitz dividing by L "
+            "loosens it, and its raw estimate is not a bound."
         )
     refs = []
     if ref.exact_w1 is not None:
@@ -148,8 +119,8 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
             f"empirical OT floor (P vs P) = {ref.empirical_ot_floor:.4f} on {ref.empirical_ot_floor_n} samples each"
         )
     if refs:
-        lines += ["", "References: " + "; ".join(refs) + "."]
-    return "\n".join(lines)
+        notes.append("References: " + "; ".join(refs) + ".")
+    return "\n".join(lines + [line for note in notes for line in ("", note)])
 
 
 def compare(
@@ -161,19 +132,10 @@ def compare(
 ) -> Comparison:
     """Run every critic of a comparison file for every seed; write ``comparison.{md,json,png}``.
 
-    ``overrides`` apply to the shared estimate config (e.g. ``["--train.steps", "100"]``).
+    ``overrides`` are those of the file's keys (``--seeds '[0]'``, ``--critics '[...]'``) and of
+    the shared estimate config (``--train.steps 100``); see :func:`wdist.compare_spec.read_comparison`.
     """
-    if isinstance(config, dict):
-        data = dict(config)
-        name = "comparison"
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"Comparison file {str(path)!r} does not exist (e.g. configs/compare/digits.yaml).")
-        data = yaml.safe_load(path.read_text()) or {}
-        name = path.stem
-    spec = _parse_spec(data)
-    base = {k: v for k, v in data.items() if k not in ("critics", "seeds")}
+    name, spec, base, overrides = read_comparison(config, overrides)
     base.setdefault("logger", {})
     out_dir = prepare_output_dir(out if out is not None else base.get("out") or f"runs/compare-{name}")
     base["out"] = None
@@ -185,7 +147,7 @@ def compare(
             if entry.loss is not None:  # else the critic family's own loss
                 run_cfg.setdefault("train", {})["loss"] = entry.loss
             if entry.lr is not None:
-                run_cfg["train"]["lr"] = float(entry.lr)
+                run_cfg.setdefault("train", {})["lr"] = float(entry.lr)
             run_cfg["seed"] = int(seed)
             run_cfg["logger"] = {
                 **run_cfg.get("logger", {}),
@@ -198,11 +160,7 @@ def compare(
     ref = next(iter(results.values()))[0]
     md = _markdown(rows, ref)
     png = plot_comparison(
-        [
-            (f"{label} seed{r.config.get('seed', i)}", r.curve)
-            for label, runs in results.items()
-            for i, r in enumerate(runs)
-        ],
+        [(label, int(r.config.get("seed", i)), r.curve) for label, runs in results.items() for i, r in enumerate(runs)],
         out_dir / "comparison.png",
         exact_w1=ref.exact_w1,
         empirical_ot=ref.empirical_ot_w1,
@@ -217,19 +175,22 @@ def compare(
     atomic_write_text(out_dir / "comparison.json", json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(out_dir / "comparison.md", md + "\n")
     if base.get("logger", {}).get("kind") == "wandb" or "wandb" in overrides:
-        _log_comparison_image(out_dir, name, png, base)
+        _log_comparison_image(out_dir, name, png, base, rows)
     return Comparison(
         results=results,
         rows=rows,
         markdown=md,
         files={k: str(out_dir / f"comparison.{k}") for k in ("md", "json", "png")},
+        out=out_dir,
     )
 
 
-def _log_comparison_image(out_dir: Path, name: str, png: Path, base: dict) -> None:
-    """One extra run in the comparison's W&B group holding the overlaid plot and the table."""
+def _log_comparison_image(out_dir: Path, name: str, png: Path, base: dict, rows: Sequence[dict[str, Any]] = ()) -> None:
+    """One extra run in the comparison's W&B group holding the overlaid plot and the rows (as the
+    summary ``<label>/<key>``, with the keys of comparison.json)."""
     lg = base.get("logger", {})
     loggers = make_loggers(
         out_dir / "wandb-summary", "wandb", lg.get("project", "wdist"), lg.get("group") or name, f"{name}-summary"
     )
-    finish_wandb(loggers, images={"comparison": png})
+    summary = {f"{r['label']}/{k}": v for r in rows for k, v in r.items() if k != "label"}
+    finish_wandb(loggers, summary=summary, images={"comparison": png})

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse._loaders_dumpers import yaml_load  # jsonargparse's own YAML reading (1e-3 is a float)
 from jsonargparse._util import import_object  # the resolver jsonargparse itself uses for class_path
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -46,14 +47,41 @@ __all__ = [
     "resolve_config",
     "config_dict",
     "default_config_path",
+    "default_critic",
+    "resolve_relative_paths",
+    "read_config_file",
+    "IMAGE_DEFAULT_CRITIC",
+    "VECTOR_DEFAULT_CRITIC",
+    "PATH_KEYS",
 ]
+
+
+#: The critic of a configuration that names none, for image-shaped data (C, H, W): the critic of the
+#: offline digits job (``configs/digits/default.yaml``), a convolutional critic that keeps the image's
+#: structure, at a width a CPU trains in seconds per hundred steps.
+IMAGE_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("bcop-dcgan", {"width": 0.25})
+#: The critic of a configuration that names none, for flat vectors (the toys): a Björck-orthogonal MLP.
+VECTOR_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("bjorck-mlp", {})
+
+
+def default_critic(shape: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    """The critic (name, options) used when the configuration names none: :data:`IMAGE_DEFAULT_CRITIC`
+    for samples of shape ``(C, H, W)``, else :data:`VECTOR_DEFAULT_CRITIC` (never an MLP that
+    flattens an image)."""
+    name, options = IMAGE_DEFAULT_CRITIC if len(tuple(shape)) == 3 else VECTOR_DEFAULT_CRITIC
+    return name, dict(options)
 
 
 @dataclass
 class CriticConfig:
-    """Which critic to train: a registry name from ``critics.available()`` and its options."""
+    """Which critic to train: a registry name from ``critics.available()`` and its options.
 
-    name: str = "bjorck-mlp"
+    ``name`` left out (``None``): the default for the data's shape (:func:`default_critic`:
+    ``bcop-dcgan`` at width 0.25 for images, ``bjorck-mlp`` for vectors); ``options`` given without a
+    name apply to that default critic instead of its default options.
+    """
+
+    name: Optional[str] = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,25 +226,49 @@ def default_config_path() -> Path:
 
 def build_parser(prog: str = "wdist estimate") -> ArgumentParser:
     """The jsonargparse parser for :class:`EstimateConfig` (``--config FILE`` plus dotted overrides)."""
-    parser = ArgumentParser(prog=prog, exit_on_error=False, default_env=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML experiment file")
+    # no abbreviations: a misspelt key such as --critic.opt must be an error, not --critic.options
+    parser = ArgumentParser(prog=prog, exit_on_error=False, default_env=False, allow_abbrev=False)
+    parser.add_argument(
+        "--config", action=ActionConfigFile,
+        help="YAML experiment file; relative input paths in it (data, checkpoints) are read from its folder",
+    )  # fmt: skip
     parser.add_class_arguments(EstimateConfig, None, sub_configs=True)
     return parser
 
 
-def _known_keys(parser: ArgumentParser) -> list[str]:
-    keys = []
+#: Options jsonargparse adds to every parser; no user key.
+_INTERNAL_OPTIONS = ("help", "config", "print_config", "print_shtab")
+
+
+def _known_keys(parser: ArgumentParser, extra: Sequence[str] = ()) -> list[str]:
+    """The dotted keys a user may set (the parser's own, never its internal options), and ``extra``."""
+    keys = list(extra)
     for action in parser._actions:  # the parser's own list of accepted dotted keys
         for opt in action.option_strings:
-            if opt.startswith("--") and opt not in ("--help", "--config", "--print_config"):
+            if opt.startswith("--") and opt[2:].split(".")[0] not in _INTERNAL_OPTIONS:
                 keys.append(opt[2:])
     return sorted(set(keys))
 
 
-def _explain(parser: ArgumentParser, message: str) -> str:
-    """Turn a jsonargparse message into one paragraph that also lists what is allowed."""
+def _section_keys(keys: Sequence[str], name: str) -> tuple[str, list[str]]:
+    """The innermost section of the misspelt dotted key ``name`` that has keys, and those keys:
+    ``critic.option.width`` -> ``("critic", ["critic.name", "critic.options"])``; ``("", top-level
+    sections)`` when no section of it exists."""
+    parts = name.split(".")[:-1]
+    while parts:
+        section = ".".join(parts)
+        inside = [k for k in keys if k.startswith(section + ".") and "." not in k[len(section) + 1 :]]
+        if inside:
+            return section, inside
+        parts.pop()
+    return "", sorted({k.split(".")[0] for k in keys})
+
+
+def _explain(parser: ArgumentParser, message: str, extra_keys: Sequence[str] = ()) -> str:
+    """Turn a jsonargparse message into one paragraph that also lists what is allowed (``extra_keys``:
+    keys accepted besides the parser's, such as a comparison's ``critics`` and ``seeds``)."""
     text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    keys = _known_keys(parser)
+    keys = _known_keys(parser, extra_keys)
     names = [
         a or b
         for a, b in re.findall(
@@ -226,8 +278,7 @@ def _explain(parser: ArgumentParser, message: str) -> str:
     names += [f"{g}.{o}" for g, o in re.findall(r"Group '([\w.\-]+)' does not accept option '([\w.\-]+)'", text)]
     hint = ""
     if names:
-        section = names[0].rsplit(".", 1)[0] if "." in names[0] else ""
-        siblings = [k for k in keys if (k.rsplit(".", 1)[0] if "." in k else "") == section]
+        section, siblings = _section_keys(keys, names[0])
         close = difflib.get_close_matches(names[0], keys, n=1)
         hint = f" Allowed keys{' in ' + repr(section) if section else ''}: {', '.join(siblings)}."
         if close:
@@ -239,7 +290,8 @@ def _explain(parser: ArgumentParser, message: str) -> str:
             hint += f" {src.group(1).rsplit('.', 1)[-1]} accepts: {', '.join(params)}."
         except Exception:
             pass
-    if "class_path" in text or "import path" in text:
+    own_class = re.search(r"class_path 'wdist\.(compare_spec|config)\.", text)  # a dataclass, not a source
+    if ("class_path" in text or "import path" in text) and not own_class:
         hint += f" Known sources (p, q): {', '.join(SOURCES)}; toy problems (toy): {', '.join(TOY_PROBLEMS)}"
         hint += f"; known-W1 pairs around a source (toy): {', '.join(c.__name__ for c in PAIRS.values())}."
     return f"Invalid configuration: {text.rstrip('.')}.{hint}"
@@ -270,6 +322,10 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
             "('toy: {class_path: ThreeCones}') or two sources ('p: {class_path: Digits}', "
             "'q: {class_path: Generator, init_args: {name: digits/wgan-gp-8}}')."
         )
+    if cfg.critic.name is None:  # the default for the data's shape; options given alone apply to it
+        shape = (cfg.toy.p if cfg.toy is not None else cfg.p).shape  # type: ignore[union-attr]
+        name, options = default_critic(shape)
+        cfg.critic = CriticConfig(name, dict(cfg.critic.options) or options)
     check_critic(cfg.critic.name, cfg.critic.options)
     for key in ("n_eval", "n_eval_p", "n_eval_q"):
         n = getattr(cfg.eval, key)
@@ -292,23 +348,79 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
     return cfg
 
 
+#: Arguments of sources (``p``, ``q``, ``toy`` and the sources nested in them) that name input files
+#: or folders: relative values in a YAML file are read from the file's folder.
+PATH_KEYS = ("path", "root", "checkpoint")
+#: Generator names that carry a file path after their prefix.
+_PATH_PREFIXES = ("torchscript:",)
+
+
+def resolve_relative_paths(data: dict[str, Any], base: Union[str, os.PathLike]) -> dict[str, Any]:
+    """A copy of the configuration mapping ``data`` (read from a file in the folder ``base``) in
+    which every relative input path of a source is made absolute against ``base``.
+
+    Input paths are the :data:`PATH_KEYS` arguments (``path`` of a ``TensorFile``, ``root`` of an
+    image data set or folder, ``checkpoint`` of a ``Generator``) and the file of a
+    ``torchscript:`` generator name, in ``init_args`` of ``p``, ``q``, ``toy`` and of any source
+    nested in them. A path starting with ``~`` is left for the source to expand. Outputs (``out``)
+    and paths given on the command line keep the working directory.
+    """
+    folder = Path(base).resolve()
+
+    def absolute(text: str) -> str:
+        if text.startswith("~") or "://" in text or Path(text).is_absolute():
+            return text
+        return str(folder / text)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        args = out.get("init_args")
+        if isinstance(args, dict):
+            for key in PATH_KEYS:
+                if isinstance(args.get(key), str) and args[key]:
+                    args[key] = absolute(args[key])
+            name = args.get("name")
+            for prefix in _PATH_PREFIXES:
+                if isinstance(name, str) and name.startswith(prefix) and len(name) > len(prefix):
+                    args["name"] = prefix + absolute(name[len(prefix) :])
+        return out
+
+    return {k: walk(v) if k in ("p", "q", "toy") else v for k, v in data.items()}
+
+
 def _parse(parser: ArgumentParser, config: Union[str, os.PathLike, dict, None], overrides: Sequence[str]) -> Namespace:
-    args: list[str] = []
+    import yaml  # jsonargparse's own YAML library
+
     if config is None:
         config = default_config_path()
-    if isinstance(config, dict):
-        import yaml
-
-        args += ["--config", yaml.safe_dump(config)]
-    else:
+    if not isinstance(config, dict):
         path = Path(config)
         if not path.is_file():
             raise ConfigError(
-                f"Config file {str(path)!r} does not exist (expected a YAML file such as configs/toy/three-cones.yaml)."
+                f"Config file {str(path)!r} does not exist (resolved to {str(path.resolve())!r}; expected a YAML "
+                "file such as configs/toy/three-cones.yaml)."
             )
-        _check_yaml_mapping(path)
-        args += ["--config", str(path)]
-    return parser.parse_args(args + list(overrides))
+        config = read_config_file(path)
+    return parser.parse_args(["--config", yaml.safe_dump(config, sort_keys=False), *overrides])
+
+
+def read_config_file(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The mapping of a YAML configuration file, read as jsonargparse reads YAML (``1e-3`` is a
+    number), with its relative input paths made absolute against its folder
+    (:func:`resolve_relative_paths`).
+
+    Raises
+    ------
+    ConfigError
+        The file is not UTF-8 text, not valid YAML, empty, or not a mapping (the message names it).
+    """
+    path = Path(path)
+    _check_yaml_mapping(path)
+    return resolve_relative_paths(yaml_load(path.read_text(encoding="utf-8")), path.parent)
 
 
 def _check_yaml_mapping(path: Path) -> None:
@@ -367,14 +479,18 @@ def resolve_config(
     cfg = EstimateConfig(**{k: init[k] for k in EstimateConfig.__dataclass_fields__})
     cfg = _validate(cfg)
     ns.pop("config", None)
+    ns["critic.name"], ns["critic.options"] = cfg.critic.name, dict(cfg.critic.options)  # the critic that runs
     text = parser.dump(ns, skip_none=False, skip_validation=True)
     return cfg, text, ns.as_dict()
 
 
-def config_dict(config: Union[str, os.PathLike, dict, None], overrides: Sequence[str] = ()) -> dict[str, Any]:
+def config_dict(
+    config: Union[str, os.PathLike, dict, None], overrides: Sequence[str] = (), extra_keys: Sequence[str] = ()
+) -> dict[str, Any]:
     """The parsed configuration as a dict (``class_path``/``init_args`` kept), checked against the
     dataclasses but without building anything (no data set is loaded): the form
-    :func:`resolve_config` returns as its third value, for comparing two configurations."""
+    :func:`resolve_config` returns as its third value, for comparing two configurations.
+    ``extra_keys``: keys the caller accepts besides the configuration's (listed in errors)."""
     if isinstance(config, EstimateConfig):
         raise ConfigError("a configuration to compare must be a YAML file or a dict, not an EstimateConfig")
     parser = build_parser()
@@ -384,7 +500,7 @@ def config_dict(config: Union[str, os.PathLike, dict, None], overrides: Sequence
         raise
     except Exception as err:  # jsonargparse's ArgumentError
         cause = err.__cause__ or err
-        raise ConfigError(_explain(parser, str(cause) if str(cause) else str(err))) from None
+        raise ConfigError(_explain(parser, str(cause) if str(cause) else str(err), extra_keys)) from None
     ns.pop("config", None)
     return ns.as_dict()
 

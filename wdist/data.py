@@ -194,10 +194,13 @@ class PairDataModule(pl.LightningDataModule):
         if isinstance(source, FiniteSource):
             if n >= len(source):
                 key = self._size_keys[side]
+                own = f"eval.n_eval_{side.lower()}"  # this side's size alone: the other side keeps its own
+                other = "Q" if side == "P" else "P"
+                also = "" if key == own else f"; it sets {side}'s held-out size alone, and {other} keeps {key}"
                 raise SourceError(
                     f"{key} = {n} held-out samples requested, but {side} = {source.describe()} has only "
-                    f"{len(source)} items and training needs some of them; set {key} below {len(source)} "
-                    f"(e.g. {max(1, len(source) // 4)})."
+                    f"{len(source)} items and training needs some of them; set {own} below {len(source)} "
+                    f"(e.g. {max(1, len(source) // 4)}){also}."
                 )
             return source.split(n, gen)
         return source, _draw(source, n, fresh)

@@ -2,7 +2,8 @@
 
 W&B never blocks a run: without an API key (``WANDB_API_KEY`` or a netrc entry) it logs offline
 into ``<out>/wandb`` and says so; with a key it gives the service a bounded time to answer and
-falls back to offline if it does not. The mode is a setting of the run, never of the process: no
+falls back to offline if it does not. When an offline run closes, one line names its folder and
+the command that uploads it (``wandb sync <folder>``). The mode is a setting of the run, never of the process: no
 environment variable is left changed, and W&B's own files (service logs, cache) go under
 ``<out>/wandb`` too.
 """
@@ -150,6 +151,9 @@ def _wandb_logger(
         id=run_id,
         resume="allow",  # an existing id (a resumed run) continues that W&B run
     )
+    # Lightning passes anonymous=None on to wandb.init, which then warns that the (removed) setting
+    # has no effect; the run is started below, so the argument can still be dropped
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     with wandb_files_under(out):
         _ = logger.experiment  # start the run now, so a failure surfaces here and not mid-training
     return logger
@@ -236,4 +240,8 @@ def finish_wandb(
         for key, path in (images or {}).items():
             if path and Path(path).exists():
                 run.log({key: wandb.Image(str(path))})
+        offline = bool(getattr(run, "offline", False))
+        folder = getattr(run.settings, "sync_dir", None) or str(Path(run.dir).parent)
         run.finish()
+        if offline and rank_zero_only.rank == 0:
+            print(f"W&B: the offline run is in {folder}; upload it with: wandb sync {folder}", file=sys.stderr)

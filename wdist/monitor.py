@@ -14,13 +14,18 @@ It leaves the GAN as it found it:
 * the generator is not registered in the inner training system, so the inner Trainer neither
   moves it nor switches its mode;
 * every random stream the GAN draws from (torch CPU and the current CUDA device, NumPy's and
-  Python's global generators) is saved before and restored after, and torch's thread count too,
-  so the GAN's training is bit-identical with and without the monitor.
+  Python's global generators) is saved before and restored after, so the GAN's training is
+  bit-identical with and without the monitor;
+* the critic trains with the thread count the command line would choose for it
+  (:mod:`wdist.threads`: one thread for a small critic), and the caller's count is restored after;
+* the inner Trainer adds nothing to the user's log (its device lines, tips and "`Trainer.fit`
+  stopped" lines are silenced) unless ``verbose=True``; warnings stay visible.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import warnings
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
@@ -35,6 +40,7 @@ from generators.latents import LatentSpec
 from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig, TrainerConfig, load_config
 from wdist.evaluation import Evaluation
 from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
+from wdist.results import evaluation_record
 from wdist.sources import LatentSource, Source, TensorSource
 
 __all__ = ["W1Monitor"]
@@ -89,6 +95,44 @@ def _untouched_global_state(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _keep_interop_threads() -> None:
+    """Fix torch's inter-op thread count at the caller's value, so that the run's thread rule (which
+    sets it to 1 where it still can: it can be set once per process, never restored) leaves it."""
+    try:
+        torch.set_num_interop_threads(torch.get_num_interop_threads())
+    except RuntimeError:  # already fixed (set, or the pool already used): nothing can change it
+        pass
+
+
+#: Lightning's loggers, whose INFO lines (devices found, tips, why fit stopped) an inner Trainer writes.
+_LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch")
+#: Warnings of the inner Trainer that are about its set-up, not about the user's GAN.
+_INNER_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*`IterableDataset` has `__len__` defined.*",
+    ".*GPU available but not used.*",
+)
+
+
+@contextlib.contextmanager
+def _silent_lightning(verbose: bool) -> Iterator[None]:
+    """Inside: Lightning's INFO lines silenced (unless ``verbose``) and the inner Trainer's set-up
+    warnings ignored; on the way out the loggers' levels are back as they were."""
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        for pattern in _INNER_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        try:
+            if not verbose:
+                for lg in loggers:
+                    lg.setLevel(max(logging.WARNING, lg.getEffectiveLevel()))
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
 @contextlib.contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[None]:
     """``module`` in eval mode inside; every submodule's own mode restored after."""
@@ -114,8 +158,9 @@ class W1Monitor(Callback):
     up to sampling error (the interval). W1 is the Euclidean distance on flattened samples, in the
     data's units. The critic of each call starts from the previous call's (warm start).
 
-    Logged to the trainer's loggers (``<prefix>/lower_bound``, ``_lo``, ``_hi``, ``certificate``)
-    at the epoch's last step, and kept in :attr:`history`.
+    Logged to the trainer's loggers at the epoch's last step as ``<prefix>/<key>`` for the keys
+    :data:`LOGGED` (the names of result.json: ``lower_bound``, ``ci95_lo``, ``ci95_hi``,
+    ``estimate``, ``lipschitz_certificate``), and kept in :attr:`history`.
 
     Parameters
     ----------
@@ -125,10 +170,12 @@ class W1Monitor(Callback):
         critic. Pass data the GAN is not trained on where you can.
     every_n_epochs : int
         Epochs between estimates.
-    critic : str
-        A registered critic (``critics.available()``), e.g. ``bjorck-mlp`` or ``bcop-dcgan``.
+    critic : str, optional
+        A registered critic (``critics.available()``), e.g. ``bjorck-mlp`` or ``bcop-dcgan``;
+        default: the one ``wdist estimate`` uses for the data's shape (``bcop-dcgan`` at width 0.25
+        for images, ``bjorck-mlp`` for vectors; :func:`wdist.config.default_critic`).
     critic_options : dict, optional
-        Options of that critic.
+        Options of that critic (of the default one when ``critic`` is not given).
     generator : str or callable
         The attribute of the LightningModule holding the generator (default ``"generator"``), or
         a function ``module -> nn.Module``. It must map ``(n, *latent_shape)`` latents to
@@ -162,19 +209,31 @@ class W1Monitor(Callback):
         Seeds the critic, its batches and the held-out draws (not the GAN's streams).
     prefix : str
         Metric name prefix.
+    threads : "auto" or int
+        Torch threads while the critic trains: ``auto`` applies the command line's rule
+        (:mod:`wdist.threads`; ``OMP_NUM_THREADS`` when set, else one thread for a small critic);
+        the caller's count is restored after each estimate.
+    verbose : bool
+        Let the inner Trainer's INFO lines (devices, tips, why fit stopped) through.
 
     Attributes
     ----------
     history : list of dict
-        One row per estimate: ``epoch``, ``global_step`` and the keys of
-        :meth:`wdist.evaluation.Evaluation.row` plus ``certified``.
+        One row per estimate: ``epoch``, ``global_step``, ``critic_steps`` and the keys of a
+        result (:func:`wdist.results.evaluation_record`: ``estimate``, ``lower_bound``, ``ci95``,
+        ``ci``, ``lipschitz_certificate``, ``certified``, ``one_lipschitz``, ...).
+    threads_used : list of int
+        The torch thread count each estimate's critic trained with.
     """
+
+    #: The keys of each history row logged as ``<prefix>/<key>`` (``ci95`` as ``ci95_lo``, ``ci95_hi``).
+    LOGGED = ("lower_bound", "ci95_lo", "ci95_hi", "estimate", "lipschitz_certificate")
 
     def __init__(
         self,
         data: Union[Tensor, Source],
         every_n_epochs: int = 1,
-        critic: str = "bjorck-mlp",
+        critic: Optional[str] = None,
         critic_options: Optional[dict[str, Any]] = None,
         generator: Union[str, Callable[[pl.LightningModule], nn.Module]] = "generator",
         latent_dim: Optional[int] = None,
@@ -191,6 +250,8 @@ class W1Monitor(Callback):
         confidence: float = 0.95,
         seed: int = 0,
         prefix: str = "w1",
+        threads: Union[str, int] = "auto",
+        verbose: bool = False,
     ) -> None:
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(f"W1Monitor: every_n_epochs must be a positive integer; got {every_n_epochs!r}")
@@ -217,7 +278,11 @@ class W1Monitor(Callback):
         self.n_eval_q = int(n_eval_q) if n_eval_q is not None else 4 * self.n_eval
         self.domain = domain if domain is None else (float(domain[0]), float(domain[1]))
         self.confidence, self.seed, self.prefix = float(confidence), int(seed), prefix
+        if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"W1Monitor: threads must be 'auto' or a positive integer; got {threads!r}")
+        self.threads, self.verbose = threads, bool(verbose)
         self.history: list[dict[str, Any]] = []
+        self.threads_used: list[int] = []
         self._critic_state: Optional[dict[str, Tensor]] = None
 
     # -- the hook -------------------------------------------------------------------------------
@@ -227,16 +292,17 @@ class W1Monitor(Callback):
         gen = self._generator_of(pl_module)
         with _untouched_global_state(pl_module.device), _eval_mode(gen):
             ev = self._estimate(gen, self._latent_spec(gen, pl_module), pl_module.device, draw=len(self.history))
-        row = {"epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step), **ev.row()}
-        row["certified"] = bool(ev.certified)
-        self.history.append(row)
-        values = {
-            f"{self.prefix}/lower_bound": row["lower_bound"],
-            f"{self.prefix}/lower_bound_lo": row["lower_bound_lo"],
-            f"{self.prefix}/lower_bound_hi": row["lower_bound_hi"],
-            f"{self.prefix}/certificate": row["certificate"],
+        row = {
+            "epoch": int(trainer.current_epoch),
+            "global_step": int(trainer.global_step),
+            "critic_steps": int(ev.step),
+            **evaluation_record(ev),
         }
-        pl_module.log_dict(values, on_step=False, on_epoch=True, prog_bar=False, logger=True)
+        self.history.append(row)
+        flat = {**row, "ci95_lo": row["ci95"][0], "ci95_hi": row["ci95"][1]}
+        values = {f"{self.prefix}/{key}": float(flat[key]) for key in self.LOGGED}
+        if trainer.loggers:  # else Lightning would warn, once per key, that there is no logger
+            pl_module.log_dict(values, on_step=False, on_epoch=True, prog_bar=False, logger=True)
 
     # -- pieces ---------------------------------------------------------------------------------
     def _generator_of(self, pl_module: pl.LightningModule) -> nn.Module:
@@ -284,7 +350,7 @@ class W1Monitor(Callback):
         cfg = EstimateConfig(
             p=self.data, q=q, critic=self.critic,
             train=TrainConfig(
-                steps=steps, batch_size=self.batch_size, lr=self.lr, eval_every=steps, threads=torch.get_num_threads()
+                steps=steps, batch_size=self.batch_size, lr=self.lr, eval_every=steps, threads=self.threads
             ),
             trainer=TrainerConfig(accelerator=accelerator, devices=devices, enable_progress_bar=False),
             eval=EvalConfig(
@@ -301,14 +367,13 @@ class W1Monitor(Callback):
         steps = self.steps if self._critic_state is None else self.warm_steps
         cfg = self._config(gen, latent, device, steps, draw)
         torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)
-        run = build_run(cfg)
-        if self._critic_state is not None:
-            run.system.critic.load_state_dict(self._critic_state)
-        trainer = make_trainer(cfg, [], [], None)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
-            warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        _keep_interop_threads()
+        with _silent_lightning(self.verbose):
+            run = build_run(cfg)  # sets the run's thread count (the caller's is restored after the estimate)
+            self.threads_used.append(torch.get_num_threads())
+            if self._critic_state is not None:
+                run.system.critic.load_state_dict(self._critic_state)
+            trainer = make_trainer(cfg, [], [], None)
             ev = fit_and_evaluate(trainer, run, None)
         self._critic_state = {k: v.detach().cpu().clone() for k, v in run.system.critic.state_dict().items()}
         return ev

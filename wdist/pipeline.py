@@ -259,7 +259,8 @@ def _device_text(trainer: pl.Trainer) -> str:
     if device.type == "cuda":
         text = f"cuda ({torch.cuda.get_device_name(device)})"
     else:
-        text = f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        text = f"{device.type} ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
     return text + (f" x {trainer.world_size} processes" if trainer.world_size > 1 else "")
 
 
@@ -343,7 +344,7 @@ def _say_threads(threads: ThreadChoice) -> None:
 def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
     plot = plot_bound_curve(
         result.curve, out_dir / "bound_curve.png", exact_w1=result.exact_w1, empirical_ot=result.empirical_ot_w1,
-        empirical_ot_floor=result.empirical_ot_floor, certified=result.certified,
+        empirical_ot_floor=result.empirical_ot_floor, one_lipschitz=result.one_lipschitz,
         title=f"{result.critic}: {result.p} vs {result.q}",
     )  # fmt: skip
     result.save(out_dir / "result.json")

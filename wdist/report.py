@@ -1,19 +1,89 @@
-"""How numbers are printed: the units line of every report and aligned (label, value) tables.
+"""How numbers are printed: one vocabulary for every output, the units line of every report, the
+interval of a lower bound (its negative end shown as 0, with one note), and aligned tables.
 
 W1 is the Euclidean distance on the flattened samples, in the sources' value range, at their
 shape (resolution); every report says so through :func:`domain_text`.
+
+The vocabulary (:data:`KEYS` and :data:`LABELS`), the same in ``estimate``, ``compare``, ``track``,
+``W1Monitor``, the plots and W&B:
+
+* the **estimate** is the held-out mean difference :math:`\\hat\\Delta = \\hat{\\mathbb E}_P f -
+  \\hat{\\mathbb E}_Q f` of the trained critic (critic units; a bound only when :math:`L \\le 1`);
+* the **certified lower bound** is :math:`\\mathbb E[\\hat\\Delta] / L \\le W_1(P, Q)`, for any critic
+  (``L`` certified from the weights); its point value ``lower_bound`` is the estimate divided by
+  ``L`` and ``ci95`` is its 95% interval. "Certified" is said of this bound, and only of it;
+* **1-Lipschitz** (``one_lipschitz``) says :math:`L \\le 1 + 10^{-3}`: the estimate is then within
+  0.1% of the bound; otherwise dividing by ``L`` loosens the bound.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-__all__ = ["domain_text", "format_rows", "range_text", "range_note"]
+__all__ = [
+    "KEYS",
+    "LABELS",
+    "CLIPPED_NOTE",
+    "domain_text",
+    "format_rows",
+    "format_interval",
+    "clipped",
+    "one_lipschitz_text",
+    "certificate_text",
+    "range_text",
+    "range_note",
+]
+
+#: The key of each number in every output (result.json, comparison.json rows, track.json points,
+#: ``W1Monitor.history``, W&B summaries); flat tables (CSV, W&B scalars) write ``ci95`` as
+#: ``ci95_lo`` and ``ci95_hi``.
+KEYS = ("estimate", "lower_bound", "ci95", "lipschitz_certificate", "certified", "one_lipschitz")
+
+#: The printed label of each key of :data:`KEYS`.
+LABELS = {
+    "estimate": "estimate E_P f - E_Q f",
+    "lower_bound": "certified W1 lower bound",
+    "ci95": "95% CI",
+    "lipschitz_certificate": "Lipschitz certificate L",
+    "certified": "certified",
+    "one_lipschitz": "1-Lipschitz (L <= 1.001)",
+}
+
+#: The one note every output carries when an interval of a lower bound reaches below 0.
+CLIPPED_NOTE = (
+    "0* marks an interval lower end below 0, shown as 0: W1 >= 0 always, so a negative end says nothing "
+    "(no evidence that W1 > 0); the computed ends are kept in the .json files"
+)
 
 
 def domain_text(shape: Any, domain: Any) -> str:
     """``"shape (C, H, W), range [lo, hi], L2 distance on the flattened samples"``."""
     return f"shape {tuple(shape)}, range {domain if domain else 'unbounded'}, L2 distance on the flattened samples"
+
+
+def clipped(lo: Optional[float]) -> bool:
+    """Whether an interval of a W1 lower bound with lower end ``lo`` is printed clipped at 0."""
+    return lo is not None and lo < 0
+
+
+def format_interval(lo: float, hi: float, digits: int = 4) -> str:
+    """The interval ``[lo, hi]`` of a W1 lower bound as printed everywhere: a lower end below 0 is
+    shown as ``0*`` (see :data:`CLIPPED_NOTE`), an upper end below 0 as ``0``."""
+    low = "0*" if clipped(lo) else f"{lo:.{digits}f}"
+    return f"[{low}, {max(hi, 0.0):.{digits}f}]"
+
+
+def certificate_text(certificate: float) -> str:
+    """A Lipschitz certificate as printed: ``1 + 1.3e-13`` just above 1 (where six digits would read
+    as 1, hiding that the raw estimate is then not itself a bound), else six significant digits."""
+    if 1.0 < certificate < 1.001:
+        return f"1 + {certificate - 1.0:.2g}"
+    return f"{certificate:.6g}"
+
+
+def one_lipschitz_text(one_lipschitz: bool, certificate: float) -> str:
+    """``yes`` or ``no (L = 14.2)``: whether the critic is 1-Lipschitz within 0.1%."""
+    return "yes" if one_lipschitz else f"no (L = {certificate:.4g})"
 
 
 def format_rows(rows: Sequence[tuple[str, str]]) -> str:

@@ -1,11 +1,16 @@
 """The result of one estimate: every number labelled with what it is, written atomically.
 
-* ``estimate``: held-out mean difference E_P f - E_Q f of the trained critic (uncertified on its own);
+* ``estimate``: held-out mean difference E_P f - E_Q f of the trained critic (a bound on its own
+  only when L <= 1);
 * ``lipschitz_certificate``: L >= Lip(f), certified from the weights used (``certificate_layers``
   its factors; ``certificate_user_asserted`` the layers whose rule a user registered, which wdist
   applies as given);
-* ``lower_bound = estimate / L``: a lower bound on W1 (up to sampling error, see ``ci``);
-* ``certified``: L <= 1 + 1e-3, i.e. the raw estimate is itself a bound;
+* ``lower_bound = estimate / L``: the certified lower bound on W1, for any critic (up to sampling
+  error: ``ci95`` and ``ci`` are its intervals);
+* ``certified``: whether ``lower_bound`` is certified: always, unless a gradient norm observed on
+  held-out samples exceeds L (then the certificate is wrong for this critic: INCONSISTENT);
+* ``one_lipschitz``: L <= 1 + 1e-3, the critic is 1-Lipschitz within 0.1% (its estimate is then
+  within 0.1% of the bound; otherwise dividing by L loosens the bound);
 * ``exact_w1``: a closed form (toys) or ``None``;
 * ``empirical_ot_w1``: exact OT between finite samples, an upper reference biased upwards, with
   ``empirical_ot_floor`` (P against a disjoint sample of P) beside it;
@@ -28,15 +33,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from wdist.advice import advice
 from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation
 from wdist.files import atomic_write_text
 from wdist.references import References
-from wdist.report import domain_text, format_rows, range_note, range_text
+from wdist.report import (
+    CLIPPED_NOTE,
+    LABELS,
+    certificate_text,
+    clipped,
+    domain_text,
+    format_interval,
+    format_rows,
+    range_note,
+    range_text,
+)
 
 __all__ = [
     "Result",
     "RunRecord",
     "verdict",
+    "bound_certified",
+    "evaluation_record",
     "run_notes",
     "certificate_notes",
     "interval_notes",
@@ -113,34 +131,79 @@ def certificate_notes(evaluation: Evaluation) -> list[str]:
 
 
 def interval_notes(evaluation: Evaluation) -> list[str]:
-    """A sentence when the interval of the lower bound reaches 0 or below: no evidence that W1 > 0."""
-    bound = evaluation.bound
-    if bound.lo > 0:
+    """The note every output carries (:data:`~wdist.report.CLIPPED_NOTE`) when an interval of the
+    lower bound (at the run's confidence or at 95%) reaches below 0, with the computed ends."""
+    shown = [iv for iv in dict.fromkeys((evaluation.bound, evaluation.bound95)) if clipped(iv.lo)]
+    if not shown:
         return []
-    return [
-        f"the {100 * bound.confidence:.0f}% interval of the lower bound, [{bound.lo:.4g}, {bound.hi:.4g}], includes 0: "
-        "no evidence that W1 > 0 (W1 >= 0 always, so a negative lower end says nothing)."
-    ]
+    ends = "; ".join(f"{100 * iv.confidence:.0f}% interval [{iv.lo:.4g}, {iv.hi:.4g}]" for iv in shown)
+    return [f"{CLIPPED_NOTE} (here: {ends})."]
+
+
+def bound_certified(certificate: float, empirical_lipschitz: Optional[float]) -> bool:
+    """Whether the bound ``estimate / certificate`` is certified: the certificate is computed from
+    the critic's weights, so it is, unless an observed gradient norm exceeds it (the certificate is
+    then wrong for this critic)."""
+    return empirical_lipschitz is None or empirical_lipschitz <= certificate * (1 + 1e-6)
+
+
+def evaluation_record(evaluation: Evaluation, empirical_lipschitz: Optional[float] = None) -> dict[str, Any]:
+    """The numbers of one held-out evaluation under the keys every result uses (:data:`wdist.report.KEYS`):
+    ``estimate`` and ``stderr`` (critic units), ``lipschitz_certificate``, ``lower_bound`` (estimate / L)
+    with ``ci95`` (its 95% interval) and ``ci`` (both intervals at the run's confidence, with the
+    method), ``certified`` (:func:`bound_certified`), ``one_lipschitz``, ``n_eval_p``, ``n_eval_q``.
+    Result files, comparison rows, track points and ``W1Monitor.history`` all take them from here."""
+    raw, bound = evaluation.interval, evaluation.bound
+    return {
+        "estimate": float(raw.estimate),
+        "stderr": float(raw.stderr),
+        "lipschitz_certificate": float(evaluation.certificate),
+        "lower_bound": float(bound.estimate),
+        "ci95": [float(evaluation.bound95.lo), float(evaluation.bound95.hi)],
+        "ci": {
+            "confidence": raw.confidence,
+            "method": raw.method,
+            "estimate_lo": float(raw.lo),
+            "estimate_hi": float(raw.hi),
+            "lower_bound_lo": float(bound.lo),
+            "lower_bound_hi": float(bound.hi),
+        },
+        "certified": bound_certified(evaluation.certificate, empirical_lipschitz),
+        "one_lipschitz": bool(evaluation.certified),
+        "n_eval_p": evaluation.n_eval_p,
+        "n_eval_q": evaluation.n_eval_q,
+    }
 
 
 def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str:
-    """One sentence saying what the number is: a certified bound, a loose bound (uncertified
-    critic), or inconsistent (an observed gradient norm above the certificate)."""
+    r"""One sentence saying what the numbers are, following the certificate L exactly.
+
+    ``certified`` is said only of :math:`\hat\Delta / L` (the estimate divided by L): a lower bound
+    on W1 for any L. The raw estimate is called a bound only when :math:`L \le 1`; for
+    :math:`1 < L \le 1 + 10^{-3}` it is within 0.1% of the bound but not itself certified; above,
+    dividing by L loosens the bound. An observed gradient norm above L makes the result INCONSISTENT.
+    """
     cert, iv = evaluation.certificate, evaluation.interval
-    if empirical_lipschitz is not None and empirical_lipschitz > cert * (1 + 1e-6):
+    if not bound_certified(cert, empirical_lipschitz):
         return (
             f"INCONSISTENT: an observed gradient norm {empirical_lipschitz:.6g} exceeds the certificate {cert:.6g}; "
             "the certificate is wrong for this critic; do not use the bound (please report this)."
         )
+    bound = evaluation.bound.estimate
+    statement = (
+        f"certified: Lip(f) <= L = {certificate_text(cert)}, so estimate / L = {bound:.6g} is a lower bound on W1 "
+        f"up to sampling error ({100 * iv.confidence:.0f}% interval, {iv.method})"
+    )
+    if cert <= 1.0:
+        return f"{statement}; as L <= 1, the raw estimate {iv.estimate:.6g} is a lower bound too."
     if evaluation.certified:
         return (
-            f"certified: Lip(f) <= {cert:.6f} <= 1 + {CERTIFIED_TOLERANCE:g}, so the held-out estimate is a lower "
-            f"bound on W1 up to sampling error ({100 * iv.confidence:.0f}% interval, {iv.method})."
+            f"{statement}. The raw estimate {iv.estimate:.6g} is within {CERTIFIED_TOLERANCE:.1%} of it but is not "
+            "itself certified (L > 1)."
         )
     return (
-        f"not certified: Lip(f) <= {cert:.6g} > 1 + {CERTIFIED_TOLERANCE:g}; the raw estimate {iv.estimate:.4g} "
-        f"is NOT a bound on W1. estimate / certificate = {evaluation.bound.estimate:.4g} "
-        "is a valid (loose) lower bound."
+        f"{statement}, loosened by 1/L: the critic is not 1-Lipschitz (L > 1 + {CERTIFIED_TOLERANCE:g}), so the raw "
+        f"estimate {iv.estimate:.4g} is NOT a bound on W1."
     )
 
 
@@ -155,6 +218,7 @@ class Result:
     ci95: list[float]
     ci: dict[str, Any]
     certified: bool
+    one_lipschitz: bool
     verdict: str
     exact_w1: Optional[float]
     exact_w1_method: Optional[str]
@@ -206,24 +270,11 @@ class Result:
     ) -> "Result":
         """The result of a run whose last held-out evaluation is ``evaluation``: every number is
         taken from it (nothing is recomputed), the references and the run record are added."""
-        raw, bound = evaluation.interval, evaluation.bound
         train_raw, train95 = evaluation.train_interval, evaluation.train_bound95
-        limited_by, diagnosis = evaluation.diagnosis
+        limited_by, finding = evaluation.diagnosis
+        rows = [ev.row() for ev in curve]
         return cls(
-            estimate=float(raw.estimate),
-            lipschitz_certificate=float(evaluation.certificate),
-            lower_bound=float(bound.estimate),
-            stderr=float(raw.stderr),
-            ci95=[float(evaluation.bound95.lo), float(evaluation.bound95.hi)],
-            ci={
-                "confidence": raw.confidence,
-                "method": raw.method,
-                "estimate_lo": float(raw.lo),
-                "estimate_hi": float(raw.hi),
-                "lower_bound_lo": float(bound.lo),
-                "lower_bound_hi": float(bound.hi),
-            },
-            certified=evaluation.certified,
+            **evaluation_record(evaluation, empirical_lipschitz),
             verdict=verdict(evaluation, empirical_lipschitz),
             exact_w1=None if exact_w1 is None else float(exact_w1),
             exact_w1_method=exact_w1_method,
@@ -234,8 +285,6 @@ class Result:
             empirical_lipschitz=empirical_lipschitz,
             certificate_layers=[c.as_dict() for c in evaluation.certificate_layers],
             certificate_user_asserted=[c.name for c in evaluation.certificate_layers if c.user_asserted],
-            n_eval_p=evaluation.n_eval_p,
-            n_eval_q=evaluation.n_eval_q,
             steps=run.steps,
             seconds=run.seconds,
             device=run.device,
@@ -246,7 +295,7 @@ class Result:
             shape=list(run.shape),
             domain=run.domain,
             versions=run.versions,
-            curve=[ev.row() for ev in curve],
+            curve=rows,
             config=run.config,
             precision=run.precision,
             segments=[dict(seg) for seg in run.segments],
@@ -258,7 +307,7 @@ class Result:
             n_train_p=None if train_raw is None else int(train_raw.n_p),
             n_train_q=None if train_raw is None else int(train_raw.n_q),
             limited_by=limited_by,
-            diagnosis=diagnosis,
+            diagnosis=f"{finding}; {advice(limited_by, rows)}" if rows else finding,
             threads=run.threads,
             generators={side: dict(rec) for side, rec in run.generators.items()},
         )
@@ -285,13 +334,17 @@ class Result:
         if "n_eval" in data:  # written before the two held-out sizes were recorded: equal sizes
             data.setdefault("n_eval_p", data["n_eval"])
             data.setdefault("n_eval_q", data["n_eval"])
+        if "one_lipschitz" not in data:  # written when ``certified`` meant L <= 1 + CERTIFIED_TOLERANCE
+            data["one_lipschitz"] = bool(data.get("certified"))
+            data["certified"] = not str(data.get("verdict", "")).startswith("INCONSISTENT")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """(label, value) rows for the table printed at the end of a run."""
         conf = self.ci.get("confidence", 0.95)
-        lo, hi = self.ci.get("lower_bound_lo"), self.ci.get("lower_bound_hi")
-        bound_label = "W1 lower bound (certified)" if self.certified else "estimate / certificate (a bound, loose)"
+        lo, hi = self.ci["lower_bound_lo"], self.ci["lower_bound_hi"]
+        bound_label = LABELS["lower_bound"] if self.certified else "W1 lower bound, NOT certified (see verdict)"
+        loosened = "" if self.one_lipschitz else f"; loosened by 1/L, L = {self.lipschitz_certificate:.4g}"
         rows = [("P", self.p), ("Q", self.q)]
         rows += [
             (f"{side.upper()} output range", range_text(gen["range_check"]))
@@ -308,28 +361,31 @@ class Result:
             ),
             (
                 bound_label,
-                f"{self.lower_bound:.4f}   {100 * conf:.0f}% CI [{lo:.4f}, {hi:.4f}] "
-                f"({self.ci.get('method')}; n_P = {self.n_eval_p}, n_Q = {self.n_eval_q} held-out samples)",
+                f"{self.lower_bound:.4f} (point estimate, estimate / L)   {100 * conf:.0f}% CI "
+                f"{format_interval(lo, hi)} ({self.ci.get('method')}; n_P = {self.n_eval_p}, n_Q = {self.n_eval_q} "
+                f"held-out samples{loosened})",
             ),
         ]
-        if self.certified and lo is not None:
-            # the point value is an estimate of E_P f - E_Q f (<= W1); it lies above W1 about half
-            # the time when the critic is near optimal, so the guaranteed statement is the CI's end
+        if self.certified:
+            # the point value lies above the bound it estimates about half the time; the guaranteed
+            # statement is the interval's lower end, one-sided
             one_sided = 100 * (1 - (1 - conf) / 2)
             if lo > 0:
-                statement = (
-                    f"{lo:.4f} with {one_sided:.1f}% confidence (lower end of the CI; the value above is an estimate)"
-                )
+                statement = f"{lo:.4f} with {one_sided:.1f}% confidence (the lower end of the certified bound's CI)"
             else:  # W1 >= 0 always: a negative end says nothing
                 statement = f"0: no evidence that W1 > 0 (the CI's lower end {lo:.4f} is not above 0)"
             rows.append(("W1 at least", statement))
+        raw_note = "" if self.lipschitz_certificate <= 1.0 or self.one_lipschitz else "; NOT a bound: L > 1"
         rows += [
             (
-                "held-out E_P f - E_Q f",
-                f"{self.estimate:.4f} ± {self.stderr:.4f} (stderr)"
-                + ("" if self.certified else "  [NOT a bound: critic not certified 1-Lipschitz]"),
+                f"held-out {LABELS['estimate']}",
+                f"{self.estimate:.4f} ± {self.stderr:.4f} (stderr; before dividing by L{raw_note})",
             ),
-            ("Lipschitz certificate", f"{self.lipschitz_certificate:.6f} (certified upper bound on Lip(f))"),
+            (
+                LABELS["lipschitz_certificate"],
+                f"{certificate_text(self.lipschitz_certificate)} (certified upper bound on Lip(f); "
+                f"{LABELS['one_lipschitz']}: {'yes' if self.one_lipschitz else 'no'})",
+            ),
         ]
         if self.empirical_lipschitz is not None:
             rows.append(

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -48,7 +47,7 @@ from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.loggers import finish_wandb, make_loggers, wandb_files_under
 from wdist.pipeline import estimate
 from wdist.plots import plot_track
-from wdist.report import format_rows
+from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, format_rows
 from wdist.results import Result
 from wdist.sources import Generator
 
@@ -62,14 +61,19 @@ __all__ = [
     "parse_step",
     "default_snapshots",
     "TRACK_COLUMNS",
+    "TRACK_SERIES",
 ]
 
-#: Columns of ``track.csv`` (and keys of each point of ``track.json``).
+#: Columns of ``track.csv`` (and keys of each point of ``track.json``): the keys of result.json
+#: (:data:`wdist.report.KEYS`; ``ci95`` written flat as ``ci95_lo``, ``ci95_hi``), the interval at the
+#: run's confidence (``lower_bound_lo``, ``lower_bound_hi``), and the checkpoint's own.
 TRACK_COLUMNS = (
     "gan_step", "lower_bound", "lower_bound_lo", "lower_bound_hi", "confidence", "ci95_lo", "ci95_hi",
-    "estimate", "stderr", "certificate", "certified", "critic_steps", "warm_started", "seconds",
-    "n_eval_p", "n_eval_q", "empirical_ot_w1", "empirical_ot_floor", "limited_by", "checkpoint", "folder",
+    "estimate", "stderr", "lipschitz_certificate", "certified", "one_lipschitz", "critic_steps", "warm_started",
+    "seconds", "n_eval_p", "n_eval_q", "empirical_ot_w1", "empirical_ot_floor", "limited_by", "checkpoint", "folder",
 )  # fmt: skip
+#: The series of the track's W&B run, against ``gan_step`` (as ``track/<key>``).
+TRACK_SERIES = ("lower_bound", "ci95_lo", "ci95_hi", "estimate", "lipschitz_certificate")
 
 CRITIC_FILE = "critic.pt"
 #: Default critic steps of a warm-started checkpoint, as a fraction of ``train.steps``.
@@ -285,17 +289,24 @@ class TrackResult:
         plot_track(self.points, self.out / "track.png", title=f"W1 lower bound through training ({warm} critics)")
 
     def format_table(self) -> str:
-        """One row per checkpoint: the bound, its 95% interval, and whether it is certified."""
-        rows = [("GAN step", "W1 lower bound   95% CI                critic steps")]
+        """One row per checkpoint: the certified bound (estimate / L), its 95% interval, the critic
+        steps; a critic that is not 1-Lipschitz and a bound that is not certified are marked, and
+        an interval end below 0 is shown as 0 with :data:`~wdist.report.CLIPPED_NOTE`."""
+        rows = [("GAN step", f"{LABELS['lower_bound']} (estimate / L)   {LABELS['ci95']}   critic steps")]
         for p in self.points:
-            mark = "" if p["certified"] else "  [critic not certified: estimate / L]"
+            loose = f"  [not 1-Lipschitz: loosened by 1/L, L = {p['lipschitz_certificate']:.4g}]"
+            mark = "" if p["one_lipschitz"] else loose
+            if not p["certified"]:
+                mark += "  [NOT certified: INCONSISTENT, see its result.json]"
             rows.append(
                 (
                     str(p["gan_step"]),
-                    f"{p['lower_bound']:.4f}   [{p['ci95_lo']:.4f}, {p['ci95_hi']:.4f}]   "
+                    f"{p['lower_bound']:.4f}   {format_interval(p['ci95_lo'], p['ci95_hi'])}   "
                     f"{p['critic_steps']}{' (warm)' if p['warm_started'] else ''}{mark}",
                 )
             )
+        if any(clipped(p["ci95_lo"]) for p in self.points):
+            rows.append(("note", CLIPPED_NOTE))
         return format_rows(rows)
 
 
@@ -317,8 +328,9 @@ def _point(gan_step: int, path: Path, result: Result, warm: bool, folder: Path) 
         "ci95_hi": result.ci95[1],
         "estimate": result.estimate,
         "stderr": result.stderr,
-        "certificate": result.lipschitz_certificate,
+        "lipschitz_certificate": result.lipschitz_certificate,
         "certified": result.certified,
+        "one_lipschitz": result.one_lipschitz,
         "critic_steps": result.steps,
         "warm_started": bool(warm),
         "seconds": result.seconds,
@@ -378,12 +390,7 @@ def _track_loggers(out: Path, cfg: Any, settings: dict[str, Any], resuming: bool
 
 def _log_point(loggers: list, point: dict[str, Any]) -> None:
     for x in loggers:
-        x.experiment.log(
-            {
-                "gan_step": point["gan_step"],
-                **{f"track/{k}": point[k] for k in ("lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate")},
-            }
-        )
+        x.experiment.log({"gan_step": point["gan_step"], **{f"track/{k}": point[k] for k in TRACK_SERIES}})
 
 
 def _check_same_checkpoint(res: Result, path: Union[str, os.PathLike], folder: Path) -> None:
@@ -531,15 +538,20 @@ def track(
     result.notes = _notes(result.points)
     result.save()
     _finish(loggers, result)
-    if not quiet:
-        print(f"wdist track: wrote {out_dir / TRACK_FILE}, track.csv, track.png", file=sys.stderr)
     return result
 
 
 def _notes(points: Sequence[dict[str, Any]]) -> list[str]:
     notes = []
+    if any(not p["one_lipschitz"] for p in points):
+        notes.append(
+            "some critics were not 1-Lipschitz (L > 1 + 1e-3): their points are still certified lower bounds "
+            "(estimate / L), loosened by 1/L"
+        )
     if any(not p["certified"] for p in points):
-        notes.append("some critics were not certified 1-Lipschitz: their points are estimate / L, still lower bounds")
+        notes.append("some points are NOT certified (INCONSISTENT: a gradient norm above L); see their result.json")
+    if any(clipped(p["ci95_lo"]) for p in points):
+        notes.append(CLIPPED_NOTE)
     return notes
 
 

@@ -58,7 +58,9 @@ def load_torchscript(
     GeneratorLoadError
         Missing file, sha256 mismatch, or a file that is not a TorchScript archive.
     """
-    p = _existing_file(path, what="TorchScript")
+    p = _existing_file(
+        path, what="TorchScript", advice="Give the path of a file written by torch.jit.save(torch.jit.script(G), path)."
+    )
     if sha256 is not None:
         check_sha256(p, sha256)
     try:

@@ -15,7 +15,7 @@ import importlib
 import sys
 from typing import Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "BENCHES"]
 
 _BENCHES = {
     "toy": "wdist.bench.toy",
@@ -26,6 +26,8 @@ _BENCHES = {
     "startup": "wdist.bench.startup",
     "tightness": "wdist.bench.tightness",
 }
+#: The benchmark names, in the order ``wdist bench --help`` lists them.
+BENCHES = tuple(_BENCHES)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -38,6 +40,7 @@ def main(argv: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+        print(f"usage: wdist bench {{{','.join(BENCHES)}}} [options]   (wdist bench NAME --help for its options)\n")
         print(__doc__)
         return 0
     module = importlib.import_module(_BENCHES[argv[0]])

@@ -201,8 +201,8 @@ def decode_latents(module: nn.Module, latents: Tensor, chunk: int, device: Optio
             except Exception as err:  # the generator's own code failed: say which generator, on what
                 raise SourceError(
                     f"generator {_generator_name(module)!r} failed on a batch of latents of shape {tuple(z.shape)} "
-                    f"({z.dtype}, on {z.device}): {type(err).__name__}: {err}. Expected it to map latents of that "
-                    "shape to samples; --debug shows the traceback."
+                    f"({z.dtype}, on {z.device}): {type(err).__name__}: {str(err).rstrip('.')}. Expected it to map "
+                    "latents of that shape to samples; --debug shows the traceback."
                 ) from err
     return torch.cat(parts) if parts else latents.new_empty((0,)).to(device)
 

@@ -100,9 +100,9 @@ def _missing(
 ) -> SourceError:
     absent = [f for f in files if not (folder / f).is_file()]
     return SourceError(
-        f"{dataset} not found: expected {', '.join(absent or files)} in the folder {folder}{why}. "
+        f"{dataset} not found: expected {', '.join(absent or files)} in the folder {folder.resolve()}{why}. "
         f"Get it with download=True on a machine with internet access, or download {archive} from {url} "
-        f"and extract it into {root} (it unpacks to {folder.name}/)."
+        f"and extract it into {root.resolve()} (it unpacks to {folder.name}/)."
     )
 
 
@@ -290,7 +290,11 @@ class ImageFolder(ImageSource):
         self._configure(range, resize, crop, limit)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise SourceError(f"ImageFolder: {self.root} is not a folder")
+            raise SourceError(
+                f"ImageFolder: {str(self.root)!r} is not a folder (resolved to {str(self.root.resolve())!r}; a "
+                "relative path in a YAML config is read from the config file's folder, one given on the command line "
+                "from the working directory)."
+            )
         paths = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not paths:
             raise SourceError(f"ImageFolder: no image files ({', '.join(IMAGE_EXTENSIONS)}) under {self.root}")
@@ -401,9 +405,18 @@ class TensorFile(ImageSource):
         lo, hi = float(arr.min()), float(arr.max())
         if lo < in_range[0] or hi > in_range[1]:
             default = value_range is None and arr.dtype != np.uint8
+            if arr.dtype == np.uint8 and value_range is not None:  # e.g. [0, 1] copied from a float example
+                advice = (
+                    f" (the file holds uint8 data, {lo:g}..{hi:g}: leave value_range out, and uint8 values are "
+                    "read as 0..255 and mapped into `range`)"
+                )
+            elif default:
+                advice = " (float data are taken to be in `range` unless value_range is given)"
+            else:
+                advice = f" (give the range the values are in, e.g. value_range: [{lo:g}, {hi:g}])"
             raise SourceError(
-                f"{self.path}: values span [{lo:g}, {hi:g}], outside the input range [{in_range[0]:g}, {in_range[1]:g}]"
-                + (" (float data are taken to be in `range` unless value_range is given)" if default else "")
+                f"{self.path}: values span [{lo:g}, {hi:g}], outside the input range [{in_range[0]:g}, "
+                f"{in_range[1]:g}]{advice}."
             )
         if np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
             arr = arr.astype(np.float64)
@@ -412,7 +425,11 @@ class TensorFile(ImageSource):
     def _load(self, key: Optional[str]) -> np.ndarray:
         p = self.path
         if not p.is_file():
-            raise SourceError(f"TensorFile: no file at {p}")
+            raise SourceError(
+                f"TensorFile: no file at {str(p)!r} (resolved to {str(p.resolve())!r}; a relative path in a YAML "
+                "config is read from the config file's folder, one given on the command line from the working "
+                "directory). Expected a .npy, .npz or .pt file of shape (N, ...)."
+            )
         suffix = p.suffix.lower()
         if suffix == ".npy":
             return self._read_npy()
