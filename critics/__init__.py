@@ -9,7 +9,17 @@ Usable on its own in any GAN training loop:
 """
 
 from critics import architectures, empirical, layers  # architectures: imported for registration
-from critics._registry import LOSSES, available, build, critic_options, default_loss, register_critic
+from critics._registry import (
+    INPUTS,
+    LOSSES,
+    available,
+    build,
+    critic_inputs,
+    critic_options,
+    default_loss,
+    listing,
+    register_critic,
+)
 from critics.certificates import CertificateReport, certificate_report, certify
 from critics.ortho import OrthoConfig
 from critics.vanilla import export
@@ -19,6 +29,7 @@ __all__ = [
     "available",
     "build",
     "certify",
+    "critic_inputs",
     "certificate_report",
     "CertificateReport",
     "critic_options",
@@ -26,6 +37,8 @@ __all__ = [
     "empirical",
     "export",
     "layers",
+    "listing",
+    "INPUTS",
     "LOSSES",
     "OrthoConfig",
     "register_critic",
