@@ -14,6 +14,7 @@ from wdist.sources.base import (
     ToyProblem,
     check_compatible,
 )
+from wdist.sources.funnels import FunnelPair
 from wdist.sources.generator import Generator, RangeMapped
 from wdist.sources.images import CIFAR10, STL10, Digits, ImageFolder, ImageSource, TensorFile
 from wdist.sources.pairs import PAIRS, AnchorPair, DilatedPair, TranslatedPair, TransportedSource
@@ -94,6 +95,7 @@ __all__ = [
     "TranslatedPair",
     "DilatedPair",
     "AnchorPair",
+    "FunnelPair",
     "TransportedSource",
     "PAIRS",
     "SOURCES",
