@@ -116,8 +116,9 @@ def test_placement_from_samples_once_and_saved_with_the_weights() -> None:
     assert critic.init_from_samples(p, q) is True
     head = critic.head
     assert bool(head.initialised)
-    assert float(head.heads["up"].centres[:, 0].mean()) < -3 and float(head.heads["down"].centres[:, 0].mean()) > 3
-    assert float(head.heads["linear"].unit()[0]) > 0.9
+    with torch.no_grad():
+        assert float(head.heads["up"].centres[:, 0].mean()) < -3 and float(head.heads["down"].centres[:, 0].mean()) > 3
+        assert float(head.heads["linear"].unit()[0]) > 0.9
     torch.testing.assert_close(head.heads["radial-up"].centres[0], q.mean(0))
     before = {k: v.clone() for k, v in critic.state_dict().items()}
     assert critic.init_from_samples(q, p) is False
@@ -150,7 +151,7 @@ def test_mixture_moves_to_the_best_part(name: str, shape: tuple[int, ...]) -> No
     critic.init_from_samples(q + v.reshape(shape), q)
     opt = torch.optim.Adam(critic.param_groups(5e-3))
     for _ in range(150):
-        y = torch.rand(256, *shape, generator=gen)
+        y = torch.rand(128, *shape, generator=gen)
         loss = critic(y).mean() - critic(y + v.reshape(shape)).mean()
         opt.zero_grad()
         loss.backward()

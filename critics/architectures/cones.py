@@ -34,8 +34,15 @@ from critics.layers.cones import PARTS, PotentialHead
 
 __all__ = ["ConeCritic", "cones", "bjorck_cones", "bcop_cones", "cayley_cones"]
 
-#: Learning-rate multipliers of the head's parameters relative to ``train.lr``.
+#: Learning-rate multipliers of the head's parameters relative to ``train.lr`` when none are given.
 DEFAULT_LR_SCALES = {"centres": 1.0, "offsets": 1.0, "logits": 1.0}
+
+#: The one configuration of every cone critic (its defaults), chosen on the digits default and small
+#: known-W1 pairs before the measured cells: 256 cones per cone part, all five parts, centres by
+#: k-means on training items, centres at 10 and mixture logits at 20 times ``train.lr``. Measured
+#: alternatives (README "Which critic?"): 64 or 1024 cones, centres on samples instead of k-means,
+#: centres at 1x, logits at 1x (the mixture then stays spread over its parts).
+CENTRES, CENTRE_LR, OFFSET_LR, WEIGHT_LR = 256, 10.0, 1.0, 20.0
 
 
 class ConeCritic(nn.Sequential):
@@ -127,7 +134,8 @@ _PARTS_DOC = """
     centres : int
         Cones per cone part (upward and downward).
     parts : list of str
-        Parts of the head: any of ``linear``, ``up``, ``down`` (default all three).
+        Parts of the head: any of ``linear``, ``up``, ``down``, ``radial-up``, ``radial-down``
+        (default all five; :data:`critics.layers.cones.PARTS`).
     init : {"kmeans", "samples"}
         Placement of the centres by :meth:`ConeCritic.init_from_samples`: k-means on the
         features of training items (upward cones on Q's, downward cones on P's), or that many
@@ -140,19 +148,24 @@ _PARTS_DOC = """
 @register_critic("cones", inputs="any")
 def cones(
     input_shape: tuple[int, ...],
-    centres: int = 256,
+    centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
     init: str = "kmeans",
-    centre_lr: float = 1.0,
-    offset_lr: float = 1.0,
-    weight_lr: float = 1.0,
+    centre_lr: float = CENTRE_LR,
+    offset_lr: float = OFFSET_LR,
+    weight_lr: float = WEIGHT_LR,
 ) -> ConeCritic:
     r"""Cones on the flattened input: vectors ``[D]`` and images alike.
 
     .. math::
 
         f(x) = w_1 \langle u, x\rangle + w_2 \min_j (\|x - c_j\| + b_j)
-               - w_3 \min_j (\|x - d_j\| + e_j), \qquad \|u\| = 1,\ w = \operatorname{softmax}(\theta)
+               - w_3 \min_j (\|x - d_j\| + e_j) + w_4 \|x - r\| - w_5 \|x - s\|,
+        \qquad \|u\| = 1,\ w = \operatorname{softmax}(\theta)
+
+    Placed by :meth:`ConeCritic.init_from_samples`: u along the difference of the sides' means,
+    the upward cones :math:`c_j` by k-means on Q's training items, the downward :math:`d_j` on P's,
+    r at Q's mean and s at P's (a dilation's optimal critic is a single cone).
 
     Lipschitz bound: :math:`\sum_m w_m \cdot 1`, the weights used, rounded up (L2 on the
     flattened input): :math:`1 + O(10^{-7})`; no trunk.
@@ -176,12 +189,12 @@ def bjorck_cones(
     width: int = 256,
     depth: int = 2,
     activation: str = "maxmin",
-    centres: int = 256,
+    centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
     init: str = "kmeans",
-    centre_lr: float = 1.0,
-    offset_lr: float = 1.0,
-    weight_lr: float = 1.0,
+    centre_lr: float = CENTRE_LR,
+    offset_lr: float = OFFSET_LR,
+    weight_lr: float = WEIGHT_LR,
 ) -> ConeCritic:
     r"""Cones on the features of a Björck MLP (``bjorck-mlp`` without its last layer): vectors ``[D]``.
 
@@ -232,12 +245,12 @@ def _image_trunk(critic: nn.Sequential) -> tuple["OrderedDict[str, nn.Module]", 
 def bcop_cones(
     input_shape: tuple[int, ...],
     width: float | None = None,
-    centres: int = 256,
+    centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
     init: str = "kmeans",
-    centre_lr: float = 1.0,
-    offset_lr: float = 1.0,
-    weight_lr: float = 1.0,
+    centre_lr: float = CENTRE_LR,
+    offset_lr: float = OFFSET_LR,
+    weight_lr: float = WEIGHT_LR,
 ) -> ConeCritic:
     r"""Cones on the features of the BCOP critic's stages (``bcop-dcgan`` without its head): images.
 
@@ -269,12 +282,12 @@ def bcop_cones(
 def cayley_cones(
     input_shape: tuple[int, ...],
     width: float | None = None,
-    centres: int = 256,
+    centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
     init: str = "kmeans",
-    centre_lr: float = 1.0,
-    offset_lr: float = 1.0,
-    weight_lr: float = 1.0,
+    centre_lr: float = CENTRE_LR,
+    offset_lr: float = OFFSET_LR,
+    weight_lr: float = WEIGHT_LR,
 ) -> ConeCritic:
     r"""Cones on the features of the Cayley critic's stages (``cayley-dcgan`` without its head): images.
 

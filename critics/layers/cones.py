@@ -10,7 +10,7 @@ feature map g. Distances are L2 on the flattened features.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -161,7 +161,10 @@ class PotentialHead(nn.Module):
     .. math::
 
         h(z) = \sum_{m} w_m h_m(z), \qquad w = \operatorname{softmax}(\theta), \qquad
-        h_m \in \{\text{linear},\ \min_j (\|z - c_j\| + b_j),\ -\min_j (\|z - d_j\| + e_j)\}
+        h_m \in \{\langle u/\|u\|, z\rangle + a,\ \min_j (\|z - c_j\| + b_j),\ -\min_j (\|z - d_j\| + e_j),\
+        \|z - r\| + \beta,\ -\|z - s\| - \gamma\}
+
+    (the parts of :data:`PARTS`: linear, up, down, radial-up, radial-down).
 
     The training objective is linear in the weights,
     :math:`E_P h - E_Q h = \sum_m w_m (E_P h_m - E_Q h_m)`, so each part is trained toward its own
@@ -169,7 +172,8 @@ class PotentialHead(nn.Module):
     part: the head is never much worse than its best part alone.
 
     Lipschitz bound: :math:`\sum_m w_m \mathrm{Lip}(h_m)` (triangle inequality) with the weights
-    actually used, float64, rounded up: :math:`1 + O(10^{-7})` since each part is 1-Lipschitz.
+    actually used, float64, rounded up: :math:`1 + O(10^{-7})` since each part is 1-Lipschitz; tight
+    when one weight is 1 (where the mixture ends on the measured cases).
 
     Shape
     -----
@@ -247,10 +251,6 @@ class PotentialHead(nn.Module):
             total = sum(float(w[i]) * self.heads[p].lipschitz_bound(input_shape) for i, p in enumerate(self.parts))
         return round_up(total, 2 * len(self.parts))
 
-    def lr_scales(self) -> dict[str, float]:
-        """Learning-rate multipliers by parameter name (relative to the critic's learning rate)."""
-        return {}
-
     def extra_repr(self) -> str:
         return f"features={self.features}, parts={self.parts}, init={self.init!r}"
 
@@ -262,8 +262,3 @@ def _part(name: str, features: int, centres: int) -> nn.Module:
     if name.startswith("radial"):
         return ConeHead(features, 1, "up" if name == "radial-up" else "down")
     return ConeHead(features, centres, name)
-
-
-def part_values(head: PotentialHead, z: Tensor) -> dict[str, Optional[Tensor]]:
-    """Each part's value at z (for diagnostics), keyed by part name."""
-    return {p: head.heads[p](z.flatten(1)) for p in head.parts}
