@@ -12,10 +12,11 @@ Error of the exact path (``exact=True``). Let :math:`u = 2^{-53}` and
 :math:`\gamma_n = n u / (1 - n u)`. A float64 dot product of length D, in any summation order,
 is within :math:`\gamma_D \sum_i |z_i c_i| \le \gamma_D \|z\| \|c\|` of the exact one (Higham,
 *Accuracy and Stability of Numerical Algorithms*, 2nd ed., eq. 3.5), so the matmul form of
-:math:`s = \|z - c\|^2` is within :math:`e = \gamma_{D+2} (\|z\| + \|c\|)^2`; every centre whose
-interval :math:`[\sqrt{\max(\tilde s - e, 0)},\ \sqrt{\tilde s + e}] + b_j` can hold the minimum is
-a candidate (a doubled :math:`e` and a relative slack cover the rounding of these bounds
-themselves). On the candidates the direct form has only positive terms:
+:math:`s = \|z - c\|^2` is within :math:`e = \gamma_{D+2} (\|z\| + \|c\|)^2`, and since
+:math:`|\sqrt{a^+} - \sqrt{b^+}| \le \sqrt{|a - b|}` each computed cone value
+:math:`\sqrt{\tilde s^+} + b_j` is within :math:`\sqrt e` of the exact one: every centre whose
+computed value is within :math:`2 \sqrt e` of the lowest is a candidate (a doubled :math:`e` and a
+relative slack cover the rounding of the values themselves). On the candidates the direct form has only positive terms:
 :math:`|\tilde d - d| \le \gamma_{D+2}\, d`, and so
 
 .. math::
@@ -116,20 +117,28 @@ def min_of_cones(z: Tensor, centres: Tensor, offsets: Tensor, exact: bool = True
 
 
 def _candidates(z: Tensor, centres: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
-    """``(N, m)`` indices of the :data:`CANDIDATES` centres of lowest lower bound at each point, and
-    whether they hold every centre that can attain the minimum there (else that point takes all)."""
+    r"""``(N, m)`` indices of the :data:`CANDIDATES` lowest cones by the matmul form at each point, and
+    whether they hold every centre that can attain the minimum there (else that point takes all).
+
+    With :math:`e_i = 2 \gamma_{D+2} (\|z_i\| + \max_j \|c_j\|)^2` bounding the error of every
+    squared distance of row i (doubled to cover its own rounding) and
+    :math:`|\sqrt{a^+} - \sqrt{b^+}| \le \sqrt{|a - b|}`, each computed cone value is within
+    :math:`\delta_i = \sqrt{e_i}` (plus a few roundings of the values themselves) of the exact one,
+    so every centre that can attain the minimum has a computed value within :math:`2 \delta_i`
+    of the lowest computed one.
+    """
     k, features = centres.shape
     m = min(k, CANDIDATES)
     with torch.no_grad():
         z64, c64, b64 = z.detach().double(), centres.detach().double(), offsets.detach().double()
         zn2, cn2 = z64.square().sum(1), c64.square().sum(1)
-        sq = zn2[:, None] - 2.0 * (z64 @ c64.mT) + cn2[None, :]
-        err = 2.0 * _gamma(features + 2) * (zn2.sqrt()[:, None] + cn2.sqrt()[None, :]).square()
-        # the rounding of these bounds themselves (a few operations on values of this size)
-        slack = 16.0 * UNIT_ROUNDOFF * ((sq.abs() + err).sqrt() + b64.abs()) + 1e-300
-        lower = (sq - err).clamp_min(0).sqrt() + b64 - slack
-        upper = ((sq + err).clamp_min(0).sqrt() + b64 + slack).min(dim=1).values
+        approx = (z64 @ c64.mT).mul_(-2.0).add_(zn2[:, None]).add_(cn2[None, :])
+        top = approx.max(dim=1).values.clamp_min(0)
+        err = 2.0 * _gamma(features + 2) * (zn2.sqrt() + float(cn2.max().sqrt())).square()
+        approx.clamp_min_(0).sqrt_().add_(b64)
+        # the rounding of the computed values themselves (a few operations on values of this size)
+        delta = err.sqrt() + 16.0 * UNIT_ROUNDOFF * ((top + err).sqrt() + float(b64.abs().max()))
         if m == k:
-            return torch.arange(k, device=z.device).expand(z.shape[0], k), torch.ones_like(upper, dtype=torch.bool)
-        low, idx = lower.topk(m + 1, dim=1, largest=False)
-        return idx[:, :m], low[:, m] > upper
+            return torch.arange(k, device=z.device).expand(z.shape[0], k), torch.ones_like(delta, dtype=torch.bool)
+        low, idx = approx.topk(m + 1, dim=1, largest=False)
+        return idx[:, :m], low[:, m] > low[:, 0] + 2.0 * delta + 1e-300

@@ -225,7 +225,9 @@ class PotentialHead(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         z = z.flatten(1)
         w = self.weights().to(z.dtype)
-        out = sum(w[i] * self.heads[p](z) for i, p in enumerate(self.parts))
+        # a part whose weight has underflowed to exactly 0 adds exactly 0 (and no gradient): skipped
+        used = [(w[i], self.heads[p]) for i, p in enumerate(self.parts) if bool(w[i] != 0)]
+        out = sum(weight * head(z) for weight, head in used)
         return out[:, None]  # type: ignore[index]
 
     @torch.no_grad()
