@@ -3,6 +3,7 @@ process, once (not again on resume), through every side (data set, analytic samp
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,8 +100,8 @@ def test_a_generator_side_is_decoded_for_the_placement() -> None:
     captured = {}
 
     class Grab(Callback):
-        def on_fit_end(self, trainer, pl_module) -> None:
-            captured["head"] = pl_module.critic.head
+        def on_train_start(self, trainer, pl_module) -> None:  # placed, before the first step
+            captured["head"] = copy.deepcopy(pl_module.critic.head)
 
     estimate(
         None,
@@ -111,7 +112,7 @@ def test_a_generator_side_is_decoded_for_the_placement() -> None:
     head = captured["head"]
     assert bool(head.initialised)
     up = head.heads["up"].centres.detach()
-    assert up.shape == (8, 64) and float(up.abs().max()) <= 1.0 + 1e-2  # near generated digits in [-1, 1]
+    assert up.shape == (8, 64) and float(up.abs().max()) <= 1.0  # means of generated digits in [-1, 1]
 
 
 def test_nothing_is_placed_after_the_first_step_or_without_the_method() -> None:
