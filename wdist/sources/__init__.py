@@ -2,7 +2,9 @@
 
 Configs name them by class, e.g. ``p: {class_path: Digits, init_args: {range: [-1, 1]}}`` or
 ``toy: {class_path: ThreeCones}``, or a known-W1 pair around a data set:
-``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`).
+``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`),
+or the published MinFunnel pairs: ``toy: {class_path: FunnelPair, init_args: {dim: 64, funnels: 4}}``
+(:mod:`wdist.sources.funnels`).
 """
 
 from wdist.sources.base import (
