@@ -12,7 +12,17 @@ Certificate rules (which bound certifies which module type) are one registry,
 """
 
 from critics import architectures, empirical, layers  # architectures: imported for registration
-from critics._registry import LOSSES, available, build, critic_options, default_loss, register_critic
+from critics._registry import (
+    INPUTS,
+    LOSSES,
+    available,
+    build,
+    critic_inputs,
+    critic_options,
+    default_loss,
+    listing,
+    register_critic,
+)
 from critics.certificates import CertificateReport, certificate_report, certify
 from critics.ortho import OrthoConfig
 from critics.rules import (
@@ -32,6 +42,7 @@ __all__ = [
     "certificate_rules",
     "CertificationError",
     "certify",
+    "critic_inputs",
     "certificate_report",
     "CertificateReport",
     "critic_options",
@@ -39,6 +50,8 @@ __all__ = [
     "empirical",
     "export",
     "layers",
+    "listing",
+    "INPUTS",
     "LOSSES",
     "OrthoConfig",
     "register_certificate_rule",

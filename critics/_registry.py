@@ -26,24 +26,35 @@ from critics.rules import wdist_hook
 
 _CRITICS: dict[str, Callable[..., nn.Module]] = {}
 _LOSSES: dict[str, str] = {}
+_INPUTS: dict[str, str] = {}
 
 #: Training objectives a critic family can be made for: ``kr``, the plain Kantorovich-Rubinstein
 #: objective (for critics that are 1-Lipschitz by construction), and ``wgan-gp``, that objective
 #: plus a gradient penalty (for unconstrained critics, Gulrajani et al. 2017).
 LOSSES = ("kr", "wgan-gp")
 
+#: What a critic family takes: ``images`` of shape (C, H, W), ``vectors`` of shape (D,), or
+#: ``any`` shape (flattened).
+INPUTS = ("images", "vectors", "any")
 
-def register_critic(name: str, *, loss: str = "kr") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator recording ``name -> fn`` and the training objective the family is made for
-    (``loss``, one of :data:`LOSSES`); a duplicate name is a programming error."""
+
+def register_critic(
+    name: str, *, loss: str = "kr", inputs: str = "images"
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator recording ``name -> fn``, the training objective the family is made for
+    (``loss``, one of :data:`LOSSES`) and the inputs it takes (``inputs``, one of :data:`INPUTS`);
+    a duplicate name is a programming error."""
     if loss not in LOSSES:
         raise RuntimeError(f"critic {name!r} registered with loss {loss!r}; expected one of {LOSSES}")
+    if inputs not in INPUTS:
+        raise RuntimeError(f"critic {name!r} registered with inputs {inputs!r}; expected one of {INPUTS}")
 
     def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _CRITICS:
             raise RuntimeError(f"critic name {name!r} registered twice")
         _CRITICS[name] = fn
         _LOSSES[name] = loss
+        _INPUTS[name] = inputs
         return fn
 
     return decorate
@@ -56,9 +67,26 @@ def default_loss(name: str) -> str:
     return _LOSSES[name]
 
 
-def available() -> list[str]:
-    """Sorted names of every registered critic."""
-    return sorted(_CRITICS)
+def available(inputs: str | None = None) -> list[str]:
+    """Sorted names of every registered critic; with ``inputs`` (``"images"`` or ``"vectors"``)
+    only those that take such inputs (the ``any``-shape families count for both)."""
+    if inputs is None:
+        return sorted(_CRITICS)
+    if inputs not in ("images", "vectors"):
+        raise ValueError(f"available(inputs=...) takes 'images' or 'vectors'; got {inputs!r}")
+    return sorted(n for n, kind in _INPUTS.items() if kind in (inputs, "any"))
+
+
+def critic_inputs(name: str) -> str:
+    """What the critic family ``name`` takes: ``images`` (C, H, W), ``vectors`` (D,) or ``any``
+    shape (flattened)."""
+    _entrypoint(name)
+    return _INPUTS[name]
+
+
+def listing() -> str:
+    """One line per registered critic: its name and the inputs it takes."""
+    return "\n".join(f"{n} ({_INPUTS[n]})" for n in available())
 
 
 def critic_options(name: str) -> dict[str, Any]:
@@ -76,7 +104,8 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
     if name not in _CRITICS:
         close = difflib.get_close_matches(name, _CRITICS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown critic {name!r}. Available critics: {', '.join(available())}.{hint}")
+        listed = ", ".join(f"{n} ({_INPUTS[n]})" for n in available())
+        raise ValueError(f"Unknown critic {name!r}. Available critics (and the inputs they take): {listed}.{hint}")
     return _CRITICS[name]
 
 

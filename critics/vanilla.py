@@ -10,6 +10,7 @@ and loads anywhere torch does.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 from torch import nn
 from torch.nn.utils import parametrize
@@ -46,8 +47,11 @@ def export(model: nn.Module) -> nn.Module:
       parametrisation: the parametrisation removed, the orthonormalised weight kept.
 
     Parameter-free activations and padding (GroupSort, MaxMin, PadToMultiple) are kept as they
-    are. Each export reproduces the layer in eval mode (the mode a critic is evaluated and
-    certified in); :func:`critics.certify` of the copy is the certificate of plain ``nn.Linear``
+    are, and so are the cone heads (:class:`~critics.layers.PotentialHead` and its parts: plain
+    torch operations on their own parameters, no parametrisation); a chain class that only adds
+    methods to ``nn.Sequential`` (:class:`~critics.architectures.cones.ConeCritic`) becomes a plain
+    ``nn.Sequential`` of the same layers. Each export reproduces the layer in eval mode (the mode a
+    critic is evaluated and certified in); :func:`critics.certify` of the copy is the certificate of plain ``nn.Linear``
     and ``nn.Conv2d`` weights, equal to the original's for every family but SOC (whose export is
     a product of convolutions), strided AOC and the residual SLL / CPL blocks (see above): for those
     a valid, looser bound. The original model is not modified. Returns the copy.
@@ -65,6 +69,10 @@ def export(model: nn.Module) -> nn.Module:
         for child_name, child in mod.named_children():
             if child_name != "parametrizations":
                 setattr(mod, child_name, strip(child))
+        chain_only = type(mod) is not nn.Sequential and type(mod).forward is nn.Sequential.forward
+        if isinstance(mod, nn.Sequential) and chain_only:
+            # a chain class that only adds methods (ConeCritic): the same chain as a plain nn.Sequential
+            return nn.Sequential(OrderedDict(mod.named_children())).train(mod.training)
         return mod
 
     return strip(model)

@@ -1,4 +1,4 @@
-"""The offline default end to end (reduced steps): digits vs the bundled generator, bcop-dcgan."""
+"""The offline default end to end (reduced steps): digits vs the bundled generator, the cone critic."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_default_config_is_the_digits_problem() -> None:
     cfg = load_config(None)
     assert default_config_path() == ROOT / "configs" / "digits" / "default.yaml"
-    assert cfg.critic.name == "bcop-dcgan"
+    assert cfg.critic.name == "cones"
     assert type(cfg.p).__name__ == "Digits" and len(cfg.p) == 1797
     assert type(cfg.q).__name__ == "Generator"
     assert tuple(cfg.p.shape) == tuple(cfg.q.shape) == (1, 8, 8)

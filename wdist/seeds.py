@@ -13,6 +13,7 @@ held-out set                  ``seed + HELDOUT_OFFSET``
 OT references                 ``seed + REFERENCES_OFFSET``
 empirical Lipschitz check     ``seed + EMPIRICAL_LIPSCHITZ_OFFSET``
 train subset (finite sides)   ``seed + TRAIN_SUBSET_OFFSET``
+critic initialisation items   ``seed + CRITIC_INIT_OFFSET`` (the same on every rank)
 held-out draw ``k > 0``        ``heldout_draw_seed(seed, k)`` (infinite sides only)
 ============================  ===========================================================
 
@@ -34,6 +35,7 @@ __all__ = [
     "REFERENCES_OFFSET",
     "EMPIRICAL_LIPSCHITZ_OFFSET",
     "TRAIN_SUBSET_OFFSET",
+    "CRITIC_INIT_OFFSET",
     "HELDOUT_DRAW_SALT",
     "heldout_draw_seed",
 ]
@@ -44,6 +46,7 @@ HELDOUT_OFFSET = 1_000_003
 REFERENCES_OFFSET = 2_000_029
 EMPIRICAL_LIPSCHITZ_OFFSET = 3_000_017
 TRAIN_SUBSET_OFFSET = 4_000_037
+CRITIC_INIT_OFFSET = 6_000_011
 HELDOUT_DRAW_SALT = 0x4E1D
 
 

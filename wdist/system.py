@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from wdist.config import EvalConfig, TrainConfig
+from wdist.critic_init import initialise_critic
 from wdist.data import PARTS
 from wdist.errors import GeneratorRangeError, NonFiniteLossError, NonFiniteSamplesError
 from wdist.evaluation import Evaluation, evaluate
@@ -284,6 +285,8 @@ class CriticSystem(pl.LightningModule):
     # -- held-out evaluation ------------------------------------------------------------------
     def on_fit_start(self) -> None:
         self._prepare_heldout()
+        # a critic that asks for it is placed from training items, once, before the first step
+        initialise_critic(self, getattr(self._trainer, "datamodule", None))
 
     def on_validation_start(self) -> None:
         self._prepare_heldout()  # a validate-only run (no fit) decodes here, once
@@ -426,7 +429,8 @@ class CriticSystem(pl.LightningModule):
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         hp = self.train_cfg
-        params = [p for p in self.critic.parameters() if p.requires_grad]
+        groups = getattr(self.critic, "param_groups", None)  # per-group learning rates (cone heads)
+        params = groups(hp.lr) if callable(groups) else [p for p in self.critic.parameters() if p.requires_grad]
         if hp.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         elif hp.optimizer == "rmsprop":

@@ -59,8 +59,9 @@ __all__ = [
 
 #: Training steps below this many GFLOP (10^9 floating-point operations, matrix products and
 #: convolutions, forward and backward) run on one thread per process. The default digits critic
-#: needs about 0.24 GFLOP per step (about 20 ms on one core here); a full-width BCOP critic on
-#: 3 x 32 x 32 images about 200 (4.5 s). At 10 GFLOP a step
+#: (``cones``) needs about 0.05 GFLOP per step, the former default (``bcop-dcgan`` at width 0.25)
+#: about 0.24 (about 20 ms on one core here); a full-width BCOP critic on 3 x 32 x 32 images about
+#: 200 (4.5 s). At 10 GFLOP a step
 #: takes a quarter of a second on one of these cores and its operators last milliseconds, as
 #: long as a scheduler time slice: from there on a second thread pays for its waiting.
 SMALL_STEP_GFLOP = 10.0

@@ -46,7 +46,7 @@ def _create_mlp(
     return nn.Sequential(*layers)
 
 
-@register_critic("bjorck-mlp")
+@register_critic("bjorck-mlp", inputs="any")
 def bjorck_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,
@@ -105,7 +105,7 @@ def bjorck_mlp(
     )
 
 
-@register_critic("gp-mlp", loss="wgan-gp")
+@register_critic("gp-mlp", loss="wgan-gp", inputs="any")
 def gp_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,
@@ -141,7 +141,7 @@ def gp_mlp(
     return _create_mlp("gp-mlp", input_shape, width, depth, activation, ("leakyrelu", "relu"), nn.Linear)
 
 
-@register_critic("sn-mlp")
+@register_critic("sn-mlp", inputs="any")
 def sn_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,

@@ -6,6 +6,7 @@ from critics.layers.aol import AOLConv2d
 from critics.layers.bcop import BCOPConv2d
 from critics.layers.bjorck import BjorckLinear
 from critics.layers.cayley import CayleyConv2d
+from critics.layers.cones import ConeHead, LinearUnitHead, PotentialHead
 from critics.layers.conv_base import LipschitzConv2d
 from critics.layers.cpl import CPLConv2d
 from critics.layers.downsample import InvertibleDownsample, PadToMultiple, strided_conv
@@ -27,6 +28,9 @@ __all__ = [
     "OSSNConv2d",
     "AOCConv2d",
     "CayleyConv2d",
+    "ConeHead",
+    "LinearUnitHead",
+    "PotentialHead",
     "AOLConv2d",
     "SLLConv2d",
     "CPLConv2d",

@@ -6,7 +6,7 @@ wdist bench critics   training steps per second and peak memory of the image cri
 wdist bench estimate  wall time to a bound within 1% of its final value
 wdist bench contention  the default job idle and beside competing processes, per thread setting
 wdist bench startup   what the command line costs besides training (help, a typo, imports, references, plot)
-wdist bench tightness certified bound / exact W1 per critic family on known-W1 image pairs
+wdist bench tightness certified bound / exact W1 per critic on known-W1 pairs (images; the MinFunnel vectors)
 """
 
 from __future__ import annotations

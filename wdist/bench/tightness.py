@@ -15,6 +15,15 @@ image moved ``--fraction`` of the way to the nearest of ``--anchors`` anchor ima
 critic is nonlinear). Translations are scaled to ``--norm`` and the base is rescaled into the
 range that keeps P + v in [-1, 1] (said in P's description).
 
+``funnels`` is the ray-monotone MinFunnel pair of Korotin, Kolesov & Burnaev (NeurIPS 2022,
+:mod:`wdist.sources.funnels`) with the paper's parameters: on ``--source cube`` (vectors, Q uniform
+on [-2.5, 2.5]^``--dim``) ``--funnels`` funnels, deg 8, h 2.5, seed 987; around an image source
+centres uniform in [-1, 1]^D, h 1.2, deg 10 for one funnel and 100 otherwise, seed 295 (``--deg``
+overrides). ``--items N`` makes both sides finite (N items each, from independent base samples);
+without it the vector sides are infinite samplers. The paper's published solver results for the same
+cell (:mod:`wdist.bench.korotin2022`: uncertified estimates from infinite samplers) are printed
+under the table, beside ours. Held-out sets of the funnel pairs are independent (Welch interval).
+
 The held-out Q items are the images of the held-out P items (Q follows P's split), so the
 interval is the paired one on ``f(x_i) - f(T(x_i))``. Sizes: ``--n-eval`` held-out items of each
 side. Writes ``DIR/tightness.json`` (the rows), ``DIR/tightness.md`` (the table) and
@@ -37,6 +46,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 import critics
+from wdist.bench.korotin2022 import SOURCE, published_row
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.report import format_interval
 
@@ -45,6 +55,8 @@ __all__ = [
     "Budget",
     "resolve_critic",
     "construction_config",
+    "Funnels",
+    "published_lines",
     "source_config",
     "run_tightness",
     "format_table",
@@ -60,9 +72,22 @@ CONSTRUCTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "dilation": ("DilatedPair", {"center": "mean"}),
     "dilation-middle": ("DilatedPair", {"center": "middle"}),
     "anchors": ("AnchorPair", {}),
+    "funnels": ("FunnelPair", {}),
 }
 
-SOURCES = ("digits", "cifar10", "stl10", "folder", "file")
+#: ``cube`` is the vector base of the funnel pairs (uniform on [-2.5, 2.5]^dim); the others are images.
+SOURCES = ("digits", "cifar10", "stl10", "folder", "file", "cube")
+
+
+@dataclass(frozen=True)
+class Funnels:
+    """The MinFunnel cell: vector dimension (``cube`` source), number of funnels, finite item count
+    (``None``: infinite samplers) and the exponent (``None``: the paper's for the base)."""
+
+    dim: int = 64
+    funnels: int = 4
+    items: Optional[int] = None
+    deg: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,8 @@ def source_config(name: str, root: Optional[str], resize: Optional[int], limit: 
         args["limit"] = limit
     if name == "digits":
         return {"class_path": "Digits", "init_args": args}
+    if name == "cube":
+        return {"class_path": "cube", "init_args": {}}
     if root is None:
         raise ValueError(f"--source {name} needs --root (the data folder, or the file for --source file)")
     classes = {"cifar10": "CIFAR10", "stl10": "STL10", "folder": "ImageFolder"}
@@ -103,12 +130,23 @@ def source_config(name: str, root: Optional[str], resize: Optional[int], limit: 
 
 
 def construction_config(
-    name: str, source: dict[str, Any], norm: float, factor: float, anchors: int, fraction: float
+    name: str,
+    source: dict[str, Any],
+    norm: float,
+    factor: float,
+    anchors: int,
+    fraction: float,
+    funnels: Funnels = Funnels(),
 ) -> dict[str, Any]:
     """The ``toy`` entry of a construction around ``source``."""
     if name not in CONSTRUCTIONS:
         raise ValueError(f"unknown construction {name!r}; choose from {', '.join(CONSTRUCTIONS)}")
     cls, fixed = CONSTRUCTIONS[name]
+    cube = source.get("class_path") == "cube"
+    if cube and cls != "FunnelPair":
+        raise ValueError(f"--source cube (vectors) takes the funnels construction only; got {name!r}")
+    if cls == "FunnelPair":
+        return {"class_path": cls, "init_args": _funnel_args(source, cube, funnels)}
     args: dict[str, Any] = {"source": source, **fixed}
     if cls == "TranslatedPair":
         args.update(norm=norm, rescale=True)
@@ -119,23 +157,44 @@ def construction_config(
     return {"class_path": cls, "init_args": args}
 
 
+def _funnel_args(source: dict[str, Any], cube: bool, cell: Funnels) -> dict[str, Any]:
+    """The paper's parameters: vectors deg 8, h 2.5, seed 987 (uniform base); images h 1.2, deg 10
+    (one funnel) or 100, seed 295, centres uniform in [-1, 1]^D."""
+    if cube:
+        args: dict[str, Any] = {"dim": cell.dim, "funnels": cell.funnels, "deg": 8.0, "half_width": 2.5, "seed": 987}
+    else:
+        deg = 10.0 if cell.funnels == 1 else 100.0
+        args = {"source": source, "funnels": cell.funnels, "deg": deg, "half_width": 1.2, "seed": 295}
+    if cell.deg is not None:
+        args["deg"] = float(cell.deg)
+    if cell.items is not None:
+        args["items"] = int(cell.items)
+    return args
+
+
 def resolve_critic(name: str) -> str:
     """A registered critic name, or the one image critic (not ``*-mlp``) whose family is ``name``
     (``soc`` -> ``soc-lipconvnet``, ``gp`` -> ``gp-dcgan``)."""
     names = critics.available()
     if name in names:
         return name
-    family = [c for c in names if c.split("-")[0] == name and not c.endswith("-mlp")]
+    # a family names its plain image critic: not the dense (*-mlp) nor the cone-headed (*-cones) one
+    family = [c for c in names if c.split("-")[0] == name and not c.endswith(("-mlp", "-cones"))]
     if len(family) == 1:
         return family[0]
     raise ValueError(f"unknown critic {name!r}; available: {', '.join(names)} (or a family: bcop, soc, gp, ...)")
 
 
 def _critic_options(name: str, width: float) -> dict[str, Any]:
-    return {"width": width} if "width" in critics.critic_options(name) else {}
+    """The budget's width for a critic whose ``width`` is a multiplier (the image critics); a dense
+    critic's width is a whole number of units, left at its default."""
+    options = critics.critic_options(name)
+    multiplier = "width" in options and (options["width"] is None or isinstance(options["width"], float))
+    return {"width": width} if multiplier else {}
 
 
 def _config(toy: dict[str, Any], critic: str, budget: Budget, seed: int, accelerator: str) -> dict[str, Any]:
+    paired = toy["class_path"] != "FunnelPair"  # Q = T(P) item by item; the funnel sides are independent
     return {
         "toy": toy,
         "critic": {"name": critic, "options": _critic_options(critic, budget.width)},
@@ -145,11 +204,24 @@ def _config(toy: dict[str, Any], critic: str, budget: Budget, seed: int, acceler
         },
         "trainer": {"accelerator": accelerator, "enable_progress_bar": False},
         "eval": {
-            "n_eval": budget.n_eval, "batch_size": min(budget.n_eval, 1000), "paired": True, "ot_samples": 0,
+            "n_eval": budget.n_eval, "batch_size": min(budget.n_eval, 1000), "paired": paired, "ot_samples": 0,
             "ot_floor": False,
         },
         "seed": seed,
     }  # fmt: skip
+
+
+def _published_cell(toy: dict[str, Any], shape: Sequence[int]) -> Optional[dict[str, Any]]:
+    """The key of the published results of a funnel cell: (kind, dimension, funnels); images are
+    matched to the paper's CIFAR-10 cells by funnel count (another base: said where printed)."""
+    if toy["class_path"] != "FunnelPair":
+        return None
+    args = toy["init_args"]
+    funnels, dim = int(args["funnels"]), 1
+    for s in shape:
+        dim *= int(s)
+    return {"kind": "vectors" if "source" not in args else "cifar", "dim": dim if "source" not in args else 3072,
+            "funnels": funnels}  # fmt: skip
 
 
 def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any) -> dict[str, Any]:
@@ -176,7 +248,7 @@ def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any)
         "diagnosis": result.diagnosis,
         "seconds": result.seconds,
         "steps": result.steps,
-        "width": budget.width if "width" in critics.critic_options(critic) else None,
+        "width": _critic_options(critic, budget.width).get("width"),
         "batch_size": budget.batch_size,
         "lr": budget.lr,
         "n_eval": budget.n_eval,
@@ -199,6 +271,7 @@ def run_tightness(
     accelerator: str = "auto",
     out: Optional[Path] = None,
     say: Callable[[str], None] = print,
+    funnels: Funnels = Funnels(),
 ) -> list[dict[str, Any]]:
     """One estimate per (construction, critic, seed), all at ``budget``; one row each (bound, CI,
     ratio to the exact W1, train subset, diagnosis, training seconds: see :func:`_row`), in that order.
@@ -213,7 +286,7 @@ def run_tightness(
     bad = [c for c in constructions if c not in CONSTRUCTIONS]
     if bad:
         raise ValueError(f"unknown construction(s) {bad}; choose from {', '.join(CONSTRUCTIONS)}")
-    toys = {c: construction_config(c, source, norm, factor, anchors, fraction) for c in constructions}
+    toys = {c: construction_config(c, source, norm, factor, anchors, fraction, funnels) for c in constructions}
     for construction, toy in toys.items():  # every pair built and checked before the first cell trains
         load_config(_config(toy, critic_names[0], budget, budget.seeds[0], accelerator)).sides()
     rows: list[dict[str, Any]] = []
@@ -222,6 +295,7 @@ def run_tightness(
             for seed in budget.seeds:
                 result = estimate(_config(toy, critic, budget, seed, accelerator), quiet=True)
                 row = _row(construction, critic, seed, budget, result)
+                row["published"] = _published_cell(toy, result.shape)
                 rows.append(row)
                 say(
                     f"{construction:>24} {critic:>14} seed {seed}: bound {row['lower_bound']:.4f} / W1 "
@@ -279,10 +353,39 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{where} (translations first rescale it into the sub-range that keeps P + v in the domain: see p in "
             f"tightness.json); shape {r0['shape']}; device {r0['device']}; budget per cell: {r0['steps']} steps, "
             f"width {r0['width']}, batch {r0['batch_size']}, lr {r0['lr']:g} (Adam, cosine), "
-            f"{r0['n_eval']} held-out items per side (paired interval), seeds "
-            f"{sorted({r['seed'] for r in rows})}.",
+            f"{r0['n_eval']} held-out items per side (paired interval; Welch for the independent funnel sides), "
+            f"seeds {sorted({r['seed'] for r in rows})}.",
         ]
+        lines += published_lines(rows)
     return "\n".join(lines)
+
+
+#: Solvers of the published table printed beside ours, in this order.
+PUBLISHED_SOLVERS = ("wgan-gp", "wgan-lp", "sort-out", "sn-gan", "wgan", "3p-wgan", "wgan-qp", "lsot-f", "cowgan")
+
+
+def published_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The published solver results of the funnel cells among ``rows`` (:mod:`wdist.bench.korotin2022`),
+    each estimate and its ratio to the paper's own "true" value, with what they are."""
+    cells = list(dict.fromkeys(tuple(r["published"].values()) for r in rows if r.get("published")))
+    found = [(cell, published_row(*cell)) for cell in cells]
+    found = [(cell, pub) for cell, pub in found if pub is not None]
+    if not found:
+        return []
+    lines = [
+        "",
+        f"Published, same construction and cell: {SOURCE}. NOT certified, NOT bounds (several lie above W1); the "
+        "vector pairs are another draw of the same recipe, the image pairs (cifar) another base than ours.",
+        "",
+        "| cell | true | " + " | ".join(PUBLISHED_SOLVERS) + " |",
+        "|---|---|" + "---|" * len(PUBLISHED_SOLVERS),
+    ]
+    for (kind, dim, funnels), pub in found:
+        true = pub["true"]
+        values = " | ".join(f"{pub[k]:.4g} ({pub[k] / true:.2f})" if k in pub else "n/a" for k in PUBLISHED_SOLVERS)
+        lines.append(f"| {kind} D={dim}, {funnels} funnels | {true:.4g} | {values} |")
+    lines.append("(estimate / the paper's true W1 in parentheses)")
+    return lines
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -307,6 +410,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--factor", type=float, default=0.8, help="dilation factor (default 0.8)")
     ap.add_argument("--anchors", type=int, default=8, help="anchor images of `anchors` (default 8)")
     ap.add_argument("--fraction", type=float, default=0.5, help="fraction of the way to the anchor (default 0.5)")
+    ap.add_argument("--dim", type=int, default=64, help="dimension of the funnels' vector base, --source cube (64)")
+    ap.add_argument("--funnels", type=int, default=4, help="funnels of the funnels construction (default 4)")
+    ap.add_argument("--items", type=int, default=None, help="items per side of a finite funnel pair (default: none)")
+    ap.add_argument("--deg", type=float, default=None, help="funnel exponent (default: the paper's, 8 / 10 / 100)")
     ap.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
     ap.add_argument("--out", default=None, help="folder for tightness.json, tightness.md and tightness.png")
     return ap
@@ -337,10 +444,15 @@ def cli(argv: Sequence[str]) -> int:
     cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu")
     budget = _budget(args, cuda)
     source = source_config(args.source, args.root, args.resize or None, args.limit)
+    for key in ("dim", "funnels", "items"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ValueError(f"--{key} must be a positive integer; got {value}")
+    cell = Funnels(args.dim, args.funnels, args.items, args.deg)
     out = prepare_output_dir(args.out) if args.out else None
     rows = run_tightness(
         source, args.critics, args.constructions, budget, args.norm, args.factor, args.anchors, args.fraction,
-        accelerator, out, say=lambda line: print(line, file=sys.stderr),
+        accelerator, out, say=lambda line: print(line, file=sys.stderr), funnels=cell,
     )  # fmt: skip
     table = format_table(rows)
     print(table)

@@ -2,7 +2,9 @@
 
 Configs name them by class, e.g. ``p: {class_path: Digits, init_args: {range: [-1, 1]}}`` or
 ``toy: {class_path: ThreeCones}``, or a known-W1 pair around a data set:
-``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`).
+``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`),
+or the published MinFunnel pairs: ``toy: {class_path: FunnelPair, init_args: {dim: 64, funnels: 4}}``
+(:mod:`wdist.sources.funnels`).
 """
 
 from wdist.sources.base import (
@@ -14,6 +16,7 @@ from wdist.sources.base import (
     ToyProblem,
     check_compatible,
 )
+from wdist.sources.funnels import FunnelPair
 from wdist.sources.generator import Generator, RangeMapped
 from wdist.sources.images import CIFAR10, STL10, Digits, ImageFolder, ImageSource, TensorFile
 from wdist.sources.pairs import PAIRS, AnchorPair, DilatedPair, TranslatedPair, TransportedSource
@@ -94,6 +97,7 @@ __all__ = [
     "TranslatedPair",
     "DilatedPair",
     "AnchorPair",
+    "FunnelPair",
     "TransportedSource",
     "PAIRS",
     "SOURCES",

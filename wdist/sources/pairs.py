@@ -55,6 +55,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from wdist.sources.base import FiniteSource, LatentSource, Source, SourceError, TensorSource, ToyProblem
+from wdist.sources.funnels import FunnelPair
 from wdist.sources.transforms import check_range
 
 __all__ = [
@@ -608,5 +609,10 @@ class AnchorPair(_Pair):
         self._finish(source, dom, samples)
 
 
-#: Known-W1 constructions by name (``wdist bench tightness --constructions``).
-PAIRS: dict[str, type[_Pair]] = {"translation": TranslatedPair, "dilation": DilatedPair, "anchors": AnchorPair}
+#: Known-W1 constructions by name.
+PAIRS: dict[str, type[ToyProblem]] = {
+    "translation": TranslatedPair,
+    "dilation": DilatedPair,
+    "anchors": AnchorPair,
+    "funnels": FunnelPair,
+}
