@@ -339,16 +339,40 @@ def _added_behaviour(cls: type, base: type) -> list[str]:
     return found
 
 
+#: What ``nn.Sequential``'s forward runs through: calling the module, iterating over its children,
+#: reaching them by attribute. A subclass that overrides none of these computes the plain chain of
+#: its children, whatever other methods it adds (no code path calls them during the forward).
+_SEQUENTIAL_CALL_PATH = frozenset(
+    {
+        "forward", "__call__", "_call_impl", "_wrapped_call_impl", "__iter__", "__len__", "__getitem__",
+        "_get_item_by_idx", "__getattr__", "__getattribute__", "_modules",
+    }
+)  # fmt: skip
+
+
+def _sequential_call_path_overrides(cls: type) -> list[str]:
+    """Names of :data:`_SEQUENTIAL_CALL_PATH` that the classes between ``cls`` and ``nn.Sequential``
+    define (anything else they add cannot change the chain's forward)."""
+    found: list[str] = []
+    for klass in cls.__mro__:
+        if klass is nn.Sequential:
+            break
+        found += [k if klass is cls else f"{klass.__name__}.{k}" for k in vars(klass) if k in _SEQUENTIAL_CALL_PATH]
+    return found
+
+
 def is_chain(module: nn.Module, where: str) -> bool:
     """Whether ``module`` is certified as a chain (the product of its children): an ``nn.Sequential``,
-    or a subclass that adds nothing to its forward and has no rule of its own. A subclass with its
-    own forward and no rule is refused (the product of its layers' bounds need not bound it)."""
+    or a subclass that has no rule of its own and leaves ``nn.Sequential``'s forward and the way it
+    reaches its children untouched (:data:`_SEQUENTIAL_CALL_PATH`; helper methods of its own are
+    fine). A subclass that changes its forward and has no rule is refused (the product of its
+    layers' bounds need not bound it)."""
     if not isinstance(module, nn.Sequential):
         return False
     cls = type(module)
     if any(k in _RULES for k in cls.__mro__[: cls.__mro__.index(nn.Sequential)]):
         return False
-    added = _added_behaviour(cls, nn.Sequential)
+    added = _sequential_call_path_overrides(cls)
     if added:
         raise CertificationError(
             f"cannot certify {where} ({cls.__name__}): a subclass of nn.Sequential with its own forward "

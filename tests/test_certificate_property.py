@@ -7,7 +7,9 @@ input shape allows: plain ``nn.Conv2d`` with every stride, padding (numbers, ``"
 Cayley, AOL, the residual SLL and CPL blocks) with each padding mode it has; the invertible
 downsampling, pixel (un)shuffle and padding; ``nn.Linear``, ``BjorckLinear`` and torch's
 spectral-norm, orthogonal and weight-norm parametrisations; every activation (ReLU, LeakyReLU
-with slopes up to 3, MaxMin, GroupSort, Tanh, Sigmoid, Dropout) and residual connections. No rule
+with slopes up to 3, MaxMin, GroupSort, Tanh, Sigmoid, Dropout), residual connections, and the
+potential heads that end a critic (a minimum of cones up or down, and the learned mixture of a
+linear part, cones and radial cones), on vectors or on flattened images. No rule
 accepts a pooling layer, so none is drawn. Every parameter is then moved at random (so the
 orthogonalised layers are not at their initialisation), and at random inputs, in float64 and eval
 mode (the mode a critic is certified and evaluated in), the largest singular value of the exact
@@ -42,12 +44,14 @@ from critics.layers import (
     BCOPConv2d,
     BjorckLinear,
     CayleyConv2d,
+    ConeHead,
     CPLConv2d,
     GroupSort,
     InvertibleDownsample,
     MaxMin,
     OSSNConv2d,
     PadToMultiple,
+    PotentialHead,
     Residual,
     RKOConv2d,
     SLLConv2d,
@@ -77,9 +81,13 @@ IMAGE_KINDS = {
 }  # fmt: skip
 #: Module kinds taking (d,) inputs (the parameter-free ones above also take them).
 DENSE_KINDS = ("linear", "bjorck", "spectral", "orthogonal", "weightnorm", "dense-residual")
+#: Heads that end a chain (a scalar per sample), on vectors or flattened images.
+HEAD_KINDS = ("cones", "potential")
 
 
 def _fits(kind: str, shape: Shape) -> bool:
+    if kind in HEAD_KINDS:
+        return True
     if len(shape) == 1:
         return (
             kind in DENSE_KINDS
@@ -102,7 +110,9 @@ def _fits(kind: str, shape: Shape) -> bool:
 def _layer(draw: st.DrawFn, shape: Shape, kind: str | None = None) -> tuple[str, Build]:
     """One module taking inputs of ``shape``: of ``kind``, or of a kind drawn among those that fit."""
     if kind is None:
-        kind = draw(st.sampled_from([k for k in (*IMAGE_KINDS, *DENSE_KINDS) if _fits(k, shape)]))
+        kind = draw(st.sampled_from([k for k in (*IMAGE_KINDS, *DENSE_KINDS, *HEAD_KINDS) if _fits(k, shape)]))
+    if kind in HEAD_KINDS:
+        return draw(_head(math.prod(shape), kind))
     if len(shape) == 1:
         return draw(_dense_layer(shape[0], kind))
     c, h, w = shape
@@ -198,11 +208,23 @@ def _dense_layer(draw: st.DrawFn, d: int, kind: str) -> tuple[str, Build]:
 
 
 @st.composite
+def _head(draw: st.DrawFn, d: int, kind: str) -> tuple[str, Build]:
+    """A potential head on ``d`` features: cones up or down, or the mixture of every part."""
+    centres = draw(st.integers(1, 6))
+    if kind == "cones":
+        orientation = draw(st.sampled_from(["up", "down"]))
+        return f"ConeHead({d}, {centres}, {orientation})", lambda: ConeHead(d, centres, orientation)
+    return f"PotentialHead({d}, {centres})", lambda: PotentialHead(d, centres)
+
+
+@st.composite
 def compositions(draw: st.DrawFn, first: str) -> tuple[Shape, list[str], list[Build], int]:
     """An input shape, a chain of ``DEPTH`` or fewer modules that runs on it, the first of kind
     ``first``, and a torch seed."""
-    if first in DENSE_KINDS:
+    if first in DENSE_KINDS or (first in HEAD_KINDS and draw(st.booleans())):
         shape: Shape = (draw(st.integers(1, 8)),)
+    elif first in HEAD_KINDS:
+        shape = (draw(st.sampled_from([1, 2, 4])), draw(st.integers(2, 6)), draw(st.integers(2, 6)))
     else:
         need = IMAGE_KINDS[first]
         channels = {"even-channels": [2, 4], "channels-4": [4]}.get(need, [1, 2, 4])
@@ -216,8 +238,8 @@ def compositions(draw: st.DrawFn, first: str) -> tuple[Shape, list[str], list[Bu
         names.append(name)
         builds.append(make)
         shape = _out_shape(make, shape)
-        if math.prod(shape) == 0:
-            break
+        if math.prod(shape) == 0 or name.startswith(("ConeHead", "PotentialHead")):
+            break  # a head ends the chain
     return input_shape, names, builds, draw(st.integers(0, 2**31 - 1))
 
 
@@ -254,7 +276,7 @@ def _float64_defaults():
     torch.set_default_dtype(before)
 
 
-KINDS = (*IMAGE_KINDS, *DENSE_KINDS)
+KINDS = (*IMAGE_KINDS, *DENSE_KINDS, *HEAD_KINDS)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")

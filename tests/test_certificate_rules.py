@@ -317,3 +317,28 @@ def test_an_uncertifiable_registered_critic_is_refused_before_training(monkeypat
     monkeypatch.setitem(_registry._LOSSES, "test-equal-mlp", "kr")
     with pytest.raises(ConfigError, match="critic 'test-equal-mlp' cannot be certified.*EqualLinear"):
         estimate(str(TOY), ["--critic.name", "test-equal-mlp", "--train.steps", "4"], quiet=True)
+
+
+def test_a_sequential_subclass_is_a_chain_unless_it_changes_how_its_forward_runs() -> None:
+    """Helper methods do not change nn.Sequential's forward (the cone critics have some); a new
+    forward, or a new way of iterating over the children, does."""
+
+    class WithHelpers(nn.Sequential):
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self[0](x)
+
+    class OwnIter(nn.Sequential):
+        def __iter__(self):
+            return iter([*self._modules.values()] * 2)  # runs every layer twice
+
+    class OwnForward(nn.Sequential):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 3 * super().forward(x)
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    helper = WithHelpers(*plain)
+    assert critics.certify(helper, (4,)) == critics.certify(plain, (4,))
+    for cls in (OwnIter, OwnForward):
+        with pytest.raises(critics.CertificationError, match=f"{cls.__name__}.*not a plain chain"):
+            critics.certify(cls(*plain), (4,))

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from critics._checks import check_int
 from critics.distances import min_of_cones
 from critics.norms import round_up
+from critics.rules import register_certificate_rule
 
 __all__ = ["ConeHead", "LinearUnitHead", "PotentialHead", "PARTS", "kmeans_centres"]
 
@@ -264,3 +265,8 @@ def _part(name: str, features: int, centres: int) -> nn.Module:
     if name.startswith("radial"):
         return ConeHead(features, 1, "up" if name == "radial-up" else "down")
     return ConeHead(features, centres, name)
+
+
+register_certificate_rule(ConeHead, ConeHead.lipschitz_bound, user_asserted=False)
+register_certificate_rule(LinearUnitHead, LinearUnitHead.lipschitz_bound, user_asserted=False)
+register_certificate_rule(PotentialHead, PotentialHead.lipschitz_bound, user_asserted=False)
