@@ -1,0 +1,85 @@
+"""The layers' fast forward forms against their straightforward definitions, in float64: the same
+values and the same gradients (to 1e-12), so a speed-up never changes the function trained or
+certified; and the certificate, computed from the weights the fast form uses, still bounds the
+explicit Jacobian."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from layer_helpers import N
+from torch import nn
+
+from critics.functional import kernel_gram
+from critics.layers import CPLConv2d, SLLConv2d
+
+F64 = {"dtype": torch.float64}
+TOL = {"rtol": 1e-12, "atol": 1e-12}
+
+
+def _perturbed(layer: nn.Module, seed: int = 0) -> nn.Module:
+    """Every parameter moved off its initialisation (biases and q included), deterministically."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return layer
+
+
+def _values_and_grads(layer: nn.Module, forward, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``forward(x)``, and the gradients of a fixed random objective w.r.t. ``x`` and every parameter."""
+    x = x.clone().requires_grad_(True)
+    for p in layer.parameters():
+        p.grad = None
+    y = forward(x)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
+    ((y * w).sum() + y.square().sum()).backward()
+    grads = {"input": x.grad}
+    grads.update({name: p.grad for name, p in layer.named_parameters()})
+    return y.detach(), grads
+
+
+def _sll_reference(layer: SLLConv2d, x: torch.Tensor) -> torch.Tensor:
+    r"""The block as published: :math:`x - 2\, \mathcal{C}_K^\top (\sigma(\mathcal{C}_K x + b) / t)`."""
+    free = [p for p in (layer.kernel_param, layer.q_param) if p is not None]
+    t = layer._scales(*free)
+    p = layer.kernel_size // 2
+    z = F.relu(F.conv2d(x, layer.kernel_param, layer.hidden_bias, padding=p)) / t[:, None, None]
+    return x - 2.0 * F.conv_transpose2d(z, layer.kernel_param, padding=p)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SLLConv2d(4, 4, 3, **F64),
+        lambda: SLLConv2d(3, 6, 3, **F64),
+        lambda: SLLConv2d(4, 4, 1, **F64),
+        lambda: CPLConv2d(4, 4, 3, **F64),
+        lambda: CPLConv2d(3, 5, 5, **F64),
+    ],
+    ids=["sll-4-4-k3", "sll-3-6-k3", "sll-4-4-k1", "cpl-4-4-k3", "cpl-3-5-k5"],
+)
+def test_residual_blocks_symmetric_form_equals_the_published_form(make) -> None:
+    layer = _perturbed(make()).train()
+    x = torch.randn(3, layer.in_channels, N, N, **F64)
+    fast, fast_grads = _values_and_grads(layer, layer, x)
+    ref, ref_grads = _values_and_grads(layer, lambda z: _sll_reference(layer, z), x)
+    torch.testing.assert_close(fast, ref, **TOL)
+    assert fast_grads.keys() == ref_grads.keys()
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], **TOL, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 3, 3), (4, 6, 1, 1), (3, 2, 5, 5), (2, 3, 2, 3)])
+def test_kernel_gram_is_the_self_convolution_of_the_kernel(shape) -> None:
+    """One GEMM summed along tap offsets equals conv2d(K, K, padding=k - 1), values and gradient."""
+    kernel = torch.randn(shape, **F64, requires_grad=True)
+    kh, kw = shape[-2:]
+    ref = F.conv2d(kernel, kernel, padding=(kh - 1, kw - 1))  # [i, j, delta]
+    fast = kernel_gram(kernel)  # [delta, i, j]
+    torch.testing.assert_close(fast.permute(1, 2, 0).reshape(ref.shape), ref, **TOL)
+    w = torch.randn(ref.shape, **F64)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), kernel)
+    (g_fast,) = torch.autograd.grad((fast.permute(1, 2, 0).reshape(ref.shape) * w).sum(), kernel)
+    torch.testing.assert_close(g_fast, g_ref, **TOL)
