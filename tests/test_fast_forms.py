@@ -12,7 +12,9 @@ from layer_helpers import N
 from torch import nn
 
 from critics.functional import kernel_gram
-from critics.layers import CPLConv2d, SLLConv2d
+from critics.layers import CayleyConv2d, CPLConv2d, SLLConv2d
+from critics.layers.cayley import rfft_frequencies
+from critics.norms import fold_kernel
 
 F64 = {"dtype": torch.float64}
 TOL = {"rtol": 1e-12, "atol": 1e-12}
@@ -83,3 +85,55 @@ def test_kernel_gram_is_the_self_convolution_of_the_kernel(shape) -> None:
     (g_ref,) = torch.autograd.grad((ref * w).sum(), kernel)
     (g_fast,) = torch.autograd.grad((fast.permute(1, 2, 0).reshape(ref.shape) * w).sum(), kernel)
     torch.testing.assert_close(g_fast, g_ref, **TOL)
+
+
+def _cayley_reference(layer: CayleyConv2d, x: torch.Tensor) -> torch.Tensor:
+    r"""The layer as published: ``rfft2`` of the wrapped kernel, :math:`Q = (I + A)^{-1}(I - A)` by a
+    solve at every ``rfft2`` frequency, applied by ``einsum``, ``irfft2``."""
+    h, w = x.shape[-2:]
+    k = layer.kernel_param
+    v = layer.alpha * k / k.norm()
+    spec = torch.fft.rfft2(fold_kernel(v, (h, w)), s=(h, w)).permute(2, 3, 0, 1)
+    a = spec - spec.mH
+    eye = torch.eye(a.shape[-1], dtype=a.dtype)
+    q = torch.linalg.solve(eye + a, eye - a)[..., : layer.out_channels, : layer.in_channels]
+    y = torch.fft.irfft2(torch.einsum("uvoi,niuv->nouv", q, torch.fft.rfft2(x)), s=(h, w))
+    return y + layer.bias[:, None, None]
+
+
+@pytest.mark.parametrize(
+    "cin,cout,k,grid",
+    [(4, 4, 3, (8, 8)), (3, 6, 3, (7, 6)), (6, 3, 2, (5, 5)), (4, 4, 5, (3, 4)), (2, 2, 3, (1, 2))],
+)
+def test_cayley_distinct_frequencies_equal_the_solve_at_every_frequency(cin, cout, k, grid) -> None:
+    """DFT-matrix spectrum, one inverse per distinct frequency (conjugate partners filled in), one
+    batched product: the same layer as the rfft2 / solve / einsum form, on even and odd grids and
+    kernels larger than the grid."""
+    layer = _perturbed(CayleyConv2d(cin, cout, k, **F64)).train()
+    x = torch.randn(3, cin, *grid, **F64)
+    ref, ref_grads = _values_and_grads(layer, lambda z: _cayley_reference(layer, z), x)
+    # training: solves with the LU factors of I + A (custom backward); eval: the explicit Q
+    for mode in ("train", "eval"):
+        layer.train(mode == "train")
+        fast, fast_grads = _values_and_grads(layer, layer, x)
+        torch.testing.assert_close(fast, ref, **TOL, msg=mode)
+        checked = ref_grads if mode == "train" else {"input": ref_grads["input"]}  # eval freezes the weights
+        for name in checked:
+            torch.testing.assert_close(fast_grads[name], ref_grads[name], **TOL, msg=f"{mode}: gradient of {name}")
+    # the certificate (from the explicit Q) bounds the Jacobian of the map the training forward computes
+    layer.train()
+    d = cin * grid[0] * grid[1]
+    jac = torch.autograd.functional.jacobian(lambda z: layer(z.view(1, cin, *grid)).reshape(-1), torch.zeros(d, **F64))
+    assert layer.lipschitz_bound((cin, *grid)) >= float(torch.linalg.svdvals(jac).max()) - 1e-12
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (7, 5), (6, 9), (1, 1), (2, 3)])
+def test_rfft_frequencies_pair_every_frequency_with_its_conjugate(grid) -> None:
+    h, w = grid
+    freqs = rfft_frequencies(grid)
+    signal = torch.randn(h, w, **F64)
+    full = torch.fft.rfft2(signal).reshape(-1)
+    distinct = full[freqs.index]
+    rebuilt = torch.cat((distinct, distinct[freqs.partners].conj()))[freqs.order]
+    torch.testing.assert_close(rebuilt, full, rtol=0, atol=1e-12)
+    assert len(freqs.index) == len(set(zip(freqs.u.tolist(), freqs.v.tolist())))
