@@ -12,7 +12,7 @@ from layer_helpers import N
 from torch import nn
 
 from critics.functional import kernel_gram
-from critics.layers import CayleyConv2d, CPLConv2d, SLLConv2d
+from critics.layers import CayleyConv2d, CPLConv2d, SLLConv2d, SOCConv2d
 from critics.layers.cayley import rfft_frequencies
 from critics.norms import fold_kernel
 
@@ -137,3 +137,44 @@ def test_rfft_frequencies_pair_every_frequency_with_its_conjugate(grid) -> None:
     rebuilt = torch.cat((distinct, distinct[freqs.partners].conj()))[freqs.order]
     torch.testing.assert_close(rebuilt, full, rtol=0, atol=1e-12)
     assert len(freqs.index) == len(set(zip(freqs.u.tolist(), freqs.v.tolist())))
+
+
+def _soc_reference(layer: SOCConv2d, x: torch.Tensor) -> torch.Tensor:
+    r"""The series as written: :math:`\sum_{i < T} \mathcal{C}_{\tilde L}^i x / i!`, one zero-padded
+    convolution per term (channels padded, then cut), plus the bias."""
+    kernel = layer.weight
+    z = F.pad(x, (0, 0, 0, 0, 0, layer.channels - layer.in_channels))
+    term, total = z, z
+    for i in range(1, layer.terms):
+        term = F.conv2d(term, kernel, padding=layer.kernel_size // 2) / i
+        total = total + term
+    return total[:, : layer.out_channels] + layer.bias[:, None, None]
+
+
+@pytest.mark.parametrize(
+    "cin,cout,grid,batch",
+    [
+        (3, 3, (2, 2), 16),  # 12 <= 16: the series on the operator matrix, applied once
+        (2, 4, (1, 1), 5),  # 1 x 1 grid: the centre tap's series
+        (4, 2, (3, 3), 40),  # 9 taps = 9 pixels: still a small grid
+        (3, 3, (2, 2), 4),  # 12 > 4: per term, one operator matrix for every term
+        (4, 2, (2, 3), 8),  # per term, channels cut
+    ],
+)
+def test_soc_on_small_grids_equals_the_convolution_series(cin, cout, grid, batch) -> None:
+    layer = _perturbed(SOCConv2d(cin, cout, 3, train_terms=5, eval_terms=9, **F64))
+    x = torch.randn(batch, cin, *grid, **F64)
+    for mode in ("train", "eval"):
+        layer.train(mode == "train")
+        ref, ref_grads = _values_and_grads(layer, lambda z: _soc_reference(layer, z), x)
+        fast, fast_grads = _values_and_grads(layer, layer, x)
+        torch.testing.assert_close(fast, ref, **TOL, msg=mode)
+        for name in ref_grads:
+            if ref_grads[name] is not None or fast_grads[name] is not None:
+                torch.testing.assert_close(fast_grads[name], ref_grads[name], **TOL, msg=f"{mode}: {name}")
+        # the certificate bounds the Jacobian of the map computed on the small grid
+        d = cin * grid[0] * grid[1]
+        jac = torch.autograd.functional.jacobian(
+            lambda z: layer(z.view(-1, cin, *grid).expand(batch, -1, -1, -1))[0].reshape(-1), torch.zeros(d, **F64)
+        )
+        assert layer.lipschitz_bound((cin, *grid)) >= float(torch.linalg.svdvals(jac).max()) - 1e-12
