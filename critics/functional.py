@@ -168,6 +168,21 @@ def _iterations_to_tol(err: float, tol: float, beta: float, check_every: int) ->
     return n
 
 
+class _SelfGram(torch.autograd.Function):
+    r""":math:`G = X X^\top` with the backward of a symmetric product: :math:`\bar X = (\bar G +
+    \bar G^\top) X`, one matrix product where autograd's ``mm`` backward runs two."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x @ x.mT
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return (grad + grad.mT) @ x
+
+
 def _tap_offsets(kh: int, kw: int, device: torch.device) -> Tensor:
     """For every pair of taps ``(p', p)`` of a ``kh x kw`` kernel (``p'`` major), the flat index of
     their offset ``p' - p`` on the ``(2 kh - 1) x (2 kw - 1)`` grid of offsets."""
@@ -190,8 +205,9 @@ def kernel_gram(kernel: Tensor) -> Tensor:
     centre): the same numbers, up to float rounding, as ``conv2d(K, K, padding=(k_h - 1, k_w - 1))``
     read as :math:`[i, j, \delta]`. Computed as one matrix product of the taps,
     :math:`M_{(p', i), (p, j)} = \sum_c K[i, c, p'] K[j, c, p]`, summed along its tap offsets
-    (``index_add_``): :math:`(C_{out} k_h k_w)^2 C_{in}` multiply-adds in one GEMM, which runs
-    several times faster than that small-image convolution. Units: those of ``kernel`` squared.
+    (``index_add_``): :math:`(C_{out} k_h k_w)^2 C_{in}` multiply-adds in one GEMM (and one in the
+    backward), which runs several times faster than that small-image convolution. Units: those
+    of ``kernel`` squared.
 
     Parameters
     ----------
@@ -203,6 +219,6 @@ def kernel_gram(kernel: Tensor) -> Tensor:
     """
     c_out, c_in, kh, kw = kernel.shape
     taps = kernel.permute(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)  # rows (p, i)
-    pairs = (taps @ taps.mT).view(kh * kw, c_out, kh * kw, c_out).transpose(1, 2).reshape(-1, c_out, c_out)
+    pairs = _SelfGram.apply(taps).view(kh * kw, c_out, kh * kw, c_out).transpose(1, 2).reshape(-1, c_out, c_out)
     gram = pairs.new_zeros((2 * kh - 1) * (2 * kw - 1), c_out, c_out)
     return gram.index_add_(0, _tap_offsets(kh, kw, kernel.device), pairs)
