@@ -27,6 +27,34 @@ CPU: MiB of tensors saved for backward, a proxy, since torch does not track CPU 
 the ratio to the plain conv, BCOP's speed-up over the reference, and the orthogonality error
 :math:`\\max \\|Q^\\top Q - I\\|_2` reached by each BCOP variant's orthogonaliser (so the
 comparison is at the same error).
+
+Where each family's time goes (CPU, one thread, C = 128, k = 3, 16 x 16, batch 64, the input
+needing no gradient; per-phase thread time and ``torch.profiler`` op tables, taken on a loaded
+machine, so read them as shares). With F, I, W the forward, input-gradient and weight-gradient
+passes of one such convolution (W about 1.4 F on this CPU's oneDNN), the plain conv costs F + W:
+
+* ``soc``: convolutions only (97% of the step): its 6 training terms are 5 forward, 4
+  input-gradient and 5 weight-gradient passes, (5F + 4I + 5W) / (F + W), about 6.5x whatever
+  else is done; the scale (reshaped bound, C^3 Gram iterations) is under 1%. Only fewer
+  training terms change that (3 terms: (2F + I + 2W) / (F + W), about 2.5x), at the price of a
+  different training map (truncation tail at s = 0.7: 1.8e-4 with 6 terms, 6.9e-2 with 3), so
+  ``train_terms`` stays the user's choice. On grids no larger than the kernel the series is
+  summed on the operator matrix instead (:class:`critics.layers.SOCConv2d`).
+* ``cayley`` (training): at the 130 distinct of the 144 ``rfft2`` frequencies, one LU of
+  I + A, two triangular solves with the batch (forward and adjoint) and one outer product, about
+  55%; ``rfft2`` / ``irfft2`` and their backward 15%; the kernel's spectrum (one product with
+  the DFT matrix) and the skew part 15%; gathers of the distinct frequencies the rest. (It used to
+  invert at every frequency with C right-hand sides, multiply, differentiate the inverse with two
+  C^3 products, and FFT the zero-padded C x C x 16 x 16 kernel: 3.2-3.7x.)
+* ``sll``, ``cpl``: two convolutions with one kernel, (2F + I + 2W) / (F + W), about 2.4x before
+  anything else; the scales t (SLL: the Gram kernel, one (C k^2)^2 C product; CPL: Gram
+  iterations) 2-4%; the ReLU and the residual add, in place, 2%.
+* ``bcop``, ``aoc``: the convolution of a circularly padded copy of the input (the copy, and
+  oneDNN on the 18 x 18 unpadded input) about 5%; the kernel build about 8% (Björck with its
+  convergence test on H and on the projectors, the two projector chains, nine tap products:
+  about 60 small operations, 6-7 ms forward and as much backward).
+* ``aol``: the Gram kernel of its scales (one 1152 x 128 x 1152 product, one in the backward,
+  :func:`critics.functional.kernel_gram`), about 8%.
 """
 
 from __future__ import annotations
