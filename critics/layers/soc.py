@@ -281,11 +281,11 @@ class SOCConv2d(LipschitzConv2d):
         if self._operators is None or self._operators[0] is not kernel:
             self._operators = (kernel, {})
         built = self._operators[1]
-        key = (grid, self.terms if series else 0)
+        key = (grid, self.padding_mode, self.terms if series else 0)
         if key not in built:
-            matrix = built.get((grid, 0))
+            matrix = built.get((grid, self.padding_mode, 0))
             if matrix is None:
-                matrix = built[(grid, 0)] = conv_matrix(kernel, grid, self.padding_mode)
+                matrix = built[(grid, self.padding_mode, 0)] = conv_matrix(kernel, grid, self.padding_mode)
             if series:
                 eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
                 total = eye if self.terms == 1 else eye + matrix / (self.terms - 1)
