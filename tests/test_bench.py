@@ -176,3 +176,20 @@ def test_bench_layers_has_the_modern_families(capsys: pytest.CaptureFixture, tmp
     # stride-2 rows are compared with the plain stride-2 convolution, the others with the stride-1 one
     assert by[("aoc-s2", 2)]["vs_conv"] == pytest.approx(by[("aoc-s2", 2)]["ms"] / by[("conv-s2", 2)]["ms"])
     assert by[("sll", 3)]["vs_conv"] == pytest.approx(by[("sll", 3)]["ms"] / by[("conv", 3)]["ms"])
+
+
+def test_bench_layers_cpu_clock(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """``--clock cpu`` times each step by the process's CPU time (the rows say so); on another device,
+    or with an unknown clock, the run is refused before anything is built."""
+    layers = pytest.importorskip("wdist.bench.layers")
+    out_json = tmp_path / "layers.json"
+    args = ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "2", "--clock", "cpu"]
+    code = layers.cli([*args, "--layers", "conv", "cayley", "sll", "--out", str(out_json)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "process CPU time" in out
+    rows = json.loads(out_json.read_text())["rows"]
+    assert {r["clock"] for r in rows} == {"cpu"} and all(r["ms"] > 0 for r in rows)
+    for clock, device in (("cpu", "cuda"), ("cycles", "cpu")):
+        with pytest.raises(ValueError, match=f"clock={clock!r} on device {device!r}"):
+            layers.run_layer_benchmark(device=device, clock=clock, channels=[4], kernels=[3], sizes=[8], batch=2)

@@ -123,10 +123,12 @@ def test_sll_scales_make_the_condition_diagonally_dominant() -> None:
     layer = SLLConv2d(4, 6, 3, **F64)
     with torch.no_grad():
         layer.q_param.normal_()
-    kernel, t = layer.unpack(layer.weight)
+    branch, inv_sqrt_t = layer.unpack(layer.weight)
+    kernel, t = layer.kernel_param.detach(), inv_sqrt_t.detach() ** -2
     q = layer.q_param.exp()
     s = hidden_gram_abs_sums(kernel)
     assert torch.allclose(t, (s * q[None]).sum(1) / q)
+    assert torch.allclose(branch, kernel * inv_sqrt_t[:, None, None, None])  # V = K T^{-1/2}, used as such
     gram = F.conv2d(kernel, kernel, padding=2)[:, :, 2, 2]  # the zero-offset block of W^T W
     assert (t >= gram.diagonal() - 1e-12).all()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from critics.functional import kernel_gram
 from critics.layers.conv_base import LipschitzConv2d
 from critics.rules import register_certificate_rule
 
@@ -19,12 +19,14 @@ def gram_kernel(kernel: Tensor) -> Tensor:
 
         \Gamma[j, i, \delta] = \sum_o \sum_p K[o, j, p]\, K[o, i, p + \delta]
 
-    over every offset :math:`\delta` with :math:`|\delta| < k` per axis: one ``conv2d`` of the
-    kernel with itself. ``kernel``: (C_out, C_in, k, k); returns (C_in, C_in, 2k - 1, 2k - 1).
+    over every offset :math:`\delta` with :math:`|\delta| < k` per axis
+    (:func:`~critics.functional.kernel_gram` of the kernel with its channel axes swapped: one
+    matrix product). ``kernel``: (C_out, C_in, k, k); returns (C_in, C_in, 2k - 1, 2k - 1), a
+    permuted view.
     """
-    k = kernel.shape[-1]
-    per_input = kernel.transpose(0, 1)  # (C_in, C_out, k, k): input channels as a batch
-    return F.conv2d(per_input, per_input, padding=k - 1)
+    kh, kw = kernel.shape[-2:]
+    gram = kernel_gram(kernel.transpose(0, 1))  # (offsets, C_in, C_in)
+    return gram.permute(1, 2, 0).unflatten(-1, (2 * kh - 1, 2 * kw - 1))
 
 
 def aol_scales(kernel: Tensor) -> Tensor:
@@ -32,7 +34,7 @@ def aol_scales(kernel: Tensor) -> Tensor:
     (:func:`gram_kernel`), so that :math:`\|\mathcal{C}_{K D}\|_2 \le 1` for zero or circular
     padding and any input size (the row sums of :math:`|D \Gamma D|` bound its spectral norm).
     Returns (C_in,), in the inverse units of ``kernel``."""
-    row_sums = gram_kernel(kernel).abs().sum(dim=(1, 2, 3))
+    row_sums = kernel_gram(kernel.transpose(0, 1)).abs().sum(dim=(0, 2))
     return row_sums.clamp_min(torch.finfo(kernel.dtype).tiny).rsqrt()
 
 

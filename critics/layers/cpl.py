@@ -29,10 +29,13 @@ class CPLConv2d(SLLConv2d):
     :func:`~critics.norms.reshaped_kernel_norm_bound` (Gram iteration on the reshaped kernel, an
     upper bound for any input size at every step). Not gradient-norm preserving.
 
+    The forward is SLL's symmetric form with :math:`V = K / \bar s`:
+    :math:`h(x) = x - 2\, \mathcal{C}_V^\top \sigma(\mathcal{C}_V x + b / \bar s)`.
+
     Lipschitz bound: as for :class:`~critics.layers.SLLConv2d`, :math:`\max(1, 2\rho - 1)` with
-    :math:`\rho = \|\mathcal{C}_K\|_2^2 / \bar s^2` from the float64 FFT of the kernel used
-    (zero padding, :math:`(n + k - 1)` grid), checked rather than assumed; L2. Conditions: stride
-    1, odd kernel, zero padding.
+    :math:`\rho = \|\mathcal{C}_V\|_2^2` from the float64 FFT of the kernel :math:`V` the
+    forward uses (zero padding, :math:`(n + k - 1)` grid), checked rather than assumed; L2.
+    Conditions: stride 1, odd kernel, zero padding.
 
     Shape
     -----

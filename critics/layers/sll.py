@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_int
+from critics.functional import kernel_gram
 from critics.layers.conv_base import LipschitzConv2d
 from critics.layers.residual import Residual
 from critics.norms import conv_operator_norm, residual_sdp_bound, round_up
@@ -25,10 +26,16 @@ def hidden_gram_abs_sums(kernel: Tensor) -> Tensor:
 
         \Gamma[i, j, \delta] = \sum_c \sum_p K[i, c, p]\, K[j, c, p + \delta].
 
-    ``kernel``: (C_hidden, C, k, k); returns (C_hidden, C_hidden), non-negative. One ``conv2d``.
+    ``kernel``: (C_hidden, C, k, k); returns (C_hidden, C_hidden), non-negative
+    (:func:`~critics.functional.kernel_gram`: one matrix product).
     """
-    k = kernel.shape[-1]
-    return F.conv2d(kernel, kernel, padding=k - 1).abs().sum(dim=(-2, -1))
+    return kernel_gram(kernel).abs().sum(dim=0)
+
+
+def _adjoint(kernel: Tensor) -> Tensor:
+    r""":math:`K^*[i, j, p, q] = K[j, i, k-1-p, k-1-q]`: for an odd kernel, the "same" zero-padded
+    convolution with :math:`K^*` is the adjoint of the one with :math:`K`."""
+    return kernel.transpose(0, 1).flip(-2, -1)
 
 
 class SLLConv2d(LipschitzConv2d):
@@ -50,17 +57,30 @@ class SLLConv2d(LipschitzConv2d):
     is diagonally dominant, so :math:`T \succeq G` and the block is 1-Lipschitz (proof in
     :func:`~critics.norms.residual_sdp_bound`). It is *not* gradient-norm preserving.
 
+    The forward computes the same map in its symmetric form: ReLU is positively homogeneous, so
+    :math:`T^{-1/2} \sigma(u) = \sigma(T^{-1/2} u)` and, with :math:`V = W T^{-1/2}` (the kernel
+    :math:`K` scaled by :math:`t_i^{-1/2}` per hidden channel) and :math:`b' = T^{-1/2} b`,
+
+    .. math::
+
+        h(x) = x - 2\, V \sigma(V^\top x + b'), \qquad
+        V^\top x = \mathcal{C}_{K T^{-1/2}}\, x, \quad -2 V = \mathcal{C}_{-2 (K T^{-1/2})^*}
+
+    two convolutions with one kernel (:math:`K^*` the flipped transposed kernel, whose "same"
+    zero-padded convolution is the adjoint for odd kernels; :math:`-2` is exact in floating
+    point), a ReLU in place and the residual add: no division, scaling or subtraction pass over
+    the activations.
+
     The library flag is never taken: the certificate checks the condition on the weights
     actually used. With :math:`\rho = \lambda_{\max}(T^{-1/2} G T^{-1/2})
-    = \|T^{-1/2} \mathcal{C}_K\|_2^2`, computed in float64 from the stored :math:`K` and
-    :math:`t` by the FFT of the kernel :math:`T^{-1/2} K` (zero padding: on the
-    :math:`(n + k - 1)` grid, an upper bound), the bound is :math:`\max(1, 2\rho - 1)`, valid
-    whether or not the condition holds.
+    = \|\mathcal{C}_V\|_2^2`, computed in float64 by the FFT of the kernel :math:`V` the forward
+    uses (zero padding: on the :math:`(n + k - 1)` grid, an upper bound), the bound is
+    :math:`\max(1, 2\rho - 1)` (:func:`~critics.norms.residual_sdp_bound` with :math:`T = I`),
+    valid whether or not the condition holds.
 
     Written here rather than wrapped from orthogonium (``SDPBasedLipschitzResBlock``): the block
-    is short, its certificate needs :math:`K` and :math:`t` as the forward uses them (the forward
-    divides the hidden activations by :math:`t` rather than rescaling a kernel, so the map is
-    exactly the one certified), and it shares wdist's cache and CUDA-graph replay.
+    is short, its certificate needs the kernel exactly as the forward uses it, and it shares
+    wdist's cache and CUDA-graph replay.
 
     Lipschitz bound: :math:`\max(1, 2\rho - 1)` as above, L2; 1 whenever the SDP condition holds
     (always, up to rounding, by construction of :math:`t`). Conditions: stride 1, odd kernel,
@@ -83,7 +103,7 @@ class SLLConv2d(LipschitzConv2d):
 
     Notes
     -----
-    The eval-mode cache holds :math:`K` and :math:`t` packed in one tensor (:meth:`unpack`).
+    The eval-mode cache holds :math:`V` and :math:`t^{-1/2}` packed in one tensor (:meth:`unpack`).
 
     References
     ----------
@@ -138,10 +158,13 @@ class SLLConv2d(LipschitzConv2d):
         return tuple(p for p in (self.kernel_param, self.q_param) if p is not None)
 
     def _packed(self, kernel_param: Tensor, *rest: Tensor) -> Tensor:
+        r""":math:`V = K T^{-1/2}` and :math:`t^{-1/2}`, flattened into one tensor."""
         work = torch.float32 if kernel_param.dtype in (torch.float16, torch.bfloat16) else kernel_param.dtype
         kernel = kernel_param.to(work)
         t = self._scales(kernel, *(r.to(work) for r in rest)).clamp_min(torch.finfo(work).tiny)
-        return torch.cat((kernel.reshape(-1), t)).to(kernel_param.dtype)
+        inv_sqrt_t = t.rsqrt()
+        branch = kernel * inv_sqrt_t[:, None, None, None]
+        return torch.cat((branch.reshape(-1), inv_sqrt_t)).to(kernel_param.dtype)
 
     def _build_kernel(self) -> Tensor:
         return self._packed(*self._free())
@@ -150,54 +173,57 @@ class SLLConv2d(LipschitzConv2d):
         return self._packed, self._free(), (type(self).__name__, self._settings())
 
     def unpack(self, packed: Tensor) -> tuple[Tensor, Tensor]:
-        """``(K, t)`` from the packed tensor :attr:`weight` (views, no copy)."""
+        r"""``(V, t^{-1/2})`` from the packed tensor :attr:`weight` (views, no copy): the kernel
+        :math:`V = K T^{-1/2}` both convolutions of the forward use, and the per-hidden-channel
+        scale that made it (the hidden bias is scaled by it too)."""
         n = self.kernel_param.numel()
         return packed[:n].view(self.kernel_param.shape), packed[n:]
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        kernel, t = self.unpack(self.weight)
-        if kernel.dtype != x.dtype:
-            kernel, t = kernel.to(x.dtype), t.to(x.dtype)
-        bias = None if self.hidden_bias is None else self.hidden_bias.to(x.dtype)
+        branch, inv_sqrt_t = self.unpack(self.weight)
+        if branch.dtype != x.dtype:
+            branch, inv_sqrt_t = branch.to(x.dtype), inv_sqrt_t.to(x.dtype)
+        bias = None if self.hidden_bias is None else self.hidden_bias.to(x.dtype) * inv_sqrt_t
         p = self.kernel_size // 2
-        z = F.relu(F.conv2d(x, kernel, bias, padding=p)) / t[:, None, None]
-        return x - 2.0 * F.conv_transpose2d(z, kernel, padding=p)
+        # relu_ and add_ act on convolution outputs, which the convolutions' backward never reads
+        z = F.conv2d(x, branch, bias, padding=p).relu_()
+        return F.conv2d(z, _adjoint(-2.0 * branch), padding=p).add_(x)
 
     def sdp_ratio(self, input_shape: tuple[int, ...]) -> float:
-        r""":math:`\rho \ge \lambda_{\max}(T^{-1/2} W^\top W T^{-1/2})` on ``input_shape`` inputs, float64,
-        from the :math:`K` and :math:`t` of the current mode (``<= 1``: the SDP condition holds)."""
+        r""":math:`\rho \ge \lambda_{\max}(V^\top V) = \|\mathcal{C}_V\|_2^2` on ``input_shape`` inputs,
+        float64, from the kernel :math:`V = K T^{-1/2}` the current mode's forward uses (``<= 1``:
+        the SDP condition holds)."""
         with torch.no_grad():
-            kernel, t = self.unpack(self.weight)
-        scaled = kernel.detach().to(torch.float64) / t.detach().to(torch.float64).sqrt()[:, None, None, None]
-        # the norm is rounded up; its square and the scaling above add two roundings
-        return round_up(conv_operator_norm(scaled, self._spatial(input_shape), padding_mode="zeros") ** 2, 2)
+            branch, _ = self.unpack(self.weight)
+        # the norm is rounded up; its square adds one rounding
+        norm = conv_operator_norm(branch.detach().to(torch.float64), self._spatial(input_shape), padding_mode="zeros")
+        return round_up(norm**2, 1)
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """``max(1, 2 rho - 1)`` with ``rho`` = :meth:`sdp_ratio` (see :func:`~critics.norms.residual_sdp_bound`)."""
         return residual_sdp_bound(self.sdp_ratio(input_shape))
 
     def export(self) -> Residual:
-        r""":class:`~critics.layers.residual.Residual` of ``Conv2d(K, b) -> ReLU -> Conv2d(-2 K^* / t)``
-        (:math:`K^*` the flipped transposed kernel, whose "same" zero-padded convolution is the adjoint
-        for odd kernels), with the eval-mode weights: the same function to float rounding. Certified as
+        r""":class:`~critics.layers.residual.Residual` of ``Conv2d(V, b') -> ReLU -> Conv2d(-2 V^*)``
+        (:math:`V^*` the flipped transposed kernel, whose "same" zero-padded convolution is the adjoint
+        for odd kernels), with the eval-mode weights: the forward's own convolutions. Certified as
         ``1 + product`` (valid, looser than the block's own certificate)."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                kernel, t = (v.detach().clone() for v in self.unpack(self.weight))
+                branch, inv_sqrt_t = (v.detach().clone() for v in self.unpack(self.weight))
         finally:
             self.train(was_training)
-        bias = None if self.hidden_bias is None else self.hidden_bias.detach().to(kernel.dtype)
-        adjoint = -2.0 * kernel.transpose(0, 1).flip(-2, -1) / t[None, :, None, None]
-        branch = nn.Sequential(
-            self._plain_conv(self.in_channels, self.hidden_channels, kernel, bias),
+        bias = None if self.hidden_bias is None else self.hidden_bias.detach().to(branch.dtype) * inv_sqrt_t
+        branch_net = nn.Sequential(
+            self._plain_conv(self.in_channels, self.hidden_channels, branch, bias),
             nn.ReLU(),
-            self._plain_conv(self.hidden_channels, self.in_channels, adjoint, None),
+            self._plain_conv(self.hidden_channels, self.in_channels, _adjoint(-2.0 * branch), None),
         )
-        return Residual(branch).train(self.training)
+        return Residual(branch_net).train(self.training)
 
     def extra_repr(self) -> str:
         return (

@@ -13,6 +13,7 @@ from critics._checks import check_stride_one
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import (
     conv_grid_norm_bound,
+    conv_matrix,
     conv_operator_norm,
     crop_to_reach,
     reshaped_kernel_norm_bound,
@@ -158,10 +159,18 @@ class SOCConv2d(LipschitzConv2d):
 
     Notes
     -----
-    In eval mode the scaled kernel is built once and cached until a parameter changes or
-    ``train()`` is called. The rescaling uses no buffers, so a freshly built layer, a layer
-    after large optimiser steps and a reloaded one are all certified alike (the failures of
-    the published power-iteration scale; see ``tests/test_soc.py``).
+    On a grid no larger than the kernel (:math:`n_h n_w \le k^2`, the last stages of an image
+    critic) the convolution is its operator matrix :math:`M`
+    (:func:`~critics.norms.conv_matrix`), built once per kernel; where that matrix is no larger
+    than the batch (:math:`C n_h n_w \le N`) the series itself is summed on it,
+    :math:`E = \sum_{i < T} M^i / i!`, and applied once: :math:`T - 2` products of the small
+    matrix instead of :math:`T - 1` products with the batch, and in eval mode (cached with the
+    kernel) one product per forward instead of ``eval_terms - 1``. The same function up to float
+    rounding (``tests/test_fast_forms.py``). In eval mode the scaled kernel is built once and
+    cached until a parameter changes or ``train()`` is called. The rescaling uses no buffers, so
+    a freshly built layer, a layer after large optimiser steps and a reloaded one are all
+    certified alike (the failures of the published power-iteration scale; see
+    ``tests/test_soc.py``).
 
     References
     ----------
@@ -210,6 +219,7 @@ class SOCConv2d(LipschitzConv2d):
         self.channels = c
         factory = {"device": device, "dtype": dtype}
         self.kernel_param = nn.Parameter(torch.empty(c, c, self.kernel_size, self.kernel_size, **factory))
+        self._operators = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -253,9 +263,45 @@ class SOCConv2d(LipschitzConv2d):
     def _graph_build(self) -> tuple:
         return self._scaled_kernel, (self.kernel_param,), ("soc", *self._settings())
 
+    def clear_cache(self) -> None:
+        super().clear_cache()
+        self._operators: tuple[Tensor, dict[tuple, Tensor]] | None = None
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_operators"] = None
+        return state
+
+    def _operator(self, kernel: Tensor, grid: tuple[int, int], series: bool) -> Tensor:
+        r"""On a grid no larger than the kernel: the matrix :math:`M` of :math:`\mathcal{C}_{\tilde L}`
+        there (:func:`~critics.norms.conv_matrix`), or with ``series`` the truncated exponential
+        :math:`E = \sum_{i < \text{terms}} M^i / i!` (Horner: :math:`\text{terms} - 2` matrix
+        products). Built once per kernel (the forwards of a training step share them; eval mode
+        keeps them with its cached kernel)."""
+        if self._operators is None or self._operators[0] is not kernel:
+            self._operators = (kernel, {})
+        built = self._operators[1]
+        key = (grid, self.padding_mode, self.terms if series else 0)
+        if key not in built:
+            matrix = built.get((grid, self.padding_mode, 0))
+            if matrix is None:
+                matrix = built[(grid, self.padding_mode, 0)] = conv_matrix(kernel, grid, self.padding_mode)
+            if series:
+                eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+                total = eye if self.terms == 1 else eye + matrix / (self.terms - 1)
+                for i in range(self.terms - 2, 0, -1):
+                    total = torch.addmm(eye, matrix, total, alpha=1.0 / i)  # I + M E / i
+                built[key] = total
+        return built[key]
+
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         kernel = self.weight
+        grid = (int(x.shape[-2]), int(x.shape[-1]))
+        small = self.kernel_size > 1 and grid[0] * grid[1] <= self.kernel_size**2
+        if small and self.channels * grid[0] * grid[1] <= x.shape[0]:
+            # a matrix no larger than the batch: the series on the matrix, applied once
+            return self._series_on_matrix(x, self._operator(kernel, grid, series=True))
         if self.in_channels < self.channels:
             x = F.pad(x, (0, 0, 0, 0, 0, self.channels - self.in_channels))
         # z = sum_i C_L^i x / i!: each term is the previous one convolved with L / i (the
@@ -263,16 +309,31 @@ class SOCConv2d(LipschitzConv2d):
         # nothing for backward); the bias rides on the last convolution when no channel is cut.
         terms = self.terms
         fuse_bias = self.bias is not None and self.out_channels == self.channels and terms > 1
+        matrix = self._operator(kernel, grid, series=False) if small else None
         z = x
         term = x
         for i in range(1, terms):
-            term = self._conv(term, kernel / i, self.bias if fuse_bias and i == terms - 1 else None)
+            bias = self.bias if fuse_bias and i == terms - 1 else None
+            if matrix is None:
+                term = self._conv(term, kernel / i, bias)
+            else:  # one operator matrix for every term (small_grid_conv would rebuild it per term)
+                weight = (matrix / i).to(term.dtype)
+                bias = None if bias is None else bias.to(term.dtype).repeat_interleave(grid[0] * grid[1])
+                term = F.linear(term.flatten(1), weight, bias).view(term.shape)
             z = x + term if i == 1 else z.add_(term)
         if self.out_channels < self.channels:
             z = z[:, : self.out_channels]
         if self.bias is not None and not fuse_bias:
             z = z + self.bias.to(z.dtype)[:, None, None]
         return z
+
+    def _series_on_matrix(self, x: Tensor, series: Tensor) -> Tensor:
+        """``y = E x + b`` on a small grid: the input channels beyond ``in_channels`` are zero and the
+        outputs beyond ``out_channels`` are cut, so only that corner of :math:`E` is used."""
+        n, (h, w) = x.shape[0], x.shape[-2:]
+        weight = series[: self.out_channels * h * w, : self.in_channels * h * w].to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype).repeat_interleave(h * w)
+        return F.linear(x.flatten(1), weight, bias).view(n, self.out_channels, h, w)
 
     def export(self) -> nn.Sequential:
         r"""The eval-mode series as plain ``nn.Conv2d`` layers with fixed weights (``nn.Sequential``).

@@ -21,12 +21,43 @@ every step, as during training), a stride-1 C -> C layer on a (batch, C, n, n) i
   :class:`critics.layers.CPLConv2d` (odd kernels; two convolutions each).
 
 Reported: median milliseconds over ``repeats`` steps after 3 warm-up steps, the layers of one
-shape taking turns within each repeat (fairer on shared cores), memory (CUDA: peak allocated MiB
+shape taking turns within each repeat (fairer on shared cores), by the wall clock or, with
+``--clock cpu``, the process's CPU time (``time.process_time``: the work a step does, not the
+wait for a core, so it holds up on a machine shared with other jobs; with several threads it
+sums theirs; CPU only), memory (CUDA: peak allocated MiB
 during one step of a freshly built layer alone with the input, its CUDA-graph pool included;
 CPU: MiB of tensors saved for backward, a proxy, since torch does not track CPU peaks),
 the ratio to the plain conv, BCOP's speed-up over the reference, and the orthogonality error
 :math:`\\max \\|Q^\\top Q - I\\|_2` reached by each BCOP variant's orthogonaliser (so the
 comparison is at the same error).
+
+Where each family's time goes (CPU, one thread, C = 128, k = 3, 16 x 16, batch 64, the input
+needing no gradient; per-phase thread time and ``torch.profiler`` op tables, taken on a loaded
+machine, so read them as shares). With F, I, W the forward, input-gradient and weight-gradient
+passes of one such convolution (W about 1.4 F on this CPU's oneDNN), the plain conv costs F + W:
+
+* ``soc``: convolutions only (97% of the step): its 6 training terms are 5 forward, 4
+  input-gradient and 5 weight-gradient passes, (5F + 4I + 5W) / (F + W), about 6.5x whatever
+  else is done; the scale (reshaped bound, C^3 Gram iterations) is under 1%. Only fewer
+  training terms change that (3 terms: (2F + I + 2W) / (F + W), about 2.5x), at the price of a
+  different training map (truncation tail at s = 0.7: 1.8e-4 with 6 terms, 6.9e-2 with 3), so
+  ``train_terms`` stays the user's choice. On grids no larger than the kernel the series is
+  summed on the operator matrix instead (:class:`critics.layers.SOCConv2d`).
+* ``cayley`` (training): at the 130 distinct of the 144 ``rfft2`` frequencies, one LU of
+  I + A, two triangular solves with the batch (forward and adjoint) and one outer product, about
+  55%; ``rfft2`` / ``irfft2`` and their backward 15%; the kernel's spectrum (one product with
+  the DFT matrix) and the skew part 15%; gathers of the distinct frequencies the rest. (It used to
+  invert at every frequency with C right-hand sides, multiply, differentiate the inverse with two
+  C^3 products, and FFT the zero-padded C x C x 16 x 16 kernel: 3.2-3.7x.)
+* ``sll``, ``cpl``: two convolutions with one kernel, (2F + I + 2W) / (F + W), about 2.4x before
+  anything else; the scales t (SLL: the Gram kernel, one (C k^2)^2 C product; CPL: Gram
+  iterations) 2-4%; the ReLU and the residual add, in place, 2%.
+* ``bcop``, ``aoc``: the convolution of a circularly padded copy of the input (the copy, and
+  oneDNN on the 18 x 18 unpadded input) about 5%; the kernel build about 8% (Björck with its
+  convergence test on H and on the projectors, the two projector chains, nine tap products:
+  about 60 small operations, 6-7 ms forward and as much backward).
+* ``aol``: the Gram kernel of its scales (one 1152 x 128 x 1152 product, one in the backward,
+  :func:`critics.functional.kernel_gram`), about 8%.
 """
 
 from __future__ import annotations
@@ -246,11 +277,17 @@ def _step(layer: nn.Module, fwd: object, x: Tensor) -> None:
     fwd(x).float().square().mean().backward()  # type: ignore[operator]
 
 
+#: the clocks a step can be timed by: elapsed time, or the process's CPU time (CPU only)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def _interleaved_times(
-    built: dict[str, tuple[nn.Module, object]], x: Tensor, dev: torch.device, repeats: int
+    built: dict[str, tuple[nn.Module, object]], x: Tensor, dev: torch.device, repeats: int, clock: str = "wall"
 ) -> dict[str, list[float]]:
-    """Seconds per forward+backward of each layer, the layers taking turns within every repeat
-    (so that load from other processes on shared cores hits all of them alike)."""
+    """Seconds per forward+backward of each layer by ``clock`` (:data:`CLOCKS`), the layers taking
+    turns within every repeat (so that load from other processes on shared cores hits all of them
+    alike)."""
+    now = CLOCKS[clock]
     times: dict[str, list[float]] = {name: [] for name in built}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # padding='same' with even kernels
@@ -260,10 +297,10 @@ def _interleaved_times(
         for _ in range(repeats):
             for name, (layer, fwd) in built.items():
                 synchronize(dev)
-                t0 = time.perf_counter()
+                t0 = now()
                 _step(layer, fwd, x)
                 synchronize(dev)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(now() - t0)
     return times
 
 
@@ -278,6 +315,7 @@ def run_layer_benchmark(
     repeats: int = 20,
     out: str | None = None,
     layers: Sequence[str] = DEFAULT_LAYERS,
+    clock: str = "wall",
 ) -> list[dict]:
     """Time forward+backward of each layer at each shape; optionally write the rows as JSON.
 
@@ -291,6 +329,8 @@ def run_layer_benchmark(
     batch : batch size (default 64).
     repeats : timed repetitions per layer (median reported; >= 20 recommended), after 3 warm-ups.
     out : path of a JSON file for the rows (with the device description), or ``None``.
+    layers : the layers to time (:data:`LAYERS`).
+    clock : ``"wall"`` (elapsed seconds) or ``"cpu"`` (the process's CPU seconds, CPU device only).
 
     Returns
     -------
@@ -300,6 +340,8 @@ def run_layer_benchmark(
     dev = torch.device(device)
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be 'float32' or 'bfloat16'; got {dtype!r}")
+    if clock not in CLOCKS or (clock == "cpu" and dev.type != "cpu"):
+        raise ValueError(f"clock must be 'wall', or 'cpu' on the CPU device; got clock={clock!r} on device {device!r}")
     act_dtype = getattr(torch, dtype)
     channels = list(channels or [64, 128, 256, 512])
     kernels = list(kernels or [2, 3])
@@ -314,7 +356,7 @@ def run_layer_benchmark(
                     made = _build(name, c, k, int(x.shape[-1]), dev, act_dtype, compile)
                     if made is not None:
                         built[name] = made
-                times = _interleaved_times(built, x, dev, repeats)
+                times = _interleaved_times(built, x, dev, repeats, clock)
                 shape_rows: dict[str, dict] = {}
                 for name, (layer, fwd) in built.items():
                     row = {
@@ -326,6 +368,7 @@ def run_layer_benchmark(
                         "device": device,
                         "dtype": dtype,
                         "compile": compile,
+                        "clock": clock,
                         "ms": 1e3 * statistics.median(times[name]),
                         "mem_mb": None if dev.type == "cuda" else _saved_tensor_mb(lambda: fwd(x)),
                     }
@@ -393,16 +436,25 @@ def cli(argv: Sequence[str]) -> int:
     p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), choices=list(LAYERS))
     p.add_argument("--out", default="bench_layers.json")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 avoids thrashing on shared cores)")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=sorted(CLOCKS),
+        help="wall: elapsed time; cpu: the process's CPU time per step (robust to other jobs on shared cores)",
+    )
     a = p.parse_args(list(argv))
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.device == "cuda" and not torch.cuda.is_available():
         print("wdist bench layers: error: --device cuda but no CUDA device is available")
         return 2
+    if a.clock == "cpu" and a.device != "cpu":
+        print(f"wdist bench layers: error: --clock cpu times CPU work and needs --device cpu; got --device {a.device}")
+        return 2
     rows = run_layer_benchmark(
-        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.out, a.layers
+        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.out, a.layers, a.clock
     )
-    print(describe_device(torch.device(a.device)))
+    print(describe_device(torch.device(a.device)) + ("" if a.clock == "wall" else "; ms = process CPU time per step"))
     print(format_table(rows))
     print(f"rows written to {a.out}")
     return 0
