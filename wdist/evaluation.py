@@ -1,6 +1,7 @@
 r"""One held-out evaluation of a critic, as a value: computed once, then passed on.
 
-At a training step the critic :math:`f` is evaluated on the held-out samples
+At a training step the critic :math:`f` is evaluated on held-out samples (the select split during
+training, the test split once at the end; :mod:`wdist.data`)
 :math:`x_1..x_{n_P} \sim P`, :math:`y_1..y_{n_Q} \sim Q` (never used in training, independent, of
 possibly different sizes); its weights are certified, :math:`\mathrm{Lip}(f) \le L`; and
 
@@ -15,12 +16,12 @@ sources' domain).
 
 The same statistic is computed on a fixed *train subset* (items of the training part, see
 :mod:`wdist.data`): it is not a bound (the critic was fitted to those items), only a diagnosis.
-When it lies clearly above the held-out value the bound is limited by generalisation; when the two
-agree, by optimisation or capacity (:func:`diagnose`).
+When it lies clearly above the select-split value the bound is limited by generalisation; when the
+two agree, by optimisation or capacity (:func:`diagnose`).
 
 :func:`evaluate` computes all of it once; the training system keeps the list of evaluations (the
-bound curve), and the run's :class:`~wdist.results.Result` is built from the last one without
-recomputing anything.
+select curve), and the run's :class:`~wdist.results.Result` is built from the test evaluation of
+the selected state and the select evaluation of its step, without recomputing anything.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def critic_value_range(certificate: float, domain: Optional[tuple[float, float]]
 LIMITED_BY = ("generalisation", "optimisation or capacity", "unclear", "unknown")
 
 
-def diagnose(heldout: Interval, train: Optional[Interval]) -> tuple[str, str]:
-    """What limits the held-out bound, from the 95% intervals of the held-out and train-subset bounds.
+def diagnose(
+    heldout: Interval, train: Optional[Interval], train_items: Optional[str] = None, selection: Optional[str] = None
+) -> tuple[str, str]:
+    """What limits the bound, from the 95% intervals of the held-out (select-split) and train-subset bounds.
 
     Returns ``(limited_by, sentence)``; ``limited_by`` is one of :data:`LIMITED_BY`:
 
@@ -75,27 +78,31 @@ def diagnose(heldout: Interval, train: Optional[Interval]) -> tuple[str, str]:
     * ``unknown``: no train-subset evaluation.
 
     Two 95% intervals that do not overlap is a conservative test of a difference (the two sets of
-    items are disjoint and independent).
+    items are disjoint and independent). ``train_items`` (e.g. ``"P's 1097 training items"``)
+    names the data the critic fitted, and ``selection`` says what choosing the step on the select
+    split recovered; both go into the sentence on generalisation.
     """
     if train is None:
         return "unknown", "no train-subset evaluation (an evaluation restored from an older checkpoint)"
     gap = train.estimate - heldout.estimate
     both = (
-        f"train subset {train.estimate:.4g} [{train.lo:.4g}, {train.hi:.4g}] vs held-out {heldout.estimate:.4g} "
+        f"train subset {train.estimate:.4g} [{train.lo:.4g}, {train.hi:.4g}] vs select {heldout.estimate:.4g} "
         f"[{heldout.lo:.4g}, {heldout.hi:.4g}], gap {gap:+.4g}"
     )
     if train.lo > heldout.hi:
+        fitted = f"its training items ({train_items})" if train_items else "its training items"
+        chose = f"; {selection}" if selection else ""
         return "generalisation", (
-            f"limited by generalisation: the critic scores its training items clearly higher than held-out ones "
-            f"({both}; 95% intervals apart)"
+            f"limited by generalisation: the critic scores {fitted} clearly higher than select ones "
+            f"({both}; 95% intervals apart){chose}"
         )
     if heldout.lo > train.hi:
         return "unclear", (
-            f"unclear: held-out items score clearly higher than training items ({both}; 95% intervals apart), "
-            "which fitting does not explain (is the train/held-out split random?)"
+            f"unclear: select items score clearly higher than training items ({both}; 95% intervals apart), "
+            "which fitting does not explain (is the split random?)"
         )
     return "optimisation or capacity", (
-        f"limited by optimisation or capacity, not generalisation: train and held-out agree within their 95% "
+        f"limited by optimisation or capacity, not generalisation: train and select agree within their 95% "
         f"intervals ({both})"
     )
 
