@@ -342,3 +342,14 @@ def test_a_result_written_before_the_three_splits_says_so(selected_runs: dict, t
     assert old.bound_split == "held-out" and old.selection == {}
     table = old.format_table()
     assert "held-out-split samples" in table and "reported state" not in table
+
+
+def test_every_seed_stream_has_its_own_offset() -> None:
+    """Two uses of one stream would draw the same numbers (e.g. select samples equal to the items a
+    critic is placed on): every offset and salt of wdist.seeds is distinct."""
+    import wdist.seeds as seeds
+
+    offsets = {name: getattr(seeds, name) for name in dir(seeds) if name.endswith("_OFFSET")}
+    salts = {name: getattr(seeds, name) for name in dir(seeds) if name.endswith("_SALT")}
+    assert len(offsets) >= 7 and len(set(offsets.values())) == len(offsets), offsets
+    assert len(set(salts.values())) == len(salts), salts
