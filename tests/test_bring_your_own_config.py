@@ -97,7 +97,7 @@ def test_a_finite_side_too_small_for_n_eval_is_told_about_n_eval_p(tmp_path: Pat
     code = main(["estimate", "--config", str(cfg), "--train.steps", "1", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    # the select split takes min(1024, 4096, 600 // 10) = 60 of the 600 images
+    # the select split takes min(256, 4096, 600 // 10) = 60 of the 600 images
     assert "eval.n_eval = 4096" in err and "set eval.n_eval_p below 540 (e.g. 150)" in err
     assert "it sets P's held-out size alone, and Q keeps eval.n_eval" in err
 

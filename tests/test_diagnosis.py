@@ -46,7 +46,7 @@ def test_train_subset_of_a_finite_source_is_distinct_training_items() -> None:
     dm.setup()
     assert dm.test is not None and dm.select is not None and dm.train_items is not None
     assert (len(dm.test.p), len(dm.test.q)) == (10, 8)
-    assert (len(dm.select.p), len(dm.select.q)) == (5, 8)  # P: by default min(1024, 10, 50 // 10)
+    assert (len(dm.select.p), len(dm.select.q)) == (5, 8)  # P: by default min(256, 10, 50 // 10)
     for side, train_part, n in (("P", dm.p_train, 5), ("Q", dm.q_train, 4)):
         items = dm.train_items.p if side == "P" else dm.train_items.q
         held = [getattr(dm.test, side.lower()), getattr(dm.select, side.lower())]
@@ -91,9 +91,9 @@ def test_generator_train_subset_is_decoded_like_its_training_batches() -> None:
         trained = run.system.samples(stream.batch(i)[1], run.system.q_generator)
         assert torch.equal(decoded[128 * i : 128 * (i + 1)], trained)
     ev = run.system.last_evaluation
-    # the select split of the digits default (200 digits, 2000 generated), and a train subset as large
-    assert ev is not None and (ev.n_eval_p, ev.n_eval_q) == (200, 2000)
-    assert (ev.train_interval.n_p, ev.train_interval.n_q) == (200, 2000)
+    # the select split of the digits default (100 digits, 2000 generated), and a train subset as large
+    assert ev is not None and (ev.n_eval_p, ev.n_eval_q) == (100, 2000)
+    assert (ev.train_interval.n_p, ev.train_interval.n_q) == (100, 2000)
 
 
 # -- the diagnosis ----------------------------------------------------------------------------------

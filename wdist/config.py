@@ -155,9 +155,9 @@ class EvalConfig:
     stopping) and a *test* split read once, at the end, for the reported bound and its interval.
     Test sizes: ``n_eval_p`` of P and ``n_eval_q`` of Q, each ``n_eval`` when not given (a
     generator side can afford many more samples than a finite data set can spare). Select sizes:
-    ``n_select_p`` and ``n_select_q``, each ``n_select`` when not given, else the smallest of 1024,
-    the side's test size and, for a data set, a tenth of its items
-    (:func:`wdist.splits.default_select_size`).
+    ``n_select_p`` and ``n_select_q``, each ``n_select`` when not given, else, for a generator or
+    toy side, the smaller of 1024 and its test size, and for a data set the smallest of 256, its
+    test size and a tenth of its items (:func:`wdist.splits.default_select_size`).
     A finite side's size must leave items for training after both. ``aligned``: row ``i`` of Q
     belongs with row ``i`` of P (two files of equal length made from the same rows or latents), so
     both are split with one permutation and no held-out item's partner is trained on (a Q = T(P)

@@ -269,7 +269,8 @@ class PairDataModule(pl.LightningDataModule):
             if n_select is not None:
                 return int(n_select), "eval.n_select"
             items = len(source) if isinstance(source, FiniteSource) else None
-            return default_select_size(test, items), "the default min(1024, test size, items / 10)"
+            rule = "min(1024, test size)" if items is None else "min(256, test size, items / 10)"
+            return default_select_size(test, items), f"the default {rule}"
 
         (self.n_select_p, from_p), (self.n_select_q, from_q) = (
             select_size(n_select_p, self.n_eval_p, p), select_size(n_select_q, self.n_eval_q, q)

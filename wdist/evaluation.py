@@ -78,7 +78,7 @@ def diagnose(
     * ``unknown``: no train-subset evaluation.
 
     Two 95% intervals that do not overlap is a conservative test of a difference (the two sets of
-    items are disjoint and independent). ``train_items`` (e.g. ``"P's 1097 training items"``)
+    items are disjoint and independent). ``train_items`` (e.g. ``"P's 1197 training items"``)
     names the data the critic fitted, and ``selection`` says what choosing the step on the select
     split recovered; both go into the sentence on generalisation.
     """

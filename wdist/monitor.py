@@ -204,7 +204,7 @@ class W1Monitor(Callback):
     n_eval_q : int, optional
         Held-out generated samples (fresh at every call); default ``4 * n_eval``.
     n_select : int, optional
-        Select items of each side; default ``min(1024, n_eval, N // 10)`` of the ``N`` data items
+        Select items of each side; default ``min(256, n_eval, N // 10)`` of the ``N`` data items
         and ``min(1024, n_eval_q)`` generated samples (:func:`wdist.splits.default_select_size`).
     domain : (float, float), optional
         The value range of data and samples (e.g. ``(-1, 1)``): recorded, and used by Bernstein
