@@ -89,7 +89,7 @@ def test_uint8_data_with_a_float_value_range_says_to_leave_it_out(tmp_path: Path
 
 def test_a_finite_side_too_small_for_n_eval_is_told_about_n_eval_p(tmp_path: Path, capsys) -> None:
     """600 images against a generator at the default eval.n_eval = 4096: the advice is eval.n_eval_p,
-    which sizes P's held-out part alone (eval.n_eval would shrink the generated side too)."""
+    which sizes P's test part alone (eval.n_eval would shrink the generated side too)."""
     np.save(tmp_path / "imgs.npy", np.random.default_rng(0).integers(0, 256, (600, 1, 8, 8)).astype(np.uint8))
     cfg = tmp_path / "c.yaml"
     p = {"class_path": "TensorFile", "init_args": {"path": "imgs.npy"}}
@@ -97,7 +97,8 @@ def test_a_finite_side_too_small_for_n_eval_is_told_about_n_eval_p(tmp_path: Pat
     code = main(["estimate", "--config", str(cfg), "--train.steps", "1", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "eval.n_eval = 4096" in err and "set eval.n_eval_p below 600 (e.g. 150)" in err
+    # the select split takes min(256, 4096, 600 // 10) = 60 of the 600 images
+    assert "eval.n_eval = 4096" in err and "set eval.n_eval_p below 540 (e.g. 150)" in err
     assert "it sets P's held-out size alone, and Q keeps eval.n_eval" in err
 
 

@@ -39,9 +39,11 @@ def test_initialisation_items_are_training_items_only(tmp_path: Path) -> None:
     dm = PairDataModule(TensorFile(p_path), TensorFile(q_path), batch_size=16, n_eval=100, seed=3)
     dm.setup()
     p, q = initialisation_items(dm.p_train, dm.q_train, seed=3)
-    assert len(p) == len(q) == 200  # every training item (fewer than INIT_ITEMS), distinct
-    assert _rows_in(p, dm.heldout.p) == 0 and _rows_in(q, dm.heldout.q) == 0
-    assert _rows_in(p, dm.p_train.data) == 200 and _rows_in(q, dm.q_train.data) == 200
+    # every training item (fewer than INIT_ITEMS), distinct: 300 less 100 test and 30 select items
+    assert len(p) == len(q) == 170
+    assert _rows_in(p, dm.test.p) == 0 and _rows_in(q, dm.test.q) == 0
+    assert _rows_in(p, dm.select.p) == 0 and _rows_in(q, dm.select.q) == 0
+    assert _rows_in(p, dm.p_train.data) == 170 and _rows_in(q, dm.q_train.data) == 170
     again = initialisation_items(dm.p_train, dm.q_train, seed=3)  # what every other process draws
     assert torch.equal(again[0], p) and torch.equal(again[1], q)
     few = initialisation_items(dm.p_train, Gaussian(dim=16), seed=3, items=50)
@@ -78,8 +80,9 @@ def test_estimate_places_the_critic_from_training_items_once(tmp_path: Path, mon
     estimate(config, out=tmp_path / "run", callbacks=[keep], quiet=True)
     assert len(seen) == 1 and seen[0][2] == 1
     p, q, _ = seen[0]
-    assert _rows_in(p, keep.dm.heldout.p) == 0 and _rows_in(q, keep.dm.heldout.q) == 0
-    assert _rows_in(p, keep.dm.p_train.data) == len(p) == 200
+    assert _rows_in(p, keep.dm.test.p) == 0 and _rows_in(q, keep.dm.test.q) == 0
+    assert _rows_in(p, keep.dm.select.p) == 0 and _rows_in(q, keep.dm.select.q) == 0
+    assert _rows_in(p, keep.dm.p_train.data) == len(p) == 170
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     saved = checkpoint["critic.head.heads.up.centres"]
     placed = {}

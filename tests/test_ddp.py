@@ -1,10 +1,11 @@
-"""Distributed training and held-out evaluation.
+"""Distributed training, selection and held-out evaluation.
 
-Two CPU processes (DDP over gloo) train a critic; the held-out statistics of the saved critic are
-then recomputed in this one process on the same held-out samples and must agree to 1e-6. The
-held-out sets have unequal sizes (1001 of P, 1500 of Q): the evaluation items have 1501 indices,
-an odd number, so the distributed sampler pads one shard with a repeated index that the gather
-must drop, and the P part ends inside the shards. The train subset is gathered the same way.
+Two CPU processes (DDP over gloo) train a critic, select a step on the select split (with early
+stopping, so both ranks must stop at the same step) and evaluate it once on the test split; the
+test statistics of the selected critic are then recomputed in this one process on the same test
+samples and must agree to 1e-6. The test sets have unequal sizes (1001 of P, 1500 of Q), so the P
+part ends inside the shards; the select split's Q part has 1024 samples. The train subset is
+gathered the same way.
 """
 
 from __future__ import annotations
@@ -53,23 +54,36 @@ DRIVER = textwrap.dedent(
         seen["result"] = result is not None
         return result
 
+    _fit = E.fit_and_evaluate
+
+    def fit_recording(trainer, run, ckpt_path):
+        tested = _fit(trainer, run, ckpt_path)
+        seen["selection"] = run.system.selection.record()
+        seen["steps"] = int(trainer.global_step)
+        seen["test_reads"] = run.datamodule.test_items.reads
+        seen["bound"] = tested.bound.estimate
+        return tested
+
     E.estimate = recording  # the CLI imports it at call time
+    E.fit_and_evaluate = fit_recording
     rc = cli.main(sys.argv[2:])
     rank = os.environ.get("LOCAL_RANK", "0")
-    (marks / f"rank{rank}.json").write_text(json.dumps({"rc": rc, "result": seen.get("result")}))
+    (marks / f"rank{rank}.json").write_text(json.dumps({"rc": rc, **seen}))
     sys.exit(rc)
     """
 )
 
-N_EVAL = 1001  # held-out P samples
-N_EVAL_Q = 1500  # held-out Q samples (more than P: independent samples of unequal sizes)
+N_EVAL = 1001  # test P samples
+N_EVAL_Q = 1500  # test Q samples (more than P: independent samples of unequal sizes)
+N_SELECT, N_SELECT_Q = 1001, 1024  # select P samples (given), Q samples (the default: at most 1024)
 
 
+# at most 40 steps with early stopping (patience 1): both ranks must stop at the same step
 DDP_ARGS = [
     "--quiet", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-    "--train.steps", "20", "--train.eval_every", "10", "--train.checkpoint_every", "20",
+    "--train.steps", "40", "--train.eval_every", "10", "--train.checkpoint_every", "10", "--train.patience", "1",
     "--train.batch_size", "64", "--eval.n_eval", str(N_EVAL), "--eval.n_eval_q", str(N_EVAL_Q),
-    "--eval.batch_size", "128",
+    "--eval.n_select_p", str(N_SELECT), "--eval.batch_size", "128",
     "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0",
 ]  # fmt: skip
 
@@ -101,15 +115,22 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_ddp_ranks_exit_cleanly_and_only_rank0_reports(ddp_run: Path) -> None:
     r0 = json.loads((ddp_run / "marks" / "rank0.json").read_text())
     r1 = json.loads((ddp_run / "marks" / "rank1.json").read_text())
-    assert r0 == {"rc": 0, "result": True}
-    assert r1 == {"rc": 0, "result": False}  # rank 1 returns no Result, so writes no result.json
+    assert (r0["rc"], r0["result"]) == (0, True)
+    assert (r1["rc"], r1["result"]) == (0, False)  # rank 1 returns no Result, so writes no result.json
+    # one decision on both ranks: the same selected step, the same early stop, the same test bound
+    assert r0["selection"] == r1["selection"] and r0["steps"] == r1["steps"] and r0["bound"] == r1["bound"]
+    # each rank read its shard of the test split once: together one pass (the sampler pads to equal shards)
+    assert r0["test_reads"] + r1["test_reads"] == 2 * -(-N_EVAL_Q // 2)
     out = ddp_run / "out"
     res = json.loads((out / "result.json").read_text())
     assert res["device"].endswith("x 2 processes")
+    assert res["selection"] == r0["selection"] and res["steps"] == r0["steps"]
     assert (res["n_eval_p"], res["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
-    assert (res["n_train_p"], res["n_train_q"]) == (N_EVAL, N_EVAL_Q)
-    assert [c["step"] for c in res["curve"]] == [10, 20]
-    assert all((c["n_eval_p"], c["n_eval_q"]) == (N_EVAL, N_EVAL_Q) for c in res["curve"])
+    assert (res["n_train_p"], res["n_train_q"]) == (N_SELECT, N_SELECT_Q)
+    steps = [c["step"] for c in res["curve"]]
+    assert steps == list(range(10, res["steps"] + 1, 10)) and res["selection"]["candidates"] == len(steps)
+    assert res["selection"]["stopped_early"] == (res["steps"] < 40)
+    assert all((c["n_eval_p"], c["n_eval_q"]) == (N_SELECT, N_SELECT_Q) for c in res["curve"])
     assert (out / "bound_curve.png").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert not list(out.glob("**/.*.tmp"))
 
@@ -121,38 +142,39 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     run = build_run(cfg)
     dm, system = run.datamodule, run.system
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == 20
+    assert ckpt["global_step"] == res["steps"]
     system.load_state_dict(ckpt["state_dict"])
+    system.selection.load_state_dict(ckpt["wdist_selection"])
+    assert system.selection.record() == res["selection"]
 
-    # 1) the same held-out evaluation code, in one process
+    # 1) the same test evaluation code, in one process (it loads the selected state into the critic)
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, inference_mode=False,
     )  # fmt: skip
-    trainer.validate(system, datamodule=dm, verbose=False)
-    assert system.last_evaluation is not None
-    one = system.last_evaluation.row()
-    assert (one["n_eval_p"], one["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
+    trainer.test(system, datamodule=dm, verbose=False)
+    assert system.test_evaluation is not None
+    one = system.test_evaluation.row()
+    assert (one["n_eval_p"], one["n_eval_q"], one["step"]) == (N_EVAL, N_EVAL_Q, res["bound_step"])
     ci = res["ci"]
     for key, ref in [
         ("estimate", res["estimate"]), ("stderr", res["stderr"]), ("estimate_lo", ci["estimate_lo"]),
         ("estimate_hi", ci["estimate_hi"]), ("lower_bound", res["lower_bound"]),
         ("lower_bound_lo", ci["lower_bound_lo"]), ("lower_bound_hi", ci["lower_bound_hi"]),
-        ("train_lower_bound", res["train_lower_bound"]),
     ]:  # fmt: skip
         assert one[key] == pytest.approx(ref, abs=1e-6, rel=0), key
 
-    # 2) independently of the gather code: the critic on every held-out sample, in index order
-    assert dm.heldout is not None and (len(dm.heldout.p), len(dm.heldout.q)) == (N_EVAL, N_EVAL_Q)
+    # 2) independently of the gather code: the selected critic on every test sample, in index order
+    assert dm.test is not None and (len(dm.test.p), len(dm.test.q)) == (N_EVAL, N_EVAL_Q)
     critic = system.critic.eval()
     with torch.no_grad():
-        fp = critic(dm.heldout.p).reshape(-1).double()
-        fq = critic(dm.heldout.q).reshape(-1).double()
+        fp = critic(dm.test.p).reshape(-1).double()
+        fq = critic(dm.test.q).reshape(-1).double()
     iv = mean_difference_interval(fp, fq, confidence=cfg.eval.confidence, method=cfg.eval.interval)
     assert iv.estimate == pytest.approx(res["estimate"], abs=1e-6, rel=0)
     assert iv.stderr == pytest.approx(res["stderr"], abs=1e-6, rel=0)
     assert [iv.lo, iv.hi] == pytest.approx([ci["estimate_lo"], ci["estimate_hi"]], abs=1e-6, rel=0)
-    assert dm.train_items is not None
+    assert dm.train_items is not None  # the diagnosis: the selected critic on the train subset
     with torch.no_grad():
         tp = critic(dm.train_items.p).reshape(-1).double()
         tq = critic(dm.train_items.q).reshape(-1).double()
@@ -219,8 +241,8 @@ def test_training_streams_are_rank_distinct_and_restartable() -> None:
     dm.trainer = _FakeTrainer(1, step=2)  # type: ignore[assignment]
     resumed = next(iter(dm.train_dataloader().dataset))
     assert torch.equal(resumed[0], first[2][0]) and torch.equal(resumed[1], first[2][1])
-    # held-out latents do not depend on the rank or on training
-    assert dm.heldout is not None and dm.heldout.p.shape == (16, 3)
+    # select and test latents do not depend on the rank or on training
+    assert dm.test is not None and dm.test.p.shape == (16, 3) and dm.select.p.shape == (16, 3)
     # the train subset of an infinite side: the latents of process 0's first training batches
     assert dm.train_items is not None
     rank0 = TrainingStream(g, g, 8, seed=3, rank=0)
@@ -304,7 +326,8 @@ def test_a_signal_stops_every_rank_with_a_checkpoint_and_resume_finishes(
     assert "Traceback" not in stderr and f"stopped by {name}" in stderr, stderr[-3000:]
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     step = int(last["global_step"])
-    assert 1 <= step < 20
+    ref = json.loads((ddp_run / "out" / "result.json").read_text())
+    assert 1 <= step < ref["steps"]
     assert not (out / "result.json").exists() and not list(out.rglob("*.tmp"))
     if not to_every_rank:
         return  # the checkpoint is the same one; one resume shows it continues exactly
@@ -318,10 +341,12 @@ def test_a_signal_stops_every_rank_with_a_checkpoint_and_resume_finishes(
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     res = json.loads((out / "result.json").read_text())
-    ref = json.loads((ddp_run / "out" / "result.json").read_text())
-    assert [(s["to_step"], s["ended"]) for s in res["segments"]] == [(step, f"stopped by {name}"), (20, "finished")]
+    assert [(s["to_step"], s["ended"]) for s in res["segments"]] == [
+        (step, f"stopped by {name}"), (ref["steps"], "finished")
+    ]  # fmt: skip
+    assert res["selection"] == ref["selection"]
     for key in ("estimate", "lower_bound", "stderr", "lipschitz_certificate", "train_lower_bound"):
         assert res[key] == pytest.approx(ref[key], rel=1e-9, abs=0), key
     assert res["ci95"] == pytest.approx(ref["ci95"], rel=1e-9, abs=0)
-    assert [c["step"] for c in res["curve"]] == [10, 20]
+    assert [c["step"] for c in res["curve"]] == [c["step"] for c in ref["curve"]]
     assert [c["lower_bound"] for c in res["curve"]] == pytest.approx([c["lower_bound"] for c in ref["curve"]], rel=1e-9)

@@ -1,5 +1,5 @@
-"""Unequal held-out sizes end to end, and the train vs held-out diagnosis: the train subset holds
-training items, it is evaluated with the held-out set, and an overfitting critic is diagnosed."""
+"""Unequal held-out sizes end to end, and the train vs select diagnosis: the train subset holds
+training items, it is evaluated with the select split, and an overfitting critic is diagnosed."""
 
 from __future__ import annotations
 
@@ -41,20 +41,22 @@ def _rows(x: torch.Tensor) -> set[tuple[float, ...]]:
 def test_train_subset_of_a_finite_source_is_distinct_training_items() -> None:
     gen = torch.Generator().manual_seed(0)
     p = TensorSource(torch.rand(50, 3, generator=gen), description="50 points")
-    q = TensorSource(torch.rand(12, 3, generator=gen), description="12 points")
-    dm = PairDataModule(p, q, batch_size=8, n_eval=10, n_eval_q=8, seed=1)
+    q = TensorSource(torch.rand(20, 3, generator=gen), description="20 points")
+    dm = PairDataModule(p, q, batch_size=8, n_eval=10, n_eval_q=8, n_select_q=8, seed=1)
     dm.setup()
-    assert dm.heldout is not None and dm.train_items is not None
-    assert (len(dm.heldout.p), len(dm.heldout.q)) == (10, 8)
-    for side, train_part, heldout, n in (("P", dm.p_train, dm.heldout.p, 10), ("Q", dm.q_train, dm.heldout.q, 4)):
+    assert dm.test is not None and dm.select is not None and dm.train_items is not None
+    assert (len(dm.test.p), len(dm.test.q)) == (10, 8)
+    assert (len(dm.select.p), len(dm.select.q)) == (5, 8)  # P: by default min(256, 10, 50 // 10)
+    for side, train_part, n in (("P", dm.p_train, 5), ("Q", dm.q_train, 4)):
         items = dm.train_items.p if side == "P" else dm.train_items.q
-        # as many as held out, or the whole training part when it is smaller (Q: 12 - 8 = 4 items)
+        held = [getattr(dm.test, side.lower()), getattr(dm.select, side.lower())]
+        # as many as in the select split, or the whole training part when it is smaller (Q: 20 - 16 = 4 items)
         assert len(items) == n, side
         assert len(_rows(items)) == n  # distinct items
         assert _rows(items) <= _rows(train_part.data)  # training items ...
-        assert not _rows(items) & _rows(heldout)  # ... and never held-out ones
+        assert not _rows(items) & (_rows(held[0]) | _rows(held[1]))  # ... and never held-out ones
     # fixed by the seed
-    again = PairDataModule(p, q, batch_size=8, n_eval=10, n_eval_q=8, seed=1)
+    again = PairDataModule(p, q, batch_size=8, n_eval=10, n_eval_q=8, n_select_q=8, seed=1)
     again.setup()
     assert torch.equal(again.train_items.p, dm.train_items.p)
 
@@ -69,8 +71,8 @@ def test_train_subset_of_an_infinite_source_is_its_first_training_batches() -> N
     stream = TrainingStream(dm.p_train, dm.q_train, 8, seed=2, rank=0)
     first = torch.cat([stream.batch(i)[1] for i in range(4)])  # 4 batches of 8 cover 30 items
     assert torch.equal(dm.train_items.q, first[:30])  # exactly what the critic trains on in steps 0-3
-    assert not _rows(dm.train_items.q) & _rows(dm.heldout.q)
-    assert _rows(dm.train_items.p) <= _rows(dm.p_train.data) and len(dm.train_items.p) == 20
+    assert not _rows(dm.train_items.q) & _rows(dm.test.q)
+    assert _rows(dm.train_items.p) <= _rows(dm.p_train.data) and len(dm.train_items.p) == 6  # P selects 60 // 10
 
 
 def test_generator_train_subset_is_decoded_like_its_training_batches() -> None:
@@ -83,14 +85,15 @@ def test_generator_train_subset_is_decoded_like_its_training_batches() -> None:
         enable_model_summary=False, inference_mode=False,
     )  # fmt: skip
     trainer.validate(run.system, datamodule=run.datamodule, verbose=False)
-    decoded = run.system._heldout_on_device["q_train"]
+    decoded = run.system._decoded["select"]["q_train"]
     stream = TrainingStream(run.datamodule.p_train, run.datamodule.q_train, 128, cfg.seed, rank=0)
     for i in range(2):  # what training_step decodes for batches 0 and 1
         trained = run.system.samples(stream.batch(i)[1], run.system.q_generator)
         assert torch.equal(decoded[128 * i : 128 * (i + 1)], trained)
     ev = run.system.last_evaluation
-    assert ev is not None and (ev.n_eval_p, ev.n_eval_q) == (64, 300)
-    assert (ev.train_interval.n_p, ev.train_interval.n_q) == (64, 300)
+    # the select split of the digits default (100 digits, 2000 generated), and a train subset as large
+    assert ev is not None and (ev.n_eval_p, ev.n_eval_q) == (100, 2000)
+    assert (ev.train_interval.n_p, ev.train_interval.n_q) == (100, 2000)
 
 
 # -- the diagnosis ----------------------------------------------------------------------------------
@@ -101,13 +104,16 @@ def _iv(estimate: float, half: float) -> Interval:
 
 
 def test_diagnose_labels() -> None:
-    held = _iv(1.0, 0.1)
+    held = _iv(1.0, 0.1)  # stderr 0.05: the gap's 95% margin with another such interval is 1.96 * 0.0707 = 0.139
     assert diagnose(held, _iv(1.5, 0.1))[0] == "generalisation"
-    assert diagnose(held, _iv(1.15, 0.1))[0] == "optimisation or capacity"  # intervals overlap
+    assert diagnose(held, _iv(1.12, 0.1))[0] == "optimisation or capacity"  # within the margin
+    # the intervals overlap, but the gap is beyond its own margin: a test of the gap, not of overlap
+    assert diagnose(held, _iv(1.15, 0.1))[0] == "generalisation"
     assert diagnose(held, _iv(0.5, 0.1))[0] == "unclear"
     assert diagnose(held, None)[0] == "unknown"
     label, sentence = diagnose(held, _iv(1.5, 0.1))
-    assert "\n" not in sentence and "gap +0.5" in sentence and sentence.startswith("limited by generalisation")
+    assert "\n" not in sentence and "gap +0.5 ± 0.14 at 95%" in sentence
+    assert sentence.startswith("limited by generalisation")
 
 
 def test_evaluation_state_keeps_the_train_subset() -> None:
@@ -137,17 +143,20 @@ def test_evaluation_state_keeps_the_train_subset() -> None:
 
 
 def test_overfitting_critic_is_diagnosed_as_limited_by_generalisation() -> None:
-    """A tiny finite P (40 points, 20 held out) against a large sample of the same distribution,
-    and a wide critic: it fits the 20 training points, so the train subset scores far above the
-    held-out set, whose bound stays near 0."""
+    """A tiny finite P (60 points, 20 test and 20 select) against a large sample of the same
+    distribution, and a wide critic: it fits the 20 training points, so the train subset scores far
+    above the select split, whose bound stays near 0; the diagnosis names the training items and
+    what selection recovered."""
     gen = torch.Generator().manual_seed(0)
-    p = TensorSource(torch.rand(40, 16, generator=gen) * 2 - 1, domain=(-1.0, 1.0), description="40 uniform points")
+    p = TensorSource(torch.rand(60, 16, generator=gen) * 2 - 1, domain=(-1.0, 1.0), description="60 uniform points")
     q = TensorSource(torch.rand(3000, 16, generator=gen) * 2 - 1, domain=(-1.0, 1.0), description="3000 uniform points")
     cfg = EstimateConfig(
         p=p, q=q, critic=CriticConfig("bjorck-mlp", {"width": 64, "depth": 2}),
         train=TrainConfig(steps=40, batch_size=64, lr=0.005, eval_every=20),
         trainer=TrainerConfig(accelerator="cpu", enable_progress_bar=False),
-        eval=EvalConfig(n_eval=20, n_eval_q=1000, ot_samples=0, empirical_lipschitz_samples=0),
+        eval=EvalConfig(
+            n_eval=20, n_eval_q=1000, n_select_p=20, n_select_q=1000, ot_samples=0, empirical_lipschitz_samples=0
+        ),
     )  # fmt: skip
     result = wdist.estimate(cfg, quiet=True)
     assert result.certified
@@ -158,6 +167,9 @@ def test_overfitting_critic_is_diagnosed_as_limited_by_generalisation() -> None:
     table = result.format_table()
     lines = [line for line in table.splitlines() if line.startswith("what limits the bound")]
     assert len(lines) == 1 and "limited by generalisation" in lines[0]
+    assert "P's 20 training items and Q's 1000 training items" in lines[0] and "select" in lines[0]
+    step = result.selection["step"]
+    assert f"selection kept step {step}" in lines[0] or f"selection kept the last step evaluated ({step})" in lines[0]
     assert "NOT a bound" in table.split("train subset (diagnosis)")[1].splitlines()[0]
     assert all("train_lower_bound" in c for c in result.curve)
 
@@ -174,13 +186,14 @@ def test_unequal_held_out_sizes_end_to_end(tmp_path: Path) -> None:
         out=tmp_path, callbacks=[keep], quiet=True,
     )  # fmt: skip
     assert (result.n_eval_p, result.n_eval_q) == (300, 3000)
-    assert all((c["n_eval_p"], c["n_eval_q"]) == (300, 3000) for c in result.curve)
+    # the curve is the select split's: by default min(1024, test size) of an infinite side
+    assert all((c["n_eval_p"], c["n_eval_q"]) == (300, 1024) for c in result.curve)
     assert "n_P = 300, n_Q = 3000" in result.format_table()
     assert "Welch" in result.ci["method"]
     # recomputed from the final critic on the held-out samples, without the gather
     critic = keep.system.critic.eval()
     with torch.no_grad():
-        fp, fq = critic(keep.dm.heldout.p).reshape(-1), critic(keep.dm.heldout.q).reshape(-1)
+        fp, fq = critic(keep.dm.test.p).reshape(-1), critic(keep.dm.test.q).reshape(-1)
     iv = mean_difference_interval(fp.double(), fq.double())
     assert (iv.n_p, iv.n_q) == (300, 3000)
     assert [iv.estimate, iv.lo, iv.hi] == pytest.approx(
@@ -188,7 +201,7 @@ def test_unequal_held_out_sizes_end_to_end(tmp_path: Path) -> None:
     )
     with open(tmp_path / "metrics.csv") as fh:
         header = next(csv.reader(fh))
-    assert {"heldout/n_eval_p", "heldout/n_eval_q", "train_subset/lower_bound", "train_subset/gap"} <= set(header)
+    assert {"select/n_p", "select/n_q", "train_subset/lower_bound", "train_subset/gap"} <= set(header)
 
 
 def test_paired_option_and_no_train_subset() -> None:
@@ -211,7 +224,13 @@ def test_held_out_size_errors() -> None:
         load_config(None, ["--eval.paired", "true"])
     with pytest.raises(ConfigError, match="eval.n_eval_q must be at least 2"):
         load_config(None, ["--eval.n_eval_q", "1"])
+    with pytest.raises(ConfigError, match="eval.n_select_p must be at least 2"):
+        load_config(None, ["--eval.n_select_p", "1"])
     small = TensorSource(torch.zeros(30, 2), description="30 zeros")
     dm = PairDataModule(small, Gaussian(dim=2), batch_size=8, n_eval=10, n_eval_p=30)
-    with pytest.raises(SourceError, match=r"eval.n_eval_p = 30 held-out samples .* only 30 items"):
+    with pytest.raises(SourceError, match=r"eval.n_eval_p = 30 test items and eval.n_select_p .* only 30 items"):
+        dm.setup()
+    # the select split counts too: 15 + 15 leave nothing to train on
+    dm = PairDataModule(small, Gaussian(dim=2), batch_size=8, n_eval=15, n_select=15)
+    with pytest.raises(SourceError, match=r"eval.n_eval = 15 test items and eval.n_select_p \(from eval.n_select\)"):
         dm.setup()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 import wdist
 from wdist.results import Result
@@ -32,6 +33,10 @@ REQUIRED = {
     "seconds",
     "device",
     "versions",
+    "bound_split",
+    "bound_step",
+    "selection",
+    "split",
 }
 
 
@@ -59,12 +64,14 @@ def test_translation_2d_recovers_norm_of_shift(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "result.json").read_text())
     assert REQUIRED <= set(data)
     assert data["lower_bound"] == pytest.approx(data["estimate"] / data["lipschitz_certificate"])
+    assert data["bound_split"] == "test" and data["selection"]["split"] == "select"
+    assert data["bound_step"] == data["selection"]["step"] in [c["step"] for c in data["curve"]]
     assert (tmp_path / "bound_curve.png").stat().st_size > 1000
     with open(tmp_path / "metrics.csv") as fh:
         header = next(csv.reader(fh))
-    assert {"heldout/lower_bound", "heldout/lower_bound_lo", "heldout/lower_bound_hi"} <= set(header)
+    assert {"select/lower_bound", "select/lower_bound_lo", "select/lower_bound_hi"} <= set(header)
     assert [c["step"] for c in result.curve] == sorted(c["step"] for c in result.curve)
-    assert result.curve[-1]["step"] == result.steps
+    assert result.curve[-1]["step"] == result.steps == result.selection["last_step"]
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -139,31 +146,42 @@ def test_result_roundtrip_and_atomic_write(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "result.json").read_text())["estimate"] == result.estimate
 
 
-def test_result_fields_are_the_last_evaluation_bit_for_bit(tmp_path: Path) -> None:
-    """result.json's interval, bound and certificate are the last curve point's, not recomputed."""
+def test_result_fields_are_the_test_evaluation_and_the_selected_point_bit_for_bit(tmp_path: Path) -> None:
+    """result.json's interval, bound and certificate are the test evaluation's (of the selected
+    state), its diagnosis the selected curve point's: not recomputed."""
+    keep = _Keep()
     wdist.estimate(
         CONFIGS / "translation-2d.yaml",
         ["--train.steps", "30", "--train.eval_every", "20", "--eval.n_eval", "512", "--eval.ot_samples", "0",
          "--eval.confidence", "0.9"],
-        out=tmp_path, quiet=True,
+        out=tmp_path, quiet=True, callbacks=[keep],
     )  # fmt: skip
     data = json.loads((tmp_path / "result.json").read_text())
-    last = data["curve"][-1]
-    assert [c["step"] for c in data["curve"]] == [20, 30] and last["step"] == data["steps"]
-    assert data["lipschitz_certificate"] == last["certificate"]
-    assert data["estimate"] == last["estimate"] and data["stderr"] == last["stderr"]
-    assert data["lower_bound"] == last["lower_bound"]
-    assert (data["n_eval_p"], data["n_eval_q"]) == (last["n_eval_p"], last["n_eval_q"]) == (512, 512)
-    # the train-subset diagnosis too
-    assert data["train_lower_bound"] == last["train_lower_bound"] and data["generalisation_gap"] == last["train_gap"]
-    assert (data["n_train_p"], data["n_train_q"]) == (last["n_train_p"], last["n_train_q"]) == (512, 512)
+    test = keep.system.test_evaluation.row()
+    assert [c["step"] for c in data["curve"]] == [20, 30] and data["curve"][-1]["step"] == data["steps"]
+    chosen = next(c for c in data["curve"] if c["step"] == data["selection"]["step"])
+    assert data["selection"]["value"] == chosen["lower_bound"] and test["step"] == chosen["step"]
+    assert data["lipschitz_certificate"] == test["certificate"] == chosen["certificate"]  # the same weights
+    assert data["estimate"] == test["estimate"] and data["stderr"] == test["stderr"]
+    assert data["lower_bound"] == test["lower_bound"]
+    assert (data["n_eval_p"], data["n_eval_q"]) == (test["n_eval_p"], test["n_eval_q"]) == (512, 512)
+    # the train-subset diagnosis: the selected point's (the select split's size, by default min(1024, 512))
+    assert (
+        data["train_lower_bound"] == chosen["train_lower_bound"] and data["generalisation_gap"] == chosen["train_gap"]
+    )
+    assert (data["n_train_p"], data["n_train_q"]) == (chosen["n_train_p"], chosen["n_train_q"]) == (512, 512)
     ci = data["ci"]
     assert ci["confidence"] == 0.9
-    assert (ci["estimate_lo"], ci["estimate_hi"]) == (last["estimate_lo"], last["estimate_hi"])
-    assert (ci["lower_bound_lo"], ci["lower_bound_hi"]) == (last["lower_bound_lo"], last["lower_bound_hi"])
+    assert (ci["estimate_lo"], ci["estimate_hi"]) == (test["estimate_lo"], test["estimate_hi"])
+    assert (ci["lower_bound_lo"], ci["lower_bound_hi"]) == (test["lower_bound_lo"], test["lower_bound_hi"])
     # the 95% interval (confidence 0.9 here) is wider and contains the 90% one
     assert data["ci95"][0] < ci["lower_bound_lo"] < ci["lower_bound_hi"] < data["ci95"][1]
     assert sum(layer["bound"] for layer in data["certificate_layers"]) > 0
+
+
+class _Keep(pl.Callback):
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.system = pl_module
 
 
 def test_progress_shows_the_certified_bound(capsys: pytest.CaptureFixture) -> None:
@@ -174,6 +192,6 @@ def test_progress_shows_the_certified_bound(capsys: pytest.CaptureFixture) -> No
         ["--train.steps", "20", "--train.eval_every", "10", "--eval.n_eval", "256", "--eval.ot_samples", "0"],
     )  # fmt: skip
     shown = "".join(capsys.readouterr())
-    lines = [line for line in shown.splitlines() if "  bound " in line]
+    lines = [line for line in shown.splitlines() if "  select bound " in line]  # the select split during training
     assert [line.split("  ")[0] for line in lines] == ["step 10/20", "step 20/20"]
     assert "train/gap" not in shown and ">=" not in shown

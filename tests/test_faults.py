@@ -33,9 +33,9 @@ NAN_GENERATOR = textwrap.dedent(
 
 
     def _phase():
-        # held-out samples are decoded by CriticSystem._prepare_heldout (once per run, in chunks of
-        # the training batch size, so the batch size does not tell the two phases apart)
-        return "heldout" if any(f.function == "_prepare_heldout" for f in inspect.stack(0)) else "train"
+        # select and test samples are decoded by CriticSystem._decode (once per split and run, in
+        # chunks of the training batch size, so the batch size does not tell the phases apart)
+        return "heldout" if any(f.function == "_decode" for f in inspect.stack(0)) else "train"
 
 
     class NanAfter(nn.Module):
@@ -128,7 +128,7 @@ def test_nan_in_training_stops_with_the_step(nan_module: Path, tmp_path: Path) -
 def test_nan_on_heldout_set_stops_at_the_evaluation(nan_module: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(
-        NonFiniteLossError, match=r"Held-out evaluation stopped at step 10: .* on the Q side .*generator"
+        NonFiniteLossError, match=r"Evaluation on the select split stopped at step 10: .* on the Q side .*generator"
     ):
         estimate(_config("nan_on_heldout"), out=out, quiet=True)
     _assert_kept_checkpoint(out, 5)  # the step-10 checkpoint waits for its evaluation, which failed

@@ -124,7 +124,7 @@ def test_a_misdeclared_generator_stops_the_run_with_exit_2(
     assert code == 2 and "Traceback" not in err and out.strip().startswith("wdist:")  # the threads line only
     assert f"declares output_range [{declared[0]}, {declared[1]}]" in err
     assert observed(*_observed(err)), err
-    assert "held-out samples" in err and "No result was written" in err
+    assert "its select samples" in err and "No result was written" in err
     assert not (out_dir / "result.json").exists() and not (out_dir / "checkpoints").exists()
 
 
@@ -139,7 +139,8 @@ def test_values_rarely_outside_are_clamped_and_reported(user_gan: Path, capsys: 
     assert 0 < rec["outside"] and rec["fraction_outside"] <= OUT_OF_RANGE_LIMIT == check["limit"]
     assert rec["observed"][1] > 1.0 or rec["observed"][0] < -1.0
     assert rec["values"] == 64 * (check["evaluated"]["samples"] + check["training"]["samples"])
-    assert check["training"]["samples"] == 4 * 32 and check["evaluated"]["samples"] == 2 * 64  # held-out + subset
+    # evaluated: the select split, the train subset and the test split, 64 each
+    assert check["training"]["samples"] == 4 * 32 and check["evaluated"]["samples"] == 3 * 64
     assert 0 < rec["mean_distance_clamped"] < 0.01
     row = next(line for line in out.splitlines() if line.startswith("Q output range"))
     assert f"{rec['outside']} of {rec['values']} values" in row and "clamped into the domain" in row
@@ -208,11 +209,13 @@ def test_a_resumed_run_counts_the_training_batches_of_every_segment(tmp_path: Pa
     from wdist.errors import RunInterrupted
     from wdist.pipeline import estimate
 
-    args = [*TINY, "--train.checkpoint_every", "1", "--eval.n_eval_q", "64"]
+    # bcop-dcgan: a critic placed on items before its first step (the default cones) decodes those too
+    args = [*TINY, "--train.checkpoint_every", "1", "--eval.n_eval_q", "64", "--eval.n_select_q", "64",
+            "--critic.name", "bcop-dcgan", "--critic.options", "{width: 0.25}"]  # fmt: skip
     cfg = str(Path(__file__).resolve().parent.parent / "configs" / "digits" / "default.yaml")
     whole = estimate(cfg, args, out=tmp_path / "whole", quiet=True).generators["q"]["range_check"]
     with pytest.raises(RunInterrupted):
         estimate(cfg, args, out=tmp_path / "run", quiet=True, callbacks=[_SignalAt(2)])
     resumed = estimate(resume=tmp_path / "run", quiet=True).generators["q"]["range_check"]
     assert resumed == whole
-    assert whole["training"]["samples"] == 4 * 32 and whole["evaluated"]["samples"] == 2 * 64
+    assert whole["training"]["samples"] == 4 * 32 and whole["evaluated"]["samples"] == 3 * 64

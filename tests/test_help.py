@@ -119,7 +119,7 @@ def test_wdist_help_lists_every_command_and_benchmark(capsys: pytest.CaptureFixt
         (["estimate", "--critic.opt", "{width: 1}"], "Allowed keys in 'critic': critic.name, critic.options."),
         (["estimate", "--seeds", "[0]"], "Allowed keys: critic, eval, logger, out, p, q, seed, toy, train, trainer."),
         (["compare", "--config", COMPARE, "--sed", "[0]"], "Allowed keys: critic, critics, eval, logger, out, p, q, "),
-        (["compare", "--config", COMPARE, "--train.stepz", "3"], "Allowed keys in 'train': train.batch_size,"),
+        (["compare", "--config", COMPARE, "--train.stepz", "3"], "Allowed keys in 'train': train.average, train.batch"),
     ],
 )
 def test_parse_errors_list_user_keys_and_build_nothing(

@@ -154,9 +154,10 @@ def test_q_follows_the_split_of_p(digits: Digits) -> None:
     dm = PairDataModule(pair.p, pair.q, batch_size=16, n_eval=50, seed=3)
     dm.setup()
     t = pair.transport
-    assert torch.allclose(dm.heldout.q, t(dm.heldout.p.double()).float())
+    assert torch.allclose(dm.test.q, t(dm.test.p.double()).float())
+    assert torch.allclose(dm.select.q, t(dm.select.p.double()).float())
     assert torch.allclose(dm.q_train.data, t(dm.p_train.data.double()).float())
-    with pytest.raises(SourceError, match="eval.n_eval_q <= eval.n_eval_p"):
+    with pytest.raises(SourceError, match="no larger than P's sizes"):
         PairDataModule(pair.p, pair.q, 16, 50, seed=3, n_eval_q=80).setup()
 
 

@@ -42,3 +42,12 @@ def test_bound_curve_shows_the_train_subset_and_the_gap(tmp_path: Path) -> None:
     both = plots.plot_bound_curve([{**c, **train} for c in CURVE], tmp_path / "both.png")
     # a second panel (the gap) makes the figure taller
     assert imread(both).shape[0] > imread(plain).shape[0]
+
+
+def test_bound_curve_marks_the_reported_test_bound(tmp_path: Path) -> None:
+    plain = imread(plots.plot_bound_curve(CURVE, tmp_path / "plain.png"))
+    step = CURVE[0]["step"]
+    marked = imread(plots.plot_bound_curve(CURVE, tmp_path / "marked.png", reported=(step, 0.3, 0.25, 0.35)))
+    assert plain.shape == marked.shape and not (plain == marked).all()
+    red = (marked[..., 0] > 0.8) & (marked[..., 1] < 0.3) & (marked[..., 2] < 0.3)  # tab:red, the test point
+    assert red.sum() > 20 and not ((plain[..., 0] > 0.8) & (plain[..., 1] < 0.3) & (plain[..., 2] < 0.3)).any()

@@ -76,7 +76,7 @@ def test_bf16_mixed_trains_in_bf16_and_certifies_float32_weights() -> None:
     cert = critics.certify(critic, (2,))
     assert isinstance(cert, float) and cert == pytest.approx(res.lipschitz_certificate, rel=1e-12)
     assert res.certified and res.lipschitz_certificate <= 1 + 1e-3
-    heldout = watch.dm.heldout
+    heldout = watch.dm.test
     with torch.no_grad():
         fp, fq = critic(heldout.p).reshape(-1).double(), critic(heldout.q).reshape(-1).double()
     iv = mean_difference_interval(fp, fq, confidence=0.95, method="normal")

@@ -26,7 +26,7 @@ ARGS = [
     "--train.steps", "40", "--train.eval_every", "10", "--train.batch_size", "64", "--eval.n_eval", "256",
     "--eval.ot_samples", "0", "--eval.empirical_lipschitz_samples", "0", "--train.threads", "1",
 ]  # fmt: skip
-LINE = re.compile(r"^step (\d+)/40  bound \S+ \[\S+, \S+\] \(95% CI\)  elapsed \d+ s  ETA \d+ s$")
+LINE = re.compile(r"^step (\d+)/40  select bound \S+ \[\S+, \S+\] \(95% CI\)  elapsed \d+ s  ETA \d+ s$")
 
 
 class _Terminal(io.StringIO):

@@ -1,9 +1,10 @@
 """Resume and atomic files.
 
 A CLI run is killed with SIGKILL mid-training; its result file must be absent (or complete), its
-last checkpoint loadable, and ``wdist estimate --resume DIR`` must finish it with the same bound as
-an uninterrupted run (the training stream restarts at the batch it stopped at, so here the numbers
-agree exactly; the requirement is agreement within the confidence interval).
+last checkpoint loadable (with the selection so far and its weights), and ``wdist estimate
+--resume DIR`` must finish it with the same selected step and the same bound as an uninterrupted
+run (the training stream restarts at the batch it stopped at, so here the numbers agree exactly;
+the requirement is agreement within the confidence interval).
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory, reference: dict
     last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)  # never a partial file
     state["killed_step"] = int(last["global_step"])
     state["killed_curve"] = [e["step"] for e in last["wdist_evaluations"]]
+    state["killed_selection"] = {k: v for k, v in last["wdist_selection"].items() if k != "state"}
+    state["killed_selection_weights"] = sorted(last["wdist_selection"]["state"])
 
     resumed = subprocess.run(
         [str(WDIST), "estimate", "--resume", str(out), "--quiet"],
@@ -133,6 +136,10 @@ def test_killed_run_left_no_partial_result(killed_and_resumed: dict) -> None:
     # step70.ckpt existed; last.ckpt is written just after it, so the kill may find it at step 60
     assert 60 <= s["killed_step"] < 200
     assert s["killed_curve"][:1] == [50]  # the checkpoint holds the curve so far
+    # ... and the selection so far, with the selected weights
+    sel = s["killed_selection"]
+    assert sel["step"] in s["killed_curve"] and sel["candidates"] == len(s["killed_curve"])
+    assert s["killed_selection_weights"] and all(".original" in k or "bias" in k for k in s["killed_selection_weights"])
 
 
 def test_resumed_run_finishes_like_an_uninterrupted_one(killed_and_resumed: dict) -> None:
@@ -142,6 +149,8 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(killed_and_resumed: dict
     assert [c["step"] for c in res["curve"]] == [50, 100, 150, 200] == [c["step"] for c in ref["curve"]]
     lo, hi = ref["ci95"]
     assert lo <= res["lower_bound"] <= hi
+    # the same step selected on the select split, from the same candidates, reported on the test split
+    assert res["selection"] == ref["selection"] and res["bound_step"] == ref["bound_step"] == res["selection"]["step"]
     # stronger than required: the stream restarts at the right batch and the optimiser state is
     # restored, so the resumed run is the uninterrupted one
     assert res["lower_bound"] == pytest.approx(ref["lower_bound"], rel=1e-6)
@@ -154,7 +163,7 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(killed_and_resumed: dict
 def test_metrics_csv_is_continued_not_replaced(killed_and_resumed: dict) -> None:
     with open(killed_and_resumed["out"] / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    held = [int(r["step"]) for r in rows if r.get("heldout/lower_bound")]
+    held = [int(r["step"]) for r in rows if r.get("select/lower_bound")]
     assert held == [50, 100, 150, 200]
 
 

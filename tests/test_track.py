@@ -257,7 +257,12 @@ def test_heldout_draw_keeps_the_finite_split_and_redraws_infinite_sides() -> Non
     default = PairDataModule(p, q, 16, 50, seed=3)
     for dm in (*modules, default):
         dm.setup()
-    assert torch.equal(default.heldout.q, modules[0].heldout.q)  # draw 0 is the run's own
-    assert all(torch.equal(dm.heldout.p, modules[0].heldout.p) for dm in modules)
-    assert not torch.equal(modules[1].heldout.q, modules[0].heldout.q)
-    assert not torch.equal(modules[2].heldout.q, modules[1].heldout.q)
+    assert torch.equal(default.test.q, modules[0].test.q)  # draw 0 is the run's own
+    assert all(torch.equal(dm.test.p, modules[0].test.p) for dm in modules)
+    assert not torch.equal(modules[1].test.q, modules[0].test.q)
+    assert not torch.equal(modules[2].test.q, modules[1].test.q)
+    # the select samples of an infinite side are redrawn alike, independently of the test samples
+    assert all(torch.equal(dm.select.p, modules[0].select.p) for dm in modules)
+    assert torch.equal(default.select.q, modules[0].select.q)
+    assert not torch.equal(modules[1].select.q, modules[0].select.q)
+    assert not any(torch.equal(dm.select.q, dm.test.q) for dm in modules)

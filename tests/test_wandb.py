@@ -127,15 +127,13 @@ def test_a_keyless_run_leaves_the_process_environment_as_it_was(
 def test_bound_curve_and_its_interval_are_separate_series(wandb_run: dict) -> None:
     curve = wandb_run["result"]["curve"]
     rows = [r["history"]["item"] for r in wandb_run["records"] if r["type"] == "history"]
-    held = [r for r in rows if "heldout/lower_bound" in r]
+    held = [r for r in rows if "select/lower_bound" in r]
     assert [int(r["trainer/global_step"]) for r in held] == [c["step"] for c in curve] == [20, 40]
     for row, point in zip(held, curve):
         for key in ("lower_bound", "lower_bound_lo", "lower_bound_hi", "estimate", "certificate", "stderr"):
-            assert float(row[f"heldout/{key}"]) == pytest.approx(point[key], rel=1e-12), key
+            assert float(row[f"select/{key}"]) == pytest.approx(point[key], rel=1e-12), key
         assert (
-            float(row["heldout/lower_bound_lo"])
-            < float(row["heldout/lower_bound"])
-            < float(row["heldout/lower_bound_hi"])
+            float(row["select/lower_bound_lo"]) < float(row["select/lower_bound"]) < float(row["select/lower_bound_hi"])
         )
     assert any("train/gap" in r for r in rows)
 

@@ -1,12 +1,12 @@
-"""What to try next: advice on what limits the held-out bound, from the steps run and the curve's trend.
+"""What to try next: advice on what limits the bound, from the steps run and the select curve's trend.
 
 :func:`wdist.evaluation.diagnose` says *what* limits the bound (generalisation, or optimisation
-and capacity) from the held-out and train-subset intervals of the last step. What to change next
-also depends on how the held-out bound moved while the critic trained: a bound still rising at
-the last step gains from more steps whatever limits it, and one that peaked and fell from the peak
-does not. :func:`trend` reads that from the bound curve; :func:`advice` joins the two.
-
-Reading the curve for advice selects nothing: the reported bound stays the final step's.
+and capacity) from the select-split and train-subset intervals of the reported step. What to
+change next also depends on how the select bound moved while the critic trained: a bound still
+rising at the last step gains from more steps whatever limits it, and one that peaked and fell
+from the peak does not (the selection, :mod:`wdist.selection`, already reported the peak's state).
+:func:`trend` reads that from the select curve; :func:`advice` joins the two. Reading the curve
+for advice chooses nothing: only the selection does, on the same select split.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any, Sequence
 
 __all__ = ["trend", "advice", "TREND_TOLERANCE"]
 
-#: A change of the held-out bound counts when it exceeds this fraction of the last point's interval
-#: half-width. The held-out samples are the same at every evaluation, so the difference between two
+#: A change of the select bound counts when it exceeds this fraction of the last point's interval
+#: half-width. The select samples are the same at every evaluation, so the difference between two
 #: steps has far less sampling noise than either interval.
 TREND_TOLERANCE = 0.1
 
 
 def trend(curve: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    """How the held-out bound moved: ``(kind, sentence)``, ``kind`` one of ``rising``, ``falling``,
+    """How the select bound moved: ``(kind, sentence)``, ``kind`` one of ``rising``, ``falling``,
     ``flat`` or ``unknown``.
 
     With :math:`b_t` the bound at evaluation step :math:`t`, :math:`T` the last step, :math:`r` the
@@ -42,7 +42,7 @@ def trend(curve: Sequence[dict[str, Any]]) -> tuple[str, str]:
     if len(curve) < 2:
         step = int(curve[-1]["step"]) if curve else 0
         return "unknown", (
-            f"one held-out evaluation (step {step}), so no trend is known (set train.eval_every below train.steps "
+            f"one select evaluation (step {step}), so no trend is known (set train.eval_every below train.steps "
             "to follow the bound)"
         )
     last = curve[-1]
@@ -52,19 +52,19 @@ def trend(curve: Sequence[dict[str, Any]]) -> tuple[str, str]:
     peak = max(curve, key=lambda c: c["lower_bound"])
     if peak is not last and peak["lower_bound"] - last["lower_bound"] > tol:
         return "falling", (
-            f"the held-out bound peaked at step {peak['step']} ({peak['lower_bound']:.4g}) and fell to "
+            f"the select bound peaked at step {peak['step']} ({peak['lower_bound']:.4g}) and fell to "
             f"{last['lower_bound']:.4g} by step {last['step']}"
         )
     moved = f"{ref['lower_bound']:.4g} at step {ref['step']} -> {last['lower_bound']:.4g} at step {last['step']}"
     if last["lower_bound"] - ref["lower_bound"] > tol:
-        return "rising", f"the held-out bound was still rising at the last step ({moved})"
-    return "flat", f"the held-out bound was flat over the second half of training ({moved})"
+        return "rising", f"the select bound was still rising at the last step ({moved})"
+    return "flat", f"the select bound was flat over the second half of training ({moved})"
 
 
 #: What may raise the bound, by (what limits it, the curve's trend).
 _ADVICE = {
     ("generalisation", "rising"): "more steps may still raise it; more training data or a smaller critic would "
-    "narrow the train/held-out gap",
+    "narrow the train/select gap",
     ("generalisation", "falling"): "fewer steps, a smaller critic or more training data may help",
     ("generalisation", "flat"): "more training data or a smaller critic may help; more steps are unlikely to",
     ("optimisation or capacity", "rising"): "more steps should raise it",

@@ -275,11 +275,12 @@ class GracefulStop(Callback):
 
 
 class BoundProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, with the latest held-out bound and its interval beside the gap.
+    """Lightning's progress bar, with the latest select-split bound and its interval beside the gap.
 
-    Shows ``bound=b [lo, hi]``: the certified lower bound (estimate / L) of the last evaluation and
-    its interval, printed as everywhere (:func:`wdist.report.format_interval`); ``train/gap`` is the
-    single-batch training objective, which is not a bound.
+    Shows ``select bound=b [lo, hi]``: the certified lower bound (estimate / L) of the last
+    evaluation, on the select split, and its interval, printed as everywhere
+    (:func:`wdist.report.format_interval`); the test split is not read before training ends.
+    ``train/gap`` is the single-batch training objective, which is not a bound.
     """
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
@@ -290,15 +291,23 @@ class BoundProgressBar(TQDMProgressBar):
             items["train/gap"] = f"{float(gap):.3g}"
         evaluations = getattr(pl_module, "evaluations", None)
         if evaluations:
-            label, value = _bound_text(evaluations[-1]).split(" ", 1)
-            items[label] = value
+            items[_BOUND_LABEL] = _bound_value(evaluations[-1])
         return items
 
 
+#: How progress displays name the bound they show: the select split's (the test split is read once, at the end).
+_BOUND_LABEL = "select bound"
+
+
+def _bound_value(evaluation: Any) -> str:
+    return f"{evaluation.bound.estimate:.4f} {format_interval(evaluation.bound.lo, evaluation.bound.hi)}"
+
+
 def _bound_text(evaluation: Any) -> str:
-    """``bound b [lo, hi]``: the certified lower bound (estimate / L) of an evaluation and its
-    interval, printed as everywhere (:func:`wdist.report.format_interval`)."""
-    return f"bound {evaluation.bound.estimate:.4f} {format_interval(evaluation.bound.lo, evaluation.bound.hi)}"
+    """``select bound b [lo, hi]``: the certified lower bound (estimate / L) of an evaluation on
+    the select split (every evaluation during training is one) and its interval, printed as
+    everywhere (:func:`wdist.report.format_interval`)."""
+    return f"{_BOUND_LABEL} {_bound_value(evaluation)}"
 
 
 def _duration(seconds: float) -> str:
@@ -311,10 +320,10 @@ def _duration(seconds: float) -> str:
 
 
 class EvaluationLines(ProgressBar):
-    r"""Progress for logs: one line per held-out evaluation instead of a bar redrawn every step.
+    r"""Progress for logs: one line per (select-split) evaluation instead of a bar redrawn every step.
 
     What a batch job's log, a ``nohup`` or ``> file`` redirection, should hold: each line gives the
-    step, the held-out bound and its interval, the wall time since training started in this
+    step, the select-split bound and its interval, the wall time since training started in this
     process, and the time left at the rate so far,
 
     .. math:: 	ext{ETA} = 	ext{elapsed} \cdot rac{	ext{max\_steps} - 	ext{step}}{	ext{step} - 	ext{first step}}

@@ -4,7 +4,8 @@ The comparison file (:mod:`wdist.compare_spec`) is an estimate config plus ``cri
 ``seeds``. Every critic runs once per seed; the table reports, in the vocabulary of
 :mod:`wdist.report`, the mean ± std over seeds of the certified lower bound (estimate / L, a
 bound for every critic) beside the raw estimate (a bound only when L <= 1), and whether each
-critic is 1-Lipschitz (L <= 1 + 1e-3; otherwise dividing by L loosens its bound).
+critic is 1-Lipschitz (L <= 1 + 1e-3; otherwise dividing by L loosens its bound). Every number is
+its run's test split, at the step that run selected on its select split (:mod:`wdist.selection`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _rows(results: dict[str, list[Result]]) -> list[dict[str, Any]]:
 def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
     lines = [
         f"P = {ref.p}; Q = {ref.q}; shape {tuple(ref.shape)}, range {ref.domain}, L2 distance; "
-        f"{ref.steps} steps, {ref.n_eval_p} + {ref.n_eval_q} held-out samples (P + Q), mean ± std over seeds.",
+        f"{ref.steps} steps, {ref.n_eval_p} + {ref.n_eval_q} test samples (P + Q), mean ± std over seeds.",
         "",
         f"| critic | loss | {LABELS['lower_bound']} (estimate / L) | {LABELS['ci95']} per seed, ends averaged "
         f"(smallest lower end) | {LABELS['estimate']} | {LABELS['lipschitz_certificate']} (max) "

@@ -97,6 +97,15 @@ class TrainConfig:
     ``schedule``: ``none``, ``cosine`` (to 0 over ``steps``) or ``step`` (x0.1 at 50% and 75%).
     ``threads``: torch threads per process; ``auto`` chooses from the critic's work per step and
     the cores this process may use (one thread for small critics; see :mod:`wdist.threads`).
+
+    Selection (every ``eval_every`` steps the critic is evaluated on the select split, never on
+    the test split): ``select``: ``best`` reports the state with the highest select-split lower
+    bound (ties: the earliest), ``last`` the final state; ``steps`` is the most steps trained, and
+    ``patience`` (``None``: never) stops training once that many evaluations in a row have not
+    improved on the best. ``average``: ``none``, ``ema`` (an exponential moving average of the
+    critic's parameters, ``w_avg <- ema_decay w_avg + (1 - ema_decay) w`` after every step) or
+    ``swa`` (their equally weighted mean from step ``swa_start * steps`` on); the averaged weights
+    are the ones evaluated, certified and reported.
     """
 
     steps: PositiveInt = 1000
@@ -112,6 +121,11 @@ class TrainConfig:
     eval_every: PositiveInt = 200
     checkpoint_every: Optional[PositiveInt] = None
     threads: Union[Literal["auto"], PositiveInt] = "auto"
+    select: Literal["best", "last"] = "best"
+    patience: Optional[PositiveInt] = None
+    average: Literal["none", "ema", "swa"] = "none"
+    ema_decay: PositiveFloat = 0.99
+    swa_start: NonNegativeFloat = 0.5
 
 
 @dataclass
@@ -134,28 +148,42 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """Held-out evaluation and references.
+    """The select and test splits, the held-out statistics and the references.
 
-    Independent held-out samples of each side, never used in training, give the estimate and its
-    interval: ``n_eval_p`` of P and ``n_eval_q`` of Q, each ``n_eval`` when not given (a
-    generator side can afford many more samples than a finite data set can spare; a finite
-    side's size must leave items for training). ``interval``: ``normal`` (Welch t), ``bernstein``
+    Every side is split three ways (:mod:`wdist.splits`): training items, a *select* split that
+    every evaluation during training uses (the curve, the choice of the reported step, early
+    stopping) and a *test* split read once, at the end, for the reported bound and its interval.
+    Test sizes: ``n_eval_p`` of P and ``n_eval_q`` of Q, each ``n_eval`` when not given (a
+    generator side can afford many more samples than a finite data set can spare). Select sizes:
+    ``n_select_p`` and ``n_select_q``, each ``n_select`` when not given, else, for a generator or
+    toy side, the smaller of 1024 and its test size, and for a data set the smallest of 256, its
+    test size and a tenth of its items (:func:`wdist.splits.default_select_size`).
+    A finite side's size must leave items for training after both. ``aligned``: row ``i`` of Q
+    belongs with row ``i`` of P (two files of equal length made from the same rows or latents), so
+    both are split with one permutation and no held-out item's partner is trained on (a Q = T(P)
+    of a data set is always split so); two equally long finite sides that look paired but were
+    split independently get a warning in the result. ``interval``: ``normal`` (Welch t), ``bernstein``
     (two-sample empirical Bernstein with the certified a-priori range: conservative, a
     finite-sample guarantee) or ``bootstrap`` (both sides resampled independently); with
-    ``paired`` (equal sizes only) the older one-sample intervals on ``f(x_i) - f(y_i)``.
-    ``train_subset``: also evaluate as many training items of each side, to diagnose whether the
-    bound is limited by generalisation (never reported as the bound).
+    ``paired`` (equal test sizes only) the older one-sample intervals on ``f(x_i) - f(y_i)`` (on
+    the select curve too where its two sides are equally large).
+    ``train_subset``: also evaluate as many training items of each side as it has select items, to
+    diagnose whether the bound is limited by generalisation (never reported as the bound).
     ``ot_samples`` samples of each side give the exact empirical OT reference (0 disables it);
     ``ot_floor`` adds the same computation for P against a disjoint sample of P.
     ``heldout_draw``: which independent held-out draw an infinite side (a generator, a toy
     sampler) uses: 0 is the run's own; ``wdist track`` gives checkpoint ``k`` of a series draw
     ``k``, so every checkpoint is evaluated on fresh samples. A finite data set's split does not
-    depend on it (its held-out part stays out of every critic's training).
+    depend on it (its held-out parts stay out of every critic's training).
     """
 
     n_eval: PositiveInt = 4096
     n_eval_p: Optional[PositiveInt] = None
     n_eval_q: Optional[PositiveInt] = None
+    n_select: Optional[PositiveInt] = None
+    n_select_p: Optional[PositiveInt] = None
+    n_select_q: Optional[PositiveInt] = None
+    aligned: bool = False
     batch_size: PositiveInt = 1024
     confidence: ClosedUnitInterval = 0.95
     interval: Literal["normal", "bernstein", "bootstrap"] = "normal"
@@ -167,7 +195,7 @@ class EvalConfig:
     heldout_draw: NonNegativeInt = 0
 
     def sizes(self) -> tuple[int, int]:
-        """``(n_eval_p, n_eval_q)``: the held-out sizes of P and Q, ``n_eval`` where not given."""
+        """``(n_eval_p, n_eval_q)``: the test sizes of P and Q, ``n_eval`` where not given."""
         n_p = self.n_eval if self.n_eval_p is None else self.n_eval_p
         n_q = self.n_eval if self.n_eval_q is None else self.n_eval_q
         return int(n_p), int(n_q)
@@ -327,13 +355,23 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
         name, options = default_critic(shape)
         cfg.critic = CriticConfig(name, dict(cfg.critic.options) or options)
     check_critic(cfg.critic.name, cfg.critic.options)
-    for key in ("n_eval", "n_eval_p", "n_eval_q"):
+    for key in ("n_eval", "n_eval_p", "n_eval_q", "n_select", "n_select_p", "n_select_q"):
         n = getattr(cfg.eval, key)
         if n is not None and n < 2:
             raise ConfigError(
                 f"Invalid configuration: eval.{key} must be at least 2 (a confidence interval needs two held-out "
                 f"samples of each side; thousands are usual); got {n}."
             )
+    if not 0.0 < cfg.train.ema_decay < 1.0:
+        raise ConfigError(
+            f"Invalid configuration: train.ema_decay must lie strictly between 0 and 1 (the weight of the running "
+            f"average at each step, e.g. 0.99); got {cfg.train.ema_decay}."
+        )
+    if not 0.0 <= cfg.train.swa_start < 1.0:
+        raise ConfigError(
+            f"Invalid configuration: train.swa_start is the fraction of train.steps after which SWA starts "
+            f"averaging, in [0, 1); got {cfg.train.swa_start}."
+        )
     n_p, n_q = cfg.eval.sizes()
     if cfg.eval.paired and n_p != n_q:
         raise ConfigError(

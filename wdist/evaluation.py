@@ -1,6 +1,7 @@
 r"""One held-out evaluation of a critic, as a value: computed once, then passed on.
 
-At a training step the critic :math:`f` is evaluated on the held-out samples
+At a training step the critic :math:`f` is evaluated on held-out samples (the select split during
+training, the test split once at the end; :mod:`wdist.data`)
 :math:`x_1..x_{n_P} \sim P`, :math:`y_1..y_{n_Q} \sim Q` (never used in training, independent, of
 possibly different sizes); its weights are certified, :math:`\mathrm{Lip}(f) \le L`; and
 
@@ -15,12 +16,12 @@ sources' domain).
 
 The same statistic is computed on a fixed *train subset* (items of the training part, see
 :mod:`wdist.data`): it is not a bound (the critic was fitted to those items), only a diagnosis.
-When it lies clearly above the held-out value the bound is limited by generalisation; when the two
-agree, by optimisation or capacity (:func:`diagnose`).
+When it lies clearly above the select-split value the bound is limited by generalisation; when the
+two agree, by optimisation or capacity (:func:`diagnose`).
 
 :func:`evaluate` computes all of it once; the training system keeps the list of evaluations (the
-bound curve), and the run's :class:`~wdist.results.Result` is built from the last one without
-recomputing anything.
+select curve), and the run's :class:`~wdist.results.Result` is built from the test evaluation of
+the selected state and the select evaluation of its step, without recomputing anything.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import critics
 from critics.certificates import LayerCertificate
 from wdist.stats import Interval, mean_difference_interval, scale_interval
 
-__all__ = ["Evaluation", "evaluate", "critic_value_range", "diagnose", "CERTIFIED_TOLERANCE"]
+__all__ = ["Evaluation", "evaluate", "critic_value_range", "diagnose", "CERTIFIED_TOLERANCE", "Z95"]
 
 #: A certificate ``L <= 1 + CERTIFIED_TOLERANCE`` makes the critic 1-Lipschitz within 0.1%: its raw
 #: estimate is then within 0.1% of the certified bound estimate / L (itself a bound only when L <= 1).
@@ -61,42 +62,58 @@ def critic_value_range(certificate: float, domain: Optional[tuple[float, float]]
 LIMITED_BY = ("generalisation", "optimisation or capacity", "unclear", "unknown")
 
 
-def diagnose(heldout: Interval, train: Optional[Interval]) -> tuple[str, str]:
-    """What limits the held-out bound, from the 95% intervals of the held-out and train-subset bounds.
+#: Two-sided 95% normal quantile: the margin of the train-minus-select gap in :func:`diagnose`.
+Z95 = 1.959963984540054
 
-    Returns ``(limited_by, sentence)``; ``limited_by`` is one of :data:`LIMITED_BY`:
 
-    * ``generalisation``: the train-subset interval lies entirely above the held-out one (the
-      critic scores the items it was fitted to clearly higher than fresh ones);
-    * ``optimisation or capacity``: the two intervals overlap (train and held-out agree within
-      sampling error), so fitting the training items better is what would raise the bound;
-    * ``unclear``: the held-out interval lies entirely above the train-subset one (not expected
-      from fitting; e.g. a split that is not random);
+def diagnose(
+    heldout: Interval, train: Optional[Interval], train_items: Optional[str] = None, selection: Optional[str] = None
+) -> tuple[str, str]:
+    r"""What limits the bound, from the held-out (select-split) and train-subset bounds at 95%.
+
+    With :math:`b_t, b_s` the train-subset and select bounds (W1 units) and :math:`s_t, s_s` their
+    standard errors (the two sets of items are disjoint and sampled independently),
+
+    .. math::
+
+        g = b_t - b_s, \qquad m = z_{0.975} \sqrt{s_t^2 + s_s^2},
+
+    and ``(limited_by, sentence)`` is returned, ``limited_by`` one of :data:`LIMITED_BY`:
+
+    * ``generalisation``: :math:`g > m` (the critic scores the items it was fitted to clearly
+      higher than fresh ones);
+    * ``optimisation or capacity``: :math:`|g| \le m` (train and held-out agree within sampling
+      error), so fitting the training items better is what would raise the bound;
+    * ``unclear``: :math:`g < -m` (not expected from fitting; e.g. a split that is not random);
     * ``unknown``: no train-subset evaluation.
 
-    Two 95% intervals that do not overlap is a conservative test of a difference (the two sets of
-    items are disjoint and independent).
+    A test of the gap itself, not of two intervals that do not overlap (which would need
+    :math:`g > z (s_t + s_s)` and misses gaps a small select split measures). ``train_items`` (e.g.
+    ``"P's 1197 training items"``) names the data the critic fitted, and ``selection`` says what
+    choosing the step on the select split recovered; both go into the sentence on generalisation.
     """
     if train is None:
         return "unknown", "no train-subset evaluation (an evaluation restored from an older checkpoint)"
     gap = train.estimate - heldout.estimate
+    margin = Z95 * math.hypot(train.stderr, heldout.stderr)
     both = (
-        f"train subset {train.estimate:.4g} [{train.lo:.4g}, {train.hi:.4g}] vs held-out {heldout.estimate:.4g} "
-        f"[{heldout.lo:.4g}, {heldout.hi:.4g}], gap {gap:+.4g}"
+        f"train subset {train.estimate:.4g} [{train.lo:.4g}, {train.hi:.4g}] vs select {heldout.estimate:.4g} "
+        f"[{heldout.lo:.4g}, {heldout.hi:.4g}], gap {gap:+.4g} ± {margin:.2g} at 95%"
     )
-    if train.lo > heldout.hi:
+    if gap > margin:
+        fitted = f"its training items ({train_items})" if train_items else "its training items"
+        chose = f"; {selection}" if selection else ""
         return "generalisation", (
-            f"limited by generalisation: the critic scores its training items clearly higher than held-out ones "
-            f"({both}; 95% intervals apart)"
+            f"limited by generalisation: the critic scores {fitted} clearly higher than select ones ({both}){chose}"
         )
-    if heldout.lo > train.hi:
+    if -gap > margin:
         return "unclear", (
-            f"unclear: held-out items score clearly higher than training items ({both}; 95% intervals apart), "
-            "which fitting does not explain (is the train/held-out split random?)"
+            f"unclear: select items score clearly higher than training items ({both}), which fitting does not "
+            "explain (is the split random?)"
         )
     return "optimisation or capacity", (
-        f"limited by optimisation or capacity, not generalisation: train and held-out agree within their 95% "
-        f"intervals ({both})"
+        f"limited by optimisation or capacity, not generalisation: train and select agree within sampling error "
+        f"({both})"
     )
 
 
@@ -165,7 +182,7 @@ class Evaluation:
 
     @property
     def diagnosis(self) -> tuple[str, str]:
-        """``(limited_by, sentence)`` of :func:`diagnose` on the 95% intervals of the two bounds."""
+        """``(limited_by, sentence)`` of :func:`diagnose` on the 95% statistics of the two bounds."""
         return diagnose(self.bound95, self.train_bound95)
 
     def row(self) -> dict[str, Any]:

@@ -150,8 +150,10 @@ class W1Monitor(Callback):
 
     At the end of every ``every_n_epochs``-th training epoch a 1-Lipschitz critic ``f`` is trained
     to maximise :math:`\mathbb E_P f - \mathbb E_G f` on training items of ``data`` and samples of
-    the module's generator, then evaluated on held-out items and fresh generated samples; its
-    Lipschitz constant is certified from its weights (:math:`L \ge \mathrm{Lip}(f)`), and
+    the module's generator, evaluated at its last step on the select split (held-out items and
+    fresh generated samples; the one candidate of :mod:`wdist.selection`), then once on the test
+    split (other held-out items, other fresh samples); its Lipschitz constant is certified from
+    its weights (:math:`L \ge \mathrm{Lip}(f)`), and
 
     .. math:: W_1(P, G) \ge (\hat{\mathbb E}_P f - \hat{\mathbb E}_G f) / L
 
@@ -166,8 +168,9 @@ class W1Monitor(Callback):
     ----------
     data : Tensor ``(N, *shape)`` or a finite Source
         Real samples in the generator's output space. ``n_eval`` of them are held out for the
-        estimate (the same ones at every call, so no critic trains on them); the rest train the
-        critic. Pass data the GAN is not trained on where you can.
+        estimate (the test split) and ``n_select`` more for the select split (the same ones at
+        every call, so no critic trains on them); the rest train the critic. Pass data the GAN is
+        not trained on where you can.
     every_n_epochs : int
         Epochs between estimates.
     critic : str, optional
@@ -200,6 +203,9 @@ class W1Monitor(Callback):
         Held-out data items; default a quarter of ``data``.
     n_eval_q : int, optional
         Held-out generated samples (fresh at every call); default ``4 * n_eval``.
+    n_select : int, optional
+        Select items of each side; default ``min(256, n_eval, N // 10)`` of the ``N`` data items
+        and ``min(1024, n_eval_q)`` generated samples (:func:`wdist.splits.default_select_size`).
     domain : (float, float), optional
         The value range of data and samples (e.g. ``(-1, 1)``): recorded, and used by Bernstein
         intervals; ``None`` for unbounded.
@@ -246,6 +252,7 @@ class W1Monitor(Callback):
         lr: float = 1e-3,
         n_eval: Optional[int] = None,
         n_eval_q: Optional[int] = None,
+        n_select: Optional[int] = None,
         domain: Optional[tuple[float, float]] = None,
         confidence: float = 0.95,
         seed: int = 0,
@@ -276,6 +283,7 @@ class W1Monitor(Callback):
         self.batch_size, self.lr = int(batch_size), float(lr)
         self.n_eval = int(n_eval) if n_eval is not None else max(2, len(data) // 4)
         self.n_eval_q = int(n_eval_q) if n_eval_q is not None else 4 * self.n_eval
+        self.n_select = None if n_select is None else int(n_select)
         self.domain = domain if domain is None else (float(domain[0]), float(domain[1]))
         self.confidence, self.seed, self.prefix = float(confidence), int(seed), prefix
         if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -354,7 +362,7 @@ class W1Monitor(Callback):
             ),
             trainer=TrainerConfig(accelerator=accelerator, devices=devices, enable_progress_bar=False),
             eval=EvalConfig(
-                n_eval=self.n_eval, n_eval_q=self.n_eval_q, batch_size=max(self.n_eval, 256),
+                n_eval=self.n_eval, n_eval_q=self.n_eval_q, n_select=self.n_select, batch_size=max(self.n_eval, 256),
                 confidence=self.confidence, train_subset=False, ot_samples=0, ot_floor=False,
                 empirical_lipschitz_samples=0, heldout_draw=draw,
             ),
@@ -363,7 +371,7 @@ class W1Monitor(Callback):
         return load_config(cfg)
 
     def _estimate(self, gen: nn.Module, latent: LatentSpec, device: torch.device, draw: int) -> Evaluation:
-        """One held-out certified evaluation of a (warm-started) critic against ``gen``."""
+        """One certified test-split evaluation of a (warm-started) critic against ``gen``."""
         steps = self.steps if self._critic_state is None else self.warm_steps
         cfg = self._config(gen, latent, device, steps, draw)
         torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)

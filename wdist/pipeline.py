@@ -1,10 +1,11 @@
 """One estimate end to end: config -> sources -> critic -> trainer -> evaluation -> references -> result.
 
 This is the data flow of DESIGN.md. :func:`estimate` only orchestrates; each step is a call into
-the module that owns it, and each value is computed once and passed on: the held-out evaluation
-(:mod:`wdist.evaluation`) is made by the training system, the references by
+the module that owns it, and each value is computed once and passed on: the evaluations
+(:mod:`wdist.evaluation`) are made by the training system (on the select split during training,
+on the test split once for the selected state, :mod:`wdist.selection`), the references by
 :mod:`wdist.references` (solved on a spare core while the critic trains when there is one, else
-after training), and the :class:`~wdist.results.Result` is built from the last evaluation.
+after training), and the :class:`~wdist.results.Result` is built from the test evaluation.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def build_run(cfg: EstimateConfig) -> Run:
     ev = cfg.eval
     dm = PairDataModule(
         p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset,
-        ev.heldout_draw,
+        ev.heldout_draw, n_select=ev.n_select, n_select_p=ev.n_select_p, n_select_q=ev.n_select_q, aligned=ev.aligned,
     )  # fmt: skip
     system = CriticSystem(
         build_critic(cfg, shape), shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
@@ -212,14 +213,20 @@ def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Cal
 
 
 def fit_and_evaluate(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
-    """Train, and evaluate the final weights unless the last evaluation already did."""
+    """Train with evaluations on the select split, then evaluate the selected state once on the test split.
+
+    The final step is evaluated on the select split (a candidate like the others) unless the
+    last evaluation already did; then Lightning's test loads the selected weights into the critic
+    and evaluates them on the test split, the only read of the test items. Returns that test
+    evaluation (the reported bound)."""
     trainer.fit(run.system, datamodule=run.datamodule, ckpt_path=ckpt_path)
     last = run.system.last_evaluation
-    if last is None or last.step != trainer.global_step or last.fp is None:
+    if last is None or last.step != trainer.global_step:
         trainer.validate(run.system, datamodule=run.datamodule, verbose=False)
-    last = run.system.last_evaluation
-    assert last is not None
-    return last
+    trainer.test(run.system, datamodule=run.datamodule, verbose=False)
+    test = run.system.test_evaluation
+    assert test is not None
+    return test
 
 
 def references_beside_training(run: Run, trainer: pl.Trainer) -> Optional[Callable[[], References]]:
@@ -243,12 +250,13 @@ def references_beside_training(run: Run, trainer: pl.Trainer) -> Optional[Callab
 
 
 def empirical_lipschitz_check(system: CriticSystem, n: int, seed: int) -> Optional[float]:
-    """Largest gradient norm of the trained critic at ``n`` held-out samples of each side and ``n``
+    """Largest gradient norm of the reported critic at ``n`` select samples of each side and ``n``
     interpolates between them: an empirical *lower* estimate of Lip(f), set beside the certificate
-    (``None`` when ``n`` is 0). The samples are the held-out ones the evaluation used."""
+    (``None`` when ``n`` is 0). The samples are the select split's (the test split is read once,
+    by the evaluation of the bound)."""
     if n <= 0:
         return None
-    xp, xq = system.heldout_samples()
+    xp, xq = system.select_samples()
     system.critic.eval()
     gen = generator(seed, EMPIRICAL_LIPSCHITZ_OFFSET)
     return float(empirical_lipschitz(system.critic, xp[:n], xq[:n], n_interpolates=n, generator=gen))
@@ -309,6 +317,7 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
             side: {**src.record(), **({"range_check": ranges[side]} if side in ranges else {})}
             for side, src in (("p", p), ("q", run.sides.q)) if isinstance(src, Generator)
         },
+        split=run.datamodule.split_record(),
     )  # fmt: skip
 
 
@@ -346,6 +355,7 @@ def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
         result.curve, out_dir / "bound_curve.png", exact_w1=result.exact_w1, empirical_ot=result.empirical_ot_w1,
         empirical_ot_floor=result.empirical_ot_floor, one_lipschitz=result.one_lipschitz,
         title=f"{result.critic}: {result.p} vs {result.q}",
+        reported=(result.bound_step, result.lower_bound, result.ci["lower_bound_lo"], result.ci["lower_bound_hi"]),
     )  # fmt: skip
     result.save(out_dir / "result.json")
     summary = {k: v for k, v in result.to_dict().items() if k not in ("curve", "config")}
@@ -382,7 +392,10 @@ def estimate(
     callbacks: Sequence[Callback] = (),
     quiet: bool = False,
 ) -> Result:
-    """Train a critic on P vs Q and return the held-out, certified lower bound on W1(P, Q).
+    """Train a critic on P vs Q and return the certified lower bound on W1(P, Q) from the test split.
+
+    Every evaluation during training uses the select split (the curve, the choice of the reported
+    step, early stopping); the selected state is evaluated once, at the end, on the test split.
 
     Parameters
     ----------
@@ -434,7 +447,7 @@ def estimate(
         _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
     solved_beside = references_beside_training(run, trainer)
-    last = fit_and_evaluate(trainer, run, ckpt_path)
+    tested = fit_and_evaluate(trainer, run, ckpt_path)
     if trainer.global_rank != 0:
         return None  # type: ignore[return-value]
     emp = empirical_lipschitz_check(run.system, cfg.eval.empirical_lipschitz_samples, cfg.seed)
@@ -447,8 +460,9 @@ def estimate(
         )  # fmt: skip
     run.system.count_evaluated_draws("the samples of the exact-OT references")
     result = Result.from_evaluation(
-        last, _run_record(run, trainer, resolved), run.system.evaluations, refs,
-        run.sides.exact_w1, run.sides.exact_w1_method, emp,
+        tested, _run_record(run, trainer, resolved), run.system.evaluations, refs,
+        run.sides.exact_w1, run.sides.exact_w1_method, emp, run.system.selection.record(),
+        run.system.selected_evaluation,
     )  # fmt: skip
     if out_dir is not None:
         _write_outputs(result, out_dir, loggers)

@@ -1,4 +1,5 @@
-"""Plots: the held-out bound curve of one run, the overlaid curves of a comparison, a track.
+"""Plots: the bound curve of one run (the select split, with the reported test bound), the overlaid
+curves of a comparison, a track.
 
 Every plot of a W1 lower bound uses the vocabulary of :mod:`wdist.report`: the curve is the
 certified lower bound (estimate / L), its band the interval, a lower end below 0 drawn at 0
@@ -111,14 +112,16 @@ def plot_bound_curve(
     empirical_ot_floor: Optional[float] = None,
     one_lipschitz: bool = True,
     title: str = "",
+    reported: Optional[tuple[int, float, float, float]] = None,
 ) -> Path:
-    """Held-out certified lower bound (estimate / certificate) against training step, with its CI band;
-    when the critic is not 1-Lipschitz (``one_lipschitz`` false) the raw estimate is drawn dashed
-    beside it (not a bound).
+    """Select-split certified lower bound (estimate / certificate) against training step, with its CI
+    band; when the critic is not 1-Lipschitz (``one_lipschitz`` false) the raw estimate is drawn
+    dashed beside it (not a bound). ``reported = (step, bound, lo, hi)`` marks the reported bound
+    (the test split, evaluated once on the selected state) at its step, with its interval.
 
     When the curve points carry the train-subset diagnosis (``train_lower_bound`` and its
     interval), its curve is drawn beside the bound (dashed: not a bound) and a lower panel shows
-    the gap ``train - held-out`` (W1 units): a gap above zero beyond the bands means the bound is
+    the gap ``train - select`` (W1 units): a gap above zero beyond the bands means the bound is
     limited by generalisation.
     """
     with_train = bool(curve) and all("train_lower_bound" in c for c in curve)
@@ -133,13 +136,20 @@ def plot_bound_curve(
         steps = [c["step"] for c in curve]
         los, his = [c["lower_bound_lo"] for c in curve], [c["lower_bound_hi"] for c in curve]
         clipped = _band(ax, steps, los, his, alpha=0.25)
-        label = f"{LABELS['lower_bound']} (held-out)" + ("" if one_lipschitz else ", loosened by 1/L")
+        label = f"{LABELS['lower_bound']} (select split)" + ("" if one_lipschitz else ", loosened by 1/L")
         ax.plot(steps, [c["lower_bound"] for c in curve], marker="o", ms=3, label=label)
         top = max(c["lower_bound_hi"] for c in curve)
         if not one_lipschitz:
             raw = f"{LABELS['estimate']} (not a bound: L > 1)"
             ax.plot(steps, [c["estimate"] for c in curve], ls="--", lw=1, label=raw)
             top = max(top, max(c["estimate"] for c in curve))
+    if reported is not None:
+        step, bound, lo, hi = reported
+        ax.errorbar(
+            [step], [bound], yerr=[[bound - lo], [hi - bound]], color="tab:red", marker="D", ms=5, capsize=3,
+            label=f"reported: test split at step {step} = {bound:.3g}",
+        )  # fmt: skip
+        top = max(top or hi, hi)
     if with_train:
         color = "tab:orange"
         ax.fill_between(
@@ -152,7 +162,7 @@ def plot_bound_curve(
         )  # fmt: skip
         gap_ax.axhline(0.0, color="0.5", lw=0.8)
         gap_ax.plot(steps, [c["train_gap"] for c in curve], color=color, marker="s", ms=3)
-        gap_ax.set_ylabel("train - held-out", fontsize=8)
+        gap_ax.set_ylabel("train - select", fontsize=8)
         gap_ax.set_xlabel("training step")
         gap_ax.grid(alpha=0.3)
         top = max(top or 0.0, max(c["train_lower_bound_hi"] for c in curve))
@@ -162,7 +172,7 @@ def plot_bound_curve(
         _clipped_legend(ax)
     _references(ax, exact_w1, empirical_ot, empirical_ot_floor, top)
     ax.set_ylabel(BOUND_AXIS_LABEL)
-    _title(ax, title or "held-out bound curve", fig.get_figwidth())
+    _title(ax, title or "bound curve (select split)", fig.get_figwidth())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)

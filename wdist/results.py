@@ -19,10 +19,13 @@
   into the domain moved a sample; :mod:`wdist.sources.ranges`);
 * ``train_lower_bound`` / ``train_ci95``: the same statistic on items the critic was trained on,
   *not* a bound: with ``generalisation_gap``, ``limited_by`` and ``diagnosis`` it says whether the
-  held-out bound is limited by generalisation or by optimisation/capacity.
+  bound is limited by generalisation or by optimisation/capacity (at the selected step, against the
+  select split).
 
-Every number is the final step's: nothing is selected on the held-out set (no best step, no best
-critic), so the held-out interval keeps its meaning.
+The bound and its interval come from the *test* split (``bound_split``), evaluated once, at the
+end, on the state selected on the *select* split (``bound_step``; ``selection``: split, rule,
+step, value, candidates, early stop); the curve is the select split's. Nothing is chosen on the
+test items, so the test interval keeps its meaning. ``split`` records how each side was divided.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from wdist.advice import advice
-from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation
+from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation, diagnose
 from wdist.files import atomic_write_text
 from wdist.references import References
 from wdist.report import (
@@ -58,6 +61,7 @@ __all__ = [
     "run_notes",
     "certificate_notes",
     "interval_notes",
+    "selection_text",
     "CERTIFIED_TOLERANCE",
 ]
 
@@ -69,7 +73,8 @@ class RunRecord:
     segments, device, torch threads per process and why), the precision Lightning trained in (and
     the one asked), library versions, the config, the run's segments (one per process that
     trained it: the first run, then each resume), and what each generator side sampled
-    (``generators``: side -> ``Generator.record()``, with its latent and ``random_weights``)."""
+    (``generators``: side -> ``Generator.record()``, with its latent and ``random_weights``), and
+    how each side was split (``split``: :meth:`wdist.data.PairDataModule.split_record`)."""
 
     critic: str
     loss: str
@@ -88,6 +93,7 @@ class RunRecord:
     segments: list[dict[str, Any]] = field(default_factory=list)
     threads: Optional[dict[str, Any]] = None
     generators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
 
 
 def run_notes(run: RunRecord) -> list[str]:
@@ -113,6 +119,15 @@ def run_notes(run: RunRecord) -> list[str]:
             f"trained with train.loss={run.loss!r}, set explicitly; critic {run.critic!r} is made for "
             f"{run.loss_default!r}."
         )
+    related = run.split.get("related")
+    if related and related.get("related"):
+        notes.append(
+            f"P and Q look paired row by row (same length; in {related['rows']} sampled rows, row i of Q was the "
+            f"nearest sampled Q row to row i of P in {related['nearest']}, at a median {related['ratio']:.3g} of the "
+            "distance to the others) but were split independently, so a held-out item's partner may be a training "
+            "item of the other side, which pulls the held-out values toward the fitted ones and lowers the bound. If "
+            "row i of Q belongs with row i of P, set eval.aligned true (one permutation splits both)."
+        )
     return notes
 
 
@@ -128,6 +143,42 @@ def certificate_notes(evaluation: Evaluation) -> list[str]:
         "(critics.register_certificate_rule), applied as given and not checked by wdist; the certificate, and so "
         "the bound, is only as true as that rule."
     ]
+
+
+def selection_text(selection: dict[str, Any]) -> str:
+    """One sentence on the choice of the reported step (``Result.selection``)."""
+    if not selection or selection.get("step") is None:
+        return ""
+    text = f"step {selection['step']} on the select split"
+    if selection.get("rule") == "last":
+        text += f" (the last of {selection['candidates']} evaluations; train.select = last)"
+    else:
+        text += f" (the best of {selection['candidates']} evaluations, select bound {selection['value']:.4f}"
+        if selection.get("last_step") is not None and selection["last_step"] != selection["step"]:
+            text += f"; {selection['last_value']:.4f} at the last, step {selection['last_step']}"
+        text += ")"
+    if selection.get("stopped_early"):
+        text += f"; stopped early after {selection['patience']} evaluations without improvement"
+    return text
+
+
+def _generalisation_context(split: dict[str, Any], selection: dict[str, Any]) -> tuple[Optional[str], Optional[str]]:
+    """What the diagnosis on generalisation names: the training items fitted, and what selection recovered."""
+    fitted = [
+        f"{side.upper()}'s {split[side]['train']} training items"
+        for side in ("p", "q")
+        if isinstance(split.get(side), dict) and split[side].get("train") is not None
+    ]
+    recovered = None
+    if selection.get("rule") == "best" and selection.get("last_step") not in (None, selection.get("step")):
+        recovered = (
+            f"selection kept step {selection['step']}, select bound {selection['value']:.4g} against "
+            f"{selection['last_value']:.4g} at the last step {selection['last_step']} "
+            f"({selection['value'] - selection['last_value']:+.4g})"
+        )
+    elif selection.get("step") is not None:
+        recovered = f"selection kept the last step evaluated ({selection['step']}): nothing to recover"
+    return (" and ".join(fitted) or None), recovered
 
 
 def interval_notes(evaluation: Evaluation) -> list[str]:
@@ -256,6 +307,10 @@ class Result:
     threads: Optional[dict[str, Any]] = None
     generators: dict[str, dict[str, Any]] = field(default_factory=dict)
     certificate_user_asserted: list[str] = field(default_factory=list)
+    bound_split: str = "test"
+    bound_step: Optional[int] = None
+    selection: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_evaluation(
@@ -267,11 +322,19 @@ class Result:
         exact_w1: Optional[float] = None,
         exact_w1_method: Optional[str] = None,
         empirical_lipschitz: Optional[float] = None,
+        selection: Optional[dict[str, Any]] = None,
+        selected: Optional[Evaluation] = None,
     ) -> "Result":
-        """The result of a run whose last held-out evaluation is ``evaluation``: every number is
-        taken from it (nothing is recomputed), the references and the run record are added."""
-        train_raw, train95 = evaluation.train_interval, evaluation.train_bound95
-        limited_by, finding = evaluation.diagnosis
+        """The result of a run: the bound from ``evaluation`` (the test split, on the selected
+        state), the diagnosis from ``selected`` (the select split and train subset at the selected
+        step; ``evaluation`` itself when not given), the curve from ``curve`` (the select split).
+        Every number is taken from them (nothing is recomputed); the references, the run record
+        and the ``selection`` record (:meth:`wdist.selection.Selection.record`) are added."""
+        selection = dict(selection or {})
+        diagnosed = selected if selected is not None else evaluation
+        train_raw, train95 = diagnosed.train_interval, diagnosed.train_bound95
+        fitted, recovered = _generalisation_context(run.split, selection)
+        limited_by, finding = diagnose(diagnosed.bound95, train95, fitted, recovered)
         rows = [ev.row() for ev in curve]
         return cls(
             **evaluation_record(evaluation, empirical_lipschitz),
@@ -303,13 +366,17 @@ class Result:
             train_estimate=None if train_raw is None else float(train_raw.estimate),
             train_lower_bound=None if train95 is None else float(train95.estimate),
             train_ci95=None if train95 is None else [float(train95.lo), float(train95.hi)],
-            generalisation_gap=None if train95 is None else float(train95.estimate - evaluation.bound95.estimate),
+            generalisation_gap=None if train95 is None else float(train95.estimate - diagnosed.bound95.estimate),
             n_train_p=None if train_raw is None else int(train_raw.n_p),
             n_train_q=None if train_raw is None else int(train_raw.n_q),
             limited_by=limited_by,
             diagnosis=f"{finding}; {advice(limited_by, rows)}" if rows else finding,
             threads=run.threads,
             generators={side: dict(rec) for side, rec in run.generators.items()},
+            bound_split="test",
+            bound_step=int(evaluation.step),
+            selection=selection,
+            split=dict(run.split),
         )
 
     @property
@@ -337,6 +404,8 @@ class Result:
         if "one_lipschitz" not in data:  # written when ``certified`` meant L <= 1 + CERTIFIED_TOLERANCE
             data["one_lipschitz"] = bool(data.get("certified"))
             data["certified"] = not str(data.get("verdict", "")).startswith("INCONSISTENT")
+        # written before the three splits: the bound was the held-out split's, at the final step
+        data.setdefault("bound_split", "held-out")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def summary_rows(self) -> list[tuple[str, str]]:
@@ -363,9 +432,12 @@ class Result:
                 bound_label,
                 f"{self.lower_bound:.4f} (point estimate, estimate / L)   {100 * conf:.0f}% CI "
                 f"{format_interval(lo, hi)} ({self.ci.get('method')}; n_P = {self.n_eval_p}, n_Q = {self.n_eval_q} "
-                f"held-out samples{loosened})",
+                f"{self.bound_split}-split samples, evaluated once{loosened})",
             ),
         ]
+        chosen = selection_text(self.selection)
+        if chosen:
+            rows.append(("reported state", chosen))
         if self.certified:
             # the point value lies above the bound it estimates about half the time; the guaranteed
             # statement is the interval's lower end, one-sided
@@ -397,7 +469,8 @@ class Result:
                 (
                     "train subset (diagnosis)",
                     f"{self.train_lower_bound:.4f}   95% CI [{tlo:.4f}, {thi:.4f}] on {self.n_train_p} + "
-                    f"{self.n_train_q} training items (NOT a bound: the critic was fitted to them)",
+                    f"{self.n_train_q} training items at the reported step (NOT a bound: the critic was fitted to "
+                    "them)",
                 )
             )
         if self.diagnosis:

@@ -9,12 +9,15 @@ stream                        seed of its ``torch.Generator``
 ============================  ===========================================================
 training batch ``i``, rank r  ``batch_seed(seed, r, i)``
 gradient-penalty weights      ``batch_seed(seed, r, i, salt=GP_SALT)``
-held-out set                  ``seed + HELDOUT_OFFSET``
+split of finite sides, test   ``seed + HELDOUT_OFFSET``
+select set (infinite sides)   ``seed + SELECT_OFFSET``
 OT references                 ``seed + REFERENCES_OFFSET``
 empirical Lipschitz check     ``seed + EMPIRICAL_LIPSCHITZ_OFFSET``
 train subset (finite sides)   ``seed + TRAIN_SUBSET_OFFSET``
 critic initialisation items   ``seed + CRITIC_INIT_OFFSET`` (the same on every rank)
-held-out draw ``k > 0``        ``heldout_draw_seed(seed, k)`` (infinite sides only)
+test draw ``k > 0``            ``heldout_draw_seed(seed, k)`` (infinite sides only)
+select draw ``k > 0``          ``select_draw_seed(seed, k)`` (infinite sides only)
+related-sides check           ``seed + RELATED_CHECK_OFFSET``
 ============================  ===========================================================
 
 Per-step streams are hashed (:func:`batch_seed`), so a resumed run redraws exactly the batches the
@@ -38,6 +41,10 @@ __all__ = [
     "CRITIC_INIT_OFFSET",
     "HELDOUT_DRAW_SALT",
     "heldout_draw_seed",
+    "SELECT_OFFSET",
+    "SELECT_DRAW_SALT",
+    "select_draw_seed",
+    "RELATED_CHECK_OFFSET",
 ]
 
 BATCH_SALT = 0x7D157
@@ -48,6 +55,9 @@ EMPIRICAL_LIPSCHITZ_OFFSET = 3_000_017
 TRAIN_SUBSET_OFFSET = 4_000_037
 CRITIC_INIT_OFFSET = 6_000_011
 HELDOUT_DRAW_SALT = 0x4E1D
+SELECT_OFFSET = 8_000_009
+SELECT_DRAW_SALT = 0x5E1EC7
+RELATED_CHECK_OFFSET = 9_000_011
 
 
 def batch_seed(seed: int, rank: int, index: int, salt: int = BATCH_SALT) -> int:
@@ -70,3 +80,9 @@ def heldout_draw_seed(seed: int, draw: int) -> int:
     """The seed of held-out draw ``draw >= 1`` of an infinite side (a hashed stream, like the
     training batches', that no other use of ``seed`` shares)."""
     return batch_seed(seed, 0, draw, HELDOUT_DRAW_SALT)
+
+
+def select_draw_seed(seed: int, draw: int) -> int:
+    """The seed of select draw ``draw >= 1`` of an infinite side (hashed like :func:`heldout_draw_seed`,
+    with its own salt: the select and test draws of one ``draw`` are independent)."""
+    return batch_seed(seed, 0, draw, SELECT_DRAW_SALT)

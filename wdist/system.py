@@ -1,9 +1,13 @@
-"""The training system: a critic trained to maximise E_P f - E_Q f, evaluated on held-out samples.
+"""The training system: a critic trained to maximise E_P f - E_Q f, selected on one split, reported on another.
 
 The critic and (for generator sides) the frozen decoders are plain modules handed in; this
-LightningModule owns the objective, the optimiser and the held-out evaluation. Every evaluation is
-an :class:`~wdist.evaluation.Evaluation` (per-sample values, certificate, raw and scaled interval),
-computed once and appended to :attr:`CriticSystem.evaluations`, the bound curve.
+LightningModule owns the objective, the optimiser, the weight average and the evaluations. Every
+evaluation during training (Lightning's validation) runs on the *select* split and is an
+:class:`~wdist.evaluation.Evaluation` (per-sample values, certificate, raw and scaled interval),
+computed once and appended to :attr:`CriticSystem.evaluations`, the bound curve; each is a
+candidate of the :class:`~wdist.selection.Selection`. Lightning's test, run once after training,
+evaluates the selected state on the *test* split: :attr:`CriticSystem.test_evaluation`, the
+reported bound.
 """
 
 from __future__ import annotations
@@ -14,30 +18,33 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
+from wdist.averaging import WeightAverage
 from wdist.config import EvalConfig, TrainConfig
 from wdist.critic_init import initialise_critic
-from wdist.data import PARTS
+from wdist.data import PARTS, EvaluationItems
 from wdist.errors import GeneratorRangeError, NonFiniteLossError, NonFiniteSamplesError
 from wdist.evaluation import Evaluation, evaluate
 from wdist.heldout import HeldOutValues
 from wdist.precision import full_precision
 from wdist.seeds import GP_SALT, batch_seed
+from wdist.selection import Selection
 from wdist.sources.base import decode_latents
 from wdist.sources.ranges import OUT_OF_RANGE_LIMIT, RangeSummary, RangeTally
 
-__all__ = ["CriticSystem", "NonFiniteLossError", "HELDOUT_KEYS"]
+__all__ = ["CriticSystem", "NonFiniteLossError", "SELECT_KEYS"]
 
-# the held-out statistics are computed from values gathered over every process, so they are
+# the select statistics are computed from values gathered over every process, so they are
 # identical on all ranks: Lightning's advice to reduce them with sync_dist does not apply
-warnings.filterwarnings("ignore", message=r".*self\.log\('heldout/.*sync_dist=True.*")
+warnings.filterwarnings("ignore", message=r".*self\.log\('select/.*sync_dist=True.*")
 
-HELDOUT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
+#: Curve keys of the select split, logged as ``select/<key>``.
+SELECT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
 #: Training steps whose generator batches are checked against the declared output range at once;
-#: the batches of later steps are checked at each held-out evaluation.
+#: the batches of later steps are checked at each evaluation on the select split.
 RANGE_CHECKED_STEPS = 5
-
 #: Curve keys of the train-subset diagnosis, logged as ``train_subset/<key without train_>``.
 TRAIN_SUBSET_KEYS = ("train_lower_bound", "train_lower_bound_lo", "train_lower_bound_hi", "train_gap")
 
@@ -76,8 +83,8 @@ class CriticSystem(pl.LightningModule):
         Objective, optimiser, schedule, steps and training batch size (which is also the chunk in
         which generator sides are decoded, :func:`~wdist.sources.base.decode_latents`).
     eval : EvalConfig
-        Confidence, interval method and pairing of the held-out evaluation, and whether a train
-        subset is evaluated beside it (the data module provides the items).
+        Confidence, interval method and pairing of the evaluations, and whether a train subset is
+        evaluated beside the select split (the data module provides the items).
     domain : (lo, hi) of bounded samples, or None (the a-priori range of Bernstein intervals).
     seed : the run's seed (:mod:`wdist.seeds`: the gradient penalty's interpolation weights).
     p_generator, q_generator : nn.Module or None
@@ -87,14 +94,22 @@ class CriticSystem(pl.LightningModule):
     Attributes
     ----------
     evaluations : list of Evaluation
-        The held-out evaluations so far, one per evaluated step (restored from checkpoints).
+        The select-split evaluations so far, one per evaluated step (restored from checkpoints).
+    selection : Selection
+        The candidate chosen so far (``train.select``, ``train.patience``) and its weights.
+    critic_average : WeightAverage or None
+        The running average of the critic's parameters (``train.average``), evaluated and
+        certified in place of the critic once it has averaged a step.
+    test_evaluation : Evaluation or None
+        The selected state on the test split (after :meth:`pytorch_lightning.Trainer.test`).
     range_evaluated, range_training : dict of side -> RangeTally
         A generator side's outputs against its declared range (:mod:`wdist.sources.ranges`): on
-        the samples evaluated (held-out set, train subset, references) and on this process's
-        training batches (kept in checkpoints). A side above
+        the samples evaluated (select and test sets, train subset, references) and on this
+        process's training batches (kept in checkpoints). A side above
         :data:`~wdist.sources.ranges.OUT_OF_RANGE_LIMIT` stops the run (``GeneratorRangeError``):
-        the evaluated samples when they are decoded, before the first step; the training batches
-        at each of the first :data:`RANGE_CHECKED_STEPS` steps and at every evaluation.
+        the evaluated samples when they are decoded (the select split before the first step, the
+        test split at the end); the training batches at each of the first
+        :data:`RANGE_CHECKED_STEPS` steps and at every evaluation.
     """
 
     def __init__(
@@ -128,10 +143,14 @@ class CriticSystem(pl.LightningModule):
         self.p_generator = p_generator
         self.q_generator = q_generator
         self.evaluations: list[Evaluation] = []
+        self.selection = Selection(train.select, train.patience)
+        self.critic_average = None if train.average == "none" else WeightAverage(critic, train.average, train.ema_decay)
+        self.test_evaluation: Optional[Evaluation] = None
         #: the last training step's objective E_P f - E_Q f on its batch (detached; not a bound)
         self.train_gap: Optional[Tensor] = None
-        self.heldout_values = HeldOutValues(PARTS if eval.train_subset else PARTS[:2])
-        self._heldout_on_device: Optional[dict[str, Tensor]] = None
+        self.select_values = HeldOutValues(PARTS if eval.train_subset else PARTS[:2])
+        self.test_values = HeldOutValues(PARTS[:2])
+        self._decoded: dict[str, dict[str, Tensor]] = {}
         self.range_evaluated: dict[str, RangeTally] = {}
         self.range_training: dict[str, RangeTally] = {}
         for side, decoder in self._tallied():
@@ -140,8 +159,22 @@ class CriticSystem(pl.LightningModule):
 
     @property
     def last_evaluation(self) -> Optional[Evaluation]:
-        """The latest held-out evaluation, or ``None`` before the first."""
+        """The latest select-split evaluation, or ``None`` before the first."""
         return self.evaluations[-1] if self.evaluations else None
+
+    @property
+    def selected_evaluation(self) -> Optional[Evaluation]:
+        """The select-split evaluation of the selected step, or ``None`` before the first."""
+        return next((ev for ev in reversed(self.evaluations) if ev.step == self.selection.step), None)
+
+    @property
+    def evaluated_critic(self) -> nn.Module:
+        """What an evaluation runs and certifies: the averaged critic once it has averaged a step
+        (``train.average``), else the critic."""
+        average = self.critic_average
+        if average is not None and int(average.n_averaged) > 0:
+            return average.module
+        return self.critic
 
     # -- inference ------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -160,7 +193,7 @@ class CriticSystem(pl.LightningModule):
         return [(side, dec) for side, dec in pairs if isinstance(getattr(dec, "tally", None), RangeTally)]
 
     def count_evaluated_draws(self, what: str) -> None:
-        """Add what the generator sides decoded since the last count (held-out set, train subset,
+        """Add what the generator sides decoded since the last count (select and test sets, train subset,
         references) to :attr:`range_evaluated` and stop the run when a side is out of its declared
         range (identical on every process: the same items are decoded everywhere)."""
         for side, decoder in self._tallied():
@@ -282,101 +315,166 @@ class CriticSystem(pl.LightningModule):
             "after fixing the cause); no result was written."
         )
 
-    # -- held-out evaluation ------------------------------------------------------------------
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        average, hp = self.critic_average, self.train_cfg
+        if average is None:
+            return
+        if hp.average == "ema" or int(self.global_step) > int(hp.swa_start * hp.steps):
+            average.update(self.critic)
+
+    # -- evaluations: the select split during training, the test split once at the end ---------
     def on_fit_start(self) -> None:
-        self._prepare_heldout()
+        self._decode("select")
         # a critic that asks for it is placed from training items, once, before the first step
         initialise_critic(self, getattr(self._trainer, "datamodule", None))
 
     def on_validation_start(self) -> None:
-        self._prepare_heldout()  # a validate-only run (no fit) decodes here, once
+        self._decode("select")  # a validate-only run (no fit) decodes here, once
 
-    def _prepare_heldout(self) -> None:
-        """Decode the evaluation latents of generator sides once, on this process's device.
+    def on_test_start(self) -> None:
+        self._use_selected_state()
+        self._decode("test")
 
-        Every part of a generator side (its held-out set and its train subset) goes through
-        :func:`decode_latents` in index order, in chunks of the training batch size, and stays on
-        the device: every evaluation reuses the same samples, drawn with the batch statistics of
-        training-sized batches (the train subset's chunks are then exactly its training batches).
-        """
-        if self._heldout_on_device is not None:
-            return
+    def _items(self, split: str) -> Optional[EvaluationItems]:
         dm = getattr(self._trainer, "datamodule", None)
-        self._heldout_on_device = {}
-        if getattr(dm, "heldout", None) is None:
+        if dm is None or getattr(dm, split, None) is None:
+            return None
+        return dm.select_items if split == "select" else dm.test_items
+
+    def _decode(self, split: str) -> None:
+        """Decode the evaluation latents of generator sides of ``split`` once, on this process's device.
+
+        Every part of a generator side (its select or test samples and its train subset) goes
+        through :func:`decode_latents` in index order, in chunks of the training batch size, and
+        stays on the device: every evaluation reuses the same samples, drawn with the batch
+        statistics of training-sized batches (the train subset's chunks are then exactly its
+        training batches). A split without a generator side reads nothing here.
+        """
+        items = self._items(split)
+        if split in self._decoded or items is None:
             return
-        for part, latents in dm.evaluation_items().parts.items():
-            decoder = self.p_generator if part.startswith("p") else self.q_generator
-            if decoder is not None:
+        decoded: dict[str, Tensor] = {}
+        generator_parts = [part for part in items.names if self._decoder(part) is not None]
+        if generator_parts:
+            parts = items.read_all()
+            chunk = int(self.train_cfg.batch_size)
+            for part in generator_parts:
                 with full_precision(self.device):
-                    chunk = int(self.train_cfg.batch_size)
-                    self._heldout_on_device[part] = decode_latents(decoder, latents, chunk, device=self.device)
-        self.count_evaluated_draws("its held-out samples and train subset")
+                    decoded[part] = decode_latents(self._decoder(part), parts[part], chunk, device=self.device)
+            self.count_evaluated_draws(f"its {split} samples" + (" and train subset" if split == "select" else ""))
+        self._decoded[split] = decoded
 
-    def heldout_samples(self) -> tuple[Tensor, Tensor]:
-        """The whole held-out set of both sides as samples (decoded ones for generator sides)."""
-        heldout = self.trainer.datamodule.heldout
-        self._prepare_heldout()
-        assert self._heldout_on_device is not None
-        xp = self._heldout_on_device.get("p", heldout.p)
-        xq = self._heldout_on_device.get("q", heldout.q)
-        return xp.to(self.device), xq.to(self.device)
+    def _decoder(self, part: str) -> Optional[nn.Module]:
+        return self.p_generator if part.startswith("p") else self.q_generator
 
-    def _heldout_batch(self, part: str, idx: Tensor, batch: Tensor) -> Tensor:
-        decoded = (self._heldout_on_device or {}).get(part)
+    def select_samples(self) -> tuple[Tensor, Tensor]:
+        """The whole select split of both sides as samples (decoded ones for generator sides)."""
+        select = self.trainer.datamodule.select
+        self._decode("select")
+        decoded = self._decoded["select"]
+        return decoded.get("p", select.p).to(self.device), decoded.get("q", select.q).to(self.device)
+
+    def _samples_of(self, split: str, part: str, idx: Tensor, batch: Tensor) -> Tensor:
+        decoded = self._decoded.get(split, {}).get(part)
         if decoded is not None:
             return decoded[idx.to(decoded.device)]
-        decoder = self.p_generator if part.startswith("p") else self.q_generator
-        if decoder is not None:
+        if self._decoder(part) is not None:
             raise RuntimeError(
-                "evaluation latents of a generator side reached validation_step undecoded: the system "
-                "decodes them when fit or validation starts, from the data module's evaluation items"
+                f"{split} latents of a generator side reached the evaluation undecoded: the system decodes them when "
+                "fit, validation or test starts, from the data module's evaluation items"
             )
         return batch
 
-    def on_validation_epoch_start(self) -> None:
-        self.heldout_values.reset()
+    def _use_selected_state(self) -> None:
+        """Put the selected candidate's weights (averaged ones when averaging) into the critic."""
+        if self.selection.state:
+            self.critic.load_state_dict(self.selection.state)
 
-    def validation_step(self, batch: dict[str, tuple[Tensor, Tensor]], batch_idx: int) -> None:
-        # under mixed precision training runs in reduced precision; the held-out values must come
-        # from the very weights the certificate is computed on, so evaluation runs without autocast
-        # and without TF32 (see wdist.precision). One forward per part keeps the peak memory of
-        # one eval.batch_size batch; every process updates every part (possibly with no items),
-        # so the gathered states line up across processes.
-        for part in self.heldout_values.parts:
+    def _values(self, metric: HeldOutValues, split: str, batch: dict[str, tuple[Tensor, Tensor]], critic: nn.Module):
+        # under mixed precision training runs in reduced precision; the values must come from the
+        # very weights the certificate is computed on, so evaluation runs without autocast and
+        # without TF32 (see wdist.precision). One forward per part keeps the peak memory of one
+        # eval.batch_size batch; every process updates every part (possibly with no items), so the
+        # gathered states line up across processes.
+        for part in metric.parts:
             idx, items = batch[part] if part in batch else (torch.empty(0, dtype=torch.long, device=self.device), None)
             if items is None or idx.numel() == 0:
-                self.heldout_values.update(part, idx, torch.empty(0, dtype=torch.float64, device=idx.device))
+                metric.update(part, idx, torch.empty(0, dtype=torch.float64, device=idx.device))
                 continue
             with full_precision(self.device):
-                values = self.critic(self._heldout_batch(part, idx, items)).reshape(-1)
-            self.heldout_values.update(part, idx, values)
+                values = critic(self._samples_of(split, part, idx, items)).reshape(-1)
+            metric.update(part, idx, values)
+
+    def on_validation_epoch_start(self) -> None:
+        self.select_values.reset()
+
+    def validation_step(self, batch: dict[str, tuple[Tensor, Tensor]], batch_idx: int) -> None:
+        self._values(self.select_values, "select", batch, self.evaluated_critic)
 
     def on_validation_epoch_end(self) -> None:
         self._check_training_ranges()
-        values = self.heldout_values.compute()
-        self._check_finite_values(values)
+        values = self.select_values.compute()
+        self._check_finite_values(values, "select")
         # the train subset when the data module provided one (a validate-only run on a data module
         # built without it leaves those parts empty)
         train = [values.get(part) for part in ("p_train", "q_train")]
         fp_train, fq_train = train if all(t is not None and t.numel() for t in train) else (None, None)
-        ev = evaluate(
-            self.critic, self.input_shape, values["p"], values["q"], int(self.global_step),
-            confidence=self.eval_cfg.confidence, method=self.eval_cfg.interval, domain=self.domain,
-            paired=self.eval_cfg.paired, fp_train=fp_train, fq_train=fq_train,
-        )  # fmt: skip
-        if not self.trainer.sanity_checking:
-            if self.evaluations and self.evaluations[-1].step == ev.step:
-                self.evaluations[-1] = ev
-            else:
-                self.evaluations.append(ev)
+        critic = self.evaluated_critic
+        # eval.paired is for the test split (equal sizes, checked with the configuration); on select
+        # sides of unequal sizes the curve takes the two-sample interval (the choice uses the point
+        # estimate, the same for both)
+        paired = self.eval_cfg.paired and values["p"].numel() == values["q"].numel()
+        ev = self._evaluate(critic, values["p"], values["q"], int(self.global_step), fp_train, fq_train, paired)
+        if self.trainer.sanity_checking:
+            return
+        if self.evaluations and self.evaluations[-1].step == ev.step:
+            self.evaluations[-1] = ev
+        else:
+            self.evaluations.append(ev)
+        self._offer(ev, critic)
         row = ev.row()
-        for key in HELDOUT_KEYS:  # for callbacks (e.g. a ModelCheckpoint monitoring the bound),
+        for key in SELECT_KEYS:  # for callbacks (e.g. a ModelCheckpoint monitoring the bound),
             # on every rank alike: the values are identical there, so no reduction is needed
-            self.log(f"heldout/{key}", row[key], sync_dist=False, logger=False)
-        self._log_heldout(row)
+            self.log(f"select/{key}", row[key], sync_dist=False, logger=False)
+        self._log_select(row)
 
-    def _check_finite_values(self, values: dict[str, Tensor]) -> None:
+    def _offer(self, ev: Evaluation, critic: nn.Module) -> None:
+        """Offer the evaluated state to the selection; stop training when patience has run out.
+
+        The select values are gathered over every process, so every rank decides alike; rank 0's
+        decision is broadcast all the same, so no rounding difference can split the ranks."""
+        selection = self.selection
+        selection.offer(ev.step, ev.bound.estimate, critic)
+        stop = selection.exhausted and self.trainer.state.fn == TrainerFn.FITTING
+        if self.trainer.world_size > 1:
+            stop = bool(self.trainer.strategy.broadcast(stop, src=0))
+        if stop:
+            selection.stopped_early = int(self.global_step) < int(self.train_cfg.steps)
+            self.trainer.should_stop = True
+
+    def _evaluate(
+        self, critic: nn.Module, fp: Tensor, fq: Tensor, step: int,
+        fp_train: Optional[Tensor] = None, fq_train: Optional[Tensor] = None, paired: Optional[bool] = None,
+    ) -> Evaluation:  # fmt: skip
+        return evaluate(
+            critic, self.input_shape, fp, fq, step, confidence=self.eval_cfg.confidence,
+            method=self.eval_cfg.interval, domain=self.domain,
+            paired=self.eval_cfg.paired if paired is None else paired, fp_train=fp_train, fq_train=fq_train,
+        )  # fmt: skip
+
+    def on_test_epoch_start(self) -> None:
+        self.test_values.reset()
+
+    def test_step(self, batch: dict[str, tuple[Tensor, Tensor]], batch_idx: int) -> None:
+        self._values(self.test_values, "test", batch, self.critic)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_values.compute()
+        self._check_finite_values(values, "test")
+        step = self.selection.step if self.selection.step is not None else int(self.global_step)
+        self.test_evaluation = self._evaluate(self.critic, values["p"], values["q"], step)
+
+    def _check_finite_values(self, values: dict[str, Tensor], split: str) -> None:
         bad = {part: int((~torch.isfinite(f)).sum()) for part, f in values.items()}
         if any(bad.values()):  # identical on every process (gathered values), so all stop together
             names = {
@@ -386,20 +484,17 @@ class CriticSystem(pl.LightningModule):
                 "q_train": "Q side (train subset)",
             }
             sides = [f"{n} of {values[part].numel()} on the {names[part]}" for part, n in bad.items() if n]
-            from_generator = any(
-                n and (self.p_generator if part.startswith("p") else self.q_generator) is not None
-                for part, n in bad.items()
-            )
+            from_generator = any(n and self._decoder(part) is not None for part, n in bad.items())
             hint = "a generator producing non-finite output?" if from_generator else "the critic diverged?"
-            decoded = (self._heldout_on_device or {}).values()  # the generator sides' decoded samples
+            decoded = self._decoded.get(split, {}).values()  # the generator sides' decoded samples
             samples_bad = any(not bool(torch.isfinite(x).all()) for x in decoded)
             raise (NonFiniteSamplesError if samples_bad else NonFiniteLossError)(
-                f"Held-out evaluation stopped at step {int(self.global_step)}: {' and '.join(sides)} critic values "
-                f"are NaN/Inf ({hint}). The last good checkpoint, if any, is kept; no result was written."
+                f"Evaluation on the {split} split stopped at step {int(self.global_step)}: {' and '.join(sides)} "
+                f"critic values are NaN/Inf ({hint}). The last good checkpoint, if any, is kept; no result was written."
             )
 
-    def _log_heldout(self, row: dict[str, Any]) -> None:
-        """The bound curve, its interval ends as separate series, at the true step, in float64; the
+    def _log_select(self, row: dict[str, Any]) -> None:
+        """The select curve, its interval ends as separate series, at the true step, in float64; the
         train-subset diagnosis beside it (``train_subset/*``).
 
         Logged straight to the loggers (``self.log`` would convert to float32 and, during training,
@@ -407,9 +502,9 @@ class CriticSystem(pl.LightningModule):
         """
         if self.trainer is None or not self.trainer.is_global_zero or self.trainer.sanity_checking:
             return
-        metrics = {f"heldout/{k}": float(row[k]) for k in HELDOUT_KEYS}
-        metrics["heldout/n_eval_p"] = int(row["n_eval_p"])
-        metrics["heldout/n_eval_q"] = int(row["n_eval_q"])
+        metrics = {f"select/{k}": float(row[k]) for k in SELECT_KEYS}
+        metrics["select/n_p"] = int(row["n_eval_p"])
+        metrics["select/n_q"] = int(row["n_eval_q"])
         metrics.update({f"train_subset/{k[len('train_') :]}": float(row[k]) for k in TRAIN_SUBSET_KEYS if k in row})
         for lg in self.loggers:
             lg.log_metrics(metrics, step=int(row["step"]))
@@ -418,10 +513,13 @@ class CriticSystem(pl.LightningModule):
     # -- checkpoints keep the evaluations, so a resumed run reports the whole curve --------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["wdist_evaluations"] = [ev.state() for ev in self.evaluations]
+        checkpoint["wdist_selection"] = self.selection.state_dict()
         checkpoint["wdist_range_training"] = {side: t.summary().record() for side, t in self.range_training.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.evaluations = [Evaluation.from_state(s) for s in checkpoint.get("wdist_evaluations", [])]
+        if "wdist_selection" in checkpoint:
+            self.selection.load_state_dict(checkpoint["wdist_selection"])
         for side, record in checkpoint.get("wdist_range_training", {}).items():
             if side in self.range_training:  # the training batches of the segments before this one
                 self.range_training[side] = RangeTally.from_summary(RangeSummary.from_record(record))

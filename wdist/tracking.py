@@ -4,17 +4,18 @@
 checkpoint of a series, in order of GAN step, against one data set:
 
 * checkpoint ``k`` is estimated in its own folder ``<out>/runs/step_<N>/`` (its ``result.json``,
-  ``config.yaml``, ``metrics.csv``, bound curve and the trained critic ``critic.pt``);
-* its held-out interval uses a fresh held-out draw of the generator side (``eval.heldout_draw =
-  k``), so the bounds of different checkpoints have independent Q samples; a finite data set's
-  held-out part is the same for every checkpoint, so no critic of the series, warm-started or not,
-  was ever trained on it;
+  ``config.yaml``, ``metrics.csv``, bound curve and the reported critic ``critic.pt``);
+* its select and test splits use a fresh draw of the generator side (``eval.heldout_draw = k``),
+  so the bounds of different checkpoints have independent Q samples; a finite data set's select
+  and test parts are the same for every checkpoint, so no critic of the series, warm-started or
+  not, was ever trained on them;
 * with ``warm_start`` (the default) the critic of checkpoint ``k > 0`` starts from the trained
   critic of checkpoint ``k - 1`` (all layers but the last, which starts fresh, unless
   ``warm_fresh_head`` is off) and trains for ``warm_steps`` steps at ``warm_lr`` (a fresh optimiser
   and schedule; by default half of ``train.steps`` at 4 x ``train.lr``); cold, every checkpoint
-  trains a fresh critic for ``train.steps``. Nothing is selected
-  on held-out values: each number is its checkpoint's final step's, as in ``estimate``;
+  trains a fresh critic for ``train.steps``. As in ``estimate``, each number is the test split's,
+  evaluated once on the state chosen on the select split (which the next checkpoint warm-starts
+  from);
 * after each checkpoint ``track.json``, ``track.csv`` and ``track.png`` (the bound and its
   interval against GAN step) are rewritten, and with ``logger.kind: wandb`` the point is added to
   one W&B run whose chart is that curve.
@@ -247,12 +248,13 @@ class WarmStart(Callback):
 
 
 class SaveCritic(Callback):
-    """Write the trained critic's state dict to ``path`` when fit ends (atomically, rank 0)."""
+    """Write the reported critic's state dict to ``path`` (atomically, rank 0) when the test split
+    has been evaluated: the selected state, whose bound the estimate reports."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
         tmp = self.path.with_name(f".{self.path.name}.tmp")

@@ -39,9 +39,9 @@ Distances are Euclidean on the flattened samples, in the domain's units. Q's ite
 float64 and stored as float32 (each item then differs from its float64 image by at most
 ``6e-8 sqrt(d)``, 2e-6 at d = 1024); ``exact_w1`` is the float64 value.
 
-On a finite source P and Q share their split (:meth:`TransportedSource.split_like`): Q's held-out
-items are the images of P's held-out items and Q trains on the images of P's training items, so
-no held-out item of either side, nor its image, is ever trained on.
+On a finite source P and Q share their split (one permutation splits both, :mod:`wdist.splits`):
+Q's select and test items are the images of P's and Q trains on the images of P's training items,
+so no held-out item of either side, nor its image, is ever trained on.
 """
 
 from __future__ import annotations
@@ -303,22 +303,6 @@ class TransportedSource(Source):
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         return self.transport(self.base.sample(n, generator).double()).float()
-
-    def split_like(self, p_train: Source, p_heldout: Tensor, n_heldout: int) -> tuple[Source, Tensor]:
-        """Q's training part and held-out set following P's split: the images of P's training
-        items and of the first ``n_heldout`` of P's held-out items (so ``n_heldout`` may not
-        exceed them: every other item is a training item)."""
-        if n_heldout > len(p_heldout):
-            raise SourceError(
-                f"Q = T(P) ({self.describe()}) holds out the images of P's held-out items, so it can hold out at most "
-                f"{len(p_heldout)} (P's held-out size); got {n_heldout}. Set eval.n_eval_q <= eval.n_eval_p."
-            )
-        assert isinstance(p_train, FiniteSource)
-        train = TensorSource(
-            self.transport(p_train.data.double()).float(), domain=self.domain,
-            description=f"{self.describe()} [images of P's training part: {len(p_train)} items]",
-        )  # fmt: skip
-        return train, self.transport(p_heldout[:n_heldout].double()).float()
 
     def describe(self) -> str:
         return f"{self.transport.describe()} of {self.base.describe()}"
