@@ -35,12 +35,12 @@ def test_default_critic_follows_the_data_shape() -> None:
     alone apply to that default; the resolved config records the critic that runs."""
     assert default_critic((3, 32, 32)) == IMAGE_DEFAULT_CRITIC and default_critic((128,)) == VECTOR_DEFAULT_CRITIC
     offline = yaml.safe_load((ROOT / "configs" / "digits" / "default.yaml").read_text())["critic"]
-    assert (offline["name"], offline["options"]) == IMAGE_DEFAULT_CRITIC  # the offline job's own
+    assert (offline["name"], offline.get("options", {})) == IMAGE_DEFAULT_CRITIC  # the offline job's own
     cfg, text, _ = resolve_config(DIGITS_VS_GENERATOR)
     assert (cfg.critic.name, cfg.critic.options) == IMAGE_DEFAULT_CRITIC
-    assert yaml.safe_load(text)["critic"] == {"name": "bcop-dcgan", "options": {"width": 0.25}}
-    cfg = load_config({**DIGITS_VS_GENERATOR, "critic": {"options": {"width": 0.125}}})
-    assert (cfg.critic.name, cfg.critic.options) == ("bcop-dcgan", {"width": 0.125})
+    assert yaml.safe_load(text)["critic"] == {"name": "cones", "options": {}}
+    cfg = load_config({**DIGITS_VS_GENERATOR, "critic": {"options": {"centres": 64}}})
+    assert (cfg.critic.name, cfg.critic.options) == ("cones", {"centres": 64})
     toy = load_config({"toy": {"class_path": "Translation", "init_args": {"dim": 2, "shift": [1.0, 0.0]}}})
     assert toy.critic.name == VECTOR_DEFAULT_CRITIC[0]
 

@@ -57,9 +57,10 @@ __all__ = [
 
 
 #: The critic of a configuration that names none, for image-shaped data (C, H, W): the critic of the
-#: offline digits job (``configs/digits/default.yaml``), a convolutional critic that keeps the image's
-#: structure, at a width a CPU trains in seconds per hundred steps.
-IMAGE_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("bcop-dcgan", {"width": 0.25})
+#: offline digits job (``configs/digits/default.yaml``), the cone critic on the pixels (a learned
+#: mixture of a linear part, minima of cones placed on training items and radial cones: the shape
+#: of a W1 potential; README "Which critic?").
+IMAGE_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("cones", {})
 #: The critic of a configuration that names none, for flat vectors (the toys): a Björck-orthogonal MLP.
 VECTOR_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("bjorck-mlp", {})
 
@@ -77,7 +78,7 @@ class CriticConfig:
     """Which critic to train: a registry name from ``critics.available()`` and its options.
 
     ``name`` left out (``None``): the default for the data's shape (:func:`default_critic`:
-    ``bcop-dcgan`` at width 0.25 for images, ``bjorck-mlp`` for vectors); ``options`` given without a
+    ``cones`` for images, ``bjorck-mlp`` for vectors); ``options`` given without a
     name apply to that default critic instead of its default options.
     """
 

@@ -175,8 +175,8 @@ class W1Monitor(Callback):
         Epochs between estimates.
     critic : str, optional
         A registered critic (``critics.available()``), e.g. ``bjorck-mlp`` or ``bcop-dcgan``;
-        default: the one ``wdist estimate`` uses for the data's shape (``bcop-dcgan`` at width 0.25
-        for images, ``bjorck-mlp`` for vectors; :func:`wdist.config.default_critic`).
+        default: the one ``wdist estimate`` uses for the data's shape (``cones`` for images,
+        ``bjorck-mlp`` for vectors; :func:`wdist.config.default_critic`).
     critic_options : dict, optional
         Options of that critic (of the default one when ``critic`` is not given).
     generator : str or callable
