@@ -9,12 +9,15 @@ without host synchronisation); this module only captures and replays.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["GraphedBuild", "can_replay"]
+from critics.functional import bjorck_iterations_needed
+
+__all__ = ["GraphedBuild", "FixedBjorckGraph", "can_replay"]
 
 
 class GraphedBuild:
@@ -64,6 +67,56 @@ class GraphedBuild:
 
     def __call__(self) -> Tensor:
         return _ReplayBuild.apply(self, *self.params)
+
+
+class FixedBjorckGraph:
+    r"""Mixin: the CUDA-graph build of a layer whose kernel runs Björck iterations.
+
+    A CUDA graph cannot hold Björck's convergence test (a host synchronisation deciding the
+    loop), so a captured build runs a fixed number of iterations: two more than the parameters
+    need at capture (:meth:`graph_iterations`), re-measured every ``graph_recheck_every``
+    builds and recaptured once the margin is gone (each iteration squares the error, so one
+    spare iteration is ample between checks). A new ``ortho`` configuration re-measures at once.
+
+    The layer provides ``ortho``, ``bjorck_iters``, ``bjorck_tol``, ``_kernel_from(*matrices,
+    tol, iters)``, :meth:`_bjorck_matrices` (the free matrices that are orthonormalised, in
+    ``_kernel_from``'s order) and :meth:`_graph_settings` (what else the build depends on).
+    """
+
+    graph_recheck_every: int = 50
+    _graph_iters: int | None = None
+    _graph_ortho: Any = None
+    _graph_builds: int = 0
+
+    def _bjorck_matrices(self) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def _graph_settings(self) -> tuple:
+        raise NotImplementedError
+
+    def graph_iterations(self) -> int:
+        """Björck iterations the current parameters need to reach ``bjorck_tol`` (at most
+        ``bjorck_iters``; all of them when ``bjorck_tol`` is None)."""
+        if self.bjorck_tol is None:
+            return self.bjorck_iters
+        o = self.ortho
+        work = [m.float() if m.dtype in (torch.float16, torch.bfloat16) else m for m in self._bjorck_matrices()]
+        return max(
+            bjorck_iterations_needed(m, o.bjorck_tol, o.bjorck_iters, beta=o.bjorck_beta, gram_iters=o.gram_iters)
+            for m in work
+        )
+
+    def _graph_build(self) -> tuple[Callable[..., Tensor], tuple[Tensor, ...], tuple]:
+        self._graph_builds += 1
+        fresh = self._graph_iters is None or self._graph_ortho != self.ortho
+        if fresh or self._graph_builds % self.graph_recheck_every == 0:
+            needed = self.graph_iterations()
+            if fresh or needed >= self._graph_iters:
+                self._graph_iters = min(self.bjorck_iters, needed + 2)
+            self._graph_ortho = self.ortho
+        build = functools.partial(self._kernel_from, tol=None, iters=self._graph_iters)
+        settings = (type(self).__name__, self._graph_iters, *self._graph_settings(), self.ortho)
+        return build, self._bjorck_matrices(), settings
 
 
 class _ReplayBuild(torch.autograd.Function):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import torch
@@ -10,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_int
-from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
+from critics.functional import bjorck_orthonormalize
+from critics.layers._cuda_graphs import FixedBjorckGraph
 from critics.layers.bcop import block_orthogonal_kernel
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import conv_operator_norm, strided_conv_operator_norm
@@ -46,7 +46,7 @@ def compose_kernels(outer: Tensor, inner: Tensor) -> Tensor:
     return full.transpose(0, 1)
 
 
-class AOCConv2d(BjorckOptions, LipschitzConv2d):
+class AOCConv2d(FixedBjorckGraph, BjorckOptions, LipschitzConv2d):
     r"""Orthogonal convolution with native stride and an explicit kernel (Boissin et al. 2025).
 
     A stride-``s`` convolution of kernel size :math:`k \ge s` is the composition of a stride-1
@@ -157,10 +157,6 @@ class AOCConv2d(BjorckOptions, LipschitzConv2d):
             self.rko_param = nn.Parameter(torch.empty(self.out_channels, self.mid_channels * s * s, **factory))
         else:
             self.register_parameter("rko_param", None)
-        self.graph_recheck_every = 50
-        self._graph_iters: int | None = None
-        self._graph_ortho: OrthoConfig | None = None
-        self._graph_builds = 0
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -210,28 +206,11 @@ class AOCConv2d(BjorckOptions, LipschitzConv2d):
     def _settings(self) -> tuple:
         return (self.ortho,)
 
-    def graph_iterations(self) -> int:
-        """Björck iterations the current parameters need to reach ``bjorck_tol`` (at most ``bjorck_iters``)."""
-        if self.bjorck_tol is None:
-            return self.bjorck_iters
-        o = self.ortho
-        work = [p.float() if p.dtype in (torch.float16, torch.bfloat16) else p for p in self._free()]
-        return max(
-            bjorck_iterations_needed(m, o.bjorck_tol, o.bjorck_iters, beta=o.bjorck_beta, gram_iters=o.gram_iters)
-            for m in work
-        )
+    def _bjorck_matrices(self) -> tuple[Tensor, ...]:
+        return self._free()
 
-    def _graph_build(self) -> tuple:
-        # fixed Björck count (a graph cannot hold the convergence test), as BCOPConv2d does
-        self._graph_builds += 1
-        fresh = self._graph_iters is None or self._graph_ortho != self.ortho
-        if fresh or self._graph_builds % self.graph_recheck_every == 0:
-            needed = self.graph_iterations()
-            if fresh or needed >= self._graph_iters:
-                self._graph_iters = min(self.bjorck_iters, needed + 2)
-            self._graph_ortho = self.ortho
-        build = functools.partial(self._kernel_from, tol=None, iters=self._graph_iters)
-        return build, self._free(), ("aoc", self._graph_iters, self.stride, self.ortho)
+    def _graph_settings(self) -> tuple:
+        return (self.stride,)
 
     # -- forward ------------------------------------------------------------------------------
     def _padding(self) -> tuple[int, int]:

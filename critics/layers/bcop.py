@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from critics._checks import check_stride_one
-from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
+from critics.functional import bjorck_orthonormalize
+from critics.layers._cuda_graphs import FixedBjorckGraph
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
 from critics.rules import register_certificate_rule
@@ -59,7 +59,7 @@ def block_orthogonal_kernel(h: Tensor, q: Tensor) -> Tensor:
     return torch.einsum("aij,bjl->ilab", v, w)
 
 
-class BCOPConv2d(BjorckOptions, LipschitzConv2d):
+class BCOPConv2d(FixedBjorckGraph, BjorckOptions, LipschitzConv2d):
     r"""Orthogonal convolution by block convolution of symmetric projectors (Li et al. 2019).
 
     With :math:`C = \max(c_{in}, c_{out})`, one orthogonal :math:`H` and :math:`2(k-1)`
@@ -162,10 +162,6 @@ class BCOPConv2d(BjorckOptions, LipschitzConv2d):
         check_stride_one("BCOPConv2d", stride)
         super().__init__(in_channels, out_channels, kernel_size, padding_mode, bias, device, dtype)
         self.ortho = resolve("BCOPConv2d", ortho, self.default_ortho, bjorck_iters, bjorck_tol)
-        self.graph_recheck_every = 50
-        self._graph_iters: int | None = None
-        self._graph_ortho: OrthoConfig | None = None
-        self._graph_builds = 0
         c = max(self.in_channels, self.out_channels)
         r = max(1, c // 2)
         factory = {"device": device, "dtype": dtype}
@@ -215,35 +211,11 @@ class BCOPConv2d(BjorckOptions, LipschitzConv2d):
     def _settings(self) -> tuple:
         return (self.ortho,)
 
-    def graph_iterations(self) -> int:
-        """Björck iterations the current parameters need to reach ``bjorck_tol`` (at most
-        ``bjorck_iters``; all of them when ``bjorck_tol`` is None)."""
-        if self.bjorck_tol is None:
-            return self.bjorck_iters
-        mats = [self.ortho_param] + ([self.proj_param] if self.proj_param is not None else [])
-        work = [m.float() if m.dtype in (torch.float16, torch.bfloat16) else m for m in mats]
-        o = self.ortho
-        return max(
-            bjorck_iterations_needed(m, o.bjorck_tol, o.bjorck_iters, beta=o.bjorck_beta, gram_iters=o.gram_iters)
-            for m in work
-        )
+    def _bjorck_matrices(self) -> tuple[Tensor, ...]:
+        return (self.ortho_param,) if self.proj_param is None else (self.ortho_param, self.proj_param)
 
-    def _graph_build(self) -> tuple:
-        # A CUDA graph cannot hold the convergence test (a host sync deciding the loop), so it
-        # runs a fixed number of iterations: two more than the parameters need at capture,
-        # re-measured every `graph_recheck_every` builds and recaptured once the margin is gone
-        # (each iteration squares the error, so one spare iteration is ample between checks). A new
-        # configuration (self.ortho) re-measures at once.
-        self._graph_builds += 1
-        fresh = self._graph_iters is None or self._graph_ortho != self.ortho
-        if fresh or self._graph_builds % self.graph_recheck_every == 0:
-            needed = self.graph_iterations()
-            if fresh or needed >= self._graph_iters:
-                self._graph_iters = min(self.bjorck_iters, needed + 2)
-            self._graph_ortho = self.ortho
-        params = (self.ortho_param,) if self.proj_param is None else (self.ortho_param, self.proj_param)
-        build = functools.partial(self._kernel_from, tol=None, iters=self._graph_iters)
-        return build, params, ("bcop", self._graph_iters, self.in_channels, self.out_channels, self.ortho)
+    def _graph_settings(self) -> tuple:
+        return (self.in_channels, self.out_channels)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bjorck_iters={self.bjorck_iters}, bjorck_tol={self.bjorck_tol}"
