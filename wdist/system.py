@@ -28,6 +28,7 @@ from wdist.data import PARTS, EvaluationItems
 from wdist.errors import GeneratorRangeError, NonFiniteLossError, NonFiniteSamplesError
 from wdist.evaluation import Evaluation, evaluate
 from wdist.heldout import HeldOutValues
+from wdist.objectives import gradient_penalty, kr_gap
 from wdist.precision import full_precision
 from wdist.seeds import GP_SALT, batch_seed
 from wdist.selection import Selection
@@ -251,7 +252,7 @@ class CriticSystem(pl.LightningModule):
         # weights are then built (orthonormalised) once per step instead of twice
         f = self.critic(torch.cat([xp, xq.to(xp.dtype)]))
         fp, fq = f[: xp.shape[0]], f[xp.shape[0] :]
-        gap = fp.mean() - fq.mean()
+        gap = kr_gap(fp, fq)
         loss = -gap
         if self.train_cfg.loss == "wgan-gp":
             gp = self._gradient_penalty(xp, xq)
@@ -281,14 +282,10 @@ class CriticSystem(pl.LightningModule):
         return every > 0 and (int(self.global_step) + 1) % every == 0
 
     def _gradient_penalty(self, xp: Tensor, xq: Tensor) -> Tensor:
-        n = min(xp.shape[0], xq.shape[0])
         # interpolation weights drawn from (seed, rank, step), like the batches: a resumed run
         # retraces the uninterrupted one exactly, and no global RNG state is consumed
         gen = torch.Generator().manual_seed(batch_seed(self.seed, self.global_rank, int(self.global_step), GP_SALT))
-        t = torch.rand((n,) + (1,) * (xp.ndim - 1), generator=gen).to(device=xp.device, dtype=xp.dtype)
-        x_hat = (t * xp[:n] + (1 - t) * xq[:n]).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
-        return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+        return gradient_penalty(self.critic, xp, xq, gen)
 
     def _raise_non_finite(self, xp: Tensor, xq: Tensor, loss: Tensor) -> None:
         p_ok = bool(torch.isfinite(xp).all())

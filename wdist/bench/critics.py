@@ -40,6 +40,7 @@ import torch
 
 import critics
 from wdist.bench._timing import describe_device, fmt_or_na, peak_memory_mb, reset_peak_memory, synchronize
+from wdist.objectives import gradient_penalty, kr_gap
 
 __all__ = ["run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
 
@@ -77,15 +78,6 @@ def _maxrss_mib() -> float:
     return r / 2**20 if sys.platform == "darwin" else r / 1024.0
 
 
-def _gradient_penalty(critic: torch.nn.Module, xp: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP penalty ``E (||grad f(x_hat)|| - 1)^2`` on random interpolates (as ``CriticSystem``)."""
-    n = min(xp.shape[0], xq.shape[0])
-    t = torch.rand((n,) + (1,) * (xp.ndim - 1), device=xp.device, dtype=xp.dtype)
-    x_hat = (t * xp[:n] + (1 - t) * xq[:n]).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-
-
 def _prewarm(dev: torch.device, shape: tuple[int, ...], batch: int = 2) -> None:
     """One GP training step of a throwaway tiny conv net, so that the libraries' code and
     workspaces touched on first use are resident before the memory baseline is taken."""
@@ -95,7 +87,7 @@ def _prewarm(dev: torch.device, shape: tuple[int, ...], batch: int = 2) -> None:
     x = torch.rand((batch,) + tuple(shape), device=dev)
     net(x)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    loss = -net(x).mean() + _gradient_penalty(net, x, x.flip(0))
+    loss = -net(x).mean() + gradient_penalty(net, x, x.flip(0))
     loss.backward()
     opt.step()
     torch.fft.rfft2(x).abs().sum()
@@ -141,9 +133,9 @@ def bench_one(
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         f = critic(xpq)  # one forward on both batches, as CriticSystem.training_step
-        loss = -(f[:batch].mean() - f[batch:].mean())
+        loss = -kr_gap(f[:batch], f[batch:])
         if gp:
-            loss = loss + GP_LAMBDA * _gradient_penalty(critic, xp, xq)
+            loss = loss + GP_LAMBDA * gradient_penalty(critic, xp, xq)
         loss.backward()
         opt.step()
 
