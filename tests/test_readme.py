@@ -216,6 +216,8 @@ def classify(command: str) -> tuple[str, str]:
     t = _strip_env(shlex.split(command))
     if t[:3] == ["python3", "-m", "venv"] or t[0] in (".", "source") or t[:2] == ["pip", "install"]:
         return "setup", "installation, run by .ci/run"
+    if t[:3] == ["python", "-m", "pytest"] and t[3:] != ["-q"]:
+        return "pytest-selection", "another selection of the suite that .ci/run runs (docs/development.md)"
     if t[:3] == ["python", "-m", "pytest"]:
         return "setup", "the test command, run by .ci/run"
     if t[:2] == ["mkdocs", "build"]:
