@@ -20,6 +20,7 @@ import argparse
 import datetime
 import importlib
 import json
+import os
 import platform
 import re
 import shlex
@@ -41,16 +42,21 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
+#: What a measurement depends on: a change elsewhere (the docs) does not change the code measured.
+CODE = ("wdist", "critics", "generators", "configs", "pyproject.toml")
+
+
 def _commit() -> str:
-    """The commit measured: HEAD, marked ``+changes`` when tracked files differ from it."""
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return _git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
+    """The code measured: the last commit that changed it, marked ``+changes`` when it differs from
+    that commit in the working tree."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
+    return _git("log", "-1", "--format=%h", "--", *CODE) + ("+changes" if dirty else "")
 
 
 def _device() -> str:
     import torch
 
-    cpu = f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads available"
+    cpu = f"{platform.machine()} CPU, {os.cpu_count()} cores"
     gpu = f"; {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}{gpu}, torch {torch.__version__}"
 
@@ -64,7 +70,7 @@ def record(name: str, command: Sequence[str], conditions: str) -> Path:
         argv = [*command[1:], option, tmp]
         from wdist.cli import main
 
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started, commit = datetime.datetime.now(datetime.timezone.utc), _commit()
         code = main(argv)
         if code != 0:
             raise SystemExit(f"`{shlex.join(command)}` exited {code}")
@@ -73,7 +79,7 @@ def record(name: str, command: Sequence[str], conditions: str) -> Path:
     entry = {
         "bench": command[2],
         "command": shlex.join(command),
-        "commit": _commit(),
+        "commit": commit,
         "date": started.date().isoformat(),
         "device": _device(),
         "conditions": conditions,

@@ -314,6 +314,16 @@ def test_readme_opens_with_the_two_commands_and_stays_short() -> None:
     assert second[-1] == "python -m pytest -q" and "pip install -e '.[test,docs]'" in second
 
 
+def test_readme_links_resolve_inside_the_clone() -> None:
+    """The README's relative links (into docs/) name files of the clone; mkdocs --strict checks the
+    links between the pages themselves."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
+    relative = [link for link in links if "://" not in link]
+    assert len(relative) >= 10
+    missing = [link for link in relative if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
 def test_the_docs_have_the_expected_blocks() -> None:
     assert len(SEGMENTS) >= 10, SEGMENTS
     assert any(c.startswith("wdist estimate") for c in SEGMENTS)
