@@ -224,10 +224,10 @@ def test_latent_options_are_checked() -> None:
         W1Monitor(data=torch.zeros(10, 2), latent_dim=5, latent_shape=(4, 1, 1))
 
 
-# -- the README's Lightning GAN with the monitor: the command line's threads, no Trainer chatter -----------
+# -- the docs' Lightning GAN with the monitor: the command line's threads, no Trainer chatter -------------
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-#: (README text, what runs instead): smaller settings, each asserted present in the README's block.
+README = Path(__file__).resolve().parents[1] / "docs" / "tracking.md"
+#: (docs text, what runs instead): smaller settings, each asserted present in the docs' block.
 SNIPPET_ADAPTATIONS = [
     ("every_n_epochs=5, steps=300, warm_steps=150", "every_n_epochs=1, steps=20, warm_steps=10, batch_size=64"),
     ("max_epochs=20", "max_epochs=2, limit_train_batches=3"),
@@ -296,7 +296,7 @@ def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
     torch.set_num_threads(2)
     try:
         namespace: dict[str, Any] = {}
-        exec(compile(_readme_monitor_snippet(), "README.md (W1Monitor)", "exec"), namespace)
+        exec(compile(_readme_monitor_snippet(), "docs/tracking.md (W1Monitor)", "exec"), namespace)
         after = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)

@@ -109,7 +109,6 @@ def test_committed_notebook_has_no_outputs(path: Path) -> None:
         assert cell.get("execution_count") is None
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The kernel inherits this process's environment; its tempfile.mkdtemp() lands in tmp_path.

@@ -1,21 +1,26 @@
-"""Every command shown in README.md runs as written (on reduced settings), or is accounted for here.
+"""Every command shown in README.md and docs/*.md is valid as written, and the cheap ones run.
 
-* The set-up lines at the top (venv, ``pip install``, ``python -m pytest -q``) are what CI runs:
-  ``.ci/run`` must contain the same ``pip install`` and ``pytest`` commands, so the two cannot drift.
-* Every ``wdist ...`` line of a ```bash block is parsed and run through the console script's entry
-  point (``wdist.cli:main``, in-process to save the interpreter start-up) from the repository root,
-  with fast overrides appended (later overrides win) and every ``--out``/``--resume`` folder moved
-  into a temporary folder. One command also runs through the installed ``wdist`` script itself.
+* The set-up lines (venv, ``pip install``, ``python -m pytest -q``, ``mkdocs build``) are what CI
+  runs: ``.ci/run`` must contain the same commands, so the two cannot drift. The README opens with
+  the two commands (install and run the default job; install and run the tests) and stays short.
+* Every ``wdist ...`` line of a ```bash block of any of those pages is parsed by the real command
+  line (``wdist.cli:main``; a benchmark by its own ``argparse`` parser) with the work itself
+  replaced by a stop, so every option and config key of it is checked in CI (exit 2 otherwise).
+* The cheap ones (estimate, exact, compare, track) also run, in-process, with fast overrides
+  appended (later overrides win) and every ``--out``/``--resume``/``--json`` moved into a
+  temporary folder; one command also runs through the installed ``wdist`` script itself. Each
+  benchmark command runs on tiny settings only under ``-m slow``: the benchmarks have their own
+  smoke tests (tests/test_bench.py, test_bench_cpu.py, test_cli.py, test_pairs.py).
 * Commands that need data, checkpoints or GPUs this machine does not have must fail with one clear
   error naming what is missing (exit code 2), or be skipped with the reason in ``SKIPPED``.
   The 2-process CPU DDP line is run by tests/test_ddp.py (``COVERED``; checked to use the same
   config and options).
 * ``python -m generators.train_digits`` runs with ``--steps 2`` into a temporary file.
-* The Python API block runs, with two adaptations that are asserted to match the README text: fewer
-  training steps, and ``random_weights=True`` instead of ``checkpoint="netG.pth"`` (the published
-  file is not here; without either the load is refused). The W1Monitor block (a whole Lightning
-  GAN) is run by tests/test_monitor.py.
-* The YAML block of "Bring your own generator and data" is replayed as a new user would: saved as
+* The Python API block (docs/python-api.md) runs, with two adaptations that are asserted to match
+  the text: fewer training steps, and ``random_weights=True`` instead of ``checkpoint="netG.pth"``
+  (the published file is not here; without either the load is refused). The W1Monitor block (a
+  whole Lightning GAN, docs/tracking.md) is run by tests/test_monitor.py.
+* The YAML block of docs/bring-your-own.md is replayed as a new user would: saved as
   ``experiment/my.yaml`` beside a uint8 ``.npy`` of 600 images and a DCGAN-style generator's
   checkpoint, run with ``wdist estimate --config experiment/my.yaml`` from the folder holding the
   generator's package (fast settings appended), first time, with the image default critic.
@@ -23,6 +28,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -137,27 +143,45 @@ SETUP_EQUIVALENT = {
 # extraction
 # ---------------------------------------------------------------------------------------------
 
+#: The pages whose commands are checked: the README and every page of the documentation.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+#: Longest the README may be: what it is, what the number means, install, a quick tour, links.
+README_MAX_LINES = 300
+
+
+def _page_blocks(lang: str, page: Path) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+
 
 def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+    return [block for page in PAGES for block in _page_blocks(lang, page)]
 
 
-def _segments() -> list[str]:
-    """Every command of every ```bash block: comments dropped, ``&&`` chains split."""
+def _commands(block: str) -> list[str]:
+    """Every command of a ```bash block: comments dropped, ``&&`` chains split."""
     out = []
-    for block in _blocks("bash"):
-        for line in block.splitlines():
-            tokens = shlex.split(line, comments=True)
-            if not tokens:
-                continue
-            current: list[str] = []
-            for tok in tokens + ["&&"]:
-                if tok == "&&":
-                    if current:
-                        out.append(shlex.join(current))
-                    current = []
-                else:
-                    current.append(tok)
+    for line in block.splitlines():
+        tokens = shlex.split(line, comments=True)
+        if not tokens:
+            continue
+        current: list[str] = []
+        for tok in tokens + ["&&"]:
+            if tok == "&&":
+                if current:
+                    out.append(shlex.join(current))
+                current = []
+            else:
+                current.append(tok)
+    return out
+
+
+def _segments() -> dict[str, str]:
+    """Every distinct command of every page, with the first page that shows it."""
+    out: dict[str, str] = {}
+    for page in PAGES:
+        for block in _page_blocks("bash", page):
+            for command in _commands(block):
+                out.setdefault(command, str(page.relative_to(ROOT)))
     return out
 
 
@@ -186,14 +210,20 @@ def _needs_data(config: str | None) -> bool:
 
 
 def classify(command: str) -> tuple[str, str]:
-    """(kind, reason) of one README command."""
+    """(kind, reason) of one command of the README or the docs."""
     if command in SKIPPED:
         return "skip", SKIPPED[command]
     t = _strip_env(shlex.split(command))
     if t[:3] == ["python3", "-m", "venv"] or t[0] in (".", "source") or t[:2] == ["pip", "install"]:
         return "setup", "installation, run by .ci/run"
+    if t[:3] == ["python", "-m", "pytest"] and t[3:] != ["-q"]:
+        return "pytest-selection", "another selection of the suite that .ci/run runs (docs/development.md)"
     if t[:3] == ["python", "-m", "pytest"]:
         return "setup", "the test command, run by .ci/run"
+    if t[:2] == ["mkdocs", "build"]:
+        return "setup", "the documentation's strict build, run by .ci/run"
+    if t[:2] == ["mkdocs", "serve"]:
+        return "serve", "serves the pages until stopped; .ci/run builds the same pages with mkdocs build --strict"
     if t[0] == "wdist":
         if "--resume" in t:
             return (
@@ -218,8 +248,21 @@ def _id(command: str) -> str:
     return re.sub(r"[^\w./=-]+", "_", command)[:90]
 
 
-SEGMENTS = _segments()
-WDIST_RUN = [c for c in SEGMENTS if classify(c)[0] == "run"]
+PAGE_OF = _segments()
+SEGMENTS = list(PAGE_OF)
+#: Every ``wdist`` command whose options can be checked here (the others need a folder or data
+#: that is not here, and are checked to fail clearly instead).
+WDIST_PARSE = [c for c in SEGMENTS if classify(c)[0] in ("run", "covered", "needs-gpu")]
+
+
+def _is_bench(command: str) -> bool:
+    return shlex.split(command)[:2] == ["wdist", "bench"]
+
+
+#: The commands that run here; a benchmark's full command runs (on tiny settings) only under -m slow.
+WDIST_RUN = [
+    pytest.param(c, marks=pytest.mark.slow) if _is_bench(c) else c for c in SEGMENTS if classify(c)[0] == "run"
+]
 WDIST_FAIL = [c for c in SEGMENTS if classify(c)[0] in ("fails", "needs-data", "needs-gpu")]
 
 
@@ -263,17 +306,36 @@ def _available_commits(tokens: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_readme_has_the_expected_blocks() -> None:
+def test_readme_opens_with_the_two_commands_and_stays_short() -> None:
+    lines = README.splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move detail into docs/"
+    first, second = [_commands(b) for b in _page_blocks("bash", ROOT / "README.md")[:2]]
+    assert first[-1].startswith("wdist estimate") and any(c.startswith("pip install -e .") for c in first)
+    assert second[-1] == "python -m pytest -q" and "pip install -e '.[test,docs]'" in second
+
+
+def test_readme_links_resolve_inside_the_clone() -> None:
+    """The README's relative links (into docs/) name files of the clone; mkdocs --strict checks the
+    links between the pages themselves."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
+    relative = [link for link in links if "://" not in link]
+    assert len(relative) >= 10
+    missing = [link for link in relative if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_the_docs_have_the_expected_blocks() -> None:
     assert len(SEGMENTS) >= 10, SEGMENTS
     assert any(c.startswith("wdist estimate") for c in SEGMENTS)
-    assert len(_blocks("python")) == 2 and len(_blocks("yaml")) == 1
     assert sum("wdist.estimate(" in b for b in _blocks("python")) == 1
     assert sum("W1Monitor(" in b for b in _blocks("python")) == 1
+    assert sum("class_path: TensorFile" in b for b in _blocks("yaml")) == 1
+    assert {page for page in PAGE_OF.values()} >= {"README.md", "docs/command-line.md", "docs/how-tight.md"}
 
 
 def test_every_readme_command_is_accounted_for() -> None:
-    unknown = [c for c in SEGMENTS if classify(c)[0] == "unknown"]
-    assert not unknown, f"README commands this test does not know how to check: {unknown}"
+    unknown = [f"{PAGE_OF[c]}: {c}" for c in SEGMENTS if classify(c)[0] == "unknown"]
+    assert not unknown, f"commands of the docs this test does not know how to check: {unknown}"
 
 
 def test_setup_commands_are_what_ci_runs() -> None:
@@ -285,27 +347,104 @@ def test_setup_commands_are_what_ci_runs() -> None:
         if command in SETUP_EQUIVALENT:
             continue
         assert any(line == command or line.startswith(command + " ") for line in ci), (
-            f"README set-up command {command!r} is not in .ci/run; CI must run what the README shows"
+            f"{PAGE_OF[command]}: set-up command {command!r} is not in .ci/run; CI must run what the docs show"
         )
     # and the equivalents really are there in their CI form
     assert any(line.startswith("python3 -m venv ") for line in ci)
     assert any(line.startswith("source ") and line.endswith("/bin/activate") for line in ci)
-    assert "pip install -e '.[test]'" in ci
+    assert "pip install -e '.[test,docs]'" in ci
+    assert any(line.startswith("mkdocs build --strict") for line in ci), ".ci/run builds the docs, warnings as errors"
+
+
+def _inside_the_clone(token: str) -> bool:
+    """Whether a relative path-like token stays inside the clone (no ``..`` leading out of it)."""
+    return (ROOT / token).resolve().is_relative_to(ROOT)
 
 
 def test_no_readme_command_reads_a_path_outside_the_clone() -> None:
-    """Every absolute path in a README command is an output the tests move into their own folder;
-    nothing may need a folder an earlier run left behind (``/tmp/...``)."""
+    """Every absolute path in a command of the README or the docs is an output the tests move into
+    their own folder; no relative path leads out of the clone; nothing may need a folder an earlier
+    run left behind (``/tmp/...``); every config file named exists in the clone."""
+    checked = 0
     for command in SEGMENTS:
         tokens = _strip_env(shlex.split(command))
         for i, tok in enumerate(tokens):
             if tok.startswith("/") or tok.startswith("~"):
-                assert i > 0 and tokens[i - 1] in REDIRECTED, f"{command!r} reads {tok!r}, outside the clone"
+                where = f"{PAGE_OF[command]}: {command!r} reads {tok!r}, outside the clone"
+                assert i > 0 and tokens[i - 1] in REDIRECTED, where
+            elif "/" in tok and not tok.startswith(("-", "{", "[", "'", "http")) and "=" not in tok:
+                assert _inside_the_clone(tok), f"{PAGE_OF[command]}: {command!r} names {tok!r}, outside the clone"
+                checked += 1
+        config = _option(tokens, "--config")
+        if config is not None and tokens[0] == "wdist":
+            assert (ROOT / config).is_file(), f"{PAGE_OF[command]}: {command!r} names a config that is not in the clone"
+    assert checked >= 10  # the rule above saw the relative paths
 
 
 def test_console_script_entry_point() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^wdist = "wdist\.cli:main"$', text, flags=re.M), "README's `wdist` is wdist.cli:main"
+
+
+class _Parsed(BaseException):
+    """Raised where a command's work would begin: everything before it (the command line's own
+    parsing and validation) has passed. A BaseException, so the CLI's error handling lets it through."""
+
+
+def _stop(*args: object, **kwargs: object) -> None:
+    raise _Parsed()
+
+
+def _parse_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the work of every command by :class:`_Parsed`, after the validation it does first:
+    ``estimate`` validates its config before the pipeline (cli.py); ``compare`` reads and checks its
+    comparison file; ``track`` checks its series and config before preparing its folder; ``exact``
+    loads its config; a benchmark parses its options with its own argparse parser."""
+    import wdist.compare
+    import wdist.pipeline
+    import wdist.references
+    import wdist.tracking
+    from wdist.compare_spec import read_comparison
+
+    def compare_parsed(config: str, overrides: list[str], **kwargs: object) -> None:
+        read_comparison(config, overrides)
+        _stop()
+
+    monkeypatch.setattr(wdist.pipeline, "estimate", _stop)
+    monkeypatch.setattr(wdist.compare, "compare", compare_parsed)
+    monkeypatch.setattr(wdist.tracking, "prepare_output_dir", _stop)
+    monkeypatch.setattr(wdist.references, "exact_report", _stop)
+    parse_args = argparse.ArgumentParser.parse_args
+
+    def bench_parse_args(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> argparse.Namespace:
+        namespace = parse_args(self, *args, **kwargs)  # an unknown option or a bad value exits 2 here
+        if self.prog.startswith("wdist bench "):
+            _stop()
+        return namespace
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", bench_parse_args)
+
+
+@pytest.mark.parametrize("command", WDIST_PARSE, ids=_id)
+def test_wdist_command_parses(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Every option of the command, as the docs show it, is accepted by the real command line
+    (the config keys and values, a benchmark's options), without running it."""
+    from wdist.cli import main
+
+    monkeypatch.chdir(ROOT)
+    _parse_only(monkeypatch)
+    raw = shlex.split(command)
+    for key, value in _env_of(raw).items():
+        monkeypatch.setenv(key, value)
+    tokens = _available_commits(_redirect(_strip_env(raw), tmp_path))
+    try:
+        code = main(tokens[1:])
+    except SystemExit as stop:  # argparse's usage error
+        code = stop.code
+    except _Parsed:
+        return
+    out, err = capsys.readouterr()
+    pytest.fail(f"{PAGE_OF[command]}: `{command}` did not parse (exit {code}):\n{err[-3000:]}")
 
 
 @pytest.mark.parametrize("command", WDIST_RUN, ids=_id)
@@ -435,7 +574,7 @@ def test_train_digits_command(tmp_path: Path) -> None:
     }
 
 
-#: (README text, what runs instead) in the Python block; each README text must be present.
+#: (docs text, what runs instead) in the Python API block; each docs text must be present.
 PYTHON_ADAPTATIONS = [
     (
         '["--train.steps", "500"]',
@@ -452,11 +591,11 @@ PYTHON_ADAPTATIONS = [
 def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     (code,) = [b for b in _blocks("python") if "wdist.estimate(" in b]
     for readme_text, replacement in PYTHON_ADAPTATIONS:
-        assert readme_text in code, f"README's Python block changed: {readme_text!r} not found; update this test"
+        assert readme_text in code, f"docs/python-api.md's block changed: {readme_text!r} not found; update this test"
         code = code.replace(readme_text, replacement)
     monkeypatch.chdir(ROOT)
     ns: dict = {}
-    exec(compile(code, "README.md (Python API)", "exec"), ns)
+    exec(compile(code, "docs/python-api.md (Python API)", "exec"), ns)
     out = capsys.readouterr().out.split("\n")
     assert ns["result"].certified and ns["result"].exact_w1 == 1.0
     assert ns["L"] <= 1.001
@@ -465,7 +604,7 @@ def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
 
 
 def test_bring_your_own_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    """The README's bring-your-own YAML, saved in a folder of its own beside a uint8 .npy of 600
+    """The bring-your-own YAML of docs/bring-your-own.md, saved in a folder of its own beside a uint8 .npy of 600
     3 x 32 x 32 images and a DCGAN-style generator's state dict, runs first time from the user's
     project folder (relative paths read from the YAML's folder), with the image default critic."""
     from wdist.cli import main
