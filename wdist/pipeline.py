@@ -464,7 +464,7 @@ def estimate(
         _prepare_files(out_dir, point, resolved_yaml)
     if cfg.critic.name == AUTO:
         return _estimate_auto(cfg, resolved, out_dir, point is not None, callbacks, quiet)
-    ckpt_path: Optional[str] = None if point is None else str(point.checkpoint)
+    ckpt_path: Optional[str] = None if point is None or point.checkpoint is None else str(point.checkpoint)
     loggers: list = []
     if out_dir is not None:
         lg = cfg.logger
