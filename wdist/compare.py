@@ -77,6 +77,7 @@ def _rows(results: dict[str, list[Result]], chosen: Optional[dict[int, str]] = N
     chosen = chosen or {}
     rows = []
     for label, runs in results.items():
+        select = [float(r.selection["value"]) for r in runs if r.selection.get("value") is not None]
         est = _mean_std([r.estimate for r in runs])
         lb = _mean_std([r.lower_bound for r in runs])
         rows.append(
@@ -97,7 +98,7 @@ def _rows(results: dict[str, list[Result]], chosen: Optional[dict[int, str]] = N
                 "empirical_lipschitz_max": max((r.empirical_lipschitz or 0.0) for r in runs),
                 "seeds": len(runs),
                 "seconds_mean": statistics.fmean(r.seconds for r in runs),
-                "select_bound_mean": statistics.fmean(float(r.selection["value"]) for r in runs),
+                "select_bound_mean": statistics.fmean(select) if select else None,
                 "chosen_on_select_split": sorted(seed for seed, picked in chosen.items() if picked == label),
             }
         )
@@ -128,7 +129,8 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
             f"| {format_interval(r['ci95_lo_mean'], r['ci95_hi_mean'])} ({smallest}) | {raw} "
             f"| {r['lipschitz_certificate_max']:.4g} "
             f"| {one_lipschitz_text(r['one_lipschitz'], r['lipschitz_certificate_max'])} "
-            f"| {r['empirical_lipschitz_max']:.4g} | {r['seeds']} | {r['select_bound_mean']:.4f} "
+            f"| {r['empirical_lipschitz_max']:.4g} | {r['seeds']} "
+            f"| {'–' if r['select_bound_mean'] is None else format(r['select_bound_mean'], '.4f')} "
             f"| {_chosen_cell(r['chosen_on_select_split'], n_seeds)} |"
         )
     notes = [
