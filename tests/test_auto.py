@@ -18,6 +18,7 @@ import wdist.pipeline
 from wdist.auto import IMAGE_CANDIDATES, VECTOR_CANDIDATES, Candidate, CandidateRecord, candidates_for, choose
 from wdist.config import ConfigError, load_config
 from wdist.errors import RunInterrupted
+from wdist.files import set_aside_previous_result
 from wdist.pipeline import build_critic, estimate
 
 TOY = Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml"
@@ -195,3 +196,14 @@ def test_a_resumed_auto_run_trains_no_finished_candidate_and_reports_the_same(
     watch = _Watch()
     again = estimate(resume=out, quiet=True, callbacks=[watch])
     assert watch.batches == {} and again.lower_bound == resumed.lower_bound and again.auto == resumed.auto
+
+
+def test_a_new_run_sets_an_earlier_auto_runs_candidates_aside(tmp_path: Path) -> None:
+    """A finished candidate's record left in the folder must not be taken for the new run's."""
+    record = tmp_path / "candidates" / "cones" / "candidate.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    (tmp_path / "config.yaml").write_text("critic: {name: auto}\n")
+    moved = set_aside_previous_result(tmp_path)
+    assert moved is not None and (moved / "candidates" / "cones" / "candidate.json").is_file()
+    assert not (tmp_path / "candidates").exists()

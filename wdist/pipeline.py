@@ -541,17 +541,21 @@ def _fit_candidate(
     resuming: bool,
     quiet: bool,
     steps_done: Optional[int] = None,
+    logged: Optional[dict] = None,
 ) -> tuple[Run, pl.Trainer, list]:
     """Train one candidate (continuing its ``last.ckpt`` when ``resuming``) and select its step on
     the select split; the test split is not read. ``steps_done``: the steps a finished candidate
-    trained, so that restoring its checkpoint trains nothing."""
+    trained, so that restoring its checkpoint trains nothing. ``logged``: the configuration its
+    loggers record."""
     ckpt = None if folder is None else folder / "checkpoints" / "last.ckpt"
     ckpt_path = str(ckpt) if resuming and ckpt is not None and ckpt.is_file() else None
     loggers: list = []
     if folder is not None:
         lg = cfg.logger
         name = f"{lg.name}-{label}" if lg.name else label
-        loggers = make_loggers(folder, lg.kind, lg.project, lg.group, name, config={}, resume=ckpt_path is not None)
+        loggers = make_loggers(
+            folder, lg.kind, lg.project, lg.group, name, config=logged or {}, resume=ckpt_path is not None
+        )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run = build_run(cfg, sides)
     if not quiet and steps_done is None:
@@ -602,8 +606,9 @@ def _estimate_auto(
             continue
         if not quiet:
             _say_candidate(i, len(candidates), candidate, cand_cfg.train.steps)
+        logged = {**(resolved or {}), "critic": {"name": candidate.name, "options": dict(candidate.options)}}
         run, trainer, loggers = _fit_candidate(
-            cand_cfg, candidate.label, sides, folder, out_dir, callbacks, resuming, quiet
+            cand_cfg, candidate.label, sides, folder, out_dir, callbacks, resuming, quiet, logged=logged
         )  # fmt: skip
         record = _candidate_record(candidate, cand_cfg, run, trainer)
         records.append(record)
