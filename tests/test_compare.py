@@ -57,6 +57,16 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
     assert gp_row["one_lipschitz"] is False and gp_row["lipschitz_certificate_max"] > 1.001
     assert gp_row["certified"] is True  # estimate / L is a certified bound for every critic
     assert (out / "comparison.png").stat().st_size > 1000
+    # per seed, the critic with the highest select-split bound is marked, in the JSON and in the table
+    for i, seed in enumerate([0, 1]):
+        select = {label: data["runs"][label][i]["selection"]["value"] for label in ("bcop", "gp")}
+        assert data["runs"]["bcop"][i]["config"]["seed"] == seed
+        assert data["chosen_on_select_split"][str(seed)] == max(select, key=select.get)
+    for row in data["rows"]:
+        marked = [int(s) for s, label in data["chosen_on_select_split"].items() if label == row["label"]]
+        assert row["chosen_on_select_split"] == sorted(marked)
+        assert ("**chosen on the select split**" in rows[row["label"]]) == bool(marked)
+    assert "chosen on the select split: for each seed" in md
 
 
 def test_compare_rejects_bad_spec(tmp_path: Path) -> None:

@@ -127,7 +127,8 @@ def _cmd_estimate(argv: Sequence[str]) -> int:
     print(result.format_table())
     if ns.out or ns.resume:
         where = ns.out or ns.resume
-        print(f"\nwrote {Path(where) / 'result.json'}, metrics.csv, bound_curve.png")
+        curves = f"candidates/{result.auto['chosen']['label']}/metrics.csv" if result.auto else "metrics.csv"
+        print(f"\nwrote {Path(where) / 'result.json'}, {curves}, bound_curve.png")
     return 0
 
 

@@ -6,6 +6,11 @@ The comparison file (:mod:`wdist.compare_spec`) is an estimate config plus ``cri
 bound for every critic) beside the raw estimate (a bound only when L <= 1), and whether each
 critic is 1-Lipschitz (L <= 1 + 1e-3; otherwise dividing by L loosens its bound). Every number is
 its run's test split, at the step that run selected on its select split (:mod:`wdist.selection`).
+
+Each test bound is valid on its own. For each seed the critic whose selected state has the highest
+select-split bound (the choice ``critic.name: auto`` makes, :func:`wdist.auto.choose`) is marked
+"chosen on the select split": that choice reads no test item, so the marked row's test interval
+keeps its confidence, whereas picking the row with the best *test* bound would not.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
+from wdist.auto import CandidateRecord, choose
 from wdist.compare_spec import CompareEntry, CompareSpec, read_comparison
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.loggers import finish_wandb, make_loggers
@@ -25,7 +31,7 @@ from wdist.plots import plot_comparison
 from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, one_lipschitz_text
 from wdist.results import Result
 
-__all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare"]
+__all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare", "chosen_on_select", "CHOSEN_MARK"]
 
 
 @dataclass
@@ -44,11 +50,34 @@ def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _rows(results: dict[str, list[Result]]) -> list[dict[str, Any]]:
+#: What the mark of the critic chosen on the select split says (table, JSON).
+CHOSEN_MARK = "chosen on the select split"
+
+
+def chosen_on_select(results: dict[str, list[Result]], seeds: Sequence[int]) -> dict[int, str]:
+    """For each seed, the label of the certified critic whose selected state has the highest
+    select-split bound (the first label of the file among equals)."""
+    chosen: dict[int, str] = {}
+    for i, seed in enumerate(seeds):
+        runs = [
+            CandidateRecord(label, r.critic, {}, 1.0, r.steps, r.steps, float(r.selection["value"]),
+                            int(r.selection["step"]), r.seconds)
+            for label, by_seed in results.items()
+            for r in [by_seed[i]] if r.certified and r.selection.get("value") is not None
+        ]  # fmt: skip
+        if runs:
+            chosen[int(seed)] = runs[choose(runs)].label
+    return chosen
+
+
+def _rows(results: dict[str, list[Result]], chosen: Optional[dict[int, str]] = None) -> list[dict[str, Any]]:
     """One row per critic over its seeds, with the keys of result.json (:data:`wdist.report.KEYS`)
-    suffixed by what is taken over seeds (``_mean``, ``_std``, ``_min``, ``_max``)."""
+    suffixed by what is taken over seeds (``_mean``, ``_std``, ``_min``, ``_max``), and
+    ``chosen_on_select_split``: the seeds for which the critic was chosen on the select split."""
+    chosen = chosen or {}
     rows = []
     for label, runs in results.items():
+        select = [float(r.selection["value"]) for r in runs if r.selection.get("value") is not None]
         est = _mean_std([r.estimate for r in runs])
         lb = _mean_std([r.lower_bound for r in runs])
         rows.append(
@@ -69,6 +98,8 @@ def _rows(results: dict[str, list[Result]]) -> list[dict[str, Any]]:
                 "empirical_lipschitz_max": max((r.empirical_lipschitz or 0.0) for r in runs),
                 "seeds": len(runs),
                 "seconds_mean": statistics.fmean(r.seconds for r in runs),
+                "select_bound_mean": statistics.fmean(select) if select else None,
+                "chosen_on_select_split": sorted(seed for seed, picked in chosen.items() if picked == label),
             }
         )
     return rows
@@ -81,9 +112,10 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
         "",
         f"| critic | loss | {LABELS['lower_bound']} (estimate / L) | {LABELS['ci95']} per seed, ends averaged "
         f"(smallest lower end) | {LABELS['estimate']} | {LABELS['lipschitz_certificate']} (max) "
-        f"| {LABELS['one_lipschitz']} | largest grad norm seen | seeds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| {LABELS['one_lipschitz']} | largest grad norm seen | seeds | select bound (mean) | {CHOSEN_MARK} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    n_seeds = max((r["seeds"] for r in rows), default=0)
     for r in rows:
         bound = f"{r['lower_bound_mean']:.4f} ± {r['lower_bound_std']:.4f}"
         if not r["certified"]:
@@ -97,9 +129,15 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
             f"| {format_interval(r['ci95_lo_mean'], r['ci95_hi_mean'])} ({smallest}) | {raw} "
             f"| {r['lipschitz_certificate_max']:.4g} "
             f"| {one_lipschitz_text(r['one_lipschitz'], r['lipschitz_certificate_max'])} "
-            f"| {r['empirical_lipschitz_max']:.4g} | {r['seeds']} |"
+            f"| {r['empirical_lipschitz_max']:.4g} | {r['seeds']} "
+            f"| {'–' if r['select_bound_mean'] is None else format(r['select_bound_mean'], '.4f')} "
+            f"| {_chosen_cell(r['chosen_on_select_split'], n_seeds)} |"
         )
-    notes = []
+    notes = [
+        f"{CHOSEN_MARK}: for each seed, the critic whose selected state has the highest select-split bound (the "
+        "choice of --critic.name auto). Each row's test bound is valid on its own; the marked one is valid as the "
+        "result of that choice too, since the choice read no test item (picking the best test bound would not be)."
+    ]
     if any(clipped(r["ci95_lo_min"]) for r in rows):
         notes.append(f"{CLIPPED_NOTE}.")
     if not all(r["one_lipschitz"] for r in rows):
@@ -122,6 +160,14 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
     if refs:
         notes.append("References: " + "; ".join(refs) + ".")
     return "\n".join(lines + [line for note in notes for line in ("", note)])
+
+
+def _chosen_cell(seeds: Sequence[int], n_seeds: int) -> str:
+    if not seeds:
+        return ""
+    if n_seeds == 1:
+        return f"**{CHOSEN_MARK}**"
+    return f"**{CHOSEN_MARK}** (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} of {n_seeds})"
 
 
 def compare(
@@ -157,7 +203,8 @@ def compare(
             }
             res = estimate(run_cfg, overrides, out=out_dir / entry.label / f"seed{seed}", quiet=quiet)
             results.setdefault(entry.label, []).append(res)
-    rows = _rows(results)
+    chosen = chosen_on_select(results, spec.seeds)
+    rows = _rows(results, chosen)
     ref = next(iter(results.values()))[0]
     md = _markdown(rows, ref)
     png = plot_comparison(
@@ -171,6 +218,7 @@ def compare(
     payload = {
         "name": name,
         "rows": rows,
+        "chosen_on_select_split": {str(seed): label for seed, label in chosen.items()},
         "runs": {label: [r.to_dict() for r in runs] for label, runs in results.items()},
     }
     atomic_write_text(out_dir / "comparison.json", json.dumps(payload, indent=2, default=str) + "\n")

@@ -30,6 +30,7 @@ from jsonargparse._util import import_object  # the resolver jsonargparse itself
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 import critics
+from wdist.auto import AUTO
 from wdist.errors import ConfigError
 from wdist.sources import PAIRS, SOURCES, TOY_PROBLEMS, Source, ToyProblem, check_compatible
 
@@ -79,7 +80,9 @@ class CriticConfig:
 
     ``name`` left out (``None``): the default for the data's shape (:func:`default_critic`:
     ``cones`` for images, ``bjorck-mlp`` for vectors); ``options`` given without a
-    name apply to that default critic instead of its default options.
+    name apply to that default critic instead of its default options. ``auto`` (no options):
+    ``wdist estimate`` trains the candidates of :mod:`wdist.auto` and reports the one with the best
+    select-split bound.
     """
 
     name: Optional[str] = None
@@ -355,7 +358,16 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
         shape = (cfg.toy.p if cfg.toy is not None else cfg.p).shape  # type: ignore[union-attr]
         name, options = default_critic(shape)
         cfg.critic = CriticConfig(name, dict(cfg.critic.options) or options)
-    check_critic(cfg.critic.name, cfg.critic.options)
+    if cfg.critic.name == AUTO:
+        if cfg.critic.options:
+            raise ConfigError(
+                f"Invalid configuration: critic.name auto chooses among candidates that each have their own "
+                f"options (wdist/auto.py); critic.options must be empty with it, got {dict(cfg.critic.options)!r}. "
+                "Options a config file gives for another critic are cleared with --critic.options '{}'; to set "
+                "options, name one critic."
+            )
+    else:
+        check_critic(cfg.critic.name, cfg.critic.options)
     for key in ("n_eval", "n_eval_p", "n_eval_q", "n_select", "n_select_p", "n_select_q"):
         n = getattr(cfg.eval, key)
         if n is not None and n < 2:

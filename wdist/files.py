@@ -80,6 +80,7 @@ RUN_FILES = (
     "hparams.yaml",
     "wandb_run_id",
     "checkpoints",
+    "candidates",  # the candidates of a critic.name auto run (their checkpoints and records)
     "previous_result.json",  # the names earlier versions of wdist set an old result aside under
     "previous_bound_curve.png",
 )

@@ -10,6 +10,7 @@ after training), and the :class:`~wdist.results.Result` is built from the test e
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -29,8 +30,9 @@ from torch import nn
 import critics
 from critics.empirical import empirical_lipschitz
 from wdist._version import __version__
+from wdist.auto import AUTO, Candidate, CandidateRecord, auto_record, candidate_text, candidates_for, choose
 from wdist.callbacks import AtomicCheckpointIO, GracefulStop, StepCheckpoint, TrainClock, progress_callback
-from wdist.config import ConfigError, EstimateConfig, Sides, config_dict, resolve_config
+from wdist.config import ConfigError, CriticConfig, EstimateConfig, Sides, config_dict, resolve_config
 from wdist.data import PairDataModule
 from wdist.evaluation import Evaluation
 from wdist.files import atomic_write_text, prepare_output_dir, remove_stale_temp_files, set_aside_previous_result
@@ -56,6 +58,10 @@ __all__ = [
     "build_critic",
     "make_trainer",
     "fit_and_evaluate",
+    "fit_and_select",
+    "evaluate_on_test",
+    "candidate_config",
+    "CANDIDATE_FILE",
     "references_beside_training",
     "Run",
     "versions",
@@ -101,6 +107,12 @@ def _quiet_lightning() -> None:
 def build_critic(cfg: EstimateConfig, shape: tuple[int, ...]) -> nn.Module:
     """The configured critic for inputs of ``shape`` (a bad option names ``critic.options``), checked
     to be certifiable before any training (a module no certificate rule describes is named)."""
+    if cfg.critic.name == AUTO:
+        raise ConfigError(
+            f"Invalid configuration: critic.name {AUTO!r} trains several candidate critics and chooses one on the "
+            "select split; only `wdist estimate` (wdist.estimate) makes that choice. Name one critic here (e.g. "
+            f"{', '.join(repr(c.name) for c in candidates_for(shape))})."
+        )
     try:
         critic = critics.build(cfg.critic.name, shape, **cfg.critic.options)
     except (ValueError, TypeError) as err:
@@ -148,14 +160,15 @@ def check_enough_items(sides: Sides) -> None:
             )
 
 
-def build_run(cfg: EstimateConfig) -> Run:
+def build_run(cfg: EstimateConfig, sides: Optional[Sides] = None) -> Run:
     """The sources, critic, data module and training system of a configuration (no Trainer).
 
     The system trains with :func:`training_loss` (the critic family's own objective unless
     ``train.loss`` is set). Sets this process's torch thread count first (:mod:`wdist.threads`),
-    so that the critic is built and trained with it.
+    so that the critic is built and trained with it. ``sides``: the configuration's sources when
+    already built (``cfg.sides()`` otherwise).
     """
-    sides = cfg.sides()
+    sides = cfg.sides() if sides is None else sides
     check_enough_items(sides)
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
@@ -198,8 +211,13 @@ def make_trainer(cfg: EstimateConfig, loggers: list, callbacks: list[Callback], 
         raise ConfigError(f"Invalid configuration: the trainer refused {given}: {err}") from None
 
 
-def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Callback]) -> list[Callback]:
-    cbs: list[Callback] = [*extra, TrainClock(_segment_settings(cfg)), GracefulStop(out_dir)]
+def _callbacks(
+    cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Callback], resume_folder: Optional[Path] = None
+) -> list[Callback]:
+    """``resume_folder``: the folder an interruption names for ``--resume`` (``out_dir`` when not given)."""
+    cbs: list[Callback] = [
+        *extra, TrainClock(_segment_settings(cfg)), GracefulStop(out_dir if resume_folder is None else resume_folder)
+    ]  # fmt: skip
     if cfg.trainer.enable_progress_bar:
         cbs.append(progress_callback())  # a bar in a terminal, a line per evaluation in a log
     if out_dir is not None and cfg.train.checkpoint_every:
@@ -212,21 +230,30 @@ def _callbacks(cfg: EstimateConfig, out_dir: Optional[Path], extra: Sequence[Cal
     return cbs
 
 
-def fit_and_evaluate(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
-    """Train with evaluations on the select split, then evaluate the selected state once on the test split.
-
-    The final step is evaluated on the select split (a candidate like the others) unless the
-    last evaluation already did; then Lightning's test loads the selected weights into the critic
-    and evaluates them on the test split, the only read of the test items. Returns that test
-    evaluation (the reported bound)."""
+def fit_and_select(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> None:
+    """Train with evaluations on the select split; the final step is evaluated on the select split
+    (a candidate like the others) unless the last evaluation already did. The test split is not read."""
     trainer.fit(run.system, datamodule=run.datamodule, ckpt_path=ckpt_path)
     last = run.system.last_evaluation
     if last is None or last.step != trainer.global_step:
         trainer.validate(run.system, datamodule=run.datamodule, verbose=False)
+
+
+def evaluate_on_test(trainer: pl.Trainer, run: Run) -> Evaluation:
+    """Evaluate the selected state once on the test split: Lightning's test loads the selected
+    weights into the critic and evaluates them, the only read of the test items. Returns that test
+    evaluation (the reported bound)."""
     trainer.test(run.system, datamodule=run.datamodule, verbose=False)
     test = run.system.test_evaluation
     assert test is not None
     return test
+
+
+def fit_and_evaluate(trainer: pl.Trainer, run: Run, ckpt_path: Optional[str]) -> Evaluation:
+    """Train with evaluations on the select split, then evaluate the selected state once on the test
+    split (:func:`fit_and_select`, then :func:`evaluate_on_test`). Returns the test evaluation."""
+    fit_and_select(trainer, run, ckpt_path)
+    return evaluate_on_test(trainer, run)
 
 
 def references_beside_training(run: Run, trainer: pl.Trainer) -> Optional[Callable[[], References]]:
@@ -432,11 +459,14 @@ def estimate(
     if quiet:
         cfg.trainer.enable_progress_bar = False
     check_ot_fits(cfg.eval.ot_samples)
-    ckpt_path: Optional[str] = None if point is None else str(point.checkpoint)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
-    loggers: list = []
     if out_dir is not None:
         _prepare_files(out_dir, point, resolved_yaml)
+    if cfg.critic.name == AUTO:
+        return _estimate_auto(cfg, resolved, out_dir, point is not None, callbacks, quiet)
+    ckpt_path: Optional[str] = None if point is None or point.checkpoint is None else str(point.checkpoint)
+    loggers: list = []
+    if out_dir is not None:
         lg = cfg.logger
         loggers = make_loggers(
             out_dir, lg.kind, lg.project, lg.group, lg.name, config=resolved or {}, resume=ckpt_path is not None
@@ -450,6 +480,23 @@ def estimate(
     tested = fit_and_evaluate(trainer, run, ckpt_path)
     if trainer.global_rank != 0:
         return None  # type: ignore[return-value]
+    result = _result(run, trainer, tested, resolved, solved_beside)
+    if out_dir is not None:
+        _write_outputs(result, out_dir, loggers)
+    return result
+
+
+def _result(
+    run: Run,
+    trainer: pl.Trainer,
+    tested: Evaluation,
+    resolved: Optional[dict],
+    solved_beside: Optional[Callable[[], References]] = None,
+    auto: Optional[dict[str, Any]] = None,
+) -> Result:
+    """The result of the reported run: its test evaluation, the empirical Lipschitz check, the
+    references (solved beside training or now) and, for ``critic.name: auto``, the choice."""
+    cfg = run.cfg
     emp = empirical_lipschitz_check(run.system, cfg.eval.empirical_lipschitz_samples, cfg.seed)
     if solved_beside is not None:
         refs = solved_beside()
@@ -459,11 +506,144 @@ def estimate(
             trainer.strategy.root_device,
         )  # fmt: skip
     run.system.count_evaluated_draws("the samples of the exact-OT references")
-    result = Result.from_evaluation(
+    return Result.from_evaluation(
         tested, _run_record(run, trainer, resolved), run.system.evaluations, refs,
         run.sides.exact_w1, run.sides.exact_w1_method, emp, run.system.selection.record(),
-        run.system.selected_evaluation,
+        run.system.selected_evaluation, auto=auto,
     )  # fmt: skip
+
+
+# -- critic.name: auto ---------------------------------------------------------------------------------
+
+#: The file a finished candidate of an ``auto`` run leaves in its folder ``candidates/<label>/``:
+#: its :class:`~wdist.auto.CandidateRecord`, written after its last checkpoint (a resumed run
+#: does not train it again).
+CANDIDATE_FILE = "candidate.json"
+
+
+def candidate_config(cfg: EstimateConfig, candidate: Candidate) -> EstimateConfig:
+    """The configuration one candidate of ``cfg`` (``critic.name: auto``) trains with: its critic and
+    options, its share of ``train.steps`` (evaluated at least at its last step), everything else as given."""
+    steps = candidate.steps(cfg.train.steps)
+    train = replace(cfg.train, steps=steps, eval_every=min(cfg.train.eval_every, steps))
+    return replace(
+        cfg, critic=CriticConfig(candidate.name, dict(candidate.options)), train=train, trainer=replace(cfg.trainer)
+    )
+
+
+def _fit_candidate(
+    cfg: EstimateConfig,
+    label: str,
+    sides: Sides,
+    folder: Optional[Path],
+    resume_folder: Optional[Path],
+    callbacks: Sequence[Callback],
+    resuming: bool,
+    quiet: bool,
+    steps_done: Optional[int] = None,
+    logged: Optional[dict] = None,
+) -> tuple[Run, pl.Trainer, list]:
+    """Train one candidate (continuing its ``last.ckpt`` when ``resuming``) and select its step on
+    the select split; the test split is not read. ``steps_done``: the steps a finished candidate
+    trained, so that restoring its checkpoint trains nothing. ``logged``: the configuration its
+    loggers record."""
+    ckpt = None if folder is None else folder / "checkpoints" / "last.ckpt"
+    ckpt_path = str(ckpt) if resuming and ckpt is not None and ckpt.is_file() else None
+    loggers: list = []
+    if folder is not None:
+        lg = cfg.logger
+        name = f"{lg.name}-{label}" if lg.name else label
+        loggers = make_loggers(
+            folder, lg.kind, lg.project, lg.group, name, config=logged or {}, resume=ckpt_path is not None
+        )
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run = build_run(cfg, sides)
+    if not quiet and steps_done is None:
+        _say_threads(run.threads)
+    limit = cfg if steps_done is None else replace(cfg, train=replace(cfg.train, steps=int(steps_done)))
+    trainer = make_trainer(limit, loggers, _callbacks(cfg, folder, callbacks, resume_folder), folder)
+    fit_and_select(trainer, run, ckpt_path)
+    return run, trainer, loggers
+
+
+def _candidate_record(candidate: Candidate, cfg: EstimateConfig, run: Run, trainer: pl.Trainer) -> CandidateRecord:
+    selection = run.system.selection
+    assert selection.step is not None and selection.value is not None
+    clock = next(cb for cb in trainer.callbacks if isinstance(cb, TrainClock))
+    return CandidateRecord(
+        label=candidate.label, critic=candidate.name, options=dict(candidate.options), share=candidate.share,
+        budget=cfg.train.steps, steps=int(trainer.global_step), select_value=float(selection.value),
+        select_step=int(selection.step), seconds=float(clock.total_seconds), selection=selection.record(),
+    )  # fmt: skip
+
+
+def _estimate_auto(
+    cfg: EstimateConfig,
+    resolved: Optional[dict],
+    out_dir: Optional[Path],
+    resuming: bool,
+    callbacks: Sequence[Callback],
+    quiet: bool,
+) -> Result:
+    """``critic.name: auto``: train every candidate (:func:`wdist.auto.candidates_for`) on the same
+    splits, choose the one with the best select-split bound, and evaluate it alone on the test split.
+
+    Only the best candidate trained so far is kept in memory. With an output folder and
+    checkpointing, each finished candidate leaves its last checkpoint and :data:`CANDIDATE_FILE`
+    in ``candidates/<label>/``; a resumed run reads those instead of training again (and restores
+    the chosen one from its checkpoint when it was not trained in this process)."""
+    sides = cfg.sides()
+    candidates = candidates_for(tuple(sides.p.shape))
+    keep_files = out_dir is not None and bool(cfg.train.checkpoint_every)
+    records: list[CandidateRecord] = []
+    kept: Optional[tuple[int, Run, pl.Trainer, list]] = None
+    for i, candidate in enumerate(candidates):
+        cand_cfg = candidate_config(cfg, candidate)
+        folder = None if out_dir is None else out_dir / "candidates" / candidate.label
+        saved = None if folder is None else folder / CANDIDATE_FILE
+        if resuming and saved is not None and saved.is_file():
+            records.append(CandidateRecord.from_dict(json.loads(saved.read_text(encoding="utf-8"))))
+            continue
+        if not quiet:
+            _say_candidate(i, len(candidates), candidate, cand_cfg.train.steps)
+        logged = {**(resolved or {}), "critic": {"name": candidate.name, "options": dict(candidate.options)}}
+        run, trainer, loggers = _fit_candidate(
+            cand_cfg, candidate.label, sides, folder, out_dir, callbacks, resuming, quiet, logged=logged
+        )  # fmt: skip
+        record = _candidate_record(candidate, cand_cfg, run, trainer)
+        records.append(record)
+        if keep_files:
+            assert folder is not None and saved is not None
+            trainer.save_checkpoint(folder / "checkpoints" / "last.ckpt")  # the selected state, at the last step
+            if trainer.is_global_zero:
+                atomic_write_text(saved, json.dumps(record.as_dict(), indent=2) + "\n")
+        finish_wandb(loggers, summary={f"auto/{k}": v for k, v in record.as_dict().items()})
+        if kept is None or record.select_value > records[kept[0]].select_value:
+            kept = (i, run, trainer, loggers)
+    try:
+        chosen = choose(records)
+    except ValueError as err:
+        raise ConfigError(f"critic.name auto could not choose a candidate: {err}") from None
+    if kept is not None and kept[0] == chosen:
+        run, trainer = kept[1], kept[2]
+    else:  # chosen among the candidates a previous process finished: its selected state from its checkpoint
+        candidate = candidates[chosen]
+        folder = None if out_dir is None else out_dir / "candidates" / candidate.label
+        run, trainer, _ = _fit_candidate(
+            candidate_config(cfg, candidate), candidate.label, sides, folder, out_dir, callbacks, True, quiet,
+            steps_done=records[chosen].steps,
+        )  # fmt: skip
+    kept = None
+    tested = evaluate_on_test(trainer, run)
+    if trainer.global_rank != 0:
+        return None  # type: ignore[return-value]
+    result = _result(run, trainer, tested, resolved, auto=auto_record(records, chosen))
     if out_dir is not None:
-        _write_outputs(result, out_dir, loggers)
+        _write_outputs(result, out_dir, [])
     return result
+
+
+@rank_zero_only
+def _say_candidate(index: int, count: int, candidate: Candidate, steps: int) -> None:
+    what = candidate_text(candidate.label, candidate.name, candidate.options)
+    print(f"wdist: auto, candidate {index + 1} of {count}: {what}, {steps} steps")

@@ -26,6 +26,9 @@ The bound and its interval come from the *test* split (``bound_split``), evaluat
 end, on the state selected on the *select* split (``bound_step``; ``selection``: split, rule,
 step, value, candidates, early stop); the curve is the select split's. Nothing is chosen on the
 test items, so the test interval keeps its meaning. ``split`` records how each side was divided.
+With ``critic.name: auto`` the critic, too, is chosen on the select split (``auto``: the candidates
+compared, each one's select value, selected step and steps spent, and the chosen one); ``critic``
+is then the chosen critic, and the test split was read for it alone.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from wdist.advice import advice
+from wdist.auto import auto_text
 from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation, diagnose
 from wdist.files import atomic_write_text
 from wdist.references import References
@@ -311,6 +315,7 @@ class Result:
     bound_step: Optional[int] = None
     selection: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
+    auto: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_evaluation(
@@ -324,12 +329,14 @@ class Result:
         empirical_lipschitz: Optional[float] = None,
         selection: Optional[dict[str, Any]] = None,
         selected: Optional[Evaluation] = None,
+        auto: Optional[dict[str, Any]] = None,
     ) -> "Result":
         """The result of a run: the bound from ``evaluation`` (the test split, on the selected
         state), the diagnosis from ``selected`` (the select split and train subset at the selected
         step; ``evaluation`` itself when not given), the curve from ``curve`` (the select split).
         Every number is taken from them (nothing is recomputed); the references, the run record
-        and the ``selection`` record (:meth:`wdist.selection.Selection.record`) are added."""
+        the ``selection`` record (:meth:`wdist.selection.Selection.record`) and, for ``critic.name:
+        auto``, the choice of critic (:func:`wdist.auto.auto_record`) are added."""
         selection = dict(selection or {})
         diagnosed = selected if selected is not None else evaluation
         train_raw, train95 = diagnosed.train_interval, diagnosed.train_bound95
@@ -377,6 +384,7 @@ class Result:
             bound_step=int(evaluation.step),
             selection=selection,
             split=dict(run.split),
+            auto=None if auto is None else dict(auto),
         )
 
     @property
@@ -435,6 +443,9 @@ class Result:
                 f"{self.bound_split}-split samples, evaluated once{loosened})",
             ),
         ]
+        critic_choice = auto_text(self.auto)
+        if critic_choice:
+            rows.append(("critic chosen (auto)", critic_choice))
         chosen = selection_text(self.selection)
         if chosen:
             rows.append(("reported state", chosen))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 from wdist.errors import ConfigError
 
@@ -24,15 +24,19 @@ MAY_CHANGE = ("train.steps", "train.checkpoint_every", "trainer.enable_progress_
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """A run folder to resume: its saved config and its last checkpoint, both checked to exist."""
+    """A run folder to resume: its saved config and its last checkpoint, both checked to exist.
+
+    ``checkpoint`` is ``None`` for a ``critic.name: auto`` run, whose checkpoints are its
+    candidates' (``candidates/<label>/checkpoints/last.ckpt``, at least one present)."""
 
     folder: Path
     config: Path
-    checkpoint: Path
+    checkpoint: Optional[Path]
 
 
 def resume_point(resume: Union[str, os.PathLike]) -> ResumePoint:
-    """The saved ``config.yaml`` and ``checkpoints/last.ckpt`` of the run folder ``resume``.
+    """The saved ``config.yaml`` and ``checkpoints/last.ckpt`` of the run folder ``resume`` (for an
+    ``auto`` run, the ``last.ckpt`` of at least one candidate).
 
     Raises
     ------
@@ -43,6 +47,8 @@ def resume_point(resume: Union[str, os.PathLike]) -> ResumePoint:
     saved, last = rdir / "config.yaml", rdir / "checkpoints" / "last.ckpt"
     if not saved.is_file():
         raise ConfigError(f"Cannot resume from {str(rdir)!r}: it has no config.yaml (is it a wdist output folder?).")
+    if not last.is_file() and any((rdir / "candidates").glob("*/checkpoints/last.ckpt")):
+        return ResumePoint(rdir, saved, None)
     if not last.is_file():
         raise ConfigError(
             f"Cannot resume from {str(rdir)!r}: no checkpoint at {str(last)!r} "
