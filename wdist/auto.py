@@ -64,7 +64,7 @@ class Candidate:
 #: Candidates for flat vectors ``[D]``: the cone critic on the input with its 256 centres per cone
 #: part and with 16 (fewer cones fit fewer individual training items: on finite data sets it
 #: generalises where 256 fit the items), the same head on a Björck trunk, and the Björck MLP
-#: (README "Which critic?", "How tight is it?"). Shares sum to 1.
+#: (docs/critics.md and docs/how-tight.md). Shares sum to 1.
 VECTOR_CANDIDATES: tuple[Candidate, ...] = (
     Candidate("cones", "cones", {}, 0.3),
     Candidate("cones-16", "cones", {"centres": 16}, 0.3),

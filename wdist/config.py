@@ -60,7 +60,7 @@ __all__ = [
 #: The critic of a configuration that names none, for image-shaped data (C, H, W): the critic of the
 #: offline digits job (``configs/digits/default.yaml``), the cone critic on the pixels (a learned
 #: mixture of a linear part, minima of cones placed on training items and radial cones: the shape
-#: of a W1 potential; README "Which critic?").
+#: of a W1 potential; docs/critics.md, "Which critic?").
 IMAGE_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("cones", {})
 #: The critic of a configuration that names none, for flat vectors (the toys): a Björck-orthogonal MLP.
 VECTOR_DEFAULT_CRITIC: tuple[str, dict[str, Any]] = ("bjorck-mlp", {})

@@ -67,7 +67,7 @@ def default_select_size(n_test: int, n_items: Optional[int] = None) -> int:
     are strongly correlated, so their differences are measured far more precisely than each value;
     a generator's samples are free, but every item a data set gives up is one fewer to train on
     (measured on a 64-D funnel pair of 20,000 items per side: 1024 select items gave a lower bound
-    than 256, README "Held-out statistics").
+    than 256, docs/heldout-statistics.md).
     """
     if n_items is None:
         return min(DEFAULT_SELECT_SIZE, int(n_test))

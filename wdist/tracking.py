@@ -443,7 +443,7 @@ def track(
     warm_fresh_head : at each warm-started checkpoint, load every layer of the previous critic
         but its last (:func:`head_name`), which starts from its fresh initialisation (default).
         The defaults are the ones that, on the shipped digits series, reached the cold-start
-        interval at every checkpoint with half the critic steps (README, measured).
+        interval at every checkpoint with half the critic steps (measured: docs/tracking.md).
     out : the track's folder (``track.json``, ``track.csv``, ``track.png``, ``runs/``).
     resume : a killed track's folder: continue it with its saved settings (the arguments above
         are then taken from its ``track.json``).

@@ -180,8 +180,8 @@ def _cell(rows: list[dict[str, Any]]) -> tuple[Optional[float], Optional[float],
 
 
 def format_table(record: dict[str, Any], command: str = "") -> str:
-    """The README table: per setting, median wall (training) seconds per competing count and the
-    ratio of each competing count's wall time to the setting's idle one."""
+    """The table of docs/threads-and-startup.md: per setting, median wall (training) seconds per
+    competing count and the ratio of each competing count's wall time to the setting's idle one."""
     comps, runs = record["competitors"], record["runs"]
     loaded = [c for c in comps if c != 0]
     head = ["setting", "threads"] + [f"{c} competing: wall (train) s" if c else "idle: wall (train) s" for c in comps]

@@ -201,8 +201,8 @@ def _notes(record: dict[str, Any], which: str) -> list[str]:
 
 
 def format_table(record: dict[str, Any], command: str = "", before: Optional[dict[str, Any]] = None) -> str:
-    """The README table: one row per command, the job's wall / training / other time, and the
-    parts; with ``before`` (an earlier record, e.g. of an earlier source tree) its figures too."""
+    """The table of docs/threads-and-startup.md: one row per command, the job's wall / training /
+    other time, and the parts; with ``before`` (an earlier record, e.g. of an earlier source tree) its figures too."""
     if before is None:
         lines = ["| what | wall s (median) | CPU s (median) |", "|---|---|---|"]
         lines += [f"| {label} | {_s(wall)} | {_s(cpu)} |" for label, wall, cpu in _rows(record)]
