@@ -1,7 +1,7 @@
 """Tables of the docs generated from benchmark result files (``docs/results/*.json``).
 
-A result file holds what one benchmark command wrote (its ``--json`` file, or a tightness run's
-``tightness.json``) with where it comes from::
+A result file is what one ``wdist bench NAME ... --json FILE`` wrote (:mod:`wdist.bench._provenance`):
+the benchmark's rows or record and where they come from::
 
     {"bench": "tightness", "command": "wdist bench tightness ...", "commit": "8f96830",
      "date": "2026-12-07", "device": "...", "conditions": "...", "payload": <the rows or record>}
@@ -17,14 +17,10 @@ date; ``--check`` changes nothing and fails when a region differs from its rende
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
-import os
-import platform
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,57 +30,30 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 RESULTS = DOCS / "results"
 REGION = re.compile(r"(<!-- table: (?P<file>results/[\w.-]+\.json) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
-#: Where each benchmark writes its result file: the option naming it, and the file name inside a folder.
-WRITES = {"tightness": ("--out", "tightness.json")}
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+def _benches() -> tuple[str, ...]:
+    from wdist.bench import BENCHES
 
-
-#: What a measurement depends on: a change elsewhere (the docs) does not change the code measured.
-CODE = ("wdist", "critics", "generators", "configs", "pyproject.toml")
-
-
-def _commit() -> str:
-    """The code measured: the last commit that changed it, marked ``+changes`` when it differs from
-    that commit in the working tree."""
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
-    return _git("log", "-1", "--format=%h", "--", *CODE) + ("+changes" if dirty else "")
-
-
-def _device() -> str:
-    import torch
-
-    cpu = f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    gpu = f"; {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}{gpu}, torch {torch.__version__}"
+    return BENCHES
 
 
 def record(name: str, command: Sequence[str], conditions: str) -> Path:
-    """Run ``wdist bench ...`` (``command``), store what it wrote with its provenance; return the file."""
-    if list(command[:2]) != ["wdist", "bench"] or command[2] not in WRITES:
-        raise SystemExit(f"record takes `wdist bench {{{','.join(WRITES)}}} ...`; got {shlex.join(command)!r}")
-    option, file_name = WRITES[command[2]]
+    """Run ``wdist bench ...`` (``command``) with ``--json``, add ``conditions`` to the provenance the
+    benchmark wrote (:mod:`wdist.bench._provenance`) and store it as ``docs/results/NAME.json``."""
+    if list(command[:2]) != ["wdist", "bench"] or len(command) < 3 or command[2] not in _benches():
+        raise SystemExit(f"record takes `wdist bench {{{','.join(_benches())}}} ...`; got {shlex.join(command)!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [*command[1:], option, tmp]
         from wdist.cli import main
 
-        started, commit = datetime.datetime.now(datetime.timezone.utc), _commit()
-        code = main(argv)
+        written = Path(tmp) / "result.json"
+        code = main([*command[1:], "--json", str(written)])
         if code != 0:
             raise SystemExit(f"`{shlex.join(command)}` exited {code}")
-        payload = json.loads((Path(tmp) / file_name).read_text())
+        entry = json.loads(written.read_text())
+    entry["command"] = shlex.join(command)
+    entry["conditions"] = f"{conditions}; {entry['conditions']}"
     out = RESULTS / f"{name}.json"
-    entry = {
-        "bench": command[2],
-        "command": shlex.join(command),
-        "commit": commit,
-        "date": started.date().isoformat(),
-        "device": _device(),
-        "conditions": conditions,
-        "payload": payload,
-    }
     out.write_text(json.dumps(entry, indent=1) + "\n")
     return out
 

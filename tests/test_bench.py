@@ -6,11 +6,11 @@ tested (they depend on the machine).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from bench_helpers import result_payload
 
 from wdist.bench import critics as bench_critics
 from wdist.bench import estimate as bench_estimate
@@ -53,7 +53,7 @@ def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
     assert [r.split("|")[1].strip() for r in rows] == ["gp-dcgan", "bcop-dcgan"]
     assert all("3x32x32" in r for r in rows)
     assert "peak RSS (MiB)" in out and "device: cpu" in out
-    data = json.loads(js.read_text())
+    data = result_payload(js, "critics", "--sizes 32")
     assert [d["loss"] for d in data] == ["kr+gp", "kr"]
     assert all(d["steps_per_second"] > 0 and d["memory_mib"] >= 0 for d in data)
     assert torch.get_num_threads() == threads
@@ -100,7 +100,7 @@ def test_bench_estimate_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     assert (
         len(rows) == 1 and rows[0].split("|")[1].strip() == "digits" and rows[0].split("|")[2].strip() == "bcop-dcgan"
     )
-    (row,) = json.loads(js.read_text())
+    (row,) = result_payload(js, "estimate", "--setups digits")
     assert row["steps"] == 8 and row["evals"] == 2 and [p["step"] for p in row["curve"]] == [4, 8]
     assert row["settled_step"] in (4, 8)
     assert 0 < row["time_to_1pct_s"] <= row["curve"][-1]["wall_s"] + 1e-9
@@ -155,7 +155,7 @@ def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> Non
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out_json.is_file()
+    assert result_payload(out_json, "layers", "--layers conv bcop soc soc-grid")
     body = [ln.split() for ln in out.splitlines()]
     assert {"conv", "bcop", "soc", "soc-grid"} <= {ln[0] for ln in body if ln}
 
@@ -168,7 +168,7 @@ def test_bench_layers_has_the_modern_families(capsys: pytest.CaptureFixture, tmp
     code = layers.cli([*args, "--layers", *names, "--out", str(out_json)])
     out = capsys.readouterr().out
     assert code == 0, out
-    rows = json.loads(out_json.read_text())["rows"]
+    rows = result_payload(out_json, "layers")
     by = {(r["layer"], r["kernel"]): r for r in rows}
     assert set(by) == {(n, 2) for n in names if n not in ("sll", "cpl")} | {
         (n, 3) for n in names if n not in ("conv-s2", "aoc-s2")
@@ -188,7 +188,7 @@ def test_bench_layers_cpu_clock(capsys: pytest.CaptureFixture, tmp_path: Path) -
     out = capsys.readouterr().out
     assert code == 0, out
     assert "process CPU time" in out
-    rows = json.loads(out_json.read_text())["rows"]
+    rows = result_payload(out_json, "layers")
     assert {r["clock"] for r in rows} == {"cpu"} and all(r["ms"] > 0 for r in rows)
     for clock, device in (("cpu", "cuda"), ("cycles", "cpu")):
         with pytest.raises(ValueError, match=f"clock={clock!r} on device {device!r}"):

@@ -4,11 +4,11 @@ machine and its load)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+from bench_helpers import result_payload
 
 from wdist.bench import contention, startup
 from wdist.bench._runs import exported_commit, tree_option
@@ -112,7 +112,7 @@ def test_bench_contention_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) ->
     out = capsys.readouterr().out
     assert code == 0, out
     assert "| 1 thread | 1 |" in out and "1 competing / idle" in out
-    record = json.loads(js.read_text())
+    record = result_payload(js, "contention", "--settings 1", "-- --config")
     assert [(r["setting"], r["competitors"]) for r in record["runs"]] == [("1", 0), ("1", 1)]
     assert all(r["error"] is None and r["threads"] == 1 and 0 < r["train_s"] < r["wall_s"] for r in record["runs"])
     assert all(r["openmp_wait_policy"] == "PASSIVE" for r in record["runs"])
@@ -123,7 +123,7 @@ def test_startup_table_and_its_parts(capsys: pytest.CaptureFixture, tmp_path: Pa
     code = startup.cli(["--repeats", "1", "--json", str(js), "--", *TINY, "--quiet"])
     out = capsys.readouterr().out
     assert code == 0, out
-    record = json.loads(js.read_text())
+    record = result_payload(js, "startup", "--repeats 1", "-- --config")
     assert [r["error"] for r in record["commands"]] == [None] * len(startup.COMMANDS)  # the typo exited with 2
     job = record["job"]
     assert job["errors"] == [] and job["not_training_s"] == pytest.approx(job["wall_s"] - job["train_s"])

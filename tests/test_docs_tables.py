@@ -8,19 +8,12 @@ fails here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tables():
-    spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "docs" / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_helpers import ROOT, result_payload
+from bench_helpers import docs_tables as _tables
 
 
 def test_generated_tables_match_their_result_files() -> None:
@@ -53,3 +46,25 @@ def test_a_table_edited_by_hand_is_stale(tmp_path: Path) -> None:
     body = re.sub(r"(\| \d+\.\d)(\d+)", lambda m: m.group(1) + "9" * len(m.group(2)), region["body"], count=1)
     edited = text[: region.start("body")] + body + text[region.end("body") :]
     assert edited != text and tables.rewrite(edited) == text
+
+
+def test_a_tiny_toy_run_writes_a_result_file_that_renders(tmp_path: Path) -> None:
+    from wdist.bench import toy
+
+    js = tmp_path / "toy.json"
+    config = str(ROOT / "configs" / "toy" / "translation-2d.yaml")
+    argv = ["--configs", config, "--critics", "bjorck-mlp", "--steps", "6", "--warmup", "2", "--repeats", "1"]
+    assert toy.cli([*argv, "--json", str(js)]) == 0
+    (row,) = result_payload(js, "toy", "--steps 6")
+    assert row["critic"] == "bjorck-mlp" and row["steps_per_second"] > 0
+
+
+def test_a_tiny_tightness_run_writes_a_result_file_that_renders(tmp_path: Path) -> None:
+    from wdist.bench import tightness
+
+    js = tmp_path / "tightness.json"
+    argv = ["--source", "cube", "--dim", "4", "--funnels", "2", "--items", "64", "--constructions", "funnels"]
+    argv += ["--critics", "bjorck-mlp", "--steps", "2", "--n-eval", "32", "--batch-size", "16", "--seeds", "0"]
+    assert tightness.cli([*argv, "--json", str(js)]) == 0
+    (row,) = result_payload(js, "tightness", "--constructions funnels")
+    assert row["ratio"] == row["lower_bound"] / row["exact_w1"]

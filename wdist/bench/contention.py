@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from wdist.bench._provenance import provenance, write_result
 from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, tree_option, wdist_argv
 from wdist.cores import OPENMP_DEFAULTS_ENV
 
@@ -260,6 +261,7 @@ def cli(argv: Sequence[str]) -> int:
     if args.repeats < 1 or any(c < 0 for c in args.competitors):
         print("wdist bench contention: error: --repeats must be >= 1 and --competitors >= 0.", file=sys.stderr)
         return 2
+    made = provenance("contention", [*argv, *(["--", *estimate_args] if estimate_args else [])], machine_text())
     try:
         with (
             tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree,
@@ -274,11 +276,9 @@ def cli(argv: Sequence[str]) -> int:
     except ValueError as err:
         print(f"wdist bench contention: error: {err}", file=sys.stderr)
         return 2
-    command = "wdist bench contention " + " ".join(list(argv) + (["--", *estimate_args] if estimate_args else []))
-    print(format_table(record, command.strip()))
+    print(format_table(record, made["command"]))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2))
+        write_result(args.json, made, record)
     failed = [r for r in record["runs"] if r["error"] is not None]
     for r in failed[:3]:
         print(f"failed: {r['setting']}, {r['competitors']} competing: {r['error']}", file=sys.stderr)

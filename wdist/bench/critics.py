@@ -33,12 +33,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 
 import critics
+from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device, fmt_or_na, peak_memory_mb, reset_peak_memory, synchronize
 from wdist.objectives import gradient_penalty, kr_gap
 
@@ -322,6 +322,7 @@ def cli(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    made = provenance("critics", argv, describe_device(torch.device(args.device)))
     rows = run_critic_benchmark(
         args.critics,
         args.sizes,
@@ -337,7 +338,7 @@ def cli(argv: Sequence[str]) -> int:
     )
     print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_result(args.json, made, rows)
     return 1 if any(r.get("error") for r in rows) else 0
 
 

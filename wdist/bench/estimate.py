@@ -48,7 +48,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from wdist.bench._timing import fmt_or_na
+from wdist.bench._provenance import provenance, write_result
+from wdist.bench._timing import describe_device, fmt_or_na
 from wdist.config import ConfigError, default_config_path
 from wdist.pipeline import estimate
 
@@ -340,6 +341,7 @@ def cli(argv: Sequence[str]) -> int:
         if v is not None and v < 1:
             print(f"wdist bench estimate: error: {name} must be >= 1, got {v}.", file=sys.stderr)
             return 2
+    made = provenance("estimate", argv, describe_device(torch.device("cuda" if accelerator == "gpu" else "cpu")))
     try:
         rows = run_estimate_benchmark(
             args.setups,
@@ -356,5 +358,5 @@ def cli(argv: Sequence[str]) -> int:
         return 2
     print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_result(args.json, made, rows)
     return 0

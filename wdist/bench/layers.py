@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import statistics
 import time
@@ -88,6 +87,7 @@ from critics.layers import (
     SOCConv2d,
 )
 from critics.layers.conv_base import same_padding
+from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device, peak_memory_mb, reset_peak_memory, synchronize
 
 __all__ = ["run_layer_benchmark", "format_table", "ReferenceBCOPConv2d", "cli"]
@@ -313,11 +313,10 @@ def run_layer_benchmark(
     sizes: list[int] | None = None,
     batch: int = 64,
     repeats: int = 20,
-    out: str | None = None,
     layers: Sequence[str] = DEFAULT_LAYERS,
     clock: str = "wall",
 ) -> list[dict]:
-    """Time forward+backward of each layer at each shape; optionally write the rows as JSON.
+    """Time forward+backward of each layer at each shape.
 
     Parameters
     ----------
@@ -328,7 +327,6 @@ def run_layer_benchmark(
     channels, kernels, sizes : shapes to run (defaults 64/128/256/512, 2/3, 8/16/32).
     batch : batch size (default 64).
     repeats : timed repetitions per layer (median reported; >= 20 recommended), after 3 warm-ups.
-    out : path of a JSON file for the rows (with the device description), or ``None``.
     layers : the layers to time (:data:`LAYERS`).
     clock : ``"wall"`` (elapsed seconds) or ``"cpu"`` (the process's CPU seconds, CPU device only).
 
@@ -394,9 +392,6 @@ def run_layer_benchmark(
                     if soc is not None and conv_ms:
                         soc["vs_conv_per_conv"] = soc["ms"] / (conv_ms * soc["convs"])
                 rows.extend(shape_rows.values())
-    if out:
-        with open(out, "w") as fh:
-            json.dump({"device": describe_device(dev), "rows": rows}, fh, indent=1)
     return rows
 
 
@@ -434,7 +429,9 @@ def cli(argv: Sequence[str]) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), choices=list(LAYERS))
-    p.add_argument("--out", default="bench_layers.json")
+    p.add_argument(
+        "--json", "--out", dest="out", default="bench_layers.json", help="result file for the rows (with provenance)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 avoids thrashing on shared cores)")
     p.add_argument(
         "--clock",
@@ -451,10 +448,12 @@ def cli(argv: Sequence[str]) -> int:
     if a.clock == "cpu" and a.device != "cpu":
         print(f"wdist bench layers: error: --clock cpu times CPU work and needs --device cpu; got --device {a.device}")
         return 2
+    device = describe_device(torch.device(a.device))
+    made = provenance("layers", argv, device + ("" if a.clock == "wall" else "; ms = process CPU time per step"))
     rows = run_layer_benchmark(
-        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.out, a.layers, a.clock
+        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.layers, a.clock
     )
-    print(describe_device(torch.device(a.device)) + ("" if a.clock == "wall" else "; ms = process CPU time per step"))
+    print(made["device"])
     print(format_table(rows))
-    print(f"rows written to {a.out}")
+    print(f"rows written to {write_result(a.out, made, rows)}")
     return 0

@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from critics.empirical import empirical_lipschitz
+from wdist.bench._provenance import provenance, read_payload, write_result
 from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, tree_option, wdist_argv
 from wdist.config import resolve_config
 from wdist.pipeline import build_critic
@@ -251,10 +252,11 @@ def cli(argv: Sequence[str]) -> int:
     before = None
     if args.compare is not None:
         try:
-            before = json.loads(Path(args.compare).read_text())
+            before = read_payload(args.compare)
         except (OSError, ValueError) as err:
             print(f"wdist bench startup: error: --compare {args.compare!r}: {err}", file=sys.stderr)
             return 2
+    made = provenance("startup", [*argv, *(["--", *estimate_args] if estimate_args else [])], machine_text())
     try:
         with tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree:
             record = run_startup(args.repeats, estimate_args, tree=tree, timeout_s=args.timeout)
@@ -262,11 +264,9 @@ def cli(argv: Sequence[str]) -> int:
         print(f"wdist bench startup: error: {err}", file=sys.stderr)
         return 2
     record["tree_commit"] = args.tree_commit
-    command = "wdist bench startup " + " ".join(list(argv) + (["--", *estimate_args] if estimate_args else []))
-    print(format_table(record, command.strip(), before))
+    print(format_table(record, made["command"], before))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2))
+        write_result(args.json, made, record)
     failed = [r for r in record["commands"] if r["error"]] + record["job"]["errors"]
     for f in failed[:3]:
         print(f"failed: {f}", file=sys.stderr)

@@ -46,6 +46,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 import critics
+from wdist.bench._provenance import provenance, write_result
+from wdist.bench._timing import describe_device
 from wdist.bench.korotin2022 import SOURCE, published_row
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.report import format_interval
@@ -416,6 +418,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--deg", type=float, default=None, help="funnel exponent (default: the paper's, 8 / 10 / 100)")
     ap.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
     ap.add_argument("--out", default=None, help="folder for tightness.json, tightness.md and tightness.png")
+    ap.add_argument("--json", default=None, help="also write the rows to this result file (with provenance)")
     return ap
 
 
@@ -450,12 +453,15 @@ def cli(argv: Sequence[str]) -> int:
             raise ValueError(f"--{key} must be a positive integer; got {value}")
     cell = Funnels(args.dim, args.funnels, args.items, args.deg)
     out = prepare_output_dir(args.out) if args.out else None
+    made = provenance("tightness", argv, describe_device(torch.device("cuda" if cuda else "cpu")))
     rows = run_tightness(
         source, args.critics, args.constructions, budget, args.norm, args.factor, args.anchors, args.fraction,
         accelerator, out, say=lambda line: print(line, file=sys.stderr), funnels=cell,
     )  # fmt: skip
     table = format_table(rows)
     print(table)
+    if args.json:
+        write_result(args.json, made, rows)
     if out is not None:
         # start-up cost: matplotlib, imported once there is something to plot
         from wdist.plots import plot_tightness

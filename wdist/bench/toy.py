@@ -8,7 +8,6 @@ is the median over repeats of the median step time after ``--warmup`` steps.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device
 from wdist.config import default_config_path, load_config
 from wdist.pipeline import build_run
@@ -123,6 +123,7 @@ def cli(argv: Sequence[str]) -> int:
         if args.configs
         else sorted((default_config_path().parent.parent / "toy").glob("*.yaml"))
     )
+    made = provenance("toy", argv, describe_device(torch.device("cuda" if args.accelerator != "cpu" else "cpu")))
     rows = run_toy_benchmark(
         configs,
         args.critics,
@@ -133,5 +134,5 @@ def cli(argv: Sequence[str]) -> int:
     )
     print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_result(args.json, made, rows)
     return 0
