@@ -14,19 +14,18 @@ counts as in :mod:`critics.architectures.dcgan`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable
 
 from torch import nn
 
 from critics._checks import check_int
+from critics._docstrings import fill_doc
 from critics._registry import register_critic
-from critics.architectures.dcgan import default_width, stage_plan, stage_widths
-from critics.layers.activations import checked_activation
+from critics.architectures._stages import LIPSCHITZ_ACTIVATIONS, planned_stages, staged_critic
 from critics.layers.aol import AOLConv2d
 from critics.layers.bjorck import BjorckLinear
 from critics.layers.cpl import CPLConv2d
-from critics.layers.downsample import InvertibleDownsample, PadToMultiple
+from critics.layers.downsample import InvertibleDownsample
 from critics.layers.sll import SLLConv2d
 
 __all__ = ["aol_convnet", "sll_convnet", "cpl_convnet"]
@@ -39,30 +38,26 @@ def _create_convnet(
     depth: int,
     activation: str,
     kernel_size: int,
-    block: Callable[[int, Callable[[], nn.Module]], list[nn.Module]],
+    block: Callable[[int, int, int], nn.Module],
+    activated: bool,
 ) -> nn.Sequential:
-    """The shared skeleton; ``block(c, act)`` returns the modules of one depth step at width ``c``."""
+    """The shared skeleton; one depth step at width ``c`` is ``block(c, c, kernel_size)``, followed by
+    the activation when ``activated`` (the residual blocks carry their own ReLU)."""
     check_int(name, "depth", depth, minimum=0)
     check_int(name, "kernel_size", kernel_size)
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
-    act = checked_activation(name, activation, ("groupsort", "relu"), widths)
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    c = int(input_shape[0])
-    for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
-        stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
-        stage += [InvertibleDownsample(2), AOLConv2d(4 * c, c_out, kernel_size), act()]
+    plan, widths, act = planned_stages(name, input_shape, width, activation, LIPSCHITZ_ACTIVATIONS)
+
+    def body(c_in: int, c_out: int, grid: tuple[int, int]) -> list[nn.Module]:
+        stage = [InvertibleDownsample(2), AOLConv2d(4 * c_in, c_out, kernel_size), act()]
         for _ in range(int(depth)):
-            stage += block(c_out, act)
-        layers[f"stage{i}"] = nn.Sequential(*stage)
-        c = c_out
-    h, w = (h + 1) // 2, (w + 1) // 2
-    layers["flatten"] = nn.Flatten()
-    layers["head"] = BjorckLinear(c * h * w, 1)
-    return nn.Sequential(layers)
+            stage += [block(c_out, c_out, kernel_size), act()] if activated else [block(c_out, c_out, kernel_size)]
+        return stage
+
+    return staged_critic(input_shape, plan, widths, body, lambda features: BjorckLinear(features, 1))
 
 
 @register_critic("aol-convnet")
+@fill_doc
 def aol_convnet(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -82,19 +77,15 @@ def aol_convnet(
     :math:`\le 1` whatever the weights, usually below: AOL is not gradient-norm preserving; SVD
     for the head), L2.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
     Parameters
     ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (``None``: 0.25 up to 16 x 16 inputs, else 1).
+    %(input_shape)s
+    %(width)s
     depth : int
         Channel-preserving AOL convolutions per stage (>= 0).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    %(sorting_activation)s
     kernel_size : int
         Of every AOL convolution.
 
@@ -103,14 +94,11 @@ def aol_convnet(
     .. [1] Prach & Lampert, "Almost-orthogonal layers for efficient general-purpose Lipschitz
        networks", ECCV 2022, arXiv:2208.03160.
     """
-
-    def block(c: int, act: Callable[[], nn.Module]) -> list[nn.Module]:
-        return [AOLConv2d(c, c, kernel_size), act()]
-
-    return _create_convnet("aol-convnet", input_shape, width, depth, activation, kernel_size, block)
+    return _create_convnet("aol-convnet", input_shape, width, depth, activation, kernel_size, AOLConv2d, True)
 
 
 @register_critic("sll-convnet")
+@fill_doc
 def sll_convnet(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -133,19 +121,15 @@ def sll_convnet(
     (its SDP condition checked on the weights used, :meth:`SLLConv2d.sdp_ratio
     <critics.layers.SLLConv2d.sdp_ratio>`), the AOL FFT bounds, the head's SVD; L2.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
     Parameters
     ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (``None``: 0.25 up to 16 x 16 inputs, else 1).
+    %(input_shape)s
+    %(width)s
     depth : int
         SLL blocks per stage (>= 0).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    %(sorting_activation)s
     kernel_size : int
         Odd, of the SLL blocks and the AOL convolutions.
 
@@ -154,14 +138,11 @@ def sll_convnet(
     .. [1] Araujo, Havens, Delattre, Allauzen & Hu, "A unified algebraic perspective on Lipschitz
        neural networks", ICLR 2023, arXiv:2303.03169.
     """
-
-    def block(c: int, act: Callable[[], nn.Module]) -> list[nn.Module]:
-        return [SLLConv2d(c, c, kernel_size)]
-
-    return _create_convnet("sll-convnet", input_shape, width, depth, activation, kernel_size, block)
+    return _create_convnet("sll-convnet", input_shape, width, depth, activation, kernel_size, SLLConv2d, False)
 
 
 @register_critic("cpl-convnet")
+@fill_doc
 def cpl_convnet(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -176,14 +157,12 @@ def cpl_convnet(
     Lipschitz bound: as for :func:`sll_convnet` (each CPL block :math:`\max(1, 2\rho - 1)`, its
     :math:`\rho = \|W\|^2 / \bar s^2` checked in float64); L2.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
     Parameters
     ----------
-    input_shape : (C, H, W)
-    width : float or None
+    %(input_shape)s
+    %(width)s
     depth : int
         CPL blocks per stage (>= 0).
     activation : str
@@ -196,8 +175,4 @@ def cpl_convnet(
     .. [1] Meunier, Delattre, Araujo & Allauzen, "A dynamical system perspective for Lipschitz
        neural networks", ICML 2022, arXiv:2110.12690.
     """
-
-    def block(c: int, act: Callable[[], nn.Module]) -> list[nn.Module]:
-        return [CPLConv2d(c, c, kernel_size)]
-
-    return _create_convnet("cpl-convnet", input_shape, width, depth, activation, kernel_size, block)
+    return _create_convnet("cpl-convnet", input_shape, width, depth, activation, kernel_size, CPLConv2d, False)

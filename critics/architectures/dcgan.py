@@ -20,18 +20,26 @@ upsampled: the published protocol's upsampling to 64 x 64 belongs to the data pi
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable
 
 from torch import nn
 
+from critics._docstrings import fill_doc
 from critics._registry import register_critic
-from critics.layers.activations import checked_activation
+from critics.architectures._stages import (
+    BASE_WIDTHS,
+    LIPSCHITZ_ACTIVATIONS,
+    default_width,
+    planned_stages,
+    stage_plan,
+    stage_widths,
+    staged_critic,
+)
 from critics.layers.aoc import AOCConv2d
 from critics.layers.bcop import BCOPConv2d
 from critics.layers.bjorck import BjorckLinear
 from critics.layers.cayley import CayleyConv2d
-from critics.layers.downsample import PadToMultiple, strided_conv
+from critics.layers.downsample import strided_conv
 from critics.layers.ossn import OSSNConv2d
 from critics.layers.rko import RKOConv2d
 
@@ -45,67 +53,30 @@ __all__ = [
     "stage_plan",
     "stage_widths",
     "default_width",
+    "BASE_WIDTHS",
 ]
-
-BASE_WIDTHS = (64, 128, 256, 512)
-
-
-def default_width(input_shape: tuple[int, ...]) -> float:
-    """Width multiplier used when none is given: 0.25 for inputs up to 16 x 16 (the digits
-    default, fast on a CPU), 1.0 otherwise (the published widths)."""
-    return 0.25 if max(input_shape[-2:]) <= 16 else 1.0
-
-
-def stage_plan(name: str, input_shape: tuple[int, ...], max_stages: int = 4) -> list[tuple[int, int, bool]]:
-    """``[(H, W, pad_to_even), ...]`` at the input of each downsampling stage; checks the shape."""
-    if len(input_shape) != 3:
-        raise ValueError(f"{name}: input_shape must be (C, H, W); got {tuple(input_shape)}")
-    h, w = int(input_shape[1]), int(input_shape[2])
-    if min(h, w) < 2:
-        raise ValueError(f"{name}: images must be at least 2 x 2; got input_shape {tuple(input_shape)}")
-    plan = []
-    while len(plan) < max_stages and min(h, w) >= 2:
-        pad = bool(h % 2 or w % 2)
-        plan.append((h, w, pad))
-        h, w = (h + 1) // 2, (w + 1) // 2
-    return plan
-
-
-def stage_widths(name: str, width: float, stages: int, base: tuple[int, ...] = BASE_WIDTHS) -> list[int]:
-    """``base[i] * width`` rounded to an even count >= 2, for the first ``stages`` stages."""
-    if not float(width) > 0:
-        raise ValueError(f"{name}: width must be a positive multiplier; got {width!r}")
-    return [max(2, 2 * round(b * float(width) / 2)) for b in base[:stages]]
-
 
 def _create_dcgan(
     name: str,
     input_shape: tuple[int, ...],
     width: float | None,
-    conv: Callable[[int, int], nn.Module],
     activation: str,
-    allowed: tuple[str, ...],
-    head: Callable[[int], nn.Module],
+    conv: Callable[[int, int], nn.Module],
+    bjorck_iters: int | None = None,
+    head: Callable[[int], nn.Module] | None = None,
+    allowed: tuple[str, ...] = LIPSCHITZ_ACTIVATIONS,
 ) -> nn.Sequential:
     """The shared skeleton; ``conv(c_in, c_out)`` builds one strided (halving) convolution and
-    ``activation`` (one of the ``allowed`` kinds) follows each."""
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
-    act = checked_activation(name, activation, allowed, widths)
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    c = int(input_shape[0])
-    for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
-        stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
-        stage += [conv(c, c_out), act()]
-        layers[f"stage{i}"] = nn.Sequential(*stage)
-        c = c_out
-    h, w = (h + 1) // 2, (w + 1) // 2
-    layers["flatten"] = nn.Flatten()
-    layers["head"] = head(c * h * w)
-    return nn.Sequential(layers)
+    ``activation`` (one of the ``allowed`` kinds) follows each; the head is ``head(features)``, by
+    default a :class:`~critics.layers.BjorckLinear` with ``bjorck_iters``."""
+    plan, widths, act = planned_stages(name, input_shape, width, activation, allowed)
+    if head is None:
+        head = lambda features: BjorckLinear(features, 1, bjorck_iters=bjorck_iters)  # noqa: E731
+    return staged_critic(input_shape, plan, widths, lambda i, o, grid: [conv(i, o), act()], head)
 
 
 @register_critic("bcop-dcgan")
+@fill_doc
 def bcop_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -129,38 +100,25 @@ def bcop_dcgan(
     head), :math:`1 + O(10^{-5})` in float32, L2 on the flattened image; it is :math:`\le 1`
     in exact arithmetic with converged Björck iterations.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
-    Parameters
-    ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Multiplier of the widths 64-128-256-512 (``None``: 0.25 up to 16 x 16 inputs, else 1).
-    activation : str
-        ``"maxmin"`` (published), ``"groupsortN"`` or ``"relu"``.
-    bjorck_iters : int
-        Maximum Björck iterations per training step (convergence-tested).
+    %(lipschitz_image_parameters)s
+        ``maxmin`` is the published one.
+    %(bjorck_iters)s
 
     References
     ----------
     .. [1] Li, Haddadi, Jacobsen, Grosse et al., "Preventing gradient attenuation in Lipschitz
        constrained convolutional networks", NeurIPS 2019, arXiv:1911.00937.
     """
-    name = "bcop-dcgan"
     return _create_dcgan(
-        name,
-        input_shape,
-        width,
-        lambda i, o: strided_conv(BCOPConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
-        activation,
-        ("groupsort", "relu"),
-        lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
-    )
+        "bcop-dcgan", input_shape, width, activation,
+        lambda i, o: strided_conv(BCOPConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters), bjorck_iters
+    )  # fmt: skip
 
 
 @register_critic("rko-dcgan")
+@fill_doc
 def rko_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -177,37 +135,23 @@ def rko_dcgan(
     :math:`\le 1` up to Björck error, usually well below 1: RKO is not gradient-norm
     preserving), L2.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
-    Parameters
-    ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (see :func:`bcop_dcgan`).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
-    bjorck_iters : int
-        Maximum Björck iterations per training step.
+    %(lipschitz_image_parameters)s
+    %(bjorck_iters)s
 
     References
     ----------
     .. [1] Li et al., arXiv:1911.00937 (RKO baseline).
     """
-    name = "rko-dcgan"
     return _create_dcgan(
-        name,
-        input_shape,
-        width,
-        lambda i, o: strided_conv(RKOConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters),
-        activation,
-        ("groupsort", "relu"),
-        lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
-    )
+        "rko-dcgan", input_shape, width, activation,
+        lambda i, o: strided_conv(RKOConv2d, i, o, 4, 2, bjorck_iters=bjorck_iters), bjorck_iters
+    )  # fmt: skip
 
 
 @register_critic("ossn-dcgan")
+@fill_doc
 def ossn_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -223,36 +167,23 @@ def ossn_dcgan(
     typically between 1 and 2 (kernel 2), so the product is > 1 and grows with training: the
     estimate must be divided by it (which :mod:`wdist` does).
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
-    Parameters
-    ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (see :func:`bcop_dcgan`).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    %(lipschitz_image_parameters)s
 
     References
     ----------
     .. [1] Miyato et al., "Spectral normalization for GANs", ICLR 2018; Li et al.,
        arXiv:1911.00937 (OSSN baseline).
     """
-    name = "ossn-dcgan"
     return _create_dcgan(
-        name,
-        input_shape,
-        width,
+        "ossn-dcgan", input_shape, width, activation,
         lambda i, o: strided_conv(OSSNConv2d, i, o, 4, 2),
-        activation,
-        ("groupsort", "relu"),
-        lambda f: BjorckLinear(f, 1),
-    )
+    )  # fmt: skip
 
 
 @register_critic("gp-dcgan", loss="wgan-gp")
+@fill_doc
 def gp_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -268,36 +199,28 @@ def gp_dcgan(
     for the head), L2: valid but far from tight, and far above 1; a GP critic's raw estimate
     is not a W1 bound until divided by it.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
     Parameters
     ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (see :func:`bcop_dcgan`).
-    activation : str
-        ``"leakyrelu"`` (slope 0.2) or ``"relu"``.
+    %(input_shape)s
+    %(width)s
+    %(gp_activation)s
 
     References
     ----------
-    .. [1] Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
+    %(gulrajani)s
     .. [2] Radford, Metz & Chintala, "DCGAN", ICLR 2016.
     """
-    name = "gp-dcgan"
     return _create_dcgan(
-        name,
-        input_shape,
-        width,
+        "gp-dcgan", input_shape, width, activation,
         lambda i, o: nn.Conv2d(i, o, 4, stride=2, padding=1),
-        activation,
-        ("leakyrelu", "relu"),
-        lambda f: nn.Linear(f, 1),
-    )
+        head=lambda f: nn.Linear(f, 1), allowed=("leakyrelu", "relu"),
+    )  # fmt: skip
 
 
 @register_critic("aoc-dcgan")
+@fill_doc
 def aoc_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -319,38 +242,24 @@ def aoc_dcgan(
     Lipschitz bound: product of per-layer certificates (exact polyphase-FFT norm per strided
     conv, SVD for the head), :math:`1 + O(10^{-5})` in float32; L2 on the flattened image.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
-    Parameters
-    ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (see :func:`bcop_dcgan`).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
-    bjorck_iters : int
-        Maximum Björck iterations per training step.
+    %(lipschitz_image_parameters)s
+    %(bjorck_iters)s
 
     References
     ----------
     .. [1] Boissin et al., "An adaptive orthogonal convolution scheme for efficient and flexible
        CNN architectures", arXiv:2501.07930 (2025).
     """
-    name = "aoc-dcgan"
     return _create_dcgan(
-        name,
-        input_shape,
-        width,
-        lambda i, o: AOCConv2d(i, o, 4, stride=2, bjorck_iters=bjorck_iters),
-        activation,
-        ("groupsort", "relu"),
-        lambda f: BjorckLinear(f, 1, bjorck_iters=bjorck_iters),
-    )
+        "aoc-dcgan", input_shape, width, activation,
+        lambda i, o: AOCConv2d(i, o, 4, stride=2, bjorck_iters=bjorck_iters), bjorck_iters
+    )  # fmt: skip
 
 
 @register_critic("cayley-dcgan")
+@fill_doc
 def cayley_dcgan(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -372,17 +281,9 @@ def cayley_dcgan(
     Lipschitz bound: product of per-layer certificates (float64 SVD of every per-frequency
     matrix used, per Cayley layer; SVD for the head), :math:`1 + O(10^{-6})` in float32; L2.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
-    Parameters
-    ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (see :func:`bcop_dcgan`).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    %(lipschitz_image_parameters)s
     kernel_size : int
         Of the free kernel on the unshuffled grid (2: the receptive field of a 4 x 4 stride-2
         convolution).
@@ -394,14 +295,9 @@ def cayley_dcgan(
     """
     name = "cayley-dcgan"
     model = _create_dcgan(
-        name,
-        input_shape,
-        width,
+        name, input_shape, width, activation,
         lambda i, o: strided_conv(CayleyConv2d, i, o, 2 * kernel_size, 2),
-        activation,
-        ("groupsort", "relu"),
-        lambda f: BjorckLinear(f, 1),
-    )
+    )  # fmt: skip
     for (h, w, _), stage in zip(stage_plan(name, input_shape), (m for k, m in model.named_children() if "stage" in k)):
         for layer in stage.modules():
             if isinstance(layer, CayleyConv2d):

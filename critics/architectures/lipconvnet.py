@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import nn
 
 from critics._checks import check_int
+from critics._docstrings import fill_doc
 from critics._registry import register_critic
-from critics.architectures.dcgan import default_width, stage_plan, stage_widths
-from critics.layers.activations import checked_activation
+from critics.architectures._stages import LIPSCHITZ_ACTIVATIONS, planned_stages, staged_critic
 from critics.layers.bjorck import BjorckLinear
-from critics.layers.downsample import InvertibleDownsample, PadToMultiple
+from critics.layers.downsample import InvertibleDownsample
 from critics.layers.soc import SOCConv2d
 from critics.norms import conv_grid_norm_plan
 from critics.ortho import OrthoConfig
@@ -20,6 +18,7 @@ __all__ = ["soc_lipconvnet"]
 
 
 @register_critic("soc-lipconvnet")
+@fill_doc
 def soc_lipconvnet(
     input_shape: tuple[int, ...],
     width: float | None = None,
@@ -55,19 +54,15 @@ def soc_lipconvnet(
     (eval: ``eval_terms``, :math:`1 + O(10^{-11})`; training: ``train_terms``,
     :math:`\approx 1 + 2\cdot 10^{-4}` each), the head its float64 SVD norm.
 
-    Shape
-    -----
-    (N, C, H, W) -> (N, 1)
+    %(image_shape)s
 
     Parameters
     ----------
-    input_shape : (C, H, W)
-    width : float or None
-        Width multiplier (``None``: 0.25 up to 16 x 16 inputs, else 1).
+    %(input_shape)s
+    %(width)s
     depth : int
         Channel-preserving SOC layers per stage after the downsampling one (>= 0).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` or ``"relu"``.
+    %(sorting_activation)s
     kernel_size : int
         Odd SOC kernel size.
     train_terms, eval_terms : int
@@ -85,9 +80,7 @@ def soc_lipconvnet(
     """
     name = "soc-lipconvnet"
     check_int(name, "depth", depth, minimum=0)
-    plan = stage_plan(name, input_shape)
-    widths = stage_widths(name, default_width(input_shape) if width is None else width, len(plan))
-    act = checked_activation(name, activation, ("groupsort", "relu"), widths)
+    plan, widths, act = planned_stages(name, input_shape, width, activation, LIPSCHITZ_ACTIVATIONS)
 
     if isinstance(grid_cost, bool) or not isinstance(grid_cost, (int, float)) or not grid_cost >= 0.0:
         raise ValueError(f"{name}: grid_cost must be a number >= 0; got {grid_cost!r}")
@@ -99,17 +92,8 @@ def soc_lipconvnet(
         size = grid if bound_flops <= grid_cost * series_flops else None
         return SOCConv2d(i, o, k, train_terms=train_terms, eval_terms=eval_terms, input_size=size)
 
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    c = int(input_shape[0])
-    for i, ((h, w, pad), c_out) in enumerate(zip(plan, widths), start=1):
-        stage: list[nn.Module] = [PadToMultiple(2)] if pad else []
-        grid = ((h + 1) // 2, (w + 1) // 2)  # after the (padding and) unshuffle
-        stage += [InvertibleDownsample(2), soc(4 * c, c_out, grid), act()]
-        for _ in range(int(depth)):
-            stage += [soc(c_out, c_out, grid), act()]
-        layers[f"stage{i}"] = nn.Sequential(*stage)
-        c = c_out
-    h, w = (h + 1) // 2, (w + 1) // 2
-    layers["flatten"] = nn.Flatten()
-    layers["head"] = BjorckLinear(c * h * w, 1)
-    return nn.Sequential(layers)
+    def body(c_in: int, c_out: int, grid: tuple[int, int]) -> list[nn.Module]:
+        stage = [InvertibleDownsample(2), soc(4 * c_in, c_out, grid), act()]
+        return stage + [m for _ in range(int(depth)) for m in (soc(c_out, c_out, grid), act())]
+
+    return staged_critic(input_shape, plan, widths, body, lambda features: BjorckLinear(features, 1))

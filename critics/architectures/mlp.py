@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from critics._checks import check_int
+from critics._docstrings import fill_doc
 from critics._registry import register_critic
 from critics.layers.activations import checked_activation
 from critics.layers.bjorck import BjorckLinear
@@ -47,6 +48,7 @@ def _create_mlp(
 
 
 @register_critic("bjorck-mlp", inputs="any")
+@fill_doc
 def bjorck_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,
@@ -73,9 +75,7 @@ def bjorck_mlp(
     :math:`1 + O(10^{-6})` in float32 (L2, via :func:`critics.certify`), tight when the gradient
     norm is preserved (see above).
 
-    Shape
-    -----
-    (N, *input_shape) -> (N, 1)
+    %(vector_shape)s
 
     Parameters
     ----------
@@ -85,8 +85,7 @@ def bjorck_mlp(
         Hidden width (divisible by the group size of the activation).
     depth : int
         Number of hidden layers (``depth + 1`` linear layers in all).
-    activation : str
-        ``"maxmin"``, ``"groupsortN"`` (e.g. ``"groupsort4"``) or ``"relu"``.
+    %(sorting_activation)s
     bjorck_iters : int or None
         Björck iterations per training step (``None``: the layer default, 30 with early stop).
 
@@ -106,6 +105,7 @@ def bjorck_mlp(
 
 
 @register_critic("gp-mlp", loss="wgan-gp", inputs="any")
+@fill_doc
 def gp_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,
@@ -122,26 +122,21 @@ def gp_mlp(
     Lipschitz bound: :math:`\prod_i \sigma_{\max}(W_i)` (L2, float64 SVD), valid but usually far
     from tight; the raw estimate of such a critic is not a W1 bound until divided by it.
 
-    Shape
-    -----
-    (N, *input_shape) -> (N, 1)
+    %(vector_shape)s
 
     Parameters
     ----------
-    input_shape : tuple of int
-    width, depth : int
-        Hidden width and number of hidden layers.
-    activation : str
-        ``"leakyrelu"`` (slope 0.2) or ``"relu"``.
+    %(gp_mlp_parameters)s
 
     References
     ----------
-    .. [1] Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
+    %(gulrajani)s
     """
     return _create_mlp("gp-mlp", input_shape, width, depth, activation, ("leakyrelu", "relu"), nn.Linear)
 
 
 @register_critic("sn-mlp", inputs="any")
+@fill_doc
 def sn_mlp(
     input_shape: tuple[int, ...],
     width: int = 256,
@@ -167,17 +162,11 @@ def sn_mlp(
     Lipschitz bound: :math:`\prod_i \sigma_{\max}(W_i)` (L2, float64 SVD of the parametrised
     weight actually used), close to 1 per layer once power iteration has converged.
 
-    Shape
-    -----
-    (N, *input_shape) -> (N, 1)
+    %(vector_shape)s
 
     Parameters
     ----------
-    input_shape : tuple of int
-    width, depth : int
-        Hidden width and number of hidden layers.
-    activation : str
-        ``"leakyrelu"`` (slope 0.2) or ``"relu"``.
+    %(gp_mlp_parameters)s
 
     References
     ----------

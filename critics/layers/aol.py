@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from critics._docstrings import fill_doc
 from critics.functional import kernel_gram
 from critics.layers.conv_base import LipschitzConv2d
 from critics.rules import register_certificate_rule
@@ -38,6 +39,7 @@ def aol_scales(kernel: Tensor) -> Tensor:
     return row_sums.clamp_min(torch.finfo(kernel.dtype).tiny).rsqrt()
 
 
+@fill_doc
 class AOLConv2d(LipschitzConv2d):
     r"""Convolution rescaled per input channel to be 1-Lipschitz (Prach & Lampert 2022).
 
@@ -64,13 +66,7 @@ class AOLConv2d(LipschitzConv2d):
     matrix on small grids, else an upper bound on the :math:`(n + k - 1)` grid); at most 1 up to
     rounding whatever the weights. L2.
 
-    Shape
-    -----
-    (N, c_in, H, W) -> (N, c_out, H, W)
-
-    Parameters
-    ----------
-    in_channels, out_channels, kernel_size : int
+    %(conv_shape_and_channels)s
     padding_mode : str
         ``"zeros"`` (default) or ``"circular"``; even kernels pad one more pixel after.
     bias : bool

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from critics._checks import check_stride_one
+from critics._docstrings import fill_doc
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import round_up
 from critics.rules import register_certificate_rule
@@ -151,6 +152,7 @@ def cayley_spectrum(kernel: Tensor, alpha: Tensor, grid: tuple[int, int]) -> Ten
     return q.unflatten(0, (h, w // 2 + 1))
 
 
+@fill_doc
 class CayleyConv2d(LipschitzConv2d):
     r"""Orthogonal circular convolution by the Cayley transform in the Fourier domain (Trockman & Kolter 2021).
 
@@ -189,13 +191,7 @@ class CayleyConv2d(LipschitzConv2d):
     frequencies their Hermitian parts, whose norms are no larger); :math:`1 + O(10^{-6})` in
     float32. L2. Conditions: circular padding, stride 1.
 
-    Shape
-    -----
-    (N, c_in, H, W) -> (N, c_out, H, W)
-
-    Parameters
-    ----------
-    in_channels, out_channels, kernel_size : int
+    %(conv_shape_and_channels)s
     bias : bool
     stride : int
         Must be 1 (downsample with :class:`~critics.layers.InvertibleDownsample`).

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from critics._docstrings import fill_doc
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import OrthoConfig, resolve
 from critics.rules import register_certificate_rule
@@ -16,6 +17,7 @@ from critics.rules import register_certificate_rule
 __all__ = ["OSSNConv2d"]
 
 
+@fill_doc
 class OSSNConv2d(LipschitzConv2d):
     r"""Convolution divided by a power-iteration estimate of its *reshaped* kernel's norm.
 
@@ -37,13 +39,7 @@ class OSSNConv2d(LipschitzConv2d):
     small grids, else an upper bound on the :math:`(n+k-1)` grid); L2; frequently above 1 (up to
     about :math:`k`).
 
-    Shape
-    -----
-    (N, c_in, H, W) -> (N, c_out, H, W)
-
-    Parameters
-    ----------
-    in_channels, out_channels, kernel_size : int
+    %(conv_shape_and_channels)s
         Positive; even kernels pad one more pixel after than before.
     padding_mode : str
         ``"zeros"`` (default) or ``"circular"``.

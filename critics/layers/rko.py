@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from critics._docstrings import fill_doc
 from critics.functional import bjorck_orthonormalize
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
@@ -15,6 +16,7 @@ from critics.rules import register_certificate_rule
 __all__ = ["RKOConv2d"]
 
 
+@fill_doc
 class RKOConv2d(BjorckOptions, LipschitzConv2d):
     r"""Convolution whose reshaped kernel is (semi-)orthogonal, scaled by :math:`1/k` (baseline).
 
@@ -33,13 +35,7 @@ class RKOConv2d(BjorckOptions, LipschitzConv2d):
     largest singular value on small grids (exact) and the :math:`(n+k-1)` grid's FFT norm otherwise
     (an upper bound); <= 1 up to the Björck error; L2; stride 1.
 
-    Shape
-    -----
-    (N, c_in, H, W) -> (N, c_out, H, W)
-
-    Parameters
-    ----------
-    in_channels, out_channels, kernel_size : int
+    %(conv_shape_and_channels)s
         Positive; even kernels pad one more pixel after than before.
     bjorck_iters : int or None
         Maximum Björck iterations per training step, convergence-tested (``None``: from
