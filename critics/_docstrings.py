@@ -1,8 +1,9 @@
 """Numpydoc sections shared by the critic entrypoints' docstrings (``fill_doc``, as mne and matplotlib).
 
 A docstring line that holds only ``%(key)s`` is replaced by :data:`SECTIONS` ``[key]``, each of its
-lines indented as the placeholder was, when the module is imported; so ``help(fn)``, ``fn.__doc__``
-and the API pages (mkdocstrings inspects these modules, see ``mkdocs.yml``) show every section whole.
+lines indented as the placeholder was, when the module is imported; so ``help(fn)`` and ``fn.__doc__``
+show every section whole. A reader of the source text alone (griffe's static analysis) sees the
+placeholders: an API page of these modules needs mkdocstrings' ``force_inspection`` option.
 """
 
 from __future__ import annotations
