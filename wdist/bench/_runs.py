@@ -8,6 +8,7 @@ The runs' environment drops the variables that would decide their threads for th
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -173,3 +174,18 @@ def tree_option(folder: Optional[str], commit: Optional[str], names: str) -> Ite
         return
     with exported_commit(commit) as exported:
         yield exported
+
+
+def estimate_command_line(
+    prog: str, doc: Optional[str], argv: Sequence[str], epilog: str
+) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
+    """The parser of a benchmark that times whole ``wdist estimate`` processes, the benchmark's own
+    arguments, and the ones after ``--`` (passed to every timed ``wdist estimate``)."""
+    own, estimate_args = list(argv), []
+    if "--" in own:
+        cut = own.index("--")
+        own, estimate_args = own[:cut], own[cut + 1 :]
+    ap = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog
+    )
+    return ap, own, estimate_args

@@ -30,7 +30,6 @@ source tree instead (there only ``default`` makes sense); ``--before-tree DIR`` 
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -40,7 +39,16 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from wdist.bench._provenance import provenance, write_result
-from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, tree_option, wdist_argv
+from wdist.bench._runs import (
+    estimate_command_line,
+    load_text,
+    machine_text,
+    median_or_none,
+    run_env,
+    run_timed,
+    tree_option,
+    wdist_argv,
+)
 from wdist.cores import OPENMP_DEFAULTS_ENV
 
 __all__ = ["cli", "run_contention", "format_table", "setting_args", "torch_default_threads", "Competitors"]
@@ -229,16 +237,11 @@ def format_table(record: dict[str, Any], command: str = "") -> str:
 
 
 def cli(argv: Sequence[str]) -> int:
-    argv = list(argv)
-    estimate_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, estimate_args = argv[:cut], argv[cut + 1 :]
-    ap = argparse.ArgumentParser(
-        prog="wdist bench contention",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Arguments after -- go to every `wdist estimate` run (e.g. -- --config FILE --train.steps 100).",
+    ap, argv, estimate_args = estimate_command_line(
+        "wdist bench contention",
+        __doc__,
+        argv,
+        "Arguments after -- go to every `wdist estimate` run (e.g. -- --config FILE --train.steps 100).",
     )
     ap.add_argument("--settings", nargs="+", default=["default", "1", "2", "before"])
     ap.add_argument("--competitors", nargs="+", type=int, default=[0, 1], help="competing process counts (0: idle)")

@@ -38,7 +38,16 @@ import torch
 
 from critics.empirical import empirical_lipschitz
 from wdist.bench._provenance import provenance, read_payload, write_result
-from wdist.bench._runs import load_text, machine_text, median_or_none, run_env, run_timed, tree_option, wdist_argv
+from wdist.bench._runs import (
+    estimate_command_line,
+    load_text,
+    machine_text,
+    median_or_none,
+    run_env,
+    run_timed,
+    tree_option,
+    wdist_argv,
+)
 from wdist.config import resolve_config
 from wdist.pipeline import build_critic
 from wdist.plots import plot_bound_curve
@@ -222,16 +231,11 @@ def format_table(record: dict[str, Any], command: str = "", before: Optional[dic
 
 
 def cli(argv: Sequence[str]) -> int:
-    argv = list(argv)
-    estimate_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, estimate_args = argv[:cut], argv[cut + 1 :]
-    ap = argparse.ArgumentParser(
-        prog="wdist bench startup",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Arguments after -- go to the timed `wdist estimate` job (e.g. -- --train.steps 100).",
+    ap, argv, estimate_args = estimate_command_line(
+        "wdist bench startup",
+        __doc__,
+        argv,
+        "Arguments after -- go to the timed `wdist estimate` job (e.g. -- --train.steps 100).",
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
