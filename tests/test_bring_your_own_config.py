@@ -64,7 +64,7 @@ def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path, monkeypa
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     cfg = resolve_config("../exp/my.yaml", ["--q.init_args.resize", "8"])
-    assert cfg.sides().p.path == tmp_path / "exp" / "imgs.npy"
+    assert cfg.p.build().path == tmp_path / "exp" / "imgs.npy"
     saved = yaml.safe_load(config_yaml(cfg))
     assert saved["p"]["init_args"]["path"] == str(tmp_path / "exp" / "imgs.npy")  # resumes anywhere
     # on the command line a relative path is the working directory's, and the error prints it absolute

@@ -12,6 +12,12 @@ or, for the analytic benchmarks, one toy problem that defines both P and Q::
     toy: {class_path: ThreeCones}
 
 Overrides on the command line use dots: ``--train.steps 200 --q.init_args.checkpoint G.pth``.
+
+A configuration is parsed once (:func:`parse_config`; no source is built: ``p``, ``q`` and ``toy``
+are :class:`SourceSpec`) and settled once (:func:`settle`: each source built at its first use, the
+default critic named). Commands that run several estimates (compare, track, ``critic.name: auto``)
+derive their configurations from that one with :func:`dataclasses.replace`; the derived
+configurations share the built sources. :data:`COUNTS` counts parses and builds.
 """
 
 from __future__ import annotations
@@ -599,18 +605,19 @@ def _check_yaml_mapping(path: Path) -> None:
 
 
 def settle(cfg: EstimateConfig) -> EstimateConfig:
-    """Build the configuration's sources (once: :meth:`SourceSpec.build`), check P and Q compatible,
-    and name the critic a configuration leaves out (:func:`default_critic` for the data's shape;
-    options given alone apply to it). Returns ``cfg``, settled in place; settling again builds nothing.
+    """Build the configuration's sources (once: :meth:`SourceSpec.build`) and name the critic a
+    configuration leaves out (:func:`default_critic` for P's shape; options given alone apply to
+    it). Returns ``cfg``, settled in place; settling again builds nothing. That P and Q share shape
+    and domain is checked where a run takes them (:meth:`EstimateConfig.sides`).
 
     Raises
     ------
     ConfigError
-        A source refused its arguments, P and Q differ in shape or domain, or a critic option is unknown.
+        A source refused its arguments, or a critic option is unknown.
     """
-    sides = cfg.sides()
+    built = [_built(x) for x in (cfg.toy, cfg.p, cfg.q) if x is not None]
     if cfg.critic.name is None:
-        name, options = default_critic(sides.p.shape)
+        name, options = default_critic((built[0].p if cfg.toy is not None else built[0]).shape)
         cfg.critic = CriticConfig(name, dict(cfg.critic.options) or options)
         check_critic(cfg.critic.name, cfg.critic.options)
     return cfg
