@@ -18,6 +18,7 @@ from wdist.config import (
     IMAGE_DEFAULT_CRITIC,
     VECTOR_DEFAULT_CRITIC,
     ConfigError,
+    config_yaml,
     default_critic,
     load_config,
     resolve_config,
@@ -36,9 +37,9 @@ def test_default_critic_follows_the_data_shape() -> None:
     assert default_critic((3, 32, 32)) == IMAGE_DEFAULT_CRITIC and default_critic((128,)) == VECTOR_DEFAULT_CRITIC
     offline = yaml.safe_load((ROOT / "configs" / "digits" / "default.yaml").read_text())["critic"]
     assert (offline["name"], offline.get("options", {})) == IMAGE_DEFAULT_CRITIC  # the offline job's own
-    cfg, text, _ = resolve_config(DIGITS_VS_GENERATOR)
+    cfg = resolve_config(DIGITS_VS_GENERATOR)
     assert (cfg.critic.name, cfg.critic.options) == IMAGE_DEFAULT_CRITIC
-    assert yaml.safe_load(text)["critic"] == {"name": "cones", "options": {}}
+    assert yaml.safe_load(config_yaml(cfg))["critic"] == {"name": "cones", "options": {}}
     cfg = load_config({**DIGITS_VS_GENERATOR, "critic": {"options": {"centres": 64}}})
     assert (cfg.critic.name, cfg.critic.options) == ("cones", {"centres": 64})
     toy = load_config({"toy": {"class_path": "Translation", "init_args": {"dim": 2, "shift": [1.0, 0.0]}}})
@@ -62,9 +63,10 @@ def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path, monkeypa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    cfg, text, _ = resolve_config("../exp/my.yaml", ["--q.init_args.resize", "8"])
-    assert cfg.p.path == tmp_path / "exp" / "imgs.npy"
-    assert yaml.safe_load(text)["p"]["init_args"]["path"] == str(tmp_path / "exp" / "imgs.npy")  # resumes anywhere
+    cfg = resolve_config("../exp/my.yaml", ["--q.init_args.resize", "8"])
+    assert cfg.p.build().path == tmp_path / "exp" / "imgs.npy"
+    saved = yaml.safe_load(config_yaml(cfg))
+    assert saved["p"]["init_args"]["path"] == str(tmp_path / "exp" / "imgs.npy")  # resumes anywhere
     # on the command line a relative path is the working directory's, and the error prints it absolute
     with pytest.raises(ConfigError) as err:
         load_config("../exp/my.yaml", ["--p.init_args.path", "imgs.npy"])

@@ -138,7 +138,7 @@ def test_ddp_ranks_exit_cleanly_and_only_rank0_reports(ddp_run: Path) -> None:
 def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     out = ddp_run / "out"
     res = json.loads((out / "result.json").read_text())
-    cfg, _, _ = resolve_config(out / "config.yaml")
+    cfg = resolve_config(out / "config.yaml")
     run = build_run(cfg)
     dm, system = run.datamodule, run.system
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

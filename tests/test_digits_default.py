@@ -17,9 +17,9 @@ def test_default_config_is_the_digits_problem() -> None:
     cfg = load_config(None)
     assert default_config_path() == ROOT / "configs" / "digits" / "default.yaml"
     assert cfg.critic.name == "cones"
-    assert type(cfg.p).__name__ == "Digits" and len(cfg.p) == 1797
-    assert type(cfg.q).__name__ == "Generator"
-    assert tuple(cfg.p.shape) == tuple(cfg.q.shape) == (1, 8, 8)
+    assert type(cfg.sides().p).__name__ == "Digits" and len(cfg.sides().p) == 1797
+    assert type(cfg.sides().q).__name__ == "Generator"
+    assert tuple(cfg.sides().p.shape) == tuple(cfg.sides().q.shape) == (1, 8, 8)
     assert cfg.eval.ot_samples >= 1797
 
 

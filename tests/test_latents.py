@@ -252,8 +252,8 @@ def test_latent_and_label_options_through_the_config(module_spec: str) -> None:
     base["q"]["init_args"]["output_shape"] = [1, 2, 2]
     for given, expected in ((["uniform"], set(range(5))), (["3"], {3}), (["[1, 4]"], {1, 4})):
         cfg = load_config(base, ["--q.init_args.n_classes", "5", "--q.init_args.labels", *given])
-        assert set(_labels_of(cfg.q.frozen, 500).tolist()) == expected
-        assert cfg.q.record()["labels"]["n_classes"] == 5
+        assert set(_labels_of(cfg.q.build().frozen, 500).tolist()) == expected
+        assert cfg.q.build().record()["labels"]["n_classes"] == 5
     cfg = load_config(
         base,
         [
@@ -265,9 +265,9 @@ def test_latent_and_label_options_through_the_config(module_spec: str) -> None:
             "0.25",
         ],
     )
-    rec = cfg.q.record()
+    rec = cfg.q.build().record()
     assert (rec["latent"], rec["truncation"], rec["latent_shape"]) == ("truncated-normal", 0.25, [3])
-    assert "truncated to [-0.25, 0.25]" in cfg.q.describe()
+    assert "truncated to [-0.25, 0.25]" in cfg.q.build().describe()
     with pytest.raises(ConfigError, match="truncation"):
         load_config(base, ["--q.init_args.latent", "truncated-normal"])
 
@@ -294,5 +294,6 @@ def test_fixed_keyword_arguments_of_forward(module_spec: str) -> None:
         "q": {"class_path": "Generator", "init_args": {"name": module_spec + "scaled", **ECHO_OPTS}},
     }
     cfg = load_config(base, ["--q.init_args.forward_kwargs", "{scale: 0.25}"])
-    assert cfg.q.record()["forward_kwargs"] == {"scale": 0.25} and "forward(scale=0.25)" in cfg.q.describe()
-    assert cfg.q.frozen.sample(20, seed=0).max() <= 0.25
+    q = cfg.q.build()
+    assert q.record()["forward_kwargs"] == {"scale": 0.25} and "forward(scale=0.25)" in q.describe()
+    assert cfg.q.build().frozen.sample(20, seed=0).max() <= 0.25

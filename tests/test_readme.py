@@ -404,10 +404,10 @@ def _parse_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import wdist.pipeline
     import wdist.references
     import wdist.tracking
-    from wdist.compare_spec import read_comparison
+    from wdist.compare_spec import parse_comparison
 
     def compare_parsed(config: str, overrides: list[str], **kwargs: object) -> None:
-        read_comparison(config, overrides)
+        parse_comparison(config, overrides)
         _stop()
 
     monkeypatch.setattr(wdist.pipeline, "estimate", _stop)

@@ -21,6 +21,8 @@ _LAZY = {
     "W1Monitor": "wdist.monitor",
     "EstimateConfig": "wdist.config",
     "load_config": "wdist.config",
+    "parse_config": "wdist.config",
+    "InitState": "wdist.warmstart",
     "Result": "wdist.results",
     "exact_w1": "wdist.ot",
     "sliced_w1": "wdist.ot",

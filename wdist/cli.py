@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from wdist.allocator import keep_freed_memory
 from wdist.cores import prefer_passive_waiting
@@ -72,19 +72,17 @@ def _split_common(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 # matplotlib) costs seconds to import, which `wdist --help` and usage errors should not pay.
 
 
-def _check_config_first(ns: argparse.Namespace, overrides: Sequence[str]) -> None:
-    """Parse and validate the estimate's configuration before the training stack is imported, so
-    that a misspelt key or bad value answers in the time it takes to import torch, not Lightning
-    too (about 6 s more). The pipeline parses it again (a fraction of a second)."""
+def _settled_config(ns: argparse.Namespace, overrides: Sequence[str]) -> Any:
+    """The estimate's configuration, parsed (once) and settled before the training stack is imported,
+    so that a misspelt key or bad value answers in the time it takes to import torch, not Lightning
+    too (about 6 s more). ``None`` for a resumed run: the pipeline parses that one (once), against
+    the run's saved ``config.yaml`` and with the resume context in its messages."""
+    if ns.resume is not None:
+        return None
     # start-up cost: the config imports torch and the sources, not Lightning
     from wdist.config import resolve_config
 
-    if ns.resume is not None:
-        saved = Path(ns.resume) / "config.yaml"
-        if saved.is_file():
-            resolve_config(saved, overrides)
-        return  # a missing config.yaml is reported by the pipeline, with the resume context
-    resolve_config(ns.config, overrides)
+    return resolve_config(ns.config, overrides)
 
 
 def usage(command: Optional[str] = None) -> str:
@@ -108,7 +106,7 @@ def _config_help(prog: str) -> None:
     # start-up cost: the config imports torch and the sources, not Lightning; nothing is built
     from wdist.config import build_parser
 
-    build_parser(prog).print_help()
+    build_parser(prog, count=False).print_help()
 
 
 def _cmd_estimate(argv: Sequence[str]) -> int:
@@ -117,11 +115,14 @@ def _cmd_estimate(argv: Sequence[str]) -> int:
         print(usage("estimate"), end="\n\n")
         _config_help("wdist estimate")
         return 0
-    _check_config_first(ns, overrides)
+    cfg = _settled_config(ns, overrides)
     # start-up cost: Lightning, torchmetrics and torchvision, imported once the config is valid
     from wdist.pipeline import estimate
 
-    result = estimate(ns.config, overrides, out=ns.out, resume=ns.resume, quiet=ns.quiet)
+    if cfg is None:
+        result = estimate(ns.config, overrides, out=ns.out, resume=ns.resume, quiet=ns.quiet)
+    else:
+        result = estimate(cfg, out=ns.out, resume=ns.resume, quiet=ns.quiet)
     if result is None:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
     print(result.format_table())

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from wdist.auto import CandidateRecord, choose
-from wdist.compare_spec import CompareEntry, CompareSpec, read_comparison
+from wdist.compare_spec import CompareEntry, CompareSpec, parse_comparison, run_config
+from wdist.config import EstimateConfig
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.loggers import finish_wandb, make_loggers
 from wdist.pipeline import estimate
@@ -182,26 +183,13 @@ def compare(
     ``overrides`` are those of the file's keys (``--seeds '[0]'``, ``--critics '[...]'``) and of
     the shared estimate config (``--train.steps 100``); see :func:`wdist.compare_spec.read_comparison`.
     """
-    name, spec, base, overrides = read_comparison(config, overrides)
-    base.setdefault("logger", {})
-    out_dir = prepare_output_dir(out if out is not None else base.get("out") or f"runs/compare-{name}")
-    base["out"] = None
+    name, spec, shared, overrides = parse_comparison(config, overrides)
+    out_dir = prepare_output_dir(out if out is not None else shared.out or f"runs/compare-{name}")
     results: dict[str, list[Result]] = {}
-    for entry in spec.critics:
+    for entry in spec.critics:  # one parsed configuration; every run shares its sources, built once
         for seed in spec.seeds:
-            run_cfg = json.loads(json.dumps(base))
-            run_cfg["critic"] = {"name": entry.name, "options": json.loads(json.dumps(entry.options))}
-            if entry.loss is not None:  # else the critic family's own loss
-                run_cfg.setdefault("train", {})["loss"] = entry.loss
-            if entry.lr is not None:
-                run_cfg.setdefault("train", {})["lr"] = float(entry.lr)
-            run_cfg["seed"] = int(seed)
-            run_cfg["logger"] = {
-                **run_cfg.get("logger", {}),
-                "group": run_cfg.get("logger", {}).get("group") or name,
-                "name": f"{entry.label}-seed{seed}",
-            }
-            res = estimate(run_cfg, overrides, out=out_dir / entry.label / f"seed{seed}", quiet=quiet)
+            run_cfg = run_config(shared, entry, seed, name)
+            res = estimate(run_cfg, out=out_dir / entry.label / f"seed{seed}", quiet=quiet)
             results.setdefault(entry.label, []).append(res)
     chosen = chosen_on_select(results, spec.seeds)
     rows = _rows(results, chosen)
@@ -223,8 +211,8 @@ def compare(
     }
     atomic_write_text(out_dir / "comparison.json", json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(out_dir / "comparison.md", md + "\n")
-    if base.get("logger", {}).get("kind") == "wandb" or "wandb" in overrides:
-        _log_comparison_image(out_dir, name, png, base, rows)
+    if shared.logger.kind == "wandb":
+        _log_comparison_image(out_dir, name, png, shared, rows)
     return Comparison(
         results=results,
         rows=rows,
@@ -234,12 +222,12 @@ def compare(
     )
 
 
-def _log_comparison_image(out_dir: Path, name: str, png: Path, base: dict, rows: Sequence[dict[str, Any]] = ()) -> None:
+def _log_comparison_image(
+    out_dir: Path, name: str, png: Path, shared: EstimateConfig, rows: Sequence[dict[str, Any]] = ()
+) -> None:
     """One extra run in the comparison's W&B group holding the overlaid plot and the rows (as the
     summary ``<label>/<key>``, with the keys of comparison.json)."""
-    lg = base.get("logger", {})
-    loggers = make_loggers(
-        out_dir / "wandb-summary", "wandb", lg.get("project", "wdist"), lg.get("group") or name, f"{name}-summary"
-    )
+    lg = shared.logger
+    loggers = make_loggers(out_dir / "wandb-summary", "wandb", lg.project, lg.group or name, f"{name}-summary")
     summary = {f"{r['label']}/{k}": v for r in rows for k, v in r.items() if k != "label"}
     finish_wandb(loggers, summary=summary, images={"comparison": png})

@@ -15,8 +15,9 @@ code, so ``wdist compare --help`` and a bad comparison file answer at once.
 
 from __future__ import annotations
 
+import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
@@ -24,9 +25,26 @@ from jsonargparse import ArgumentParser
 from jsonargparse._loaders_dumpers import yaml_load  # jsonargparse's own YAML reading (1e-3 is a float)
 from jsonargparse.typing import NonNegativeInt, PositiveFloat
 
-from wdist.config import ConfigError, _explain, check_critic, config_dict, read_config_file
+from wdist.config import (
+    ConfigError,
+    CriticConfig,
+    EstimateConfig,
+    _explain,
+    check_critic,
+    parse_config,
+    read_config_file,
+)
 
-__all__ = ["CompareEntry", "CompareSpec", "COMPARE_KEYS", "COMPARE_HELP", "read_comparison", "split_overrides"]
+__all__ = [
+    "CompareEntry",
+    "CompareSpec",
+    "COMPARE_KEYS",
+    "COMPARE_HELP",
+    "read_comparison",
+    "parse_comparison",
+    "run_config",
+    "split_overrides",
+]
 
 #: The keys a comparison file adds to an estimate config.
 COMPARE_KEYS = ("critics", "seeds")
@@ -142,6 +160,30 @@ def read_comparison(
     data.update(own)
     spec = parse_spec(data)
     base = {k: v for k, v in data.items() if k not in COMPARE_KEYS}
-    first = spec.critics[0]
-    config_dict({**base, "critic": {"name": first.name, "options": first.options}}, rest, COMPARE_KEYS)  # checked now
     return name, spec, base, rest
+
+
+def parse_comparison(
+    config: Union[str, os.PathLike, dict[str, Any]], overrides: Sequence[str] = ()
+) -> tuple[str, CompareSpec, EstimateConfig, list[str]]:
+    """``(name, spec, shared, estimate_overrides)``: :func:`read_comparison` with the shared estimate
+    config parsed once (with the first critic; no source built), from which every run's configuration
+    is derived (:func:`run_config`)."""
+    name, spec, base, rest = read_comparison(config, overrides)
+    first = spec.critics[0]
+    shared = parse_config({**base, "critic": {"name": first.name, "options": first.options}}, rest, COMPARE_KEYS)
+    return name, spec, shared, rest
+
+
+def run_config(shared: EstimateConfig, entry: CompareEntry, seed: int, name: str) -> EstimateConfig:
+    """The configuration of one run of a comparison named ``name``: the shared one with the entry's
+    critic, options, loss and learning rate (the shared ones where the entry gives none), the seed,
+    and the run's logger name (``<label>-seed<seed>``, in the group ``name`` unless the config names one)."""
+    train = replace(
+        shared.train,
+        loss=entry.loss if entry.loss is not None else shared.train.loss,
+        lr=float(entry.lr) if entry.lr is not None else shared.train.lr,
+    )
+    logger = replace(shared.logger, group=shared.logger.group or name, name=f"{entry.label}-seed{seed}")
+    critic = CriticConfig(entry.name, copy.deepcopy(dict(entry.options)))
+    return replace(shared, critic=critic, train=train, logger=logger, seed=int(seed), out=None)

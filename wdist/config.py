@@ -12,6 +12,12 @@ or, for the analytic benchmarks, one toy problem that defines both P and Q::
     toy: {class_path: ThreeCones}
 
 Overrides on the command line use dots: ``--train.steps 200 --q.init_args.checkpoint G.pth``.
+
+A configuration is parsed once (:func:`parse_config`; no source is built: ``p``, ``q`` and ``toy``
+are :class:`SourceSpec`) and settled once (:func:`settle`: each source built at its first use, the
+default critic named). Commands that run several estimates (compare, track, ``critic.name: auto``)
+derive their configurations from that one with :func:`dataclasses.replace`; the derived
+configurations share the built sources. :data:`COUNTS` counts parses and builds.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import difflib
 import inspect
 import os
 import re
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
@@ -35,6 +42,12 @@ from wdist.errors import ConfigError
 from wdist.sources import PAIRS, SOURCES, TOY_PROBLEMS, Source, ToyProblem, check_compatible
 
 __all__ = [
+    "SourceSpec",
+    "COUNTS",
+    "config_record",
+    "config_yaml",
+    "parse_config",
+    "settle",
     "CriticConfig",
     "TrainConfig",
     "TrainerConfig",
@@ -46,7 +59,6 @@ __all__ = [
     "build_parser",
     "load_config",
     "resolve_config",
-    "config_dict",
     "default_config_path",
     "default_critic",
     "resolve_relative_paths",
@@ -215,6 +227,88 @@ class LoggerConfig:
     name: Optional[str] = None
 
 
+#: How often this process built the estimate's parser (``"parse"``) and each configured source or
+#: toy problem (``"build:Digits"``, ...): what one command costs, counted where it happens.
+COUNTS: Counter = Counter()
+
+
+class SourceSpec:
+    """A configured source or toy problem before it is built: its class and its init arguments as
+    jsonargparse validated them (``class_path``/``init_args``, nested sources kept as such).
+
+    Parsing a configuration builds no source (no data set is read, no weights are loaded);
+    :meth:`build` does, once: every configuration derived from this one with
+    :func:`dataclasses.replace` shares the built object. :meth:`with_args` gives a spec with other
+    arguments (built anew when used).
+    """
+
+    def __init__(self, namespace: Namespace, kind: type) -> None:
+        self._namespace = namespace.clone()
+        self.kind = kind  # the base class it was validated against: Source or ToyProblem
+        self._built: Any = None
+
+    @property
+    def cls(self) -> type:
+        """The configured class (``wdist.sources.Digits``, ...), imported, not built."""
+        return import_object(self._namespace["class_path"])
+
+    @property
+    def name(self) -> str:
+        """The short name of the configured class (``Digits``)."""
+        return self._namespace["class_path"].rsplit(".", 1)[-1]
+
+    def record(self) -> dict[str, Any]:
+        """``{"class_path": ..., "init_args": {...}}`` as a configuration file holds it."""
+        return _plain(self._namespace.as_dict())
+
+    def with_args(self, **init_args: Any) -> "SourceSpec":
+        """This spec with ``init_args`` replaced by the given values (a new, unbuilt spec)."""
+        namespace = self._namespace.clone()
+        for key, value in init_args.items():
+            namespace[f"init_args.{key}"] = value
+        return SourceSpec(namespace, self.kind)
+
+    def build(self) -> Any:
+        """The source (or toy problem), built at the first call and kept.
+
+        Raises
+        ------
+        ConfigError
+            The class refused its arguments (a missing file, a bad value): its message, and what is allowed.
+        """
+        if self._built is None:
+            parser = ArgumentParser(exit_on_error=False, default_env=False)
+            parser.add_argument("--source", type=self.kind)
+            try:
+                self._built = parser.instantiate(Namespace(source=self._namespace.clone()))["source"]
+            except Exception as err:  # the class's own error on init, with jsonargparse's context
+                cause = err.__cause__ or err
+                raise ConfigError(_explain(build_parser(count=False), str(cause) if str(cause) else str(err))) from None
+            COUNTS[f"build:{self.name}"] += 1
+        return self._built
+
+    def __repr__(self) -> str:
+        return f"SourceSpec({self._namespace['class_path']!r}, built={self._built is not None})"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists and paths as text: what YAML and JSON files hold."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    for kind in (bool, int, float, str):  # jsonargparse's restricted types (PositiveInt, ...) as the plain ones
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def _built(value: Union[SourceSpec, Any, None]) -> Any:
+    return value.build() if isinstance(value, SourceSpec) else value
+
+
 @dataclass(frozen=True)
 class Sides:
     """The two distributions of a configuration, checked compatible, with W1 where known exactly."""
@@ -227,7 +321,13 @@ class Sides:
 
 @dataclass
 class EstimateConfig:
-    """Everything one estimate needs. Give either ``toy`` or both ``p`` and ``q``."""
+    """Everything one estimate needs. Give either ``toy`` or both ``p`` and ``q``.
+
+    The type hints of ``toy``, ``p`` and ``q`` are what a configuration is checked against; a parsed
+    configuration holds a :class:`SourceSpec` there (built at its first use, :meth:`sides`), a
+    configuration made in Python may hold the objects themselves. Configurations derived from one
+    with :func:`dataclasses.replace` share its built sources.
+    """
 
     toy: Optional[ToyProblem] = None
     p: Optional[Source] = None
@@ -241,12 +341,15 @@ class EstimateConfig:
     out: Optional[str] = None
 
     def sides(self) -> Sides:
-        """P and Q (of the toy problem, or the two sources), checked to share shape and domain."""
+        """P and Q (of the toy problem, or the two sources), checked to share shape and domain.
+
+        A configured source (:class:`SourceSpec`) is built at its first use and kept."""
         if self.toy is not None:
-            sides = Sides(self.toy.p, self.toy.q, self.toy.exact_w1(), self.toy.exact_w1_method())
+            toy = _built(self.toy)
+            sides = Sides(toy.p, toy.q, toy.exact_w1(), toy.exact_w1_method())
         else:
             assert self.p is not None and self.q is not None
-            sides = Sides(self.p, self.q)
+            sides = Sides(_built(self.p), _built(self.q))
         check_compatible(sides.p, sides.q)
         return sides
 
@@ -256,8 +359,11 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / "configs" / "digits" / "default.yaml"
 
 
-def build_parser(prog: str = "wdist estimate") -> ArgumentParser:
-    """The jsonargparse parser for :class:`EstimateConfig` (``--config FILE`` plus dotted overrides)."""
+def build_parser(prog: str = "wdist estimate", count: bool = True) -> ArgumentParser:
+    """The jsonargparse parser for :class:`EstimateConfig` (``--config FILE`` plus dotted overrides).
+    ``count``: whether this build is a parse of a configuration (:data:`COUNTS`; not for help texts)."""
+    if count:
+        COUNTS["parse"] += 1
     # no abbreviations: a misspelt key such as --critic.opt must be an error, not --critic.options
     parser = ArgumentParser(prog=prog, exit_on_error=False, default_env=False, allow_abbrev=False)
     parser.add_argument(
@@ -345,6 +451,7 @@ def check_critic(name: str, options: dict, where: str = "critic") -> None:
 
 
 def _validate(cfg: EstimateConfig) -> EstimateConfig:
+    """Check what can be checked without building a source; the rest is :func:`settle`'s."""
     if cfg.toy is not None and (cfg.p is not None or cfg.q is not None):
         raise ConfigError("Invalid configuration: give either 'toy' or both 'p' and 'q', not both.")
     if cfg.toy is None and (cfg.p is None or cfg.q is None):
@@ -354,10 +461,6 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
             "('toy: {class_path: ThreeCones}') or two sources ('p: {class_path: Digits}', "
             "'q: {class_path: Generator, init_args: {name: digits/wgan-gp-8}}')."
         )
-    if cfg.critic.name is None:  # the default for the data's shape; options given alone apply to it
-        shape = (cfg.toy.p if cfg.toy is not None else cfg.p).shape  # type: ignore[union-attr]
-        name, options = default_critic(shape)
-        cfg.critic = CriticConfig(name, dict(cfg.critic.options) or options)
     if cfg.critic.name == AUTO:
         if cfg.critic.options:
             raise ConfigError(
@@ -366,7 +469,7 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
                 "Options a config file gives for another critic are cleared with --critic.options '{}'; to set "
                 "options, name one critic."
             )
-    else:
+    elif cfg.critic.name is not None:
         check_critic(cfg.critic.name, cfg.critic.options)
     for key in ("n_eval", "n_eval_p", "n_eval_q", "n_select", "n_select_p", "n_select_q"):
         n = getattr(cfg.eval, key)
@@ -394,8 +497,8 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
         )
     if not 0.0 < cfg.eval.confidence < 1.0:
         raise ConfigError(f"Invalid configuration: eval.confidence must be in (0, 1); got {cfg.eval.confidence}.")
-    if cfg.train.eval_every > cfg.train.steps:
-        cfg.train.eval_every = cfg.train.steps
+    if cfg.train.eval_every > cfg.train.steps:  # a new section: configurations derived from one share theirs
+        cfg.train = replace(cfg.train, eval_every=cfg.train.steps)
     return cfg
 
 
@@ -501,13 +604,61 @@ def _check_yaml_mapping(path: Path) -> None:
         raise ConfigError(f"Config file {str(path)!r} holds a YAML {kind} ({shown}), not a mapping. {expected}")
 
 
+def settle(cfg: EstimateConfig) -> EstimateConfig:
+    """Build the configuration's sources (once: :meth:`SourceSpec.build`) and name the critic a
+    configuration leaves out (:func:`default_critic` for P's shape; options given alone apply to
+    it). Returns ``cfg``, settled in place; settling again builds nothing. That P and Q share shape
+    and domain is checked where a run takes them (:meth:`EstimateConfig.sides`).
+
+    Raises
+    ------
+    ConfigError
+        A source refused its arguments, or a critic option is unknown.
+    """
+    built = [_built(x) for x in (cfg.toy, cfg.p, cfg.q) if x is not None]
+    if cfg.critic.name is None:
+        name, options = default_critic((built[0].p if cfg.toy is not None else built[0]).shape)
+        cfg.critic = CriticConfig(name, dict(cfg.critic.options) or options)
+        check_critic(cfg.critic.name, cfg.critic.options)
+    return cfg
+
+
+def parse_config(
+    config: Union[str, os.PathLike, dict, None] = None, overrides: Sequence[str] = (), extra_keys: Sequence[str] = ()
+) -> EstimateConfig:
+    """Parse a YAML file (``None``: the bundled default) or mapping with dotted ``overrides`` into an
+    :class:`EstimateConfig`, checked against the dataclasses and the sources' signatures. Builds no
+    source: ``p``, ``q`` and ``toy`` are :class:`SourceSpec` (:func:`settle` builds them).
+    ``extra_keys``: keys the caller accepts besides the configuration's (listed in errors).
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key or value and listing what is allowed.
+    """
+    parser = build_parser()
+    try:
+        ns = _parse(parser, config, overrides)
+        specs = {k: None if ns[k] is None else SourceSpec(ns[k], ToyProblem if k == "toy" else Source)
+                 for k in ("toy", "p", "q")}  # fmt: skip
+        for k in specs:
+            ns[k] = None
+        ns.pop("config", None)
+        init = parser.instantiate(ns)
+    except ConfigError:
+        raise
+    except Exception as err:  # jsonargparse raises ArgumentError
+        cause = err.__cause__ or err
+        raise ConfigError(_explain(parser, str(cause) if str(cause) else str(err), extra_keys)) from None
+    cfg = EstimateConfig(**{k: init[k] for k in EstimateConfig.__dataclass_fields__ if k not in specs}, **specs)
+    return _validate(cfg)
+
+
 def resolve_config(
     config: Union[str, os.PathLike, dict, EstimateConfig, None] = None, overrides: Sequence[str] = ()
-) -> tuple[EstimateConfig, Optional[str], Optional[dict]]:
-    """Parse and validate; also return the resolved config as YAML text and as a dict.
-
-    The YAML text (``class_path``/``init_args`` kept) is what a run saves as ``config.yaml`` and
-    what ``--resume`` reads back. Both are ``None`` for an :class:`EstimateConfig` given directly.
+) -> EstimateConfig:
+    """Parse (:func:`parse_config`, once) and settle (:func:`settle`: the sources built, once): the
+    configuration a run trains with. An :class:`EstimateConfig` given directly is validated and settled.
 
     Raises
     ------
@@ -517,49 +668,42 @@ def resolve_config(
     if isinstance(config, EstimateConfig):
         if overrides:
             raise ConfigError("overrides can only be applied to a YAML file or a dict, not to an EstimateConfig")
-        return _validate(config), None, None
-    parser = build_parser()
-    try:
-        ns = _parse(parser, config, overrides)
-        init = parser.instantiate(ns)
-    except ConfigError:
-        raise
-    except Exception as err:  # jsonargparse raises ArgumentError, or the class's own error on init
-        cause = err.__cause__ or err
-        raise ConfigError(_explain(parser, str(cause) if str(cause) else str(err))) from None
-    cfg = EstimateConfig(**{k: init[k] for k in EstimateConfig.__dataclass_fields__})
-    cfg = _validate(cfg)
-    ns.pop("config", None)
-    ns["critic.name"], ns["critic.options"] = cfg.critic.name, dict(cfg.critic.options)  # the critic that runs
-    text = parser.dump(ns, skip_none=False, skip_validation=True)
-    return cfg, text, ns.as_dict()
+        return settle(_validate(config))
+    return settle(parse_config(config, overrides))
 
 
-def config_dict(
-    config: Union[str, os.PathLike, dict, None], overrides: Sequence[str] = (), extra_keys: Sequence[str] = ()
-) -> dict[str, Any]:
-    """The parsed configuration as a dict (``class_path``/``init_args`` kept), checked against the
-    dataclasses but without building anything (no data set is loaded): the form
-    :func:`resolve_config` returns as its third value, for comparing two configurations.
-    ``extra_keys``: keys the caller accepts besides the configuration's (listed in errors)."""
-    if isinstance(config, EstimateConfig):
-        raise ConfigError("a configuration to compare must be a YAML file or a dict, not an EstimateConfig")
-    parser = build_parser()
-    try:
-        ns = _parse(parser, config, overrides)
-    except ConfigError:
-        raise
-    except Exception as err:  # jsonargparse's ArgumentError
-        cause = err.__cause__ or err
-        raise ConfigError(_explain(parser, str(cause) if str(cause) else str(err), extra_keys)) from None
-    ns.pop("config", None)
-    return ns.as_dict()
+def config_record(cfg: EstimateConfig) -> dict[str, Any]:
+    """The configuration as a mapping with the layout of a configuration file (``class_path`` and
+    ``init_args`` for configured sources; a source object given directly is described in one line):
+    what ``config.yaml`` holds and results record."""
+    rec: dict[str, Any] = {}
+    for key in EstimateConfig.__dataclass_fields__:
+        value = getattr(cfg, key)
+        if isinstance(value, SourceSpec):
+            rec[key] = value.record()
+        elif is_dataclass(value) and not isinstance(value, type):
+            rec[key] = _plain(asdict(value))
+        elif value is None or isinstance(value, (int, float, str)):
+            rec[key] = _plain(value)
+        else:
+            rec[key] = value.describe()
+    return rec
+
+
+def config_yaml(cfg: EstimateConfig) -> Optional[str]:
+    """``config.yaml`` of a run (:func:`config_record` as YAML), read back by ``--resume``; ``None``
+    when a source was given as an object (a configuration file cannot rebuild it)."""
+    import yaml  # jsonargparse's own YAML library
+
+    if any(v is not None and not isinstance(v, SourceSpec) for v in (cfg.toy, cfg.p, cfg.q)):
+        return None
+    return yaml.safe_dump(config_record(cfg), sort_keys=False)
 
 
 def load_config(
     config: Union[str, os.PathLike, dict, EstimateConfig, None] = None, overrides: Sequence[str] = ()
 ) -> EstimateConfig:
-    """Parse and validate a configuration.
+    """Parse, validate and settle a configuration (:func:`resolve_config`).
 
     Parameters
     ----------
@@ -567,4 +711,4 @@ def load_config(
         ``None`` for the bundled default (``configs/digits/default.yaml``).
     overrides : command-line style overrides, e.g. ``["--train.steps", "100"]``.
     """
-    return resolve_config(config, overrides)[0]
+    return resolve_config(config, overrides)

@@ -42,6 +42,7 @@ from wdist.evaluation import Evaluation
 from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
 from wdist.results import evaluation_record
 from wdist.sources import LatentSource, Source, TensorSource
+from wdist.warmstart import InitState
 
 __all__ = ["W1Monitor"]
 
@@ -377,10 +378,9 @@ class W1Monitor(Callback):
         torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)
         _keep_interop_threads()
         with _silent_lightning(self.verbose):
-            run = build_run(cfg)  # sets the run's thread count (the caller's is restored after the estimate)
+            warm = None if self._critic_state is None else InitState(self._critic_state)
+            run = build_run(cfg, init_state=warm)  # sets the run's thread count (restored after the estimate)
             self.threads_used.append(torch.get_num_threads())
-            if self._critic_state is not None:
-                run.system.critic.load_state_dict(self._critic_state)
             trainer = make_trainer(cfg, [], [], None)
             ev = fit_and_evaluate(trainer, run, None)
         self._critic_state = {k: v.detach().cpu().clone() for k, v in run.system.critic.state_dict().items()}

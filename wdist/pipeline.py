@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import warnings
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -32,7 +32,7 @@ from critics.empirical import empirical_lipschitz
 from wdist._version import __version__
 from wdist.auto import AUTO, Candidate, CandidateRecord, auto_record, candidate_text, candidates_for, choose
 from wdist.callbacks import AtomicCheckpointIO, GracefulStop, StepCheckpoint, TrainClock, progress_callback
-from wdist.config import ConfigError, CriticConfig, EstimateConfig, Sides, config_dict, resolve_config
+from wdist.config import ConfigError, CriticConfig, EstimateConfig, Sides, config_record, config_yaml, resolve_config
 from wdist.data import PairDataModule
 from wdist.evaluation import Evaluation
 from wdist.files import atomic_write_text, prepare_output_dir, remove_stale_temp_files, set_aside_previous_result
@@ -46,11 +46,12 @@ from wdist.references import (
     solve_references_in_background,
 )
 from wdist.results import Result, RunRecord
-from wdist.resume import ResumePoint, check_resume_settings, resume_point
+from wdist.resume import ResumePoint, check_resume_settings, resume_point, saved_config
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
 from wdist.sources import FiniteSource, Generator, LatentSource
 from wdist.system import CriticSystem
 from wdist.threads import ThreadChoice, apply_threads, run_threads
+from wdist.warmstart import InitState, load_init_state
 
 __all__ = [
     "estimate",
@@ -160,13 +161,14 @@ def check_enough_items(sides: Sides) -> None:
             )
 
 
-def build_run(cfg: EstimateConfig, sides: Optional[Sides] = None) -> Run:
+def build_run(cfg: EstimateConfig, sides: Optional[Sides] = None, init_state: Optional[InitState] = None) -> Run:
     """The sources, critic, data module and training system of a configuration (no Trainer).
 
     The system trains with :func:`training_loss` (the critic family's own objective unless
     ``train.loss`` is set). Sets this process's torch thread count first (:mod:`wdist.threads`),
     so that the critic is built and trained with it. ``sides``: the configuration's sources when
-    already built (``cfg.sides()`` otherwise).
+    already built (``cfg.sides()`` otherwise: built once, at their first use). ``init_state``: the
+    weights the critic starts from (:mod:`wdist.warmstart`), loaded right after it is built.
     """
     sides = cfg.sides() if sides is None else sides
     check_enough_items(sides)
@@ -180,8 +182,11 @@ def build_run(cfg: EstimateConfig, sides: Optional[Sides] = None) -> Run:
         p, q, cfg.train.batch_size, ev.n_eval, ev.batch_size, cfg.seed, ev.n_eval_p, ev.n_eval_q, ev.train_subset,
         ev.heldout_draw, n_select=ev.n_select, n_select_p=ev.n_select_p, n_select_q=ev.n_select_q, aligned=ev.aligned,
     )  # fmt: skip
+    critic = build_critic(cfg, shape)
+    if init_state is not None:
+        load_init_state(critic, init_state)
     system = CriticSystem(
-        build_critic(cfg, shape), shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
+        critic, shape, train, cfg.eval, domain=p.domain, seed=cfg.seed,
         p_generator=p.module if isinstance(p, LatentSource) else None,
         q_generator=q.module if isinstance(q, LatentSource) else None,
     )  # fmt: skip
@@ -299,17 +304,6 @@ def _device_text(trainer: pl.Trainer) -> str:
     return text + (f" x {trainer.world_size} processes" if trainer.world_size > 1 else "")
 
 
-def _config_record(cfg: EstimateConfig, resolved: Optional[dict]) -> dict[str, Any]:
-    if resolved is not None:
-        return resolved
-    rec: dict[str, Any] = {k: asdict(getattr(cfg, k)) for k in ("critic", "train", "trainer", "eval", "logger")}
-    for k in ("toy", "p", "q"):
-        v = getattr(cfg, k)
-        rec[k] = None if v is None else (asdict(v) if is_dataclass(v) else v.describe())
-    rec["seed"] = cfg.seed
-    return rec
-
-
 def _segment_settings(cfg: EstimateConfig) -> dict[str, Any]:
     """The settings each segment of a run's history records (those a resume may change)."""
     return {
@@ -328,7 +322,7 @@ def _precision_text(precision: Any) -> str:
     return _PRECISION_ALIASES.get(text, text)
 
 
-def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunRecord:
+def _run_record(run: Run, trainer: pl.Trainer, resolved: dict) -> RunRecord:
     cfg, p = run.cfg, run.sides.p
     clock = next(cb for cb in trainer.callbacks if isinstance(cb, TrainClock))
     ranges = run.system.range_records()
@@ -336,7 +330,7 @@ def _run_record(run: Run, trainer: pl.Trainer, resolved: Optional[dict]) -> RunR
         critic=cfg.critic.name, loss=run.system.train_cfg.loss, p=p.describe(), q=run.sides.q.describe(),
         shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
         steps=int(trainer.global_step), seconds=clock.total_seconds, device=_device_text(trainer),
-        versions=versions(), config=_config_record(cfg, resolved),
+        versions=versions(), config=resolved,
         precision=_precision_text(trainer.precision), precision_requested=_precision_text(cfg.trainer.precision),
         loss_default=critics.default_loss(cfg.critic.name),
         segments=clock.segments, threads=run.threads.record(),
@@ -394,20 +388,23 @@ def _configuration(
     overrides: Sequence[str],
     point: Optional[ResumePoint],
     out: Union[str, os.PathLike, None],
-) -> tuple[EstimateConfig, Optional[str], Optional[dict], Union[str, os.PathLike, None]]:
-    """The validated configuration of a run (its YAML text and dict) and its output folder.
+) -> tuple[EstimateConfig, Union[str, os.PathLike, None]]:
+    """The settled configuration of a run (parsed once, unless given settled) and its output folder.
 
     A resumed run takes the saved ``config.yaml`` (or ``config`` when given) with ``overrides``,
-    checked against the saved one before anything is built or written (:mod:`wdist.resume`), and
+    checked against the saved one before anything is trained or written (:mod:`wdist.resume`), and
     writes into the folder it resumes unless ``out`` says otherwise.
     """
     if point is None:
-        return (*resolve_config(config, overrides), out)
+        return resolve_config(config, overrides), out
     source = config if config is not None else point.config
-    given = f"--config {config}" if config is not None else str(point.config)
+    cfg = resolve_config(source, overrides)
+    given = "the configuration given" if isinstance(config, EstimateConfig) else (
+        f"--config {config}" if config is not None else str(point.config)
+    )  # fmt: skip
     given += f" with overrides {' '.join(map(str, overrides))}" if overrides else ""
-    check_resume_settings(config_dict(point.config), config_dict(source, overrides), point.folder, given)
-    return (*resolve_config(source, overrides), out if out is not None else point.folder)
+    check_resume_settings(saved_config(point), config_record(cfg), point.folder, given)
+    return cfg, out if out is not None else point.folder
 
 
 def estimate(
@@ -417,6 +414,7 @@ def estimate(
     out: Union[str, os.PathLike, None] = None,
     resume: Union[str, os.PathLike, None] = None,
     callbacks: Sequence[Callback] = (),
+    init_state: Optional[InitState] = None,
     quiet: bool = False,
 ) -> Result:
     """Train a critic on P vs Q and return the certified lower bound on W1(P, Q) from the test split.
@@ -426,8 +424,9 @@ def estimate(
 
     Parameters
     ----------
-    config : YAML path, dict, :class:`~wdist.config.EstimateConfig`, or ``None`` for the bundled
-        digits default.
+    config : YAML path, dict, :class:`~wdist.config.EstimateConfig` (a parsed one is not parsed
+        again; its sources are built once, at their first use), or ``None`` for the bundled digits
+        default. Several runs of one parsed configuration (``dataclasses.replace``) share its sources.
     overrides : dotted command-line overrides, e.g. ``["--train.steps", "200"]``.
     out : output folder (overrides ``config.out``); receives ``result.json``, ``metrics.csv``,
         ``bound_curve.png``, ``config.yaml`` and ``checkpoints/``. ``None`` and no ``config.out``:
@@ -437,6 +436,8 @@ def estimate(
         that would change the training it continues are refused before anything runs
         (:mod:`wdist.resume`); a longer ``train.steps`` adds a segment to the run's history.
     callbacks : extra Lightning callbacks.
+    init_state : the weights the critic starts from (:class:`~wdist.warmstart.InitState`: a warm
+        start); a resumed run continues its own checkpoint instead.
     quiet : no progress bar and no Lightning chatter.
 
     Returns
@@ -455,24 +456,27 @@ def estimate(
     """
     _quiet_lightning()
     point = resume_point(resume) if resume is not None else None
-    cfg, resolved_yaml, resolved, out = _configuration(config, overrides, point, out)
+    cfg, out = _configuration(config, overrides, point, out)
+    resolved_yaml, resolved = config_yaml(cfg), config_record(cfg)
     if quiet:
-        cfg.trainer.enable_progress_bar = False
+        cfg = replace(cfg, trainer=replace(cfg.trainer, enable_progress_bar=False))
     check_ot_fits(cfg.eval.ot_samples)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     if out_dir is not None:
         _prepare_files(out_dir, point, resolved_yaml)
     if cfg.critic.name == AUTO:
+        if init_state is not None:
+            raise ConfigError("critic.name auto trains several candidate critics; a warm start needs one named critic.")
         return _estimate_auto(cfg, resolved, out_dir, point is not None, callbacks, quiet)
     ckpt_path: Optional[str] = None if point is None or point.checkpoint is None else str(point.checkpoint)
     loggers: list = []
     if out_dir is not None:
         lg = cfg.logger
         loggers = make_loggers(
-            out_dir, lg.kind, lg.project, lg.group, lg.name, config=resolved or {}, resume=ckpt_path is not None
+            out_dir, lg.kind, lg.project, lg.group, lg.name, config=resolved, resume=ckpt_path is not None
         )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    run = build_run(cfg)
+    run = build_run(cfg, init_state=init_state)
     if not quiet:
         _say_threads(run.threads)
     trainer = make_trainer(cfg, loggers, _callbacks(cfg, out_dir, callbacks), out_dir)
@@ -490,7 +494,7 @@ def _result(
     run: Run,
     trainer: pl.Trainer,
     tested: Evaluation,
-    resolved: Optional[dict],
+    resolved: dict,
     solved_beside: Optional[Callable[[], References]] = None,
     auto: Optional[dict[str, Any]] = None,
 ) -> Result:
@@ -579,7 +583,7 @@ def _candidate_record(candidate: Candidate, cfg: EstimateConfig, run: Run, train
 
 def _estimate_auto(
     cfg: EstimateConfig,
-    resolved: Optional[dict],
+    resolved: dict,
     out_dir: Optional[Path],
     resuming: bool,
     callbacks: Sequence[Callback],
@@ -606,7 +610,7 @@ def _estimate_auto(
             continue
         if not quiet:
             _say_candidate(i, len(candidates), candidate, cand_cfg.train.steps)
-        logged = {**(resolved or {}), "critic": {"name": candidate.name, "options": dict(candidate.options)}}
+        logged = {**resolved, "critic": {"name": candidate.name, "options": dict(candidate.options)}}
         run, trainer, loggers = _fit_candidate(
             cand_cfg, candidate.label, sides, folder, out_dir, callbacks, resuming, quiet, logged=logged
         )  # fmt: skip

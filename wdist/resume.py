@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Union
 
 from wdist.errors import ConfigError
 
-__all__ = ["ResumePoint", "resume_point", "check_resume_settings", "flatten", "MAY_CHANGE"]
+__all__ = ["ResumePoint", "resume_point", "saved_config", "check_resume_settings", "flatten", "MAY_CHANGE"]
 
 #: Dotted keys a resumed run may change (``logger.`` covers the whole section); ``train.steps`` only upwards.
 MAY_CHANGE = ("train.steps", "train.checkpoint_every", "trainer.enable_progress_bar", "out", "logger.")
@@ -57,6 +57,28 @@ def resume_point(resume: Union[str, os.PathLike]) -> ResumePoint:
     return ResumePoint(rdir, saved, last)
 
 
+def saved_config(point: ResumePoint) -> dict[str, Any]:
+    """The mapping the resumed run's ``config.yaml`` holds (as :func:`wdist.config.config_record`
+    wrote it), read as data: not parsed into a configuration, nothing built.
+
+    Raises
+    ------
+    ConfigError
+        The file is not a YAML mapping (the message names it).
+    """
+    import yaml  # jsonargparse's own YAML library
+
+    try:
+        data = yaml.safe_load(point.config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(
+            f"Cannot resume from {str(point.folder)!r}: its config.yaml is not readable YAML ({err})."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Cannot resume from {str(point.folder)!r}: its config.yaml is not a mapping of config keys.")
+    return data
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (lists and leaves kept as they are)."""
     flat: dict[str, Any] = {}
@@ -83,7 +105,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def check_resume_settings(before: Mapping[str, Any], after: Mapping[str, Any], folder: Path, given: str) -> None:
     """Raise :class:`ConfigError` unless the configuration ``after`` may continue the run trained
-    with ``before`` (both as :func:`wdist.config.config_dict` gives them).
+    with ``before`` (both as :func:`wdist.config.config_record` gives them).
 
     Allowed differences: :data:`MAY_CHANGE`, with ``train.steps`` no shorter than before, and
     longer only when ``train.schedule`` is ``none`` (a schedule is laid out over the run's length,

@@ -33,7 +33,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -43,7 +43,7 @@ from pytorch_lightning.callbacks import Callback
 
 import generators
 from generators.checkpoints import read_state_dict
-from wdist.config import ConfigError, resolve_config
+from wdist.config import ConfigError, EstimateConfig, SourceSpec, parse_config, settle
 from wdist.files import atomic_write_text, prepare_output_dir
 from wdist.loggers import finish_wandb, make_loggers, wandb_files_under
 from wdist.pipeline import estimate
@@ -51,11 +51,10 @@ from wdist.plots import plot_track
 from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, format_rows
 from wdist.results import Result
 from wdist.sources import Generator
+from wdist.warmstart import InitState
 
 __all__ = [
     "TrackResult",
-    "WarmStart",
-    "head_name",
     "SaveCritic",
     "track",
     "checkpoint_series",
@@ -201,50 +200,6 @@ def _check_same_shapes(series: Sequence[tuple[int, Path]]) -> None:
 def _default_warm_steps(steps: int) -> int:
     """``WARM_STEPS_FRACTION * steps`` critic steps, rounded down, at least 1."""
     return max(1, int(WARM_STEPS_FRACTION * int(steps)))
-
-
-def head_name(critic: torch.nn.Module) -> str:
-    """The critic's last layer: its last direct submodule holding parameters (``head`` for the
-    registered convolutional critics, the last Linear of an ``nn.Sequential`` MLP)."""
-    names = [n for n, child in critic.named_children() if any(True for _ in child.parameters())]
-    if not names:
-        raise ConfigError(
-            f"--track.warm_fresh_head: the critic ({type(critic).__name__}) has no submodule with parameters to "
-            "re-initialise; set --track.warm_fresh_head false."
-        )
-    return names[-1]
-
-
-class WarmStart(Callback):
-    """Load a trained critic's weights (a state dict file) into the run's critic when fit starts.
-
-    With ``fresh_head`` the critic's last layer (:func:`head_name`) keeps the run's own fresh
-    initialisation and only the layers below it are loaded: the features carry over, the
-    direction read out of them (fit to the previous generator) is learnt again.
-
-    Lightning calls ``setup`` before it restores a resumed run's checkpoint, so a run resumed
-    from ``last.ckpt`` continues its own critic, not this one.
-    """
-
-    def __init__(self, path: Path, fresh_head: bool = False) -> None:
-        self.path = Path(path)
-        self.fresh_head = bool(fresh_head)
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if self.fresh_head:
-            head = head_name(pl_module.critic) + "."
-            own = pl_module.critic.state_dict()
-            state = {k: own[k] if k.startswith(head) else v for k, v in state.items()}
-        try:
-            pl_module.critic.load_state_dict(state)
-        except RuntimeError as err:
-            raise ConfigError(
-                f"Cannot warm-start from {str(self.path)!r}: it is not a critic of this configuration ({err}). "
-                "Start the track in a new --out folder, or set --track.warm_start false."
-            ) from None
 
 
 class SaveCritic(Callback):
@@ -484,19 +439,14 @@ def track(
     patterns = list(checkpoints) or [str(default_snapshots() / "*.pt")]
     series = checkpoint_series(patterns, steps)
     _check_same_shapes(series)
-    first = [*overrides, "--q.init_args.checkpoint", str(series[0][1])]
-    try:
-        cfg = resolve_config(config, first)[0]  # every setting checked before anything runs
-    except ConfigError:
-        cfg = resolve_config(config, list(overrides))[0]  # a Q that takes no checkpoint: refused just below
-        if isinstance(cfg.q, Generator):
-            raise
-    if not isinstance(cfg.q, Generator):
-        got = "no q (a toy: problem sets P and Q)" if cfg.q is None else f"Q = {type(cfg.q).__name__}"
+    shared = parse_config(config, overrides)  # once: every checkpoint's configuration is derived from it
+    if not (isinstance(shared.q, SourceSpec) and issubclass(shared.q.cls, Generator)):
+        got = "no q (a toy: problem sets P and Q)" if shared.q is None else f"Q = {shared.q.name}"
         raise ConfigError(
             "wdist track follows a generator's checkpoints: the config's Q must be a Generator source "
             f"(q: {{class_path: Generator, init_args: {{name: ...}}}}); got {got}."
         )
+    cfg = settle(_point_config(shared, series[0][1], 0))  # every setting checked (P and Q built) before anything runs
     settings = _settings(config, overrides, series, warm_start, warm_steps, warm_lr, warm_fresh_head)
     out_dir = prepare_output_dir(out)
     saved = _saved_settings(out_dir)
@@ -507,7 +457,7 @@ def track(
             f"--resume {out_dir}, or start this one in another --out folder. Nothing was changed."
         )
     result = TrackResult([], settings, out_dir)
-    loggers = _track_loggers(out_dir, cfg, settings, resuming=saved is not None)
+    loggers = _track_loggers(out_dir, shared, settings, resuming=saved is not None)
     previous: Optional[Path] = None
     for k, (gan_step, path) in enumerate(series):
         folder = out_dir / "runs" / f"step_{gan_step}"
@@ -521,17 +471,21 @@ def track(
                 print(f"wdist track: checkpoint {k + 1}/{len(series)}, GAN step {gan_step} ({path})", flush=True)
             extra: list[Callback] = [*callbacks, SaveCritic(folder / CRITIC_FILE)]
             resumable = (folder / "config.yaml").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
-            if resumable:
-                res = estimate(resume=folder, callbacks=extra, quiet=quiet)
+            init: Optional[InitState] = None
+            point_cfg = cfg if k == 0 else _point_config(shared, path, k)
+            if warm:
+                assert previous is not None
+                steps_k = int(warm_steps) if warm_steps is not None else _default_warm_steps(shared.train.steps)
+                lr_k = float(warm_lr) if warm_lr is not None else WARM_LR_FACTOR * float(shared.train.lr)
+                point_cfg = replace(point_cfg, train=replace(point_cfg.train, steps=steps_k, lr=lr_k))
+                init = InitState(
+                    previous / CRITIC_FILE, fresh_head=warm_fresh_head,
+                    hint="Start the track in a new --out folder, or set --track.warm_start false",
+                )  # fmt: skip
+            if resumable:  # continues its own checkpoint (checked against its config.yaml), not a warm start
+                res = estimate(point_cfg, out=folder, resume=folder, callbacks=extra, quiet=quiet)
             else:
-                own = [*first[:-1], str(path), "--eval.heldout_draw", str(k), "--logger.kind", "none"]
-                if warm:
-                    assert previous is not None
-                    extra.insert(0, WarmStart(previous / CRITIC_FILE, fresh_head=warm_fresh_head))
-                    steps_k = int(warm_steps) if warm_steps is not None else _default_warm_steps(cfg.train.steps)
-                    lr_k = float(warm_lr) if warm_lr is not None else WARM_LR_FACTOR * float(cfg.train.lr)
-                    own += ["--train.steps", str(steps_k), "--train.lr", repr(lr_k)]
-                res = estimate(config, own, out=folder, callbacks=extra, quiet=quiet)
+                res = estimate(point_cfg, out=folder, callbacks=extra, init_state=init, quiet=quiet)
             _log_point(loggers, _point(gan_step, path, res, warm, folder))
         result.points.append(_point(gan_step, path, res, warm, folder))
         result.save()
@@ -541,6 +495,17 @@ def track(
     result.save()
     _finish(loggers, result)
     return result
+
+
+def _point_config(shared: EstimateConfig, path: Path, draw: int) -> EstimateConfig:
+    """The configuration of the checkpoint at ``path``, the ``draw``-th of the series: the shared one
+    with Q's checkpoint, held-out draw ``draw`` (fresh generator samples per checkpoint) and no
+    logger of its own (the track has one)."""
+    assert isinstance(shared.q, SourceSpec)
+    return replace(
+        shared, q=shared.q.with_args(checkpoint=str(path)), eval=replace(shared.eval, heldout_draw=draw),
+        logger=replace(shared.logger, kind="none"),
+    )  # fmt: skip
 
 
 def _notes(points: Sequence[dict[str, Any]]) -> list[str]:

@@ -115,7 +115,7 @@ def _parts(estimate_args: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
         cli_only.add_argument(name, action="store_true")
     ns, overrides = cli_only.parse_known_args(list(estimate_args))
     config = ns.config
-    cfg = resolve_config(config, overrides)[0]
+    cfg = resolve_config(config, overrides)
     sides = cfg.sides()
     shape = tuple(sides.p.shape)
     apply_threads(run_threads(cfg, shape))  # the parts run with the job's thread count

@@ -5,6 +5,10 @@ Configs name them by class, e.g. ``p: {class_path: Digits, init_args: {range: [-
 ``toy: {class_path: AnchorPair, init_args: {source: {class_path: Digits}}}`` (:mod:`wdist.sources.pairs`),
 or the published MinFunnel pairs: ``toy: {class_path: FunnelPair, init_args: {dim: 64, funnels: 4}}``
 (:mod:`wdist.sources.funnels`).
+
+Every class a configuration may name registers itself (:mod:`wdist.sources.registry`:
+``@register_source``, ``@register_problem``); :data:`SOURCES`, :data:`TOY_PROBLEMS` and
+:data:`PAIRS` are those registries.
 """
 
 from wdist.sources.base import (
@@ -19,7 +23,8 @@ from wdist.sources.base import (
 from wdist.sources.funnels import FunnelPair
 from wdist.sources.generator import Generator, RangeMapped
 from wdist.sources.images import CIFAR10, STL10, Digits, ImageFolder, ImageSource, TensorFile
-from wdist.sources.pairs import PAIRS, AnchorPair, DilatedPair, TranslatedPair, TransportedSource
+from wdist.sources.pairs import AnchorPair, DilatedPair, TranslatedPair, TransportedSource
+from wdist.sources.registry import PAIRS, SOURCES, TOY_PROBLEMS, register_problem, register_source
 from wdist.sources.toy import (
     Distribution1D,
     Gaussian,
@@ -34,37 +39,6 @@ from wdist.sources.toy import (
     Translation,
     Uniform,
 )
-
-#: Configurable sources by class name (for error messages and listings).
-SOURCES: dict[str, type[Source]] = {
-    cls.__name__: cls
-    for cls in (
-        CIFAR10,
-        STL10,
-        ImageFolder,
-        TensorFile,
-        Digits,
-        Generator,
-        Gaussian,
-        Uniform,
-        PointMass,
-        Sphere,
-        GaussianMixture,
-        Distribution1D,
-    )
-}
-
-#: Toy problems (P, Q, exact W1) by class name.
-TOY_PROBLEMS: dict[str, type[ToyProblem]] = {
-    cls.__name__: cls
-    for cls in (
-        Translation,
-        PointVsSphere,
-        ThreeCones,
-        GaussianMixtures,
-        OneDimensional,
-    )
-}
 
 __all__ = [
     "Source",
@@ -102,4 +76,6 @@ __all__ = [
     "PAIRS",
     "SOURCES",
     "TOY_PROBLEMS",
+    "register_source",
+    "register_problem",
 ]

@@ -62,6 +62,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from wdist.sources.base import FiniteSource, LatentSource, Source, SourceError, TensorSource, ToyProblem
+from wdist.sources.registry import register_problem
 
 __all__ = ["MinFunnels", "FunnelPair", "FunnelSource"]
 
@@ -218,6 +219,7 @@ class _Cube(Source):
         return f"uniform on [-{self.h:g}, {self.h:g}]^{self.shape[0]}"
 
 
+@register_problem(pair="funnels")
 class FunnelPair(ToyProblem):
     r"""Korotin et al.'s MinFunnel pair: Q a base on :math:`[-h, h]^D`, P its ray-monotone move;
     W1 = E||T(Y) - Y|| exactly (derivation in :mod:`wdist.sources.funnels`).

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from generators import MissingWeightsError, load
 from wdist.sources.base import LatentSource, SourceError
 from wdist.sources.ranges import RangeTally
+from wdist.sources.registry import register_source
 from wdist.sources.transforms import check_range, check_size
 
 __all__ = ["Generator", "RangeMapped"]
@@ -97,6 +98,7 @@ class RangeMapped(nn.Module):
         return f"output_range={self.output_range}, target_range={self.target_range}, resize={self.resize}"
 
 
+@register_source
 class Generator(LatentSource):
     """Samples of a frozen generator, mapped into the domain ``range``.
 

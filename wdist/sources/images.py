@@ -36,6 +36,7 @@ from generators.filetypes import (
     refused_globals,
 )
 from wdist.sources.base import FiniteSource, SourceError
+from wdist.sources.registry import register_source
 from wdist.sources.transforms import check_range, check_size, to_domain
 
 __all__ = ["ImageSource", "CIFAR10", "STL10", "ImageFolder", "TensorFile", "Digits", "IMAGE_EXTENSIONS"]
@@ -113,6 +114,7 @@ def _download(dataset: str, make, folder: Path, files: list[str], archive: str, 
         raise _missing(dataset, folder, files, archive, url, root, why=f" (download failed: {err})") from err
 
 
+@register_source
 class CIFAR10(ImageSource):
     """CIFAR-10 images (3 x 32 x 32), read from the published python pickles.
 
@@ -190,6 +192,7 @@ class CIFAR10(ImageSource):
         self._set_data(raw, (0.0, 255.0))
 
 
+@register_source
 class STL10(ImageSource):
     """STL-10 images (3 x 96 x 96), read from the published binaries ``stl10_binary/*_X.bin``.
 
@@ -258,6 +261,7 @@ class STL10(ImageSource):
         self._set_data(raw, (0.0, 255.0))
 
 
+@register_source
 class ImageFolder(ImageSource):
     """All images under a folder (recursively: a flat folder or torchvision's ``class/xxx.png`` layout), as RGB.
 
@@ -326,6 +330,7 @@ class ImageFolder(ImageSource):
         self.shape = tuple(int(s) for s in self._data.shape[1:])
 
 
+@register_source
 class TensorFile(ImageSource):
     """Items stored in a ``.npy``, ``.npz`` or ``.pt``/``.pth`` file.
 
@@ -527,6 +532,7 @@ class TensorFile(ImageSource):
         return keys[0]
 
 
+@register_source
 class Digits(ImageSource):
     """scikit-learn's bundled handwritten digits: 1797 images, 1 x 8 x 8, values 0..16 mapped onto ``range``.
 

@@ -55,7 +55,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from wdist.sources.base import FiniteSource, LatentSource, Source, SourceError, TensorSource, ToyProblem
-from wdist.sources.funnels import FunnelPair
+from wdist.sources.registry import PAIRS, register_problem
 from wdist.sources.transforms import check_range
 
 __all__ = [
@@ -432,6 +432,7 @@ class _Pair(ToyProblem):
         return f"{type(self).__name__}(Q = {self.q.describe()})"
 
 
+@register_problem(pair="translation")
 class TranslatedPair(_Pair):
     r"""P = a source, Q = P + v: W1 = ||v|| exactly (see :class:`Translation`).
 
@@ -497,6 +498,7 @@ class TranslatedPair(_Pair):
         return "Set rescale: true to map the base into a sub-range that fits first, or choose a smaller norm."
 
 
+@register_problem(pair="dilation")
 class DilatedPair(_Pair):
     r"""P = a source, Q = c + lambda (P - c): W1 = |lambda - 1| E||X - c|| (see :class:`Dilation`).
 
@@ -545,6 +547,7 @@ class DilatedPair(_Pair):
         return "A factor below 1 (a contraction about a point of the domain) always stays inside."
 
 
+@register_problem(pair="anchors")
 class AnchorPair(_Pair):
     r"""P = a source, Q: each sample moved ``fraction`` of the way to the nearest of ``anchors``
     seeded items of P. W1 = fraction E min_j ||X - a_j|| (see :class:`TowardAnchors`); the
@@ -591,12 +594,3 @@ class AnchorPair(_Pair):
             a = source.sample(int(anchors), gen)
         self.transport = TowardAnchors(a, float(fraction))
         self._finish(source, dom, samples)
-
-
-#: Known-W1 constructions by name.
-PAIRS: dict[str, type[ToyProblem]] = {
-    "translation": TranslatedPair,
-    "dilation": DilatedPair,
-    "anchors": AnchorPair,
-    "funnels": FunnelPair,
-}

@@ -31,6 +31,7 @@ from jsonargparse.typing import PositiveFloat, PositiveInt
 from torch import Tensor
 
 from wdist.sources.base import Source, SourceError, ToyProblem
+from wdist.sources.registry import register_problem, register_source
 
 __all__ = [
     # sources
@@ -135,6 +136,7 @@ def _fmt(v: Tensor) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+@register_source
 class Gaussian(Source):
     r"""Isotropic Gaussian :math:`\mathcal N(\mu, \sigma^2 I_d)`.
 
@@ -163,6 +165,7 @@ class Gaussian(Source):
         return f"Gaussian(dim={self.dim_}, mean={_fmt(self.mean)}, std={self.std:g})"
 
 
+@register_source
 class Uniform(Source):
     r"""Uniform distribution on the cube :math:`[a, b]^d + c`.
 
@@ -196,6 +199,7 @@ class Uniform(Source):
         return f"Uniform(dim={self.dim_}, [{self.low:g}, {self.high:g}]^{self.dim_}{c})"
 
 
+@register_source
 class PointMass(Source):
     r"""A point mass, or a discrete distribution on several points.
 
@@ -233,6 +237,7 @@ class PointMass(Source):
         return f"PointMass(dim={self.dim_}, {self.points.shape[0]} atoms)"
 
 
+@register_source
 class Sphere(Source):
     r"""Uniform distribution on a sphere :math:`\{x : \|x - c\| = r\}`, or a mixture of such spheres.
 
@@ -272,6 +277,7 @@ class Sphere(Source):
         return f"Sphere(dim={self.dim_}, radius={self.radius:g}, {where})"
 
 
+@register_source
 class GaussianMixture(Source):
     r"""Mixture of isotropic Gaussians :math:`\sum_k w_k \mathcal N(\mu_k, \sigma^2 I_d)`.
 
@@ -369,6 +375,7 @@ def _frozen_1d(family: str, params: dict[str, float]):  # -> scipy.stats frozen 
     raise SourceError(f"unknown 1-D family {family!r}; choose one of {sorted(FAMILIES_1D)}")
 
 
+@register_source
 class Distribution1D(Source):
     """A 1-D distribution from a named family, sampled by inverting its CDF; shape ``(1,)``.
 
@@ -478,6 +485,7 @@ def w1_1d_exact(p: Distribution1D, q: Distribution1D) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 
 
+@register_problem
 class Translation(ToyProblem):
     r"""P = a base distribution, Q = the same distribution translated by ``v``.
 
@@ -530,6 +538,7 @@ class Translation(ToyProblem):
         return f"Translation({self.p.describe()} vs shifted by {_fmt(self.shift)})"
 
 
+@register_problem
 class PointVsSphere(ToyProblem):
     r"""P = a point mass at 0, Q = uniform on the sphere of radius ``r`` around it.
 
@@ -561,6 +570,7 @@ class PointVsSphere(ToyProblem):
         return f"PointVsSphere(dim={self.p.shape[0]}, radius={self.radius:g})"
 
 
+@register_problem
 class ThreeCones(ToyProblem):
     r"""The 2-D problem of Anil et al. (2019): three point masses against circles around them.
 
@@ -604,6 +614,7 @@ class ThreeCones(ToyProblem):
         return f"ThreeCones(spacing={self.spacing:g}, radius={self.radius:g})"
 
 
+@register_problem
 class GaussianMixtures(ToyProblem):
     """Two Gaussian mixtures; no closed form (the reference is POT's exact OT on samples).
 
@@ -645,6 +656,7 @@ class GaussianMixtures(ToyProblem):
         return f"GaussianMixtures({self.p.describe()} vs {self.q.describe()})"
 
 
+@register_problem
 class OneDimensional(ToyProblem):
     r"""A pair of 1-D distributions (shape ``(1,)``) with W1 computed exactly by scipy.
 
