@@ -110,7 +110,12 @@ class TrainConfig:
     the objective the critic family is made for (``critics.default_loss``: ``wgan-gp`` for the
     unconstrained ``gp-*`` critics, ``kr`` for the Lipschitz ones). A loss set explicitly wins, and
     the result says when it differs from the family's.
-    ``schedule``: ``none``, ``cosine`` (to 0 over ``steps``) or ``step`` (x0.1 at 50% and 75%).
+    ``schedule``: ``cosine`` (the default: the learning rate falls to 0 over ``steps``), ``none``
+    or ``step`` (x0.1 at 50% and 75%). Cosine is the default because on finite data the critic
+    fits its training items as training goes on, and a decaying rate lets the select split's
+    best state generalise: measured on a 64-D / 4-funnel pair of 20,000 items per side
+    (``configs/pairs/funnels-64-4-20k.yaml``, ``bjorck-mlp`` width 256, 2000 steps, seeds 0 and 1):
+    0.846 and 0.834 of W1 with cosine, 0.796 and 0.823 without (docs/heldout-statistics.md).
     ``threads``: torch threads per process; ``auto`` chooses from the critic's work per step and
     the cores this process may use (one thread for small critics; see :mod:`wdist.threads`).
 
@@ -133,7 +138,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.9)
     momentum: NonNegativeFloat = 0.0
     weight_decay: NonNegativeFloat = 0.0
-    schedule: Literal["none", "cosine", "step"] = "none"
+    schedule: Literal["none", "cosine", "step"] = "cosine"
     eval_every: PositiveInt = 200
     checkpoint_every: Optional[PositiveInt] = None
     threads: Union[Literal["auto"], PositiveInt] = "auto"

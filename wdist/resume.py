@@ -123,7 +123,7 @@ def check_resume_settings(before: Mapping[str, Any], after: Mapping[str, Any], f
     if "train.steps" in changed and steps_old is not None and steps_new is not None:
         if steps_new < steps_old:
             lines.append(f"train.steps: {steps_old} -> {steps_new} (a resumed run can only be longer)")
-        elif new.get("train.schedule", "none") != "none":
+        elif new.get("train.schedule") != "none":
             lines.append(
                 f"train.steps: {steps_old} -> {steps_new} with train.schedule={new.get('train.schedule')!r} (the "
                 f"schedule is laid out over {steps_old} steps and restored from the checkpoint, so a longer run "
@@ -133,7 +133,7 @@ def check_resume_settings(before: Mapping[str, Any], after: Mapping[str, Any], f
         raise ConfigError(
             f"Cannot resume {str(folder)!r} with these settings ({given}): they differ from the settings its "
             f"checkpoint was trained with, and would change the training it continues: {'; '.join(lines)}. A resumed "
-            "run may only train for more steps (train.steps, without a learning-rate schedule) or change logging "
-            "and output options (logger.*, out, train.checkpoint_every, trainer.enable_progress_bar). To train with "
-            "other settings, start a new run with --out NEW_FOLDER. Nothing in the folder was changed."
+            "run may only train for more steps (train.steps, in a run started with train.schedule none) or change "
+            "logging and output options (logger.*, out, train.checkpoint_every, trainer.enable_progress_bar). To train "
+            "with other settings, start a new run with --out NEW_FOLDER. Nothing in the folder was changed."
         )
