@@ -44,6 +44,10 @@ DEFAULT_LR_SCALES = {"centres": 1.0, "offsets": 1.0, "logits": 1.0}
 #: centres at 1x, logits at 1x (the mixture then stays spread over its parts).
 CENTRES, CENTRE_LR, OFFSET_LR, WEIGHT_LR = 256, 10.0, 1.0, 20.0
 
+#: Items passed through the trunk at once when the head is placed (a trunk's activations of every
+#: item handed over would not fit in memory at once).
+_FEATURE_CHUNK = 1024
+
 
 class ConeCritic(nn.Sequential):
     r"""``trunk -> Flatten -> PotentialHead``: :math:`f(x) = h(g(x))`, a plain chain.
@@ -85,7 +89,9 @@ class ConeCritic(nn.Sequential):
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
-            self.head.init_from_samples(self.features(p), self.features(q))
+            zp = torch.cat([self.features(x) for x in p.split(_FEATURE_CHUNK)])
+            zq = torch.cat([self.features(x) for x in q.split(_FEATURE_CHUNK)])
+            self.head.init_from_samples(zp, zq)
         finally:
             for m, mode in modes:
                 m.train(mode)
