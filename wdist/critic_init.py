@@ -13,15 +13,14 @@ with its weights), so a resumed or warm-started critic is not placed again.
 =================  ===============================================================
 side               items handed to the critic
 =================  ===============================================================
-finite (data set)  every item of its training part, up to :data:`INIT_NUMBERS`
-                   numbers in all (at least ``items``), in a seeded order
+finite (data set)  up to ``items`` distinct items of its training part; a critic
+                   whose ``init_all_items`` is true (``init: kmeans-all``) gets
+                   every item of it, up to :data:`INIT_NUMBERS` numbers in all
 infinite           ``items`` fresh samples (a generator side: decoded latents)
 =================  ===============================================================
 
-A finite side hands all the items it trains on (up to the cap) because the placement improves
-with them: k-means on every training item of the 128-D, 256-funnel pair (README "How tight is
-it?") finds cells that 4096 items do not. An infinite side costs a draw (a generator's forward
-pass) per item, and its training batches are fresh draws anyway.
+An infinite side costs a draw (a generator's forward pass) per item, and its training batches
+are fresh draws anyway.
 """
 
 from __future__ import annotations
@@ -50,18 +49,21 @@ def finite_items(length: int, item_size: int, items: int = INIT_ITEMS) -> int:
     return min(int(length), max(int(items), INIT_NUMBERS // max(1, int(item_size))))
 
 
-def initialisation_items(p_train: Source, q_train: Source, seed: int, items: int = INIT_ITEMS) -> tuple[Tensor, Tensor]:
+def initialisation_items(
+    p_train: Source, q_train: Source, seed: int, items: int = INIT_ITEMS, all_items: bool = False
+) -> tuple[Tensor, Tensor]:
     """Items of the training parts of P and Q (latent vectors for a generator side), on the CPU.
 
-    A finite side gives :func:`finite_items` distinct items of its training part (a seeded
-    permutation: all of them when they fit :data:`INIT_NUMBERS`), an infinite side ``items`` draws;
-    both from ``seed + CRITIC_INIT_OFFSET``.
+    A finite side gives ``min(items, len)`` distinct items of its training part (a seeded
+    permutation; with ``all_items``, :func:`finite_items` of them: all when they fit
+    :data:`INIT_NUMBERS`), an infinite side ``items`` draws; both from ``seed + CRITIC_INIT_OFFSET``.
     """
     gen = generator(seed, CRITIC_INIT_OFFSET)
     out = []
     for side in (p_train, q_train):
         if isinstance(side, FiniteSource):
-            count = finite_items(len(side), side.data[0].numel() if len(side) else 1, items)
+            size = side.data[0].numel() if len(side) else 1
+            count = finite_items(len(side), size, items) if all_items else min(items, len(side))
             out.append(side.data[torch.randperm(len(side), generator=gen)[:count]])
         elif isinstance(side, LatentSource):
             out.append(side.sample_latent(items, gen))
@@ -87,7 +89,8 @@ def initialise_critic(system: Any, datamodule: Any, items: int = INIT_ITEMS) -> 
     p_train, q_train = getattr(datamodule, "p_train", None), getattr(datamodule, "q_train", None)
     if p_train is None or q_train is None:
         return None
-    p_items, q_items = initialisation_items(p_train, q_train, system.seed, items)
+    all_items = bool(getattr(critic, "init_all_items", False))
+    p_items, q_items = initialisation_items(p_train, q_train, system.seed, items, all_items)
     xp = system.samples(p_items.to(system.device), system.p_generator)
     xq = system.samples(q_items.to(system.device), system.q_generator)
     if not init(xp, xq):
