@@ -12,8 +12,9 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
+import critics
 from critics.architectures.cones import ConeCritic
-from wdist.critic_init import initialisation_items, initialise_critic
+from wdist.critic_init import INIT_ITEMS, INIT_NUMBERS, finite_items, initialisation_items, initialise_critic
 from wdist.data import PairDataModule
 from wdist.pipeline import estimate
 from wdist.sources import Gaussian, TensorFile
@@ -48,6 +49,29 @@ def test_initialisation_items_are_training_items_only(tmp_path: Path) -> None:
     assert torch.equal(again[0], p) and torch.equal(again[1], q)
     few = initialisation_items(dm.p_train, Gaussian(dim=16), seed=3, items=50)
     assert few[0].shape == (50, 1, 4, 4) and few[1].shape == (50, 16)
+
+
+def test_a_finite_side_hands_every_training_item_up_to_the_cap(tmp_path: Path) -> None:
+    """A critic placed by ``kmeans-all`` asks for every training item: with more training items than
+    INIT_ITEMS a finite side gives all of them (distinct, none held out) while they fit INIT_NUMBERS
+    numbers; an infinite side still gives INIT_ITEMS draws, and the default placement a sample."""
+    assert critics.build("cones", (3,), init="kmeans-all").init_all_items
+    assert not critics.build("cones", (3,)).init_all_items
+    n = INIT_ITEMS + 904
+    path = tmp_path / "big.npy"
+    np.save(path, np.random.default_rng(1).uniform(-1, 1, size=(n, 3)).astype(np.float32))
+    dm = PairDataModule(TensorFile(str(path)), Gaussian(dim=3), batch_size=16, n_eval=500, seed=2)
+    dm.setup()
+    assert len(initialisation_items(dm.p_train, dm.q_train, seed=2)[0]) == INIT_ITEMS
+    p, q = initialisation_items(dm.p_train, dm.q_train, seed=2, all_items=True)
+    assert len(p) == len(dm.p_train) > INIT_ITEMS and torch.unique(p, dim=0).shape[0] == len(p)
+    assert _rows_in(p, dm.test.p) == 0 and _rows_in(p, dm.select.p) == 0
+    assert q.shape == (INIT_ITEMS, 3)
+    critic = critics.build("cones", (3,), centres=4, init="kmeans-all")
+    assert critic.init_from_samples(p, q) and torch.isfinite(critic.head.heads["down"].centres).all()
+    assert finite_items(10**6, 3 * 32 * 32) == INIT_NUMBERS // 3072 == 10922  # images: the cap in numbers
+    assert finite_items(10**6, 10**8) == INIT_ITEMS and finite_items(100, 10**8) == 100  # at least INIT_ITEMS
+    assert finite_items(200_000, 128) == 200_000
 
 
 def test_estimate_places_the_critic_from_training_items_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -350,3 +351,96 @@ def test_a_signal_stops_every_rank_with_a_checkpoint_and_resume_finishes(
     assert res["ci95"] == pytest.approx(ref["ci95"], rel=1e-9, abs=0)
     assert [c["step"] for c in res["curve"]] == [c["step"] for c in ref["curve"]]
     assert [c["lower_bound"] for c in res["curve"]] == pytest.approx([c["lower_bound"] for c in ref["curve"]], rel=1e-9)
+
+
+# Rank 1 perturbs its own placement (as a k-means summing in another thread order could): after
+# the placement is shared, both ranks must hold process 0's. Each rank records the items it was
+# handed, the head right after the placement and the head after training.
+PLACEMENT_DRIVER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+
+    import torch
+
+    import wdist.system
+    from critics.architectures.cones import ConeCritic
+    from wdist import cli
+
+    marks = Path(sys.argv[1])
+    rank = os.environ.get("LOCAL_RANK", "0")
+    record = {}
+    _place = ConeCritic.init_from_samples
+
+    def place(self, p, q):
+        placed = _place(self, p, q)
+        record["p"], record["q"] = p.clone(), q.clone()
+        if placed and rank == "1":
+            with torch.no_grad():
+                self.head.heads["down"].centres.add_(1.0)
+        record["own"] = self.head.heads["down"].centres.detach().clone()
+        return placed
+
+    _initialise = wdist.system.initialise_critic
+
+    def initialise(system, datamodule):
+        used = _initialise(system, datamodule)
+        record["placed"] = {k: v.detach().clone() for k, v in system.critic.head.state_dict().items()}
+        record["system"] = system
+        return used
+
+    ConeCritic.init_from_samples = place
+    wdist.system.initialise_critic = initialise
+    rc = cli.main(sys.argv[2:])
+    system = record.pop("system", None)
+    if system is not None:
+        record["trained"] = {k: v.detach().clone() for k, v in system.critic.head.state_dict().items()}
+        torch.save(record, marks / f"placement{rank}.pt")
+    sys.exit(rc)
+    """
+)
+
+
+def test_ddp_ranks_share_one_data_dependent_placement(tmp_path: Path) -> None:
+    """A cone critic placed from training items under DDP: both ranks are handed the same items
+    (training items only, the same seeded draw), end up with process 0's placement even where
+    their own differs, and train on from it in step."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(PLACEMENT_DRIVER)
+    gen = torch.Generator().manual_seed(0)
+    paths = []
+    for name, shift in (("p", 0.0), ("q", -1.0)):
+        path = tmp_path / f"{name}.npy"
+        np.save(path, (torch.rand(400, 6, generator=gen) + shift).numpy())
+        paths.append(str(path))
+    config = tmp_path / "cones.yaml"  # JSON is YAML
+    config.write_text(json.dumps({
+        "p": {"class_path": "TensorFile", "init_args": {"path": paths[0]}},
+        "q": {"class_path": "TensorFile", "init_args": {"path": paths[1]}},
+        "critic": {"name": "cones", "options": {"centres": 8}},
+    }))  # fmt: skip
+    args = [
+        "--quiet", "--config", str(config),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--train.steps", "6", "--train.eval_every", "6", "--train.checkpoint_every", "6", "--train.batch_size", "32",
+        "--eval.n_eval", "100", "--eval.batch_size", "100", "--eval.ot_samples", "0", "--eval.ot_floor", "false",
+        "--eval.empirical_lipschitz_samples", "0",
+    ]  # fmt: skip
+    cmd = [sys.executable, str(driver), str(marks), "estimate", "--out", str(tmp_path / "out"), *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"DDP run failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    deadline = time.time() + 60
+    while not (marks / "placement1.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    r0, r1 = (torch.load(marks / f"placement{r}.pt", weights_only=False) for r in (0, 1))
+    assert torch.equal(r0["p"], r1["p"]) and torch.equal(r0["q"], r1["q"])
+    assert len(r0["p"]) == len(r0["q"]) > 0  # every training item (test_critic_init: none held out)
+    assert torch.equal(r0["own"], r0["placed"]["heads.down.centres"])  # process 0 keeps its own
+    assert not torch.equal(r1["own"], r1["placed"]["heads.down.centres"])  # rank 1's own differed ...
+    for key, value in r0["placed"].items():  # ... and was replaced by process 0's
+        assert torch.equal(value, r1["placed"][key]), key
+    for key, value in r0["trained"].items():
+        assert torch.allclose(value.double(), r1["trained"][key].double(), atol=1e-6), key
+    assert not torch.equal(r0["trained"]["heads.down.centres"], r0["placed"]["heads.down.centres"])  # it trained

@@ -44,6 +44,10 @@ DEFAULT_LR_SCALES = {"centres": 1.0, "offsets": 1.0, "logits": 1.0}
 #: centres at 1x, logits at 1x (the mixture then stays spread over its parts).
 CENTRES, CENTRE_LR, OFFSET_LR, WEIGHT_LR = 256, 10.0, 1.0, 20.0
 
+#: Items passed through the trunk at once when the head is placed (a trunk's activations of every
+#: item handed over would not fit in memory at once).
+_FEATURE_CHUNK = 1024
+
 
 class ConeCritic(nn.Sequential):
     r"""``trunk -> Flatten -> PotentialHead``: :math:`f(x) = h(g(x))`, a plain chain.
@@ -65,6 +69,11 @@ class ConeCritic(nn.Sequential):
             raise TypeError("ConeCritic must end with a PotentialHead named 'head'")
         self.lr_scales = {**DEFAULT_LR_SCALES, **lr_scales}
 
+    @property
+    def init_all_items(self) -> bool:
+        """Whether :meth:`init_from_samples` wants every training item of a finite side."""
+        return bool(self.head.init_all_items)
+
     def features(self, x: Tensor) -> Tensor:
         """:math:`z = g(x)`, flattened: what the head sees."""
         for name, module in self.named_children():
@@ -85,7 +94,9 @@ class ConeCritic(nn.Sequential):
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
-            self.head.init_from_samples(self.features(p), self.features(q))
+            zp = torch.cat([self.features(x) for x in p.split(_FEATURE_CHUNK)])
+            zq = torch.cat([self.features(x) for x in q.split(_FEATURE_CHUNK)])
+            self.head.init_from_samples(zp, zq)
         finally:
             for m, mode in modes:
                 m.train(mode)
@@ -136,10 +147,14 @@ _PARTS_DOC = """
     parts : list of str
         Parts of the head: any of ``linear``, ``up``, ``down``, ``radial-up``, ``radial-down``
         (default all five; :data:`critics.layers.cones.PARTS`).
-    init : {"kmeans", "samples"}
+    init : {"kmeans", "samples", "kmeans-all"}
         Placement of the centres by :meth:`ConeCritic.init_from_samples`: k-means on the
-        features of training items (upward cones on Q's, downward cones on P's), or that many
-        training items themselves.
+        features of training items (upward cones on Q's, downward cones on P's; at most 20 Lloyd
+        iterations), or that many training items themselves; ``kmeans-all`` asks for every
+        training item of a finite side (up to 2^25 numbers; a sample of 4096 otherwise) and
+        runs up to 100 iterations: on the 128-D, 256-funnel pair it places cells that a sample
+        does not (0.814 of W1 against 0.694), on the 16-funnel pair it gave less (0.948 against
+        0.973), so it is not the default (README "How tight is it?").
     centre_lr, offset_lr, weight_lr : float
         Multipliers of ``train.lr`` for the centres, the offsets and the mixture logits.
 """
