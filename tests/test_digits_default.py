@@ -31,14 +31,14 @@ def test_default_end_to_end_gives_certified_bound_below_exact_ot(tmp_path: Path,
     assert "exact OT on 1797 vs 1797 samples" in out
     result = wdist.Result.load(tmp_path / "result.json")
     assert result.certified and result.lipschitz_certificate <= 1 + 1e-4
-    assert result.empirical_ot_n == 1797
+    assert result.references.empirical_ot_n == 1797
     # the floor needs two disjoint halves of the 1797 digits: stated, since it is at another n
-    assert result.empirical_ot_floor_n == 898
+    assert result.references.empirical_ot_floor_n == 898
     assert "sampling bias on 898 vs 898 samples" in out
     assert "W1 at least" in out and f"{result.ci95[0]:.4f}" in out
-    assert 0 < result.lower_bound < result.empirical_ot_w1  # certified bound <= W1 <= E(empirical OT)
-    assert result.ci95[1] < result.empirical_ot_w1
-    assert result.shape == [1, 8, 8] and result.domain == [-1.0, 1.0]
+    assert 0 < result.lower_bound < result.references.empirical_ot_w1  # certified bound <= W1 <= E(empirical OT)
+    assert result.ci95[1] < result.references.empirical_ot_w1
+    assert result.run.shape == [1, 8, 8] and result.run.domain == [-1.0, 1.0]
     assert result.empirical_lipschitz <= result.lipschitz_certificate * (1 + 1e-6)
     assert [c["step"] for c in result.curve] == [20, 40]
 

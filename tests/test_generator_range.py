@@ -134,7 +134,7 @@ def test_values_rarely_outside_are_clamped_and_reported(user_gan: Path, capsys: 
     out, err = capsys.readouterr()
     assert code == 0, err
     res = json.loads((out_dir / "result.json").read_text())
-    check = res["generators"]["q"]["range_check"]
+    check = res["run"]["generators"]["q"]["range_check"]
     rec = check["all"]
     assert 0 < rec["outside"] and rec["fraction_outside"] <= OUT_OF_RANGE_LIMIT == check["limit"]
     assert rec["observed"][1] > 1.0 or rec["observed"][0] < -1.0
@@ -153,7 +153,7 @@ def test_a_generator_in_its_range_reports_zero(user_gan: Path, capsys: pytest.Ca
     code = main(["estimate", "--config", str(_config(user_gan, "Tanh", [-1, 1])), "--out", str(out_dir), *TINY])
     out, err = capsys.readouterr()
     assert code == 0, err
-    rec = json.loads((out_dir / "result.json").read_text())["generators"]["q"]["range_check"]["all"]
+    rec = json.loads((out_dir / "result.json").read_text())["run"]["generators"]["q"]["range_check"]["all"]
     assert (
         rec["outside"] == 0
         and rec["mean_distance_clamped"] == 0.0

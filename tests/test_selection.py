@@ -111,7 +111,7 @@ def test_paired_files_split_independently_get_one_warning_and_aligned_ones_none(
     notes = [n for n in warned.notes if "look paired row by row" in n]
     assert len(notes) == 1 and "eval.aligned true" in notes[0]
     saved = json.loads((tmp_path / "independent" / "result.json").read_text())
-    assert saved["split"]["related"]["related"] and saved["notes"].count(notes[0]) == 1
+    assert saved["run"]["split"]["related"]["related"] and saved["notes"].count(notes[0]) == 1
     assert warned.format_table().count("look paired row by row") == 1
     aligned = estimate(cfg, [*args, "--eval.aligned", "true"], quiet=True)
     assert not [n for n in aligned.notes if "paired" in n] and aligned.split["related"] is None
@@ -172,8 +172,8 @@ def test_the_test_split_is_read_once_at_the_end_and_never_before(generator_side:
     items = watch.dm.test_items
     assert items.reads == len(items)  # one pass over the test split, on one process
     assert items.bulk_reads == (1 if generator_side else 0)  # the generator's latents, decoded once
-    assert result.bound_split == "test" and result.bound_step == result.selection["step"]
-    assert (result.n_eval_p, result.n_eval_q) == ((64, 80) if generator_side else (512, 512))
+    assert result.bound.split == "test" and result.bound.step == result.selection["step"]
+    assert (result.bound.n_eval_p, result.bound.n_eval_q) == ((64, 80) if generator_side else (512, 512))
 
 
 # -- the reported bound comes from the selected state -----------------------------------------------------
@@ -232,8 +232,8 @@ def test_training_past_the_selected_step_does_not_change_the_reported_bound(sele
     assert longer.lower_bound == short.lower_bound and longer.ci95 == short.ci95  # the same state, the same items
     assert [c["step"] for c in longer.curve] == list(range(10, 90, 10))  # the curve is the select split's
     saved = json.loads((selected_runs["root"] / "longer" / "result.json").read_text())
-    assert saved["bound_split"] == "test" and saved["selection"]["split"] == "select"
-    assert saved["bound_step"] == saved["selection"]["step"] == short.selection["step"]
+    assert saved["bound"]["split"] == "test" and saved["selection"]["split"] == "select"
+    assert saved["bound"]["step"] == saved["selection"]["step"] == short.selection["step"]
 
 
 def test_early_stopping_ends_training_and_keeps_the_selected_state(selected_runs: dict) -> None:

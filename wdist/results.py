@@ -482,7 +482,7 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 def _nested_point(row: dict[str, Any]) -> dict[str, Any]:
     """A curve point of an earlier version under the keys of :meth:`wdist.evaluation.Evaluation.point`."""
     renamed = {"certificate": "lipschitz_certificate"}
-    point = {renamed.get(k, k): v for k, v in row.items() if not k.startswith("train_")}
+    point = {renamed.get(k, k): v for k, v in row.items() if not k.startswith(("train_", "n_train_"))}
     point.setdefault("split", "select")
     if "train_lower_bound" in row:
         point["train"] = {
