@@ -256,7 +256,7 @@ def test_a_gradient_penalty_critic_trains_with_its_penalty_unless_told_otherwise
     code, out, _ = run(capsys, "estimate", "--config", TOY, "--out", tmp_path / "default", *gp, *TINY)
     assert code == 0
     res = json.loads((tmp_path / "default" / "result.json").read_text())
-    assert res["loss"] == "wgan-gp" and res["notes"] == []
+    assert res["run"]["loss"] == "wgan-gp" and res["notes"] == []
     assert "gp-mlp (wgan-gp loss" in out
     with open(tmp_path / "default" / "metrics.csv", newline="") as fh:
         assert "train/gp" in (csv.DictReader(fh).fieldnames or [])  # the penalty was computed
@@ -264,7 +264,7 @@ def test_a_gradient_penalty_critic_trains_with_its_penalty_unless_told_otherwise
     code, out, _ = run(capsys, "estimate", "--config", TOY, "--out", tmp_path / "kr", *gp, "--train.loss", "kr", *TINY)
     assert code == 0
     res = json.loads((tmp_path / "kr" / "result.json").read_text())
-    assert res["loss"] == "kr"
+    assert res["run"]["loss"] == "kr"
     assert any("train.loss='kr', set explicitly" in n and "'wgan-gp'" in n for n in res["notes"])
     assert "train.loss='kr', set explicitly" in out
 

@@ -51,7 +51,7 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
             assert r["bound"]["lower_bound"] == pytest.approx(
                 r["bound"]["estimate"] / r["bound"]["lipschitz_certificate"]
             )
-            assert (out / label / f"seed{r['config']['seed']}" / "result.json").exists()
+            assert (out / label / f"seed{r['run']['config']['seed']}" / "result.json").exists()
     for row in data["rows"]:  # the smallest per-seed lower end, the most conservative statement
         los = [r["bound"]["ci95_lo"] for r in data["runs"][row["label"]]]
         assert row["ci95_lo_min"] == min(los) <= row["ci95_lo_mean"]
