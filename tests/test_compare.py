@@ -62,7 +62,7 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
     # per seed, the critic with the highest select-split bound is marked, in the JSON and in the table
     for i, seed in enumerate([0, 1]):
         select = {label: data["runs"][label][i]["selection"]["value"] for label in ("bcop", "gp")}
-        assert data["runs"]["bcop"][i]["config"]["seed"] == seed
+        assert data["runs"]["bcop"][i]["run"]["config"]["seed"] == seed
         assert data["chosen_on_select_split"][str(seed)] == max(select, key=select.get)
     for row in data["rows"]:
         marked = [int(s) for s, label in data["chosen_on_select_split"].items() if label == row["label"]]

@@ -597,10 +597,10 @@ def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     ns: dict = {}
     exec(compile(code, "docs/python-api.md (Python API)", "exec"), ns)
     out = capsys.readouterr().out.split("\n")
-    assert ns["result"].certified and ns["result"].exact_w1 == 1.0
+    assert ns["result"].certified and ns["result"].exact.w1 == 1.0
     assert ns["L"] <= 1.001
     assert tuple(ns["x"].shape) == (64, 3, 32, 32) and float(ns["x"].abs().max()) <= 1.0
-    assert len([line for line in out if line.strip()]) == 2
+    assert len([line for line in out if line.strip()]) == 3
 
 
 def test_bring_your_own_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
