@@ -213,9 +213,9 @@ def test_a_resumed_run_counts_the_training_batches_of_every_segment(tmp_path: Pa
     args = [*TINY, "--train.checkpoint_every", "1", "--eval.n_eval_q", "64", "--eval.n_select_q", "64",
             "--critic.name", "bcop-dcgan", "--critic.options", "{width: 0.25}"]  # fmt: skip
     cfg = str(Path(__file__).resolve().parent.parent / "configs" / "digits" / "default.yaml")
-    whole = estimate(cfg, args, out=tmp_path / "whole", quiet=True).generators["q"]["range_check"]
+    whole = estimate(cfg, args, out=tmp_path / "whole", quiet=True).run.generators["q"]["range_check"]
     with pytest.raises(RunInterrupted):
         estimate(cfg, args, out=tmp_path / "run", quiet=True, callbacks=[_SignalAt(2)])
-    resumed = estimate(resume=tmp_path / "run", quiet=True).generators["q"]["range_check"]
+    resumed = estimate(resume=tmp_path / "run", quiet=True).run.generators["q"]["range_check"]
     assert resumed == whole
     assert whole["training"]["samples"] == 4 * 32 and whole["evaluated"]["samples"] == 3 * 64

@@ -610,7 +610,7 @@ def test_bring_your_own_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     from wdist.cli import main
     from wdist.config import IMAGE_DEFAULT_CRITIC
 
-    (block,) = _blocks("yaml")
+    (block,) = _page_blocks("yaml", ROOT / "docs" / "bring-your-own.md")
     cfg = yaml.safe_load(block)
     p_args, q = cfg["p"]["init_args"], cfg["q"]["init_args"]
     assert q["name"].startswith("python:") and cfg["p"]["class_path"] == "TensorFile"
