@@ -126,7 +126,8 @@ def test_ddp_ranks_exit_cleanly_and_only_rank0_reports(ddp_run: Path) -> None:
     assert res["run"]["device"].endswith("x 2 processes")
     assert res["selection"] == r0["selection"] and res["run"]["steps"] == r0["steps"]
     assert (res["bound"]["n_eval_p"], res["bound"]["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
-    assert (res["n_train_p"], res["n_train_q"]) == (N_SELECT, N_SELECT_Q)
+    train = res["diagnosis"]["train"]
+    assert (train["n_eval_p"], train["n_eval_q"]) == (N_SELECT, N_SELECT_Q)
     steps = [c["step"] for c in res["curve"]]
     assert steps == list(range(10, res["run"]["steps"] + 1, 10)) and res["selection"]["candidates"] == len(steps)
     assert res["selection"]["stopped_early"] == (res["run"]["steps"] < 40)

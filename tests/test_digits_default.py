@@ -81,6 +81,6 @@ def test_bernstein_interval_uses_an_a_priori_range() -> None:
     normal = wdist.estimate(None, fast, quiet=True)
     bern = wdist.estimate(None, fast + ["--eval.interval", "bernstein"], quiet=True)
     assert bern.estimate == pytest.approx(normal.estimate)
-    assert "bernstein" in bern.ci["method"].lower() and "heuristic" not in bern.ci["method"].lower()
-    assert "a-priori range b = 16" in bern.ci["method"]
+    assert "bernstein" in bern.bound.method.lower() and "heuristic" not in bern.bound.method.lower()
+    assert "a-priori range b = 16" in bern.bound.method
     assert bern.ci95[0] < normal.ci95[0] and bern.ci95[1] > normal.ci95[1]  # conservative: wider
