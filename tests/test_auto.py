@@ -110,15 +110,15 @@ def test_auto_chooses_the_best_select_value_and_reads_the_test_split_once_for_it
         else:
             assert items.reads == 0 and items.bulk_reads == 0
     # the reported bound is the chosen critic's test bound at its selected step
-    assert result.critic == "bjorck-mlp" and result.bound_split == "test"
+    assert result.run.critic == "bjorck-mlp" and result.bound.split == "test"
     assert (
-        result.bound_step
+        result.bound.step
         == result.selection["step"]
         == auto["candidates"][1 if values["winner"] > values["other"] else 2]["select_step"]
     )
     assert result.lower_bound == pytest.approx(result.estimate / result.lipschitz_certificate)
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert saved["auto"] == json.loads(json.dumps(auto)) and saved["config"]["critic"]["name"] == "auto"
+    assert saved["auto"] == json.loads(json.dumps(auto)) and saved["run"]["config"]["critic"]["name"] == "auto"
     assert "critic chosen (auto)" in result.format_table() and "the best of 3 candidates" in result.format_table()
 
 
@@ -191,7 +191,7 @@ def test_a_resumed_auto_run_trains_no_finished_candidate_and_reports_the_same(
     assert resumed.lower_bound == pytest.approx(whole.lower_bound, rel=1e-6) and resumed.ci95 == pytest.approx(
         whole.ci95
     )
-    assert resumed.bound_step == whole.bound_step
+    assert resumed.bound.step == whole.bound.step
     # resumed again once finished: nothing is trained, the chosen state comes from its checkpoint
     watch = _Watch()
     again = estimate(resume=out, quiet=True, callbacks=[watch])

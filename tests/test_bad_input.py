@@ -256,7 +256,7 @@ def test_a_gradient_penalty_critic_trains_with_its_penalty_unless_told_otherwise
     code, out, _ = run(capsys, "estimate", "--config", TOY, "--out", tmp_path / "default", *gp, *TINY)
     assert code == 0
     res = json.loads((tmp_path / "default" / "result.json").read_text())
-    assert res["loss"] == "wgan-gp" and res["notes"] == []
+    assert res["run"]["loss"] == "wgan-gp" and res["notes"] == []
     assert "gp-mlp (wgan-gp loss" in out
     with open(tmp_path / "default" / "metrics.csv", newline="") as fh:
         assert "train/gp" in (csv.DictReader(fh).fieldnames or [])  # the penalty was computed
@@ -264,7 +264,7 @@ def test_a_gradient_penalty_critic_trains_with_its_penalty_unless_told_otherwise
     code, out, _ = run(capsys, "estimate", "--config", TOY, "--out", tmp_path / "kr", *gp, "--train.loss", "kr", *TINY)
     assert code == 0
     res = json.loads((tmp_path / "kr" / "result.json").read_text())
-    assert res["loss"] == "kr"
+    assert res["run"]["loss"] == "kr"
     assert any("train.loss='kr', set explicitly" in n and "'wgan-gp'" in n for n in res["notes"])
     assert "train.loss='kr', set explicitly" in out
 
@@ -275,8 +275,8 @@ def test_the_record_says_the_precision_lightning_used(capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "estimate", "--config", TOY, "--out", tmp_path, *args, *TINY)
     assert code == 0
     res = json.loads((tmp_path / "result.json").read_text())
-    assert res["precision"] == "bf16-mixed"
-    assert res["config"]["trainer"]["precision"] == "16-mixed"  # what was asked, kept as asked
+    assert res["run"]["precision"] == "bf16-mixed"
+    assert res["run"]["config"]["trainer"]["precision"] == "16-mixed"  # what was asked, kept as asked
     assert any("'16-mixed' was asked" in n and "'bf16-mixed'" in n for n in res["notes"])
     assert "'16-mixed' was asked" in out and "bf16-mixed" in out
 
@@ -289,7 +289,7 @@ def test_same_distribution_reads_no_evidence_that_w1_is_positive(capsys: pytest.
     code, out, _ = run(capsys, "estimate", "--config", cfg, "--out", tmp_path / "run", *TINY)
     assert code == 0
     res = json.loads((tmp_path / "run" / "result.json").read_text())
-    lo = res["ci"]["lower_bound_lo"]
+    lo = res["bound"]["lower_bound_lo"]
     assert lo < 0  # the raw interval end is kept in the record
     row = next(line for line in out.splitlines() if line.startswith("W1 at least"))
     assert "0: no evidence that W1 > 0" in row and f"{lo:.4f}" in row
@@ -339,7 +339,7 @@ def test_earlier_results_are_kept_and_stale_temporary_files_removed(
     generations = sorted((out / "previous").iterdir())
     assert len(generations) == 2
     kept = [json.loads((g / "result.json").read_text()) for g in generations]
-    assert sorted(r["steps"] for r in kept) == [10, 12] and results[-1]["steps"] == 14
+    assert sorted(r["run"]["steps"] for r in kept) == [10, 12] and results[-1]["run"]["steps"] == 14
     for g in generations:
         assert {"result.json", "metrics.csv", "config.yaml", "bound_curve.png"} <= {f.name for f in g.iterdir()}
     assert not list(out.rglob("*.tmp"))  # removed when the next run started, never moved

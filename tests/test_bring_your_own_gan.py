@@ -110,11 +110,11 @@ def test_a_cuda_saved_dcgan_state_dict_samples_through_python_with_latent_shape(
     code, out, err = _run(capsys, "estimate", "--config", _config(tmp_path, q_args), "--out", out_dir, *TINY)
     assert code == 0, err
     res = json.loads((out_dir / "result.json").read_text())
-    q = res["generators"]["q"]
+    q = res["run"]["generators"]["q"]
     assert q["latent_shape"] == [NZ, 1, 1] and q["latent_dim"] == NZ
     assert (q["latent"], q["truncation"], q["random_weights"]) == ("truncated-normal", 2.0, False)
-    assert "truncated to [-2, 2] latent of 16x1x1" in res["q"] and "RANDOM" not in out
-    assert res["certified"] and res["shape"] == [1, 8, 8]
+    assert "truncated to [-2, 2] latent of 16x1x1" in res["run"]["q"] and "RANDOM" not in out
+    assert res["bound"]["certified"] and res["run"]["shape"] == [1, 8, 8]
 
     # the same weights as the user's network, on the CPU, fed (N, nz, 1, 1) latents
     g = generators.load("python:my_dcgan:Generator", checkpoint=ckpt, latent_shape=(NZ, 1, 1), **{
@@ -163,8 +163,10 @@ def test_random_weights_on_purpose_are_said_in_the_result_and_the_summary(
     code, out, err = _run(capsys, "estimate", "--config", cfg, "--out", tmp_path / "run", *TINY)
     assert code == 0, err
     res = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert res["generators"]["q"]["random_weights"] is True and res["generators"]["q"]["checkpoint"] is None
-    assert "RANDOMLY INITIALISED" in res["q"]
+    assert (
+        res["run"]["generators"]["q"]["random_weights"] is True and res["run"]["generators"]["q"]["checkpoint"] is None
+    )
+    assert "RANDOMLY INITIALISED" in res["run"]["q"]
     assert any("RANDOMLY INITIALISED" in note for note in res["notes"])
     q_row = next(line for line in out.splitlines() if line.lstrip().startswith("Q "))
     assert "RANDOMLY INITIALISED" in q_row

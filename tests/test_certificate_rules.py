@@ -298,8 +298,8 @@ def test_a_user_asserted_rule_is_recorded_in_the_result(registry: None, monkeypa
         quiet=True,
     )  # fmt: skip
     data = res.to_dict()
-    assert data["certificate_user_asserted"] == ["3"]
-    assert [layer["user_asserted"] for layer in data["certificate_layers"]] == [False, False, False, True, False]
+    assert data["certificate"]["user_asserted"] == ["3"]
+    assert [layer["user_asserted"] for layer in data["certificate"]["layers"]] == [False, False, False, True, False]
     notes = [n for n in data["notes"] if "USER-ASSERTED" in n]
     assert len(notes) == 1 and "'3' (Shrink)" in notes[0]
     assert "USER-ASSERTED" in res.format_table()

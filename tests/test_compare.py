@@ -46,12 +46,14 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
     assert {r["label"] for r in data["rows"]} == {"bcop", "gp"}
     for label in ("bcop", "gp"):
         runs = data["runs"][label]
-        assert sorted(r["config"]["seed"] for r in runs) == [0, 1]
+        assert sorted(r["run"]["config"]["seed"] for r in runs) == [0, 1]
         for r in runs:
-            assert r["lower_bound"] == pytest.approx(r["estimate"] / r["lipschitz_certificate"])
-            assert (out / label / f"seed{r['config']['seed']}" / "result.json").exists()
+            assert r["bound"]["lower_bound"] == pytest.approx(
+                r["bound"]["estimate"] / r["bound"]["lipschitz_certificate"]
+            )
+            assert (out / label / f"seed{r['run']['config']['seed']}" / "result.json").exists()
     for row in data["rows"]:  # the smallest per-seed lower end, the most conservative statement
-        los = [r["ci95"][0] for r in data["runs"][row["label"]]]
+        los = [r["bound"]["ci95_lo"] for r in data["runs"][row["label"]]]
         assert row["ci95_lo_min"] == min(los) <= row["ci95_lo_mean"]
     gp_row = next(r for r in data["rows"] if r["label"] == "gp")
     assert gp_row["one_lipschitz"] is False and gp_row["lipschitz_certificate_max"] > 1.001
@@ -60,7 +62,7 @@ def test_compare_two_critics_two_seeds(tmp_path: Path, capsys: pytest.CaptureFix
     # per seed, the critic with the highest select-split bound is marked, in the JSON and in the table
     for i, seed in enumerate([0, 1]):
         select = {label: data["runs"][label][i]["selection"]["value"] for label in ("bcop", "gp")}
-        assert data["runs"]["bcop"][i]["config"]["seed"] == seed
+        assert data["runs"]["bcop"][i]["run"]["config"]["seed"] == seed
         assert data["chosen_on_select_split"][str(seed)] == max(select, key=select.get)
     for row in data["rows"]:
         marked = [int(s) for s, label in data["chosen_on_select_split"].items() if label == row["label"]]

@@ -124,13 +124,14 @@ def test_ddp_ranks_exit_cleanly_and_only_rank0_reports(ddp_run: Path) -> None:
     assert r0["test_reads"] + r1["test_reads"] == 2 * -(-N_EVAL_Q // 2)
     out = ddp_run / "out"
     res = json.loads((out / "result.json").read_text())
-    assert res["device"].endswith("x 2 processes")
-    assert res["selection"] == r0["selection"] and res["steps"] == r0["steps"]
-    assert (res["n_eval_p"], res["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
-    assert (res["n_train_p"], res["n_train_q"]) == (N_SELECT, N_SELECT_Q)
+    assert res["run"]["device"].endswith("x 2 processes")
+    assert res["selection"] == r0["selection"] and res["run"]["steps"] == r0["steps"]
+    assert (res["bound"]["n_eval_p"], res["bound"]["n_eval_q"]) == (N_EVAL, N_EVAL_Q)
+    train = res["diagnosis"]["train"]
+    assert (train["n_eval_p"], train["n_eval_q"]) == (N_SELECT, N_SELECT_Q)
     steps = [c["step"] for c in res["curve"]]
-    assert steps == list(range(10, res["steps"] + 1, 10)) and res["selection"]["candidates"] == len(steps)
-    assert res["selection"]["stopped_early"] == (res["steps"] < 40)
+    assert steps == list(range(10, res["run"]["steps"] + 1, 10)) and res["selection"]["candidates"] == len(steps)
+    assert res["selection"]["stopped_early"] == (res["run"]["steps"] < 40)
     assert all((c["n_eval_p"], c["n_eval_q"]) == (N_SELECT, N_SELECT_Q) for c in res["curve"])
     assert (out / "bound_curve.png").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert not list(out.glob("**/.*.tmp"))
@@ -143,7 +144,7 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     run = build_run(cfg)
     dm, system = run.datamodule, run.system
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == res["steps"]
+    assert ckpt["global_step"] == res["run"]["steps"]
     system.load_state_dict(ckpt["state_dict"])
     system.selection.load_state_dict(ckpt["wdist_selection"])
     assert system.selection.record() == res["selection"]
@@ -155,12 +156,12 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     )  # fmt: skip
     trainer.test(system, datamodule=dm, verbose=False)
     assert system.test_evaluation is not None
-    one = system.test_evaluation.row()
-    assert (one["n_eval_p"], one["n_eval_q"], one["step"]) == (N_EVAL, N_EVAL_Q, res["bound_step"])
-    ci = res["ci"]
+    one = system.test_evaluation.point("test")
+    assert (one["n_eval_p"], one["n_eval_q"], one["step"]) == (N_EVAL, N_EVAL_Q, res["bound"]["step"])
+    ci = res["bound"]
     for key, ref in [
-        ("estimate", res["estimate"]), ("stderr", res["stderr"]), ("estimate_lo", ci["estimate_lo"]),
-        ("estimate_hi", ci["estimate_hi"]), ("lower_bound", res["lower_bound"]),
+        ("estimate", res["bound"]["estimate"]), ("stderr", res["bound"]["stderr"]), ("estimate_lo", ci["estimate_lo"]),
+        ("estimate_hi", ci["estimate_hi"]), ("lower_bound", res["bound"]["lower_bound"]),
         ("lower_bound_lo", ci["lower_bound_lo"]), ("lower_bound_hi", ci["lower_bound_hi"]),
     ]:  # fmt: skip
         assert one[key] == pytest.approx(ref, abs=1e-6, rel=0), key
@@ -172,15 +173,17 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
         fp = critic(dm.test.p).reshape(-1).double()
         fq = critic(dm.test.q).reshape(-1).double()
     iv = mean_difference_interval(fp, fq, confidence=cfg.eval.confidence, method=cfg.eval.interval)
-    assert iv.estimate == pytest.approx(res["estimate"], abs=1e-6, rel=0)
-    assert iv.stderr == pytest.approx(res["stderr"], abs=1e-6, rel=0)
+    assert iv.estimate == pytest.approx(res["bound"]["estimate"], abs=1e-6, rel=0)
+    assert iv.stderr == pytest.approx(res["bound"]["stderr"], abs=1e-6, rel=0)
     assert [iv.lo, iv.hi] == pytest.approx([ci["estimate_lo"], ci["estimate_hi"]], abs=1e-6, rel=0)
     assert dm.train_items is not None  # the diagnosis: the selected critic on the train subset
     with torch.no_grad():
         tp = critic(dm.train_items.p).reshape(-1).double()
         tq = critic(dm.train_items.q).reshape(-1).double()
     train = mean_difference_interval(tp, tq, confidence=0.95, method=cfg.eval.interval)
-    assert train.estimate / res["lipschitz_certificate"] == pytest.approx(res["train_lower_bound"], abs=1e-6, rel=0)
+    assert train.estimate / res["bound"]["lipschitz_certificate"] == pytest.approx(
+        res["diagnosis"]["train"]["lower_bound"], abs=1e-6, rel=0
+    )
 
 
 def test_gather_drops_sampler_padding() -> None:
@@ -328,7 +331,7 @@ def test_a_signal_stops_every_rank_with_a_checkpoint_and_resume_finishes(
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     step = int(last["global_step"])
     ref = json.loads((ddp_run / "out" / "result.json").read_text())
-    assert 1 <= step < ref["steps"]
+    assert 1 <= step < ref["run"]["steps"]
     assert not (out / "result.json").exists() and not list(out.rglob("*.tmp"))
     if not to_every_rank:
         return  # the checkpoint is the same one; one resume shows it continues exactly
@@ -342,13 +345,17 @@ def test_a_signal_stops_every_rank_with_a_checkpoint_and_resume_finishes(
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     res = json.loads((out / "result.json").read_text())
-    assert [(s["to_step"], s["ended"]) for s in res["segments"]] == [
-        (step, f"stopped by {name}"), (ref["steps"], "finished")
+    assert [(s["to_step"], s["ended"]) for s in res["run"]["segments"]] == [
+        (step, f"stopped by {name}"), (ref["run"]["steps"], "finished")
     ]  # fmt: skip
     assert res["selection"] == ref["selection"]
-    for key in ("estimate", "lower_bound", "stderr", "lipschitz_certificate", "train_lower_bound"):
-        assert res[key] == pytest.approx(ref[key], rel=1e-9, abs=0), key
-    assert res["ci95"] == pytest.approx(ref["ci95"], rel=1e-9, abs=0)
+    for key in ("estimate", "lower_bound", "stderr", "lipschitz_certificate"):
+        assert res["bound"][key] == pytest.approx(ref["bound"][key], rel=1e-9, abs=0), key
+    train, ref_train = res["diagnosis"]["train"], ref["diagnosis"]["train"]
+    assert train["lower_bound"] == pytest.approx(ref_train["lower_bound"], rel=1e-9, abs=0)
+    assert [res["bound"]["ci95_lo"], res["bound"]["ci95_hi"]] == pytest.approx(
+        [ref["bound"]["ci95_lo"], ref["bound"]["ci95_hi"]], rel=1e-9, abs=0
+    )
     assert [c["step"] for c in res["curve"]] == [c["step"] for c in ref["curve"]]
     assert [c["lower_bound"] for c in res["curve"]] == pytest.approx([c["lower_bound"] for c in ref["curve"]], rel=1e-9)
 

@@ -125,9 +125,9 @@ def test_evaluation_state_keeps_the_train_subset() -> None:
     assert ev.train_bound95 is not None and ev.train_bound95.confidence == 0.95
     back = Evaluation.from_state(ev.state())
     assert back == ev and back.diagnosis == ev.diagnosis
-    row = ev.row()
-    assert row["train_gap"] == row["train_lower_bound"] - row["lower_bound"]
-    assert (row["n_eval_p"], row["n_eval_q"], row["n_train_p"], row["n_train_q"]) == (20, 50, 20, 50)
+    row = ev.point()
+    assert row["train"]["lower_bound"] == ev.train_bound.estimate and row["train"]["kind"].startswith("diagnosis")
+    assert (row["n_eval_p"], row["n_eval_q"], row["train"]["n_eval_p"], row["train"]["n_eval_q"]) == (20, 50, 20, 50)
     # a checkpoint written before the train subset and the two sizes existed
     old = ev.state()
     for key in ("train_interval", "train_bound", "train_bound95", "critic_value_range"):
@@ -160,10 +160,10 @@ def test_overfitting_critic_is_diagnosed_as_limited_by_generalisation() -> None:
     )  # fmt: skip
     result = wdist.estimate(cfg, quiet=True)
     assert result.certified
-    assert (result.n_train_p, result.n_train_q) == (20, 1000)
-    assert result.train_ci95[0] > result.ci95[1]  # the train subset is clearly above the held-out bound
-    assert result.limited_by == "generalisation"
-    assert result.generalisation_gap > 0.5
+    assert (result.diagnosis.train.n_eval_p, result.diagnosis.train.n_eval_q) == (20, 1000)
+    assert result.diagnosis.train.ci95[0] > result.ci95[1]  # the train subset is clearly above the held-out bound
+    assert result.diagnosis.limited_by == "generalisation"
+    assert result.diagnosis.generalisation_gap > 0.5
     table = result.format_table()
     lines = [line for line in table.splitlines() if line.startswith("what limits the bound")]
     assert len(lines) == 1 and "limited by generalisation" in lines[0]
@@ -171,7 +171,7 @@ def test_overfitting_critic_is_diagnosed_as_limited_by_generalisation() -> None:
     step = result.selection["step"]
     assert f"selection kept step {step}" in lines[0] or f"selection kept the last step evaluated ({step})" in lines[0]
     assert "NOT a bound" in table.split("train subset (diagnosis)")[1].splitlines()[0]
-    assert all("train_lower_bound" in c for c in result.curve)
+    assert all(c["train"] is not None for c in result.curve)
 
 
 # -- unequal sizes end to end, the paired option, and the switch ---------------------------------------
@@ -185,11 +185,11 @@ def test_unequal_held_out_sizes_end_to_end(tmp_path: Path) -> None:
          "--eval.batch_size", "256", *FAST],
         out=tmp_path, callbacks=[keep], quiet=True,
     )  # fmt: skip
-    assert (result.n_eval_p, result.n_eval_q) == (300, 3000)
+    assert (result.bound.n_eval_p, result.bound.n_eval_q) == (300, 3000)
     # the curve is the select split's: by default min(1024, test size) of an infinite side
     assert all((c["n_eval_p"], c["n_eval_q"]) == (300, 1024) for c in result.curve)
     assert "n_P = 300, n_Q = 3000" in result.format_table()
-    assert "Welch" in result.ci["method"]
+    assert "Welch" in result.bound.method
     # recomputed from the final critic on the held-out samples, without the gather
     critic = keep.system.critic.eval()
     with torch.no_grad():
@@ -197,7 +197,7 @@ def test_unequal_held_out_sizes_end_to_end(tmp_path: Path) -> None:
     iv = mean_difference_interval(fp.double(), fq.double())
     assert (iv.n_p, iv.n_q) == (300, 3000)
     assert [iv.estimate, iv.lo, iv.hi] == pytest.approx(
-        [result.estimate, result.ci["estimate_lo"], result.ci["estimate_hi"]], abs=1e-9, rel=0
+        [result.estimate, result.bound.estimate_lo, result.bound.estimate_hi], abs=1e-9, rel=0
     )
     with open(tmp_path / "metrics.csv") as fh:
         header = next(csv.reader(fh))
@@ -212,11 +212,11 @@ def test_paired_option_and_no_train_subset() -> None:
          "--eval.train_subset", "false", *FAST],
         callbacks=[keep], quiet=True,
     )  # fmt: skip
-    assert "paired" in result.ci["method"] and (result.n_eval_p, result.n_eval_q) == (256, 256)
+    assert "paired" in result.bound.method and (result.bound.n_eval_p, result.bound.n_eval_q) == (256, 256)
     ev = keep.system.last_evaluation
     assert ev.interval == mean_difference_interval(ev.fp, ev.fq, paired=True)
-    assert result.train_lower_bound is None and result.limited_by == "unknown"
-    assert "train_lower_bound" not in result.curve[-1] and "train subset" not in result.format_table()
+    assert result.diagnosis.train is None and result.diagnosis.limited_by == "unknown"
+    assert result.curve[-1]["train"] is None and "train subset" not in result.format_table()
 
 
 def test_held_out_size_errors() -> None:

@@ -31,14 +31,14 @@ def test_default_end_to_end_gives_certified_bound_below_exact_ot(tmp_path: Path,
     assert "exact OT on 1797 vs 1797 samples" in out
     result = wdist.Result.load(tmp_path / "result.json")
     assert result.certified and result.lipschitz_certificate <= 1 + 1e-4
-    assert result.empirical_ot_n == 1797
+    assert result.references.empirical_ot_n == 1797
     # the floor needs two disjoint halves of the 1797 digits: stated, since it is at another n
-    assert result.empirical_ot_floor_n == 898
+    assert result.references.empirical_ot_floor_n == 898
     assert "sampling bias on 898 vs 898 samples" in out
     assert "W1 at least" in out and f"{result.ci95[0]:.4f}" in out
-    assert 0 < result.lower_bound < result.empirical_ot_w1  # certified bound <= W1 <= E(empirical OT)
-    assert result.ci95[1] < result.empirical_ot_w1
-    assert result.shape == [1, 8, 8] and result.domain == [-1.0, 1.0]
+    assert 0 < result.lower_bound < result.references.empirical_ot_w1  # certified bound <= W1 <= E(empirical OT)
+    assert result.ci95[1] < result.references.empirical_ot_w1
+    assert result.run.shape == [1, 8, 8] and result.run.domain == [-1.0, 1.0]
     assert result.empirical_lipschitz <= result.lipschitz_certificate * (1 + 1e-6)
     assert [c["step"] for c in result.curve] == [20, 40]
 
@@ -81,6 +81,6 @@ def test_bernstein_interval_uses_an_a_priori_range() -> None:
     normal = wdist.estimate(None, fast, quiet=True)
     bern = wdist.estimate(None, fast + ["--eval.interval", "bernstein"], quiet=True)
     assert bern.estimate == pytest.approx(normal.estimate)
-    assert "bernstein" in bern.ci["method"].lower() and "heuristic" not in bern.ci["method"].lower()
-    assert "a-priori range b = 16" in bern.ci["method"]
+    assert "bernstein" in bern.bound.method.lower() and "heuristic" not in bern.bound.method.lower()
+    assert "a-priori range b = 16" in bern.bound.method
     assert bern.ci95[0] < normal.ci95[0] and bern.ci95[1] > normal.ci95[1]  # conservative: wider

@@ -134,7 +134,7 @@ def test_values_rarely_outside_are_clamped_and_reported(user_gan: Path, capsys: 
     out, err = capsys.readouterr()
     assert code == 0, err
     res = json.loads((out_dir / "result.json").read_text())
-    check = res["generators"]["q"]["range_check"]
+    check = res["run"]["generators"]["q"]["range_check"]
     rec = check["all"]
     assert 0 < rec["outside"] and rec["fraction_outside"] <= OUT_OF_RANGE_LIMIT == check["limit"]
     assert rec["observed"][1] > 1.0 or rec["observed"][0] < -1.0
@@ -153,7 +153,7 @@ def test_a_generator_in_its_range_reports_zero(user_gan: Path, capsys: pytest.Ca
     code = main(["estimate", "--config", str(_config(user_gan, "Tanh", [-1, 1])), "--out", str(out_dir), *TINY])
     out, err = capsys.readouterr()
     assert code == 0, err
-    rec = json.loads((out_dir / "result.json").read_text())["generators"]["q"]["range_check"]["all"]
+    rec = json.loads((out_dir / "result.json").read_text())["run"]["generators"]["q"]["range_check"]["all"]
     assert (
         rec["outside"] == 0
         and rec["mean_distance_clamped"] == 0.0
@@ -213,9 +213,9 @@ def test_a_resumed_run_counts_the_training_batches_of_every_segment(tmp_path: Pa
     args = [*TINY, "--train.checkpoint_every", "1", "--eval.n_eval_q", "64", "--eval.n_select_q", "64",
             "--critic.name", "bcop-dcgan", "--critic.options", "{width: 0.25}"]  # fmt: skip
     cfg = str(Path(__file__).resolve().parent.parent / "configs" / "digits" / "default.yaml")
-    whole = estimate(cfg, args, out=tmp_path / "whole", quiet=True).generators["q"]["range_check"]
+    whole = estimate(cfg, args, out=tmp_path / "whole", quiet=True).run.generators["q"]["range_check"]
     with pytest.raises(RunInterrupted):
         estimate(cfg, args, out=tmp_path / "run", quiet=True, callbacks=[_SignalAt(2)])
-    resumed = estimate(resume=tmp_path / "run", quiet=True).generators["q"]["range_check"]
+    resumed = estimate(resume=tmp_path / "run", quiet=True).run.generators["q"]["range_check"]
     assert resumed == whole
     assert whole["training"]["samples"] == 4 * 32 and whole["evaluated"]["samples"] == 3 * 64

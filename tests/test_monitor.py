@@ -132,8 +132,8 @@ def test_generator_keeps_its_mode_and_gradients(runs: dict) -> None:
 def test_one_certified_bound_per_interval_logged(runs: dict) -> None:
     history = runs["monitor"].history
     assert [h["epoch"] for h in history] == list(range(EPOCHS))
-    assert all(h["certified"] and h["ci95"][0] < h["lower_bound"] < h["ci95"][1] for h in history)
-    assert all(h["ci"]["lower_bound_lo"] == h["ci95"][0] for h in history)  # confidence 0.95
+    assert all(h["certified"] and h["ci95_lo"] < h["lower_bound"] < h["ci95_hi"] for h in history)
+    assert all(h["lower_bound_lo"] == h["ci95_lo"] and h["split"] == "test" for h in history)  # confidence 0.95
     assert all(h["n_eval_p"] == 200 and h["n_eval_q"] == 400 for h in history)
     with open(runs["dir"] / "metrics.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("w1/lower_bound")]
@@ -142,7 +142,7 @@ def test_one_certified_bound_per_interval_logged(runs: dict) -> None:
     assert logged == pytest.approx([h["lower_bound"] for h in history], rel=1e-6)
     for key in W1Monitor.LOGGED:  # the names of result.json, ci95 written flat
         assert all(r.get(f"w1/{key}") for r in rows), key
-    assert [float(r["w1/ci95_lo"]) for r in rows] == pytest.approx([h["ci95"][0] for h in history], rel=1e-6)
+    assert [float(r["w1/ci95_lo"]) for r in rows] == pytest.approx([h["ci95_lo"] for h in history], rel=1e-6)
 
 
 def test_warm_start_carries_the_critic(runs: dict) -> None:
@@ -317,7 +317,8 @@ def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
 
     assert len(monitor.history) == 2
     for row in monitor.history:
-        assert set(KEYS) <= set(row) and row["certified"] and row["critic_steps"] in (20, 10)
-        assert row["ci95"][0] < row["lower_bound"] < row["ci95"][1]
+        assert set(KEYS) - {"ci95"} | {"ci95_lo", "ci95_hi"} <= set(row) and row["certified"]
+        assert row["critic_steps"] in (20, 10)
+        assert row["ci95_lo"] < row["lower_bound"] < row["ci95_hi"]
     printed = [line for line in out.splitlines() if line.startswith(("0 ", "1 "))]
     assert len(printed) == 2 and all(line.endswith(" True") for line in printed)

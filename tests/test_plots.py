@@ -37,7 +37,7 @@ def test_plots_are_written(tmp_path: Path) -> None:
 
 
 def test_bound_curve_shows_the_train_subset_and_the_gap(tmp_path: Path) -> None:
-    train = {"train_lower_bound": 0.5, "train_lower_bound_lo": 0.45, "train_lower_bound_hi": 0.55, "train_gap": 0.2}
+    train = {"train": {"lower_bound": 0.5, "lower_bound_lo": 0.45, "lower_bound_hi": 0.55}}
     plain = plots.plot_bound_curve(CURVE, tmp_path / "plain.png")
     both = plots.plot_bound_curve([{**c, **train} for c in CURVE], tmp_path / "both.png")
     # a second panel (the gap) makes the figure taller

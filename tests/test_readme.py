@@ -597,10 +597,10 @@ def test_python_api_block(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     ns: dict = {}
     exec(compile(code, "docs/python-api.md (Python API)", "exec"), ns)
     out = capsys.readouterr().out.split("\n")
-    assert ns["result"].certified and ns["result"].exact_w1 == 1.0
+    assert ns["result"].certified and ns["result"].exact.w1 == 1.0
     assert ns["L"] <= 1.001
     assert tuple(ns["x"].shape) == (64, 3, 32, 32) and float(ns["x"].abs().max()) <= 1.0
-    assert len([line for line in out if line.strip()]) == 2
+    assert len([line for line in out if line.strip()]) == 3
 
 
 def test_bring_your_own_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -654,7 +654,8 @@ def test_bring_your_own_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads((project / "runs" / "mine" / "result.json").read_text())
-    assert result["critic"] == IMAGE_DEFAULT_CRITIC[0] and result["config"]["critic"]["options"] == {}
-    assert (result["n_eval_p"], result["n_eval_q"]) == (cfg["eval"]["n_eval_p"], 64)
-    assert result["shape"] == [c, h, w] and result["domain"] == [-1.0, 1.0]
+    run = result["run"]
+    assert run["critic"] == IMAGE_DEFAULT_CRITIC[0] and run["config"]["critic"]["options"] == {}
+    assert (result["bound"]["n_eval_p"], result["bound"]["n_eval_q"]) == (cfg["eval"]["n_eval_p"], 64)
+    assert run["shape"] == [c, h, w] and run["domain"] == [-1.0, 1.0]
     assert "certified W1 lower bound" in out and f"wrote {Path('runs/mine') / 'result.json'}" in out

@@ -144,20 +144,23 @@ def test_killed_run_left_no_partial_result(killed_and_resumed: dict) -> None:
 
 def test_resumed_run_finishes_like_an_uninterrupted_one(killed_and_resumed: dict) -> None:
     res, ref = killed_and_resumed["resumed"], killed_and_resumed["reference"]
-    assert res["steps"] == 200 and res["n_eval_p"] == res["n_eval_q"] == 2048
+    assert res["run"]["steps"] == 200 and res["bound"]["n_eval_p"] == res["bound"]["n_eval_q"] == 2048
     # the curve keeps the points from before the kill, each step once
     assert [c["step"] for c in res["curve"]] == [50, 100, 150, 200] == [c["step"] for c in ref["curve"]]
-    lo, hi = ref["ci95"]
-    assert lo <= res["lower_bound"] <= hi
+    lo, hi = ref["bound"]["ci95_lo"], ref["bound"]["ci95_hi"]
+    assert lo <= res["bound"]["lower_bound"] <= hi
     # the same step selected on the select split, from the same candidates, reported on the test split
-    assert res["selection"] == ref["selection"] and res["bound_step"] == ref["bound_step"] == res["selection"]["step"]
+    assert (
+        res["selection"] == ref["selection"]
+        and res["bound"]["step"] == ref["bound"]["step"] == res["selection"]["step"]
+    )
     # stronger than required: the stream restarts at the right batch and the optimiser state is
     # restored, so the resumed run is the uninterrupted one
-    assert res["lower_bound"] == pytest.approx(ref["lower_bound"], rel=1e-6)
+    assert res["bound"]["lower_bound"] == pytest.approx(ref["bound"]["lower_bound"], rel=1e-6)
     for a, b in zip(res["curve"], ref["curve"]):
         assert a["lower_bound"] == pytest.approx(b["lower_bound"], rel=1e-6)
         # the train-subset diagnosis of the points from before the kill came back from the checkpoint
-        assert a["train_lower_bound"] == pytest.approx(b["train_lower_bound"], rel=1e-6)
+        assert a["train"]["lower_bound"] == pytest.approx(b["train"]["lower_bound"], rel=1e-6)
 
 
 def test_metrics_csv_is_continued_not_replaced(killed_and_resumed: dict) -> None:
@@ -246,8 +249,8 @@ def test_wgan_gp_resume_is_exact(tmp_path: Path) -> None:
     assert int(torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]) == 20
     resumed = estimate(resume=crashed, quiet=True).to_dict()
     reference = estimate(str(TOY), gp, out=tmp_path / "reference", quiet=True).to_dict()
-    assert resumed["estimate"] == reference["estimate"]
-    assert resumed["lipschitz_certificate"] == reference["lipschitz_certificate"]
+    assert resumed["bound"]["estimate"] == reference["bound"]["estimate"]
+    assert resumed["bound"]["lipschitz_certificate"] == reference["bound"]["lipschitz_certificate"]
 
 
 # -- what a resume may change -------------------------------------------------------------------------------
@@ -303,20 +306,22 @@ def test_a_resume_that_changes_the_training_is_refused_and_touches_nothing(finis
 
 def test_a_longer_resume_finishes_and_records_both_segments(finished_run: Path, tmp_path: Path) -> None:
     first = json.loads((finished_run / "result.json").read_text())
-    assert [seg["to_step"] for seg in first["segments"]] == [20] and first["segments"][0]["ended"] == "finished"
+    assert [seg["to_step"] for seg in first["run"]["segments"]] == [20] and first["run"]["segments"][0][
+        "ended"
+    ] == "finished"
     # the run's own config given back with --config is compared and accepted
     same = tmp_path / "same.yaml"
     same.write_text((finished_run / "config.yaml").read_text())
     proc = _cli("estimate", "--resume", finished_run, "--config", same, "--train.steps", "30", "--quiet")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((finished_run / "result.json").read_text())
-    assert res["steps"] == 30 and [c["step"] for c in res["curve"]] == [10, 20, 30]
-    segs = res["segments"]
+    assert res["run"]["steps"] == 30 and [c["step"] for c in res["curve"]] == [10, 20, 30]
+    segs = res["run"]["segments"]
     assert [(s["from_step"], s["to_step"], s["ended"]) for s in segs] == [(0, 20, "finished"), (20, 30, "finished")]
     assert [s["settings"]["train.steps"] for s in segs] == [20, 30]
     assert all(s["seconds"] > 0 for s in segs)
-    assert res["seconds"] == pytest.approx(sum(s["seconds"] for s in segs))
-    assert res["config"]["train"]["steps"] == 30  # the config that ran last
+    assert res["run"]["seconds"] == pytest.approx(sum(s["seconds"] for s in segs))
+    assert res["run"]["config"]["train"]["steps"] == 30  # the config that ran last
     assert "steps: 30" in (finished_run / "config.yaml").read_text()  # a later --resume continues the longer run
     assert "trained in segments" in proc.stdout and "0-20" in proc.stdout and "20-30" in proc.stdout
 
@@ -354,9 +359,12 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_finishes(tmp_path: Path, ref
     resumed = _cli("estimate", "--resume", out, "--quiet")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     res = json.loads((out / "result.json").read_text())
-    assert res["steps"] == 200 and [c["step"] for c in res["curve"]] == [c["step"] for c in reference["curve"]]
-    assert res["lower_bound"] == pytest.approx(reference["lower_bound"], rel=1e-6)
-    assert [(s["to_step"], s["ended"]) for s in res["segments"]] == [(step, "stopped by SIGTERM"), (200, "finished")]
+    assert res["run"]["steps"] == 200 and [c["step"] for c in res["curve"]] == [c["step"] for c in reference["curve"]]
+    assert res["bound"]["lower_bound"] == pytest.approx(reference["bound"]["lower_bound"], rel=1e-6)
+    assert [(s["to_step"], s["ended"]) for s in res["run"]["segments"]] == [
+        (step, "stopped by SIGTERM"),
+        (200, "finished"),
+    ]
 
 
 class _SignalAt(__import__("pytorch_lightning").Callback):

@@ -111,11 +111,11 @@ def test_paired_files_split_independently_get_one_warning_and_aligned_ones_none(
     notes = [n for n in warned.notes if "look paired row by row" in n]
     assert len(notes) == 1 and "eval.aligned true" in notes[0]
     saved = json.loads((tmp_path / "independent" / "result.json").read_text())
-    assert saved["split"]["related"]["related"] and saved["notes"].count(notes[0]) == 1
+    assert saved["run"]["split"]["related"]["related"] and saved["notes"].count(notes[0]) == 1
     assert warned.format_table().count("look paired row by row") == 1
     aligned = estimate(cfg, [*args, "--eval.aligned", "true"], quiet=True)
-    assert not [n for n in aligned.notes if "paired" in n] and aligned.split["related"] is None
-    assert aligned.split["q"]["kind"] == "aligned with P"
+    assert not [n for n in aligned.notes if "paired" in n] and aligned.run.split["related"] is None
+    assert aligned.run.split["q"]["kind"] == "aligned with P"
 
 
 def test_bad_selection_settings_are_named() -> None:
@@ -172,8 +172,8 @@ def test_the_test_split_is_read_once_at_the_end_and_never_before(generator_side:
     items = watch.dm.test_items
     assert items.reads == len(items)  # one pass over the test split, on one process
     assert items.bulk_reads == (1 if generator_side else 0)  # the generator's latents, decoded once
-    assert result.bound_split == "test" and result.bound_step == result.selection["step"]
-    assert (result.n_eval_p, result.n_eval_q) == ((64, 80) if generator_side else (512, 512))
+    assert result.bound.split == "test" and result.bound.step == result.selection["step"]
+    assert (result.bound.n_eval_p, result.bound.n_eval_q) == ((64, 80) if generator_side else (512, 512))
 
 
 # -- the reported bound comes from the selected state -----------------------------------------------------
@@ -230,18 +230,18 @@ def test_training_past_the_selected_step_does_not_change_the_reported_bound(sele
     assert longer.selection["step"] == short.selection["step"] <= 40
     assert longer.selection["candidates"] == 8 and longer.selection["last_step"] == 80
     assert longer.selection["last_value"] < 0 < longer.selection["value"]  # the later candidates are worse
-    assert longer.steps == 80 and longer.bound_step == short.bound_step
+    assert longer.run.steps == 80 and longer.bound.step == short.bound.step
     assert longer.lower_bound == short.lower_bound and longer.ci95 == short.ci95  # the same state, the same items
     assert [c["step"] for c in longer.curve] == list(range(10, 90, 10))  # the curve is the select split's
     saved = json.loads((selected_runs["root"] / "longer" / "result.json").read_text())
-    assert saved["bound_split"] == "test" and saved["selection"]["split"] == "select"
-    assert saved["bound_step"] == saved["selection"]["step"] == short.selection["step"]
+    assert saved["bound"]["split"] == "test" and saved["selection"]["split"] == "select"
+    assert saved["bound"]["step"] == saved["selection"]["step"] == short.selection["step"]
 
 
 def test_early_stopping_ends_training_and_keeps_the_selected_state(selected_runs: dict) -> None:
     short, patient = selected_runs["short"], selected_runs["patient"]
     # stopped at the second candidate below the best (all later than the best are below it)
-    assert patient.selection["stopped_early"] and patient.steps == short.selection["step"] + 20 < 80
+    assert patient.selection["stopped_early"] and patient.run.steps == short.selection["step"] + 20 < 80
     assert patient.selection["step"] == short.selection["step"] and patient.lower_bound == short.lower_bound
     assert "stopped early after 2 evaluations without improvement" in patient.format_table()
 
@@ -333,15 +333,16 @@ def test_selection_offers_replace_a_repeated_step_and_count_candidates() -> None
     assert last.step == 20 and last.value == 1.0
 
 
-def test_a_result_written_before_the_three_splits_says_so(selected_runs: dict, tmp_path: Path) -> None:
+def test_a_result_written_before_the_three_splits_says_so(tmp_path: Path) -> None:
     from wdist.results import Result
 
-    data = json.loads((selected_runs["root"] / "short" / "result.json").read_text())
+    # a flat result.json (tests/test_results_flat.py) without what the three splits added
+    data = json.loads((Path(__file__).parent / "data" / "result_flat_bbabf54.json").read_text())
     for key in ("bound_split", "bound_step", "selection", "split"):
         del data[key]
     (tmp_path / "result.json").write_text(json.dumps(data))
     old = Result.load(tmp_path / "result.json")
-    assert old.bound_split == "held-out" and old.selection == {}
+    assert old.bound.split == "held-out" and old.selection == {} and old.bound.step == data["steps"]
     table = old.format_table()
     assert "held-out-split samples" in table and "reported state" not in table
 

@@ -210,10 +210,10 @@ def test_explicit_threads_are_applied_and_recorded(tmp_path: Path, keep_torch_th
     assert os.environ.get("OMP_NUM_THREADS") == "1"  # set by conftest: the explicit key must beat it
     result = estimate(TOY, [*TINY, "--train.threads", "2"], out=tmp_path, quiet=True)
     assert torch.get_num_threads() == 2
-    assert result.threads["count"] == 2 and result.threads["reason"].startswith("train.threads=2")
+    assert result.run.threads["count"] == 2 and result.run.threads["reason"].startswith("train.threads=2")
     saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved["threads"] == result.threads and saved["config"]["train"]["threads"] == 2
-    assert "2 threads" in saved["device"]
+    assert saved["run"]["threads"] == result.run.threads and saved["run"]["config"]["train"]["threads"] == 2
+    assert "2 threads" in saved["run"]["device"]
 
 
 def test_auto_threads_are_recorded_with_their_reason(
@@ -223,9 +223,11 @@ def test_auto_threads_are_recorded_with_their_reason(
     monkeypatch.setattr(threads_module, "available_cores", lambda: Cores(2, 2, None))
     estimate(TOY, TINY, out=tmp_path, quiet=True)
     saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved["threads"]["count"] == 1 and saved["threads"]["reason"].startswith("auto: 1 (small critic")
-    assert saved["config"]["train"]["threads"] == "auto"
-    assert "openmp_wait_policy" in saved["threads"]
+    assert saved["run"]["threads"]["count"] == 1 and saved["run"]["threads"]["reason"].startswith(
+        "auto: 1 (small critic"
+    )
+    assert saved["run"]["config"]["train"]["threads"] == "auto"
+    assert "openmp_wait_policy" in saved["run"]["threads"]
 
 
 # ---- the command line's order of work ----------------------------------------------------------------
@@ -287,10 +289,13 @@ def test_references_solved_beside_training_are_the_references_solved_after_it(
         beside[cores] = bool(started)
     assert beside == {1: False, 4: True}
     one, four = results[1], results[4]
-    assert one.threads["count"] == four.threads["count"] == 1
-    assert one.threads["spare_cores"] == 0 and four.threads["spare_cores"] == 3
-    assert one.empirical_ot_w1 is not None and one.empirical_ot_floor is not None
-    assert (four.empirical_ot_w1, four.empirical_ot_floor) == (one.empirical_ot_w1, one.empirical_ot_floor)
+    assert one.run.threads["count"] == four.run.threads["count"] == 1
+    assert one.run.threads["spare_cores"] == 0 and four.run.threads["spare_cores"] == 3
+    assert one.references.empirical_ot_w1 is not None and one.references.empirical_ot_floor is not None
+    assert (four.references.empirical_ot_w1, four.references.empirical_ot_floor) == (
+        one.references.empirical_ot_w1,
+        one.references.empirical_ot_floor,
+    )
     assert four.lower_bound == one.lower_bound  # training did not see the references being solved
 
 

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 
 from wdist.advice import advice, trend
+from wdist.bound import KINDS, Bound
 from wdist.compare import _markdown, _rows
 from wdist.evaluation import Evaluation, evaluate
 from wdist.plots import BOUND_AXIS_LABEL, comparison_figure
 from wdist.references import References
 from wdist.report import CLIPPED_NOTE, KEYS, LABELS, format_interval
-from wdist.results import Result, RunRecord, evaluation_record, verdict
+from wdist.results import Result, RunRecord, verdict
 from wdist.tracking import TrackResult, _point
 
 
@@ -74,8 +75,8 @@ def test_above_tolerance_the_bound_is_certified_and_loose() -> None:
     text = verdict(ev, None)
     assert text.startswith("certified: ") and "loosened by 1/L" in text
     assert f"raw estimate {ev.interval.estimate:.4g} is NOT a bound on W1" in text
-    record = evaluation_record(ev)
-    assert record["certified"] is True and record["one_lipschitz"] is False
+    record = Bound.from_evaluation(ev, "test").to_dict()
+    assert record["certified"] is True and record["one_lipschitz"] is False and record["kind"] == KINDS[0]
 
 
 def test_a_gradient_above_l_is_inconsistent_and_not_certified() -> None:
@@ -83,6 +84,7 @@ def test_a_gradient_above_l_is_inconsistent_and_not_certified() -> None:
     assert verdict(ev, 2.0).startswith("INCONSISTENT")
     res = _result([ev], empirical_lipschitz=2.0)
     assert res.certified is False and "NOT certified" in res.format_table()
+    assert res.to_dict()["bound"]["kind"] == KINDS[1]
 
 
 # -- the summary ----------------------------------------------------------------------------------------
@@ -121,8 +123,9 @@ def test_summary_of_a_loose_critic_still_states_the_certified_bound() -> None:
 def test_estimate_compare_track_and_monitor_use_the_same_names() -> None:
     res = _result([_evaluation(1.0)])
     flat = [k for k in KEYS if k != "ci95"] + ["ci95_lo", "ci95_hi"]
-    assert set(KEYS) <= set(res.to_dict())  # result.json
-    assert set(KEYS) <= set(evaluation_record(_evaluation(1.0)))  # W1Monitor.history rows
+    assert set(flat) <= set(res.to_dict()["bound"])  # result.json
+    assert set(flat) <= set(Bound.from_evaluation(_evaluation(1.0), "test").to_dict())  # W1Monitor.history rows
+    assert set(flat) <= set(res.curve[0])  # curve points
     point = _point(100, "G_step100.pt", res, False, Path("/t/runs/step_100"))
     assert set(flat) <= set(point)  # track.json points / track.csv columns
     assert point["ci95_lo"] == res.ci95[0] and point["lipschitz_certificate"] == res.lipschitz_certificate
@@ -157,7 +160,7 @@ def test_negative_interval_ends_are_clipped_with_the_same_note_everywhere() -> N
     ev = _evaluation(1.0, shift=0.0, seed=3)  # P = Q
     assert ev.bound95.lo < 0 < ev.bound95.hi
     res = _result([ev])
-    assert res.ci95[0] < 0 and res.ci["lower_bound_lo"] < 0  # the computed ends are kept
+    assert res.ci95[0] < 0 and res.bound.lower_bound_lo < 0  # the computed ends are kept
     shown = format_interval(*res.ci95)
     assert shown.startswith("[0*, ") and format_interval(0.1, 0.2) == "[0.1000, 0.2000]"
     (row,) = _rows({"a": [res]})
@@ -202,7 +205,7 @@ def test_advice_follows_the_trend() -> None:
 
 def test_result_diagnosis_carries_the_advice() -> None:
     res = _result([_evaluation(1.0, shift=0.5, step=25), _evaluation(1.0, shift=1.0, step=50)])
-    assert "still rising at the last step" in res.diagnosis and "fewer steps" not in res.diagnosis
+    assert "still rising at the last step" in res.diagnosis.text and "fewer steps" not in res.diagnosis.text
 
 
 # -- plots ------------------------------------------------------------------------------------------------

@@ -61,8 +61,8 @@ def chosen_on_select(results: dict[str, list[Result]], seeds: Sequence[int]) -> 
     chosen: dict[int, str] = {}
     for i, seed in enumerate(seeds):
         runs = [
-            CandidateRecord(label, r.critic, {}, 1.0, r.steps, r.steps, float(r.selection["value"]),
-                            int(r.selection["step"]), r.seconds)
+            CandidateRecord(label, r.run.critic, {}, 1.0, r.run.steps, r.run.steps, float(r.selection["value"]),
+                            int(r.selection["step"]), r.run.seconds)
             for label, by_seed in results.items()
             for r in [by_seed[i]] if r.certified and r.selection.get("value") is not None
         ]  # fmt: skip
@@ -84,8 +84,8 @@ def _rows(results: dict[str, list[Result]], chosen: Optional[dict[int, str]] = N
         rows.append(
             {
                 "label": label,
-                "critic": runs[0].critic,
-                "loss": runs[0].loss,
+                "critic": runs[0].run.critic,
+                "loss": runs[0].run.loss,
                 "certified": all(r.certified for r in runs),
                 "one_lipschitz": all(r.one_lipschitz for r in runs),
                 "estimate_mean": est[0],
@@ -98,7 +98,7 @@ def _rows(results: dict[str, list[Result]], chosen: Optional[dict[int, str]] = N
                 "ci95_lo_min": min(r.ci95[0] for r in runs),
                 "empirical_lipschitz_max": max((r.empirical_lipschitz or 0.0) for r in runs),
                 "seeds": len(runs),
-                "seconds_mean": statistics.fmean(r.seconds for r in runs),
+                "seconds_mean": statistics.fmean(r.run.seconds for r in runs),
                 "select_bound_mean": statistics.fmean(select) if select else None,
                 "chosen_on_select_split": sorted(seed for seed, picked in chosen.items() if picked == label),
             }
@@ -107,9 +107,10 @@ def _rows(results: dict[str, list[Result]], chosen: Optional[dict[int, str]] = N
 
 
 def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
+    run, refs_of = ref.run, ref.references
     lines = [
-        f"P = {ref.p}; Q = {ref.q}; shape {tuple(ref.shape)}, range {ref.domain}, L2 distance; "
-        f"{ref.steps} steps, {ref.n_eval_p} + {ref.n_eval_q} test samples (P + Q), mean ± std over seeds.",
+        f"P = {run.p}; Q = {run.q}; shape {tuple(run.shape)}, range {run.domain}, L2 distance; "
+        f"{run.steps} steps, {ref.bound.n_eval_p} + {ref.bound.n_eval_q} test samples (P + Q), mean ± std over seeds.",
         "",
         f"| critic | loss | {LABELS['lower_bound']} (estimate / L) | {LABELS['ci95']} per seed, ends averaged "
         f"(smallest lower end) | {LABELS['estimate']} | {LABELS['lipschitz_certificate']} (max) "
@@ -147,16 +148,17 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
             "loosens it, and its raw estimate is not a bound."
         )
     refs = []
-    if ref.exact_w1 is not None:
-        refs.append(f"exact W1 = {ref.exact_w1:.4f} ({ref.exact_w1_method})")
-    if ref.empirical_ot_w1 is not None:
+    if ref.exact is not None:
+        refs.append(f"exact W1 = {ref.exact.w1:.4f} ({ref.exact.method})")
+    if refs_of.empirical_ot_w1 is not None:
         refs.append(
-            f"empirical OT (upper reference, biased up) = {ref.empirical_ot_w1:.4f} "
-            f"on {ref.empirical_ot_n} samples each"
+            f"empirical OT (upper reference, biased up) = {refs_of.empirical_ot_w1:.4f} "
+            f"on {refs_of.empirical_ot_n} samples each"
         )
-    if ref.empirical_ot_floor is not None:
+    if refs_of.empirical_ot_floor is not None:
         refs.append(
-            f"empirical OT floor (P vs P) = {ref.empirical_ot_floor:.4f} on {ref.empirical_ot_floor_n} samples each"
+            f"empirical OT floor (P vs P) = {refs_of.empirical_ot_floor:.4f} on {refs_of.empirical_ot_floor_n} "
+            "samples each"
         )
     if refs:
         notes.append("References: " + "; ".join(refs) + ".")
@@ -196,12 +198,12 @@ def compare(
     ref = next(iter(results.values()))[0]
     md = _markdown(rows, ref)
     png = plot_comparison(
-        [(label, int(r.config.get("seed", i)), r.curve) for label, runs in results.items() for i, r in enumerate(runs)],
+        [(label, int(r.run.config.get("seed", i)), r.curve) for label, rs in results.items() for i, r in enumerate(rs)],
         out_dir / "comparison.png",
-        exact_w1=ref.exact_w1,
-        empirical_ot=ref.empirical_ot_w1,
-        empirical_ot_floor=ref.empirical_ot_floor,
-        title=f"{name}: {ref.p} vs {ref.q}",
+        exact_w1=None if ref.exact is None else ref.exact.w1,
+        empirical_ot=ref.references.empirical_ot_w1,
+        empirical_ot_floor=ref.references.empirical_ot_floor,
+        title=f"{name}: {ref.run.p} vs {ref.run.q}",
     )
     payload = {
         "name": name,

@@ -34,13 +34,14 @@ from torch import Tensor, nn
 
 import critics
 from critics.certificates import LayerCertificate
+from wdist.bound import ONE_LIPSCHITZ_TOLERANCE, Bound
 from wdist.stats import Interval, mean_difference_interval, scale_interval
 
 __all__ = ["Evaluation", "evaluate", "critic_value_range", "diagnose", "CERTIFIED_TOLERANCE", "Z95"]
 
 #: A certificate ``L <= 1 + CERTIFIED_TOLERANCE`` makes the critic 1-Lipschitz within 0.1%: its raw
 #: estimate is then within 0.1% of the certified bound estimate / L (itself a bound only when L <= 1).
-CERTIFIED_TOLERANCE = 1e-3
+CERTIFIED_TOLERANCE = ONE_LIPSCHITZ_TOLERANCE
 
 
 def critic_value_range(certificate: float, domain: Optional[tuple[float, float]], dim: int) -> Optional[float]:
@@ -185,36 +186,12 @@ class Evaluation:
         """``(limited_by, sentence)`` of :func:`diagnose` on the 95% statistics of the two bounds."""
         return diagnose(self.bound95, self.train_bound95)
 
-    def row(self) -> dict[str, Any]:
-        """One point of the bound curve (plain numbers, as written to result.json and the loggers).
-
-        The ``train_*`` keys (present when the evaluation has a train subset) are the diagnosis, not
-        a bound; ``train_gap`` is ``train_lower_bound - lower_bound`` (W1 units).
-        """
-        row: dict[str, Any] = {
-            "step": int(self.step),
-            "estimate": float(self.interval.estimate),
-            "stderr": float(self.interval.stderr),
-            "estimate_lo": float(self.interval.lo),
-            "estimate_hi": float(self.interval.hi),
-            "certificate": float(self.certificate),
-            "lower_bound": float(self.bound.estimate),
-            "lower_bound_lo": float(self.bound.lo),
-            "lower_bound_hi": float(self.bound.hi),
-            "n_eval_p": self.n_eval_p,
-            "n_eval_q": self.n_eval_q,
-        }
-        if self.train_interval is not None and self.train_bound is not None:
-            row.update(
-                train_estimate=float(self.train_interval.estimate),
-                train_lower_bound=float(self.train_bound.estimate),
-                train_lower_bound_lo=float(self.train_bound.lo),
-                train_lower_bound_hi=float(self.train_bound.hi),
-                train_gap=float(self.train_bound.estimate - self.bound.estimate),
-                n_train_p=int(self.train_interval.n_p),
-                n_train_q=int(self.train_interval.n_q),
-            )
-        return row
+    def point(self, split: str = "select") -> dict[str, Any]:
+        """One point of the bound curve: :meth:`wdist.bound.Bound.to_dict` of this evaluation on
+        ``split``, with ``train`` the same record on the train subset (a diagnosis, not a bound;
+        ``None`` without one)."""
+        train = Bound.train_of(self)
+        return {**Bound.from_evaluation(self, split).to_dict(), "train": None if train is None else train.to_dict()}
 
     def state(self) -> dict[str, Any]:
         """Everything but the per-sample values, in plain Python types (for checkpoints)."""

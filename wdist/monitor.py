@@ -37,10 +37,10 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
 from generators.latents import LatentSpec
+from wdist.bound import Bound
 from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig, TrainerConfig, load_config
 from wdist.evaluation import Evaluation
 from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
-from wdist.results import evaluation_record
 from wdist.sources import LatentSource, Source, TensorSource
 from wdist.warmstart import InitState
 
@@ -162,7 +162,7 @@ class W1Monitor(Callback):
     data's units. The critic of each call starts from the previous call's (warm start).
 
     Logged to the trainer's loggers at the epoch's last step as ``<prefix>/<key>`` for the keys
-    :data:`LOGGED` (the names of result.json: ``lower_bound``, ``ci95_lo``, ``ci95_hi``,
+    :data:`LOGGED` (keys of the bound record in result.json: ``lower_bound``, ``ci95_lo``, ``ci95_hi``,
     ``estimate``, ``lipschitz_certificate``), and kept in :attr:`history`.
 
     Parameters
@@ -226,14 +226,14 @@ class W1Monitor(Callback):
     Attributes
     ----------
     history : list of dict
-        One row per estimate: ``epoch``, ``global_step``, ``critic_steps`` and the keys of a
-        result (:func:`wdist.results.evaluation_record`: ``estimate``, ``lower_bound``, ``ci95``,
-        ``ci``, ``lipschitz_certificate``, ``certified``, ``one_lipschitz``, ...).
+        One row per estimate: ``epoch``, ``global_step``, ``critic_steps`` and the record of the
+        test split's bound (:meth:`wdist.bound.Bound.to_dict`: ``estimate``, ``lower_bound``,
+        ``ci95_lo``, ``ci95_hi``, ``lipschitz_certificate``, ``certified``, ``one_lipschitz``, ...).
     threads_used : list of int
         The torch thread count each estimate's critic trained with.
     """
 
-    #: The keys of each history row logged as ``<prefix>/<key>`` (``ci95`` as ``ci95_lo``, ``ci95_hi``).
+    #: The keys of each history row logged as ``<prefix>/<key>``.
     LOGGED = ("lower_bound", "ci95_lo", "ci95_hi", "estimate", "lipschitz_certificate")
 
     def __init__(
@@ -305,11 +305,10 @@ class W1Monitor(Callback):
             "epoch": int(trainer.current_epoch),
             "global_step": int(trainer.global_step),
             "critic_steps": int(ev.step),
-            **evaluation_record(ev),
+            **Bound.from_evaluation(ev, "test").to_dict(),
         }
         self.history.append(row)
-        flat = {**row, "ci95_lo": row["ci95"][0], "ci95_hi": row["ci95"][1]}
-        values = {f"{self.prefix}/{key}": float(flat[key]) for key in self.LOGGED}
+        values = {f"{self.prefix}/{key}": float(row[key]) for key in self.LOGGED}
         if trainer.loggers:  # else Lightning would warn, once per key, that there is no logger
             pl_module.log_dict(values, on_step=False, on_epoch=True, prog_bar=False, logger=True)
 

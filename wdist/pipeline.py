@@ -373,13 +373,15 @@ def _say_threads(threads: ThreadChoice) -> None:
 
 def _write_outputs(result: Result, out_dir: Path, loggers: list) -> None:
     plot = plot_bound_curve(
-        result.curve, out_dir / "bound_curve.png", exact_w1=result.exact_w1, empirical_ot=result.empirical_ot_w1,
-        empirical_ot_floor=result.empirical_ot_floor, one_lipschitz=result.one_lipschitz,
-        title=f"{result.critic}: {result.p} vs {result.q}",
-        reported=(result.bound_step, result.lower_bound, result.ci["lower_bound_lo"], result.ci["lower_bound_hi"]),
+        result.curve, out_dir / "bound_curve.png", exact_w1=None if result.exact is None else result.exact.w1,
+        empirical_ot=result.references.empirical_ot_w1, empirical_ot_floor=result.references.empirical_ot_floor,
+        one_lipschitz=result.one_lipschitz, title=f"{result.run.critic}: {result.run.p} vs {result.run.q}",
+        reported=(result.bound.step, result.lower_bound, result.bound.lower_bound_lo, result.bound.lower_bound_hi),
     )  # fmt: skip
     result.save(out_dir / "result.json")
-    summary = {k: v for k, v in result.to_dict().items() if k not in ("curve", "config")}
+    summary = result.to_dict()
+    summary.pop("curve")
+    summary["run"].pop("config")
     finish_wandb(loggers, summary=summary, images={"bound_curve": plot})
 
 

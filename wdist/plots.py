@@ -119,12 +119,12 @@ def plot_bound_curve(
     dashed beside it (not a bound). ``reported = (step, bound, lo, hi)`` marks the reported bound
     (the test split, evaluated once on the selected state) at its step, with its interval.
 
-    When the curve points carry the train-subset diagnosis (``train_lower_bound`` and its
-    interval), its curve is drawn beside the bound (dashed: not a bound) and a lower panel shows
-    the gap ``train - select`` (W1 units): a gap above zero beyond the bands means the bound is
-    limited by generalisation.
+    When the curve points carry the train-subset diagnosis (``train``: its bound record,
+    :meth:`wdist.evaluation.Evaluation.point`), its curve is drawn beside the bound (dashed: not a
+    bound) and a lower panel shows the gap ``train - select`` (W1 units): a gap above zero beyond
+    the bands means the bound is limited by generalisation.
     """
-    with_train = bool(curve) and all("train_lower_bound" in c for c in curve)
+    with_train = bool(curve) and all(c.get("train") is not None for c in curve)
     if with_train:
         fig = Figure(figsize=(6.4, 5.4))
         ax, gap_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
@@ -153,19 +153,20 @@ def plot_bound_curve(
     if with_train:
         color = "tab:orange"
         ax.fill_between(
-            steps, [c["train_lower_bound_lo"] for c in curve], [c["train_lower_bound_hi"] for c in curve],
+            steps, [c["train"]["lower_bound_lo"] for c in curve], [c["train"]["lower_bound_hi"] for c in curve],
             color=color, alpha=0.15, lw=0,
         )  # fmt: skip
         ax.plot(
-            steps, [c["train_lower_bound"] for c in curve], color=color, ls="--", marker="s", ms=3,
+            steps, [c["train"]["lower_bound"] for c in curve], color=color, ls="--", marker="s", ms=3,
             label="same on the train subset (diagnosis, not a bound)",
         )  # fmt: skip
         gap_ax.axhline(0.0, color="0.5", lw=0.8)
-        gap_ax.plot(steps, [c["train_gap"] for c in curve], color=color, marker="s", ms=3)
+        gaps = [c["train"]["lower_bound"] - c["lower_bound"] for c in curve]
+        gap_ax.plot(steps, gaps, color=color, marker="s", ms=3)
         gap_ax.set_ylabel("train - select", fontsize=8)
         gap_ax.set_xlabel("training step")
         gap_ax.grid(alpha=0.3)
-        top = max(top or 0.0, max(c["train_lower_bound_hi"] for c in curve))
+        top = max(top or 0.0, max(c["train"]["lower_bound_hi"] for c in curve))
     else:
         ax.set_xlabel("training step")
     if clipped:

@@ -18,7 +18,12 @@ The vocabulary (:data:`KEYS` and :data:`LABELS`), the same in ``estimate``, ``co
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from wdist.auto import auto_text
+
+if TYPE_CHECKING:
+    from wdist.results import Result
 
 __all__ = [
     "KEYS",
@@ -32,6 +37,8 @@ __all__ = [
     "certificate_text",
     "range_text",
     "range_note",
+    "selection_text",
+    "summary_rows",
 ]
 
 #: The key of each number in every output (result.json, comparison.json rows, track.json points,
@@ -127,3 +134,104 @@ def range_note(side: str, check: dict[str, Any]) -> list[str]:
         f"the generator's own samples is at least the bound minus {rec['mean_distance_clamped']:.3g}, the mean "
         "distance the clamp moved a sample."
     ]
+
+
+def selection_text(selection: dict[str, Any]) -> str:
+    """One sentence on the choice of the reported step (``Result.selection``)."""
+    if not selection or selection.get("step") is None:
+        return ""
+    text = f"step {selection['step']} on the select split"
+    if selection.get("rule") == "last":
+        text += f" (the last of {selection['candidates']} evaluations; train.select = last)"
+    else:
+        text += f" (the best of {selection['candidates']} evaluations, select bound {selection['value']:.4f}"
+        if selection.get("last_step") is not None and selection["last_step"] != selection["step"]:
+            text += f"; {selection['last_value']:.4f} at the last, step {selection['last_step']}"
+        text += ")"
+    if selection.get("stopped_early"):
+        text += f"; stopped early after {selection['patience']} evaluations without improvement"
+    return text
+
+
+def summary_rows(result: "Result") -> list[tuple[str, str]]:
+    """(label, value) rows of the table printed at the end of a run: the sources and their units,
+    the critic and its budget, the certified bound with its interval (at the run's confidence) and
+    the one-sided statement of its lower end, the raw estimate, the certificate, the diagnosis, the
+    references, the verdict and the notes of a :class:`~wdist.results.Result`."""
+    bound, run = result.bound, result.run
+    conf = bound.confidence
+    lo, hi = bound.lower_bound_lo, bound.lower_bound_hi
+    bound_label = LABELS["lower_bound"] if bound.certified else "W1 lower bound, NOT certified (see verdict)"
+    loosened = "" if bound.one_lipschitz else f"; loosened by 1/L, L = {bound.lipschitz_certificate:.4g}"
+    rows = [("P", run.p), ("Q", run.q)]
+    rows += [
+        (f"{side.upper()} output range", range_text(gen["range_check"]))
+        for side, gen in sorted(run.generators.items())
+        if "range_check" in gen
+    ]
+    rows += [
+        ("domain", domain_text(run.shape, run.domain)),
+        (
+            "critic",
+            f"{run.critic} ({run.loss} loss, {run.steps} steps, {run.seconds:.1f} s on {run.device}"
+            + (f", {run.precision}" if run.precision and run.precision != "32-true" else "")
+            + ")",
+        ),
+        (
+            bound_label,
+            f"{bound.lower_bound:.4f} (point estimate, estimate / L)   {100 * conf:.0f}% CI "
+            f"{format_interval(lo, hi)} ({bound.method}; n_P = {bound.n_eval_p}, n_Q = {bound.n_eval_q} "
+            f"{bound.split}-split samples, evaluated once{loosened})",
+        ),
+    ]
+    critic_choice = auto_text(result.auto)
+    if critic_choice:
+        rows.append(("critic chosen (auto)", critic_choice))
+    chosen = selection_text(result.selection)
+    if chosen:
+        rows.append(("reported state", chosen))
+    if bound.certified:
+        # the point value lies above the bound it estimates about half the time; the guaranteed
+        # statement is the interval's lower end, one-sided
+        one_sided = 100 * (1 - (1 - conf) / 2)
+        if lo > 0:
+            statement = f"{lo:.4f} with {one_sided:.1f}% confidence (the lower end of the certified bound's CI)"
+        else:  # W1 >= 0 always: a negative end says nothing
+            statement = f"0: no evidence that W1 > 0 (the CI's lower end {lo:.4f} is not above 0)"
+        rows.append(("W1 at least", statement))
+    raw_note = "" if bound.lipschitz_certificate <= 1.0 or bound.one_lipschitz else "; NOT a bound: L > 1"
+    rows += [
+        (
+            f"held-out {LABELS['estimate']}",
+            f"{bound.estimate:.4f} ± {bound.stderr:.4f} (stderr; before dividing by L{raw_note})",
+        ),
+        (
+            LABELS["lipschitz_certificate"],
+            f"{certificate_text(bound.lipschitz_certificate)} (certified upper bound on Lip(f); "
+            f"{LABELS['one_lipschitz']}: {'yes' if bound.one_lipschitz else 'no'})",
+        ),
+    ]
+    if result.empirical_lipschitz is not None:
+        rows.append(
+            ("largest gradient norm seen", f"{result.empirical_lipschitz:.4f} (empirical lower estimate of Lip(f))")
+        )
+    train = result.diagnosis.train
+    if train is not None:
+        rows.append(
+            (
+                "train subset (diagnosis)",
+                f"{train.lower_bound:.4f}   95% CI [{train.ci95_lo:.4f}, {train.ci95_hi:.4f}] on {train.n_eval_p} + "
+                f"{train.n_eval_q} training items at the reported step (NOT a bound: the critic was fitted to them)",
+            )
+        )
+    if result.diagnosis.text:
+        rows.append(("what limits the bound", result.diagnosis.text))
+    if result.exact is not None:
+        rows.append(("exact W1", f"{result.exact.w1:.4f} ({result.exact.method})"))
+    rows += result.references.rows()
+    if len(run.segments) > 1:
+        parts = [f"{s['from_step']}-{s['to_step']} ({s['seconds']:.1f} s, {s['ended']})" for s in run.segments]
+        rows.append(("trained in segments", "steps " + ", ".join(parts)))
+    rows.append(("verdict", result.verdict))
+    rows += [("note", note) for note in result.notes]
+    return rows

@@ -1,34 +1,34 @@
 """The result of one estimate: every number labelled with what it is, written atomically.
 
-* ``estimate``: held-out mean difference E_P f - E_Q f of the trained critic (a bound on its own
-  only when L <= 1);
-* ``lipschitz_certificate``: L >= Lip(f), certified from the weights used (``certificate_layers``
-  its factors; ``certificate_user_asserted`` the layers whose rule a user registered, which wdist
-  applies as given);
-* ``lower_bound = estimate / L``: the certified lower bound on W1, for any critic (up to sampling
-  error: ``ci95`` and ``ci`` are its intervals);
-* ``certified``: whether ``lower_bound`` is certified: always, unless a gradient norm observed on
-  held-out samples exceeds L (then the certificate is wrong for this critic: INCONSISTENT);
-* ``one_lipschitz``: L <= 1 + 1e-3, the critic is 1-Lipschitz within 0.1% (its estimate is then
-  within 0.1% of the bound; otherwise dividing by L loosens the bound);
-* ``exact_w1``: a closed form (toys) or ``None``;
-* ``empirical_ot_w1``: exact OT between finite samples, an upper reference biased upwards, with
-  ``empirical_ot_floor`` (P against a disjoint sample of P) beside it;
-* ``generators``: what each generator side sampled, with ``range_check``: its outputs counted
-  against its declared ``output_range`` (values outside, observed range, mean distance the clamp
-  into the domain moved a sample; :mod:`wdist.sources.ranges`);
-* ``train_lower_bound`` / ``train_ci95``: the same statistic on items the critic was trained on,
-  *not* a bound: with ``generalisation_gap``, ``limited_by`` and ``diagnosis`` it says whether the
-  bound is limited by generalisation or by optimisation/capacity (at the selected step, against the
-  select split).
+result.json nests what :class:`Result` holds:
 
-The bound and its interval come from the *test* split (``bound_split``), evaluated once, at the
-end, on the state selected on the *select* split (``bound_step``; ``selection``: split, rule,
-step, value, candidates, early stop); the curve is the select split's. Nothing is chosen on the
-test items, so the test interval keeps its meaning. ``split`` records how each side was divided.
-With ``critic.name: auto`` the critic, too, is chosen on the select split (``auto``: the candidates
-compared, each one's select value, selected step and steps spent, and the chosen one); ``critic``
-is then the chosen critic, and the test split was read for it alone.
+* ``bound``: the certified bound (:class:`wdist.bound.Bound`, its one record): ``estimate`` (the held-out
+  mean difference E_P f - E_Q f of the trained critic, a bound on its own only when L <= 1),
+  ``lipschitz_certificate`` (L >= Lip(f), certified from the weights used), ``lower_bound`` (estimate / L,
+  the certified lower bound on W1 for any critic, up to sampling error) with its intervals (``ci95_lo``,
+  ``ci95_hi`` at 95%, ``lower_bound_lo``, ``lower_bound_hi`` at the run's confidence), ``certified``
+  (always, unless a gradient norm observed on held-out samples exceeds L: INCONSISTENT),
+  ``one_lipschitz`` (L <= 1 + 1e-3), the ``split`` (``test``) and the ``step`` (selected on the select
+  split) it comes from;
+* ``certificate``: ``layers`` (the factors of L), ``user_asserted`` (layers whose rule a user registered,
+  applied as given) and ``empirical_lipschitz`` (the largest gradient norm observed, a lower estimate);
+* ``exact``: a closed form (toys) ``{"w1", "method"}`` or ``None``; ``references``: the empirical OT
+  between finite samples (an upper reference biased upwards) and its floor (P against a disjoint
+  sample of P), :class:`wdist.references.References`;
+* ``diagnosis``: the same statistic on items the critic was trained on (``train``, a Bound of split
+  ``train``: *not* a bound), ``generalisation_gap``, ``limited_by`` and ``text``: whether the bound is
+  limited by generalisation or by optimisation/capacity (at the selected step, against the select split);
+* ``selection`` (split, rule, step, value, candidates, early stop), ``auto`` (with ``critic.name: auto``:
+  the candidates compared on the select split and the chosen one), ``curve`` (the select split's
+  points, :meth:`wdist.evaluation.Evaluation.point`);
+* ``run``: what ran (:class:`RunRecord`: critic, loss, sources, shape and domain, steps, seconds, device,
+  threads, precision, versions, config, segments, generators with their ``range_check``, split);
+* ``verdict`` and ``notes``: sentences.
+
+The bound and its interval come from the *test* split, evaluated once, at the end, on the state
+selected on the *select* split; the curve is the select split's. Nothing is chosen on the test
+items, so the test interval keeps its meaning. :meth:`Result.load` also reads the flat result.json of
+earlier versions.
 """
 
 from __future__ import annotations
@@ -40,32 +40,22 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from wdist.advice import advice
-from wdist.auto import auto_text
+from wdist.bound import Bound
 from wdist.evaluation import CERTIFIED_TOLERANCE, Evaluation, diagnose
 from wdist.files import atomic_write_text
 from wdist.references import References
-from wdist.report import (
-    CLIPPED_NOTE,
-    LABELS,
-    certificate_text,
-    clipped,
-    domain_text,
-    format_interval,
-    format_rows,
-    range_note,
-    range_text,
-)
+from wdist.report import CLIPPED_NOTE, certificate_text, clipped, format_rows, range_note, summary_rows
 
 __all__ = [
     "Result",
     "RunRecord",
+    "Exact",
+    "Diagnosis",
     "verdict",
     "bound_certified",
-    "evaluation_record",
     "run_notes",
     "certificate_notes",
     "interval_notes",
-    "selection_text",
     "CERTIFIED_TOLERANCE",
 ]
 
@@ -149,23 +139,6 @@ def certificate_notes(evaluation: Evaluation) -> list[str]:
     ]
 
 
-def selection_text(selection: dict[str, Any]) -> str:
-    """One sentence on the choice of the reported step (``Result.selection``)."""
-    if not selection or selection.get("step") is None:
-        return ""
-    text = f"step {selection['step']} on the select split"
-    if selection.get("rule") == "last":
-        text += f" (the last of {selection['candidates']} evaluations; train.select = last)"
-    else:
-        text += f" (the best of {selection['candidates']} evaluations, select bound {selection['value']:.4f}"
-        if selection.get("last_step") is not None and selection["last_step"] != selection["step"]:
-            text += f"; {selection['last_value']:.4f} at the last, step {selection['last_step']}"
-        text += ")"
-    if selection.get("stopped_early"):
-        text += f"; stopped early after {selection['patience']} evaluations without improvement"
-    return text
-
-
 def _generalisation_context(split: dict[str, Any], selection: dict[str, Any]) -> tuple[Optional[str], Optional[str]]:
     """What the diagnosis on generalisation names: the training items fitted, and what selection recovered."""
     fitted = [
@@ -202,34 +175,6 @@ def bound_certified(certificate: float, empirical_lipschitz: Optional[float]) ->
     return empirical_lipschitz is None or empirical_lipschitz <= certificate * (1 + 1e-6)
 
 
-def evaluation_record(evaluation: Evaluation, empirical_lipschitz: Optional[float] = None) -> dict[str, Any]:
-    """The numbers of one held-out evaluation under the keys every result uses (:data:`wdist.report.KEYS`):
-    ``estimate`` and ``stderr`` (critic units), ``lipschitz_certificate``, ``lower_bound`` (estimate / L)
-    with ``ci95`` (its 95% interval) and ``ci`` (both intervals at the run's confidence, with the
-    method), ``certified`` (:func:`bound_certified`), ``one_lipschitz``, ``n_eval_p``, ``n_eval_q``.
-    Result files, comparison rows, track points and ``W1Monitor.history`` all take them from here."""
-    raw, bound = evaluation.interval, evaluation.bound
-    return {
-        "estimate": float(raw.estimate),
-        "stderr": float(raw.stderr),
-        "lipschitz_certificate": float(evaluation.certificate),
-        "lower_bound": float(bound.estimate),
-        "ci95": [float(evaluation.bound95.lo), float(evaluation.bound95.hi)],
-        "ci": {
-            "confidence": raw.confidence,
-            "method": raw.method,
-            "estimate_lo": float(raw.lo),
-            "estimate_hi": float(raw.hi),
-            "lower_bound_lo": float(bound.lo),
-            "lower_bound_hi": float(bound.hi),
-        },
-        "certified": bound_certified(evaluation.certificate, empirical_lipschitz),
-        "one_lipschitz": bool(evaluation.certified),
-        "n_eval_p": evaluation.n_eval_p,
-        "n_eval_q": evaluation.n_eval_q,
-    }
-
-
 def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str:
     r"""One sentence saying what the numbers are, following the certificate L exactly.
 
@@ -262,60 +207,66 @@ def verdict(evaluation: Evaluation, empirical_lipschitz: Optional[float]) -> str
     )
 
 
+@dataclass(frozen=True)
+class Exact:
+    """A closed-form W1 (a toy's): ``w1`` (W1 units) and the ``method`` that gives it."""
+
+    w1: float
+    method: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What limits the bound (:func:`wdist.evaluation.diagnose`), at the selected step.
+
+    ``train`` is the statistic on the train subset (a :class:`~wdist.bound.Bound` of split
+    ``train``: *not* a bound) and ``generalisation_gap`` its 95% lower bound minus the select
+    split's (W1 units); ``limited_by`` is one of :data:`wdist.evaluation.LIMITED_BY` and ``text``
+    the finding with its advice."""
+
+    limited_by: str = "unknown"
+    text: str = ""
+    train: Optional[Bound] = None
+    generalisation_gap: Optional[float] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "limited_by": self.limited_by,
+            "text": self.text,
+            "train": None if self.train is None else self.train.to_dict(),
+            "generalisation_gap": self.generalisation_gap,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Diagnosis":
+        train = data.get("train")
+        return cls(
+            data.get("limited_by", "unknown"), data.get("text", ""),
+            None if train is None else Bound.from_dict(train), data.get("generalisation_gap"),
+        )  # fmt: skip
+
+
 @dataclass
 class Result:
-    """One estimate of W1(P, Q). Distances are Euclidean on the flattened samples, in ``domain``."""
+    """One estimate of W1(P, Q). Distances are Euclidean on the flattened samples, in ``run.domain``.
 
-    estimate: float
-    lipschitz_certificate: float
-    lower_bound: float
-    stderr: float
-    ci95: list[float]
-    ci: dict[str, Any]
-    certified: bool
-    one_lipschitz: bool
+    ``bound`` is the certified bound (test split, selected step); ``estimate``, ``lower_bound``,
+    ``ci95``, ``lipschitz_certificate``, ``certified`` and ``one_lipschitz`` read it (the vocabulary
+    of :data:`wdist.report.KEYS`). The printed summary is :func:`wdist.report.summary_rows`."""
+
+    bound: Bound
     verdict: str
-    exact_w1: Optional[float]
-    exact_w1_method: Optional[str]
-    empirical_ot_w1: Optional[float]
-    empirical_ot_floor: Optional[float]
-    empirical_ot_n: Optional[int]
-    empirical_lipschitz: Optional[float]
-    certificate_layers: list[dict[str, Any]]
-    n_eval_p: int
-    n_eval_q: int
-    steps: int
-    seconds: float
-    device: str
-    critic: str
-    loss: str
-    p: str
-    q: str
-    shape: list[int]
-    domain: Optional[list[float]]
-    versions: dict[str, str]
-    curve: list[dict[str, float]] = field(default_factory=list)
-    empirical_ot_floor_n: Optional[int] = None
-    config: dict[str, Any] = field(default_factory=dict)
-    precision: Optional[str] = None
-    segments: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    train_estimate: Optional[float] = None
-    train_lower_bound: Optional[float] = None
-    train_ci95: Optional[list[float]] = None
-    generalisation_gap: Optional[float] = None
-    n_train_p: Optional[int] = None
-    n_train_q: Optional[int] = None
-    limited_by: str = "unknown"
-    diagnosis: str = ""
-    threads: Optional[dict[str, Any]] = None
-    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run: RunRecord
+    certificate_layers: list[dict[str, Any]] = field(default_factory=list)
     certificate_user_asserted: list[str] = field(default_factory=list)
-    bound_split: str = "test"
-    bound_step: Optional[int] = None
+    empirical_lipschitz: Optional[float] = None
+    exact: Optional[Exact] = None
+    references: References = field(default_factory=References)
+    diagnosis: Diagnosis = field(default_factory=Diagnosis)
     selection: dict[str, Any] = field(default_factory=dict)
-    split: dict[str, Any] = field(default_factory=dict)
     auto: Optional[dict[str, Any]] = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_evaluation(
@@ -339,61 +290,99 @@ class Result:
         auto``, the choice of critic (:func:`wdist.auto.auto_record`) are added."""
         selection = dict(selection or {})
         diagnosed = selected if selected is not None else evaluation
-        train_raw, train95 = diagnosed.train_interval, diagnosed.train_bound95
+        train95 = diagnosed.train_bound95
         fitted, recovered = _generalisation_context(run.split, selection)
         limited_by, finding = diagnose(diagnosed.bound95, train95, fitted, recovered)
-        rows = [ev.row() for ev in curve]
+        rows = [ev.point("select") for ev in curve]
+        certified = bound_certified(evaluation.certificate, empirical_lipschitz)
         return cls(
-            **evaluation_record(evaluation, empirical_lipschitz),
+            bound=Bound.from_evaluation(evaluation, "test", certified),
             verdict=verdict(evaluation, empirical_lipschitz),
-            exact_w1=None if exact_w1 is None else float(exact_w1),
-            exact_w1_method=exact_w1_method,
-            empirical_ot_w1=references.empirical_ot_w1,
-            empirical_ot_floor=references.empirical_ot_floor,
-            empirical_ot_n=references.empirical_ot_n,
-            empirical_ot_floor_n=references.empirical_ot_floor_n,
-            empirical_lipschitz=empirical_lipschitz,
+            run=run,
             certificate_layers=[c.as_dict() for c in evaluation.certificate_layers],
             certificate_user_asserted=[c.name for c in evaluation.certificate_layers if c.user_asserted],
-            steps=run.steps,
-            seconds=run.seconds,
-            device=run.device,
-            critic=run.critic,
-            loss=run.loss,
-            p=run.p,
-            q=run.q,
-            shape=list(run.shape),
-            domain=run.domain,
-            versions=run.versions,
-            curve=rows,
-            config=run.config,
-            precision=run.precision,
-            segments=[dict(seg) for seg in run.segments],
-            notes=run_notes(run) + certificate_notes(evaluation) + interval_notes(evaluation) + references.notes(),
-            train_estimate=None if train_raw is None else float(train_raw.estimate),
-            train_lower_bound=None if train95 is None else float(train95.estimate),
-            train_ci95=None if train95 is None else [float(train95.lo), float(train95.hi)],
-            generalisation_gap=None if train95 is None else float(train95.estimate - diagnosed.bound95.estimate),
-            n_train_p=None if train_raw is None else int(train_raw.n_p),
-            n_train_q=None if train_raw is None else int(train_raw.n_q),
-            limited_by=limited_by,
-            diagnosis=f"{finding}; {advice(limited_by, rows)}" if rows else finding,
-            threads=run.threads,
-            generators={side: dict(rec) for side, rec in run.generators.items()},
-            bound_split="test",
-            bound_step=int(evaluation.step),
+            empirical_lipschitz=empirical_lipschitz,
+            exact=None if exact_w1 is None else Exact(float(exact_w1), exact_w1_method),
+            references=references,
+            diagnosis=Diagnosis(
+                limited_by=limited_by,
+                text=f"{finding}; {advice(limited_by, rows)}" if rows else finding,
+                train=Bound.train_of(diagnosed),
+                generalisation_gap=None if train95 is None else float(train95.estimate - diagnosed.bound95.estimate),
+            ),
             selection=selection,
-            split=dict(run.split),
             auto=None if auto is None else dict(auto),
+            curve=rows,
+            notes=run_notes(run) + certificate_notes(evaluation) + interval_notes(evaluation) + references.notes(),
         )
 
+    # the vocabulary of every output (wdist.report.KEYS), read from the bound
     @property
-    def references(self) -> References:
-        """The empirical-OT references of this result."""
-        return References(self.empirical_ot_w1, self.empirical_ot_n, self.empirical_ot_floor, self.empirical_ot_floor_n)
+    def estimate(self) -> float:
+        return self.bound.estimate
+
+    @property
+    def lower_bound(self) -> float:
+        return self.bound.lower_bound
+
+    @property
+    def ci95(self) -> list[float]:
+        return self.bound.ci95
+
+    @property
+    def lipschitz_certificate(self) -> float:
+        return self.bound.lipschitz_certificate
+
+    @property
+    def certified(self) -> bool:
+        return self.bound.certified
+
+    @property
+    def one_lipschitz(self) -> bool:
+        return self.bound.one_lipschitz
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The nested record written as result.json (see the module's docstring)."""
+        return {
+            "bound": self.bound.to_dict(),
+            "verdict": self.verdict,
+            "certificate": {
+                "layers": self.certificate_layers,
+                "user_asserted": self.certificate_user_asserted,
+                "empirical_lipschitz": self.empirical_lipschitz,
+            },
+            "exact": None if self.exact is None else asdict(self.exact),
+            "references": asdict(self.references),
+            "diagnosis": self.diagnosis.to_dict(),
+            "selection": self.selection,
+            "auto": self.auto,
+            "curve": self.curve,
+            "notes": self.notes,
+            "run": asdict(self.run),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Result":
+        """The inverse of :meth:`to_dict`; a flat record of an earlier version is read too."""
+        if "bound" not in data:
+            data = _nested(data)
+        certificate, exact = data.get("certificate") or {}, data.get("exact")
+        run_fields = RunRecord.__dataclass_fields__
+        return cls(
+            bound=Bound.from_dict(data["bound"]),
+            verdict=data.get("verdict", ""),
+            run=RunRecord(**{k: v for k, v in data["run"].items() if k in run_fields}),
+            certificate_layers=list(certificate.get("layers", [])),
+            certificate_user_asserted=list(certificate.get("user_asserted", [])),
+            empirical_lipschitz=certificate.get("empirical_lipschitz"),
+            exact=None if exact is None else Exact(**exact),
+            references=References(**(data.get("references") or {})),
+            diagnosis=Diagnosis.from_dict(data.get("diagnosis") or {}),
+            selection=dict(data.get("selection") or {}),
+            auto=data.get("auto"),
+            curve=list(data.get("curve", [])),
+            notes=list(data.get("notes", [])),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)
@@ -405,99 +394,103 @@ class Result:
 
     @classmethod
     def load(cls, path: os.PathLike | str) -> "Result":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if "n_eval" in data:  # written before the two held-out sizes were recorded: equal sizes
-            data.setdefault("n_eval_p", data["n_eval"])
-            data.setdefault("n_eval_q", data["n_eval"])
-        if "one_lipschitz" not in data:  # written when ``certified`` meant L <= 1 + CERTIFIED_TOLERANCE
-            data["one_lipschitz"] = bool(data.get("certified"))
-            data["certified"] = not str(data.get("verdict", "")).startswith("INCONSISTENT")
-        # written before the three splits: the bound was the held-out split's, at the final step
-        data.setdefault("bound_split", "held-out")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-    def summary_rows(self) -> list[tuple[str, str]]:
-        """(label, value) rows for the table printed at the end of a run."""
-        conf = self.ci.get("confidence", 0.95)
-        lo, hi = self.ci["lower_bound_lo"], self.ci["lower_bound_hi"]
-        bound_label = LABELS["lower_bound"] if self.certified else "W1 lower bound, NOT certified (see verdict)"
-        loosened = "" if self.one_lipschitz else f"; loosened by 1/L, L = {self.lipschitz_certificate:.4g}"
-        rows = [("P", self.p), ("Q", self.q)]
-        rows += [
-            (f"{side.upper()} output range", range_text(gen["range_check"]))
-            for side, gen in sorted(self.generators.items())
-            if "range_check" in gen
-        ]
-        rows += [
-            ("domain", domain_text(self.shape, self.domain)),
-            (
-                "critic",
-                f"{self.critic} ({self.loss} loss, {self.steps} steps, {self.seconds:.1f} s on {self.device}"
-                + (f", {self.precision}" if self.precision and self.precision != "32-true" else "")
-                + ")",
-            ),
-            (
-                bound_label,
-                f"{self.lower_bound:.4f} (point estimate, estimate / L)   {100 * conf:.0f}% CI "
-                f"{format_interval(lo, hi)} ({self.ci.get('method')}; n_P = {self.n_eval_p}, n_Q = {self.n_eval_q} "
-                f"{self.bound_split}-split samples, evaluated once{loosened})",
-            ),
-        ]
-        critic_choice = auto_text(self.auto)
-        if critic_choice:
-            rows.append(("critic chosen (auto)", critic_choice))
-        chosen = selection_text(self.selection)
-        if chosen:
-            rows.append(("reported state", chosen))
-        if self.certified:
-            # the point value lies above the bound it estimates about half the time; the guaranteed
-            # statement is the interval's lower end, one-sided
-            one_sided = 100 * (1 - (1 - conf) / 2)
-            if lo > 0:
-                statement = f"{lo:.4f} with {one_sided:.1f}% confidence (the lower end of the certified bound's CI)"
-            else:  # W1 >= 0 always: a negative end says nothing
-                statement = f"0: no evidence that W1 > 0 (the CI's lower end {lo:.4f} is not above 0)"
-            rows.append(("W1 at least", statement))
-        raw_note = "" if self.lipschitz_certificate <= 1.0 or self.one_lipschitz else "; NOT a bound: L > 1"
-        rows += [
-            (
-                f"held-out {LABELS['estimate']}",
-                f"{self.estimate:.4f} ± {self.stderr:.4f} (stderr; before dividing by L{raw_note})",
-            ),
-            (
-                LABELS["lipschitz_certificate"],
-                f"{certificate_text(self.lipschitz_certificate)} (certified upper bound on Lip(f); "
-                f"{LABELS['one_lipschitz']}: {'yes' if self.one_lipschitz else 'no'})",
-            ),
-        ]
-        if self.empirical_lipschitz is not None:
-            rows.append(
-                ("largest gradient norm seen", f"{self.empirical_lipschitz:.4f} (empirical lower estimate of Lip(f))")
-            )
-        if self.train_ci95 is not None and self.train_lower_bound is not None:
-            tlo, thi = self.train_ci95
-            rows.append(
-                (
-                    "train subset (diagnosis)",
-                    f"{self.train_lower_bound:.4f}   95% CI [{tlo:.4f}, {thi:.4f}] on {self.n_train_p} + "
-                    f"{self.n_train_q} training items at the reported step (NOT a bound: the critic was fitted to "
-                    "them)",
-                )
-            )
-        if self.diagnosis:
-            rows.append(("what limits the bound", self.diagnosis))
-        if self.exact_w1 is not None:
-            rows.append(("exact W1", f"{self.exact_w1:.4f} ({self.exact_w1_method})"))
-        rows += self.references.rows()
-        if len(self.segments) > 1:
-            parts = [
-                f"{seg['from_step']}-{seg['to_step']} ({seg['seconds']:.1f} s, {seg['ended']})" for seg in self.segments
-            ]
-            rows.append(("trained in segments", "steps " + ", ".join(parts)))
-        rows.append(("verdict", self.verdict))
-        rows += [("note", note) for note in self.notes]
-        return rows
+        """A result.json, of this version or an earlier (flat) one."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def format_table(self) -> str:
-        """The summary table printed at the end of a run."""
-        return format_rows(self.summary_rows())
+        """The summary table printed at the end of a run (:func:`wdist.report.summary_rows`)."""
+        return format_rows(summary_rows(self))
+
+
+#: Keys of the flat result.json of earlier versions that :func:`_nested` reads into ``run``.
+_FLAT_RUN_KEYS = tuple(RunRecord.__dataclass_fields__)
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """The nested record of a flat result.json written by an earlier version.
+
+    Older still: one held-out size ``n_eval``; ``certified`` meaning L <= 1 + 1e-3 (before
+    ``one_lipschitz``); no splits (the bound was the ``held-out`` split's, at the final step)."""
+    n_p, n_q = flat.get("n_eval_p", flat.get("n_eval")), flat.get("n_eval_q", flat.get("n_eval"))
+    certified = flat.get("certified")
+    if "one_lipschitz" not in flat:
+        certified = not str(flat.get("verdict", "")).startswith("INCONSISTENT")
+    ci = flat.get("ci") or {}
+    ci95 = flat.get("ci95") or [None, None]
+    bound = {
+        "step": flat.get("bound_step", flat.get("steps")),
+        "split": flat.get("bound_split", "held-out"),
+        "estimate": flat["estimate"],
+        "stderr": flat.get("stderr"),
+        "estimate_lo": ci.get("estimate_lo"),
+        "estimate_hi": ci.get("estimate_hi"),
+        "lipschitz_certificate": flat["lipschitz_certificate"],
+        "lower_bound": flat["lower_bound"],
+        "lower_bound_lo": ci.get("lower_bound_lo", ci95[0]),
+        "lower_bound_hi": ci.get("lower_bound_hi", ci95[1]),
+        "ci95_lo": ci95[0],
+        "ci95_hi": ci95[1],
+        "confidence": ci.get("confidence", 0.95),
+        "method": ci.get("method", ""),
+        "n_eval_p": n_p,
+        "n_eval_q": n_q,
+        "certified": bool(certified),
+    }
+    train = None
+    if flat.get("train_lower_bound") is not None and flat.get("train_ci95") is not None:
+        train = {
+            **bound,
+            "split": "train",
+            "estimate": flat.get("train_estimate"),
+            "lower_bound": flat["train_lower_bound"],
+            "lower_bound_lo": flat["train_ci95"][0],
+            "lower_bound_hi": flat["train_ci95"][1],
+            "ci95_lo": flat["train_ci95"][0],
+            "ci95_hi": flat["train_ci95"][1],
+            "estimate_lo": None,
+            "estimate_hi": None,
+            "stderr": None,
+            "n_eval_p": flat.get("n_train_p"),
+            "n_eval_q": flat.get("n_train_q"),
+            "certified": False,
+        }
+    exact = None if flat.get("exact_w1") is None else {"w1": flat["exact_w1"], "method": flat.get("exact_w1_method")}
+    return {
+        "bound": bound,
+        "verdict": flat.get("verdict", ""),
+        "certificate": {
+            "layers": flat.get("certificate_layers", []),
+            "user_asserted": flat.get("certificate_user_asserted", []),
+            "empirical_lipschitz": flat.get("empirical_lipschitz"),
+        },
+        "exact": exact,
+        "references": {k: flat.get(k) for k in References.__dataclass_fields__},
+        "diagnosis": {
+            "limited_by": flat.get("limited_by", "unknown"),
+            "text": flat.get("diagnosis", ""),
+            "train": train,
+            "generalisation_gap": flat.get("generalisation_gap"),
+        },
+        "selection": flat.get("selection") or {},
+        "auto": flat.get("auto"),
+        "curve": [_nested_point(row) for row in flat.get("curve", [])],
+        "notes": flat.get("notes", []),
+        "run": {k: flat[k] for k in _FLAT_RUN_KEYS if k in flat},
+    }
+
+
+def _nested_point(row: dict[str, Any]) -> dict[str, Any]:
+    """A curve point of an earlier version under the keys of :meth:`wdist.evaluation.Evaluation.point`."""
+    renamed = {"certificate": "lipschitz_certificate"}
+    point = {renamed.get(k, k): v for k, v in row.items() if not k.startswith(("train_", "n_train_"))}
+    point.setdefault("split", "select")
+    if "train_lower_bound" in row:
+        point["train"] = {
+            "step": row.get("step"), "split": "train", "estimate": row.get("train_estimate"),
+            "lower_bound": row["train_lower_bound"], "lower_bound_lo": row.get("train_lower_bound_lo"),
+            "lower_bound_hi": row.get("train_lower_bound_hi"), "n_eval_p": row.get("n_train_p"),
+            "n_eval_q": row.get("n_train_q"), "certified": False,
+        }  # fmt: skip
+    else:
+        point["train"] = None
+    return point

@@ -41,13 +41,14 @@ __all__ = ["CriticSystem", "NonFiniteLossError", "SELECT_KEYS"]
 # identical on all ranks: Lightning's advice to reduce them with sync_dist does not apply
 warnings.filterwarnings("ignore", message=r".*self\.log\('select/.*sync_dist=True.*")
 
-#: Curve keys of the select split, logged as ``select/<key>``.
-SELECT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "certificate", "stderr")
+#: Keys of a curve point (:meth:`wdist.bound.Bound.to_dict`) logged as ``select/<key>``.
+SELECT_KEYS = ("estimate", "lower_bound", "lower_bound_lo", "lower_bound_hi", "lipschitz_certificate", "stderr")
 #: Training steps whose generator batches are checked against the declared output range at once;
 #: the batches of later steps are checked at each evaluation on the select split.
 RANGE_CHECKED_STEPS = 5
-#: Curve keys of the train-subset diagnosis, logged as ``train_subset/<key without train_>``.
-TRAIN_SUBSET_KEYS = ("train_lower_bound", "train_lower_bound_lo", "train_lower_bound_hi", "train_gap")
+#: Keys of a curve point's ``train`` record (the train-subset diagnosis) logged as ``train_subset/<key>``,
+#: beside ``train_subset/gap`` (its lower bound minus the select one).
+TRAIN_SUBSET_KEYS = ("lower_bound", "lower_bound_lo", "lower_bound_hi")
 
 
 def _plain(value: Any) -> Any:
@@ -429,7 +430,7 @@ class CriticSystem(pl.LightningModule):
         else:
             self.evaluations.append(ev)
         self._offer(ev, critic)
-        row = ev.row()
+        row = ev.point("select")
         for key in SELECT_KEYS:  # for callbacks (e.g. a ModelCheckpoint monitoring the bound),
             # on every rank alike: the values are identical there, so no reduction is needed
             self.log(f"select/{key}", row[key], sync_dist=False, logger=False)
@@ -502,7 +503,10 @@ class CriticSystem(pl.LightningModule):
         metrics = {f"select/{k}": float(row[k]) for k in SELECT_KEYS}
         metrics["select/n_p"] = int(row["n_eval_p"])
         metrics["select/n_q"] = int(row["n_eval_q"])
-        metrics.update({f"train_subset/{k[len('train_') :]}": float(row[k]) for k in TRAIN_SUBSET_KEYS if k in row})
+        train = row["train"]
+        if train is not None:
+            metrics.update({f"train_subset/{k}": float(train[k]) for k in TRAIN_SUBSET_KEYS})
+            metrics["train_subset/gap"] = float(train["lower_bound"] - row["lower_bound"])
         for lg in self.loggers:
             lg.log_metrics(metrics, step=int(row["step"]))
             lg.save()

@@ -64,9 +64,8 @@ __all__ = [
     "TRACK_SERIES",
 ]
 
-#: Columns of ``track.csv`` (and keys of each point of ``track.json``): the keys of result.json
-#: (:data:`wdist.report.KEYS`; ``ci95`` written flat as ``ci95_lo``, ``ci95_hi``), the interval at the
-#: run's confidence (``lower_bound_lo``, ``lower_bound_hi``), and the checkpoint's own.
+#: Columns of ``track.csv`` (keys of each point of ``track.json``, which holds the whole bound record
+#: of the checkpoint's result, :meth:`wdist.bound.Bound.to_dict`): the bound's keys, and the checkpoint's own.
 TRACK_COLUMNS = (
     "gan_step", "lower_bound", "lower_bound_lo", "lower_bound_hi", "confidence", "ci95_lo", "ci95_hi",
     "estimate", "stderr", "lipschitz_certificate", "certified", "one_lipschitz", "critic_steps", "warm_started",
@@ -277,25 +276,13 @@ def _csv_cell(v: Any) -> str:
 def _point(gan_step: int, path: Path, result: Result, warm: bool, folder: Path) -> dict[str, Any]:
     return {
         "gan_step": int(gan_step),
-        "lower_bound": result.lower_bound,
-        "lower_bound_lo": result.ci["lower_bound_lo"],
-        "lower_bound_hi": result.ci["lower_bound_hi"],
-        "confidence": result.ci["confidence"],
-        "ci95_lo": result.ci95[0],
-        "ci95_hi": result.ci95[1],
-        "estimate": result.estimate,
-        "stderr": result.stderr,
-        "lipschitz_certificate": result.lipschitz_certificate,
-        "certified": result.certified,
-        "one_lipschitz": result.one_lipschitz,
-        "critic_steps": result.steps,
+        **result.bound.to_dict(),
+        "critic_steps": result.run.steps,
         "warm_started": bool(warm),
-        "seconds": result.seconds,
-        "n_eval_p": result.n_eval_p,
-        "n_eval_q": result.n_eval_q,
-        "empirical_ot_w1": result.empirical_ot_w1,
-        "empirical_ot_floor": result.empirical_ot_floor,
-        "limited_by": result.limited_by,
+        "seconds": result.run.seconds,
+        "empirical_ot_w1": result.references.empirical_ot_w1,
+        "empirical_ot_floor": result.references.empirical_ot_floor,
+        "limited_by": result.diagnosis.limited_by,
         "checkpoint": str(path),
         "folder": str(folder.relative_to(folder.parent.parent)),
     }
@@ -352,7 +339,7 @@ def _log_point(loggers: list, point: dict[str, Any]) -> None:
 
 def _check_same_checkpoint(res: Result, path: Union[str, os.PathLike], folder: Path) -> None:
     """Raise :class:`ConfigError` unless a finished step folder was estimated on ``path``."""
-    used = (res.generators or {}).get("q", {}).get("checkpoint")
+    used = (res.run.generators or {}).get("q", {}).get("checkpoint")
     if used is None or Path(used).resolve() != Path(path).resolve():
         raise ConfigError(
             f"{folder} holds a finished estimate of generator checkpoint {used!r}, not of {str(path)!r}; expected "

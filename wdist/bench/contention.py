@@ -2,7 +2,7 @@
 
 Every run is a whole ``wdist estimate --quiet --out TMP [ESTIMATE ARGS]`` process (by default the
 offline default job, ``configs/digits/default.yaml``), timed from the outside; its training time
-(``seconds``) and thread count are read from its ``result.json``. Settings:
+(``run.seconds``) and thread count are read from its ``result.json``. Settings:
 
 ``default``  no thread option: the thread policy of the code under test (``wdist.threads``);
 ``N``        ``--train.threads N`` (fixed threads; OpenMP's threads wait passively, as the command
@@ -130,10 +130,11 @@ def _one_run(
         row["error"] = timed.stderr_tail.strip().splitlines()[-1:] or [f"exit code {timed.returncode}"]
         return row
     data = json.loads(result.read_text())
+    record = data.get("run", data)  # the run record: nested under "run", flat in an earlier tree's result.json
     # a tree from before the thread policy records no threads: it ran torch's default count
-    threads = data.get("threads") or ({"count": before_threads} if setting == "tree" else {})
+    threads = record.get("threads") or ({"count": before_threads} if setting == "tree" else {})
     row.update(
-        train_s=float(data["seconds"]), threads=threads.get("count"), threads_reason=threads.get("reason"),
+        train_s=float(record["seconds"]), threads=threads.get("count"), threads_reason=threads.get("reason"),
         openmp_wait_policy=threads.get("openmp_wait_policy"),
     )  # fmt: skip
     return row

@@ -9,7 +9,7 @@ start-up included):
   ``python -c "import wdist.pipeline"`` (the training stack: torch, Lightning, torchmetrics,
   torchvision);
 * the default job, ``wdist estimate --quiet --out TMP [ESTIMATE ARGS]``: wall, its training time
-  (``seconds`` in its result.json) and the difference, the time not spent training.
+  (``run.seconds`` in its result.json) and the difference, the time not spent training.
 
 Then the parts of that difference which wdist computes itself, timed in this process (after its
 imports; one call each per repeat, so first-call costs are included once): parsing and validating
@@ -95,10 +95,11 @@ def _time_job(repeats: int, estimate_args: Sequence[str], tree: Optional[str], t
                 errors.append(f"exit code {timed.returncode}: {timed.stderr_tail[-300:]}")
                 continue
             data = json.loads(result.read_text())
+            record = data.get("run", data)  # the run record: nested under "run", flat in an earlier tree's result.json
             walls.append(timed.wall_s)
-            trains.append(float(data["seconds"]))
+            trains.append(float(record["seconds"]))
             cpus.append(timed.cpu_s)
-            threads = (data.get("threads") or {}).get("reason") or data.get("device")
+            threads = (record.get("threads") or {}).get("reason") or record.get("device")
     wall, train = median_or_none(walls), median_or_none(trains)
     return {
         "wall_s": wall, "train_s": train, "cpu_s": median_or_none(cpus),
@@ -187,7 +188,7 @@ def _rows(record: dict[str, Any]) -> list[tuple[str, Optional[float], Optional[f
     job = record["job"]
     rows += [
         ("default job `wdist estimate` (whole process)", job["wall_s"], job["cpu_s"]),
-        ("of which training (result.json `seconds`)", job["train_s"], None),
+        ("of which training (result.json `run.seconds`)", job["train_s"], None),
         ("of which not training", job["not_training_s"], None),
     ]
     rows += [(f"&nbsp;&nbsp;part: {r['what']} (in-process)", r["wall_s"], None) for r in record["parts"]]

@@ -227,13 +227,13 @@ def _published_cell(toy: dict[str, Any], shape: Sequence[int]) -> Optional[dict[
 
 
 def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any) -> dict[str, Any]:
-    exact = float(result.exact_w1)
+    exact, train = float(result.exact.w1), result.diagnosis.train
     return {
         "construction": construction,
         "critic": critic,
         "seed": seed,
         "exact_w1": exact,
-        "exact_w1_method": result.exact_w1_method,
+        "exact_w1_method": result.exact.method,
         "lower_bound": result.lower_bound,
         "ci95": result.ci95,
         "certified": result.certified,
@@ -242,22 +242,22 @@ def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any)
         "ratio_ci95": [result.ci95[0] / exact, result.ci95[1] / exact],
         "estimate": result.estimate,
         "lipschitz_certificate": result.lipschitz_certificate,
-        "train_lower_bound": result.train_lower_bound,
-        "train_ci95": result.train_ci95,
-        "train_ratio": None if result.train_lower_bound is None else result.train_lower_bound / exact,
-        "generalisation_gap": result.generalisation_gap,
-        "limited_by": result.limited_by,
-        "diagnosis": result.diagnosis,
-        "seconds": result.seconds,
-        "steps": result.steps,
+        "train_lower_bound": None if train is None else train.lower_bound,
+        "train_ci95": None if train is None else train.ci95,
+        "train_ratio": None if train is None else train.lower_bound / exact,
+        "generalisation_gap": result.diagnosis.generalisation_gap,
+        "limited_by": result.diagnosis.limited_by,
+        "diagnosis": result.diagnosis.text,
+        "seconds": result.run.seconds,
+        "steps": result.run.steps,
         "width": _critic_options(critic, budget.width).get("width"),
         "batch_size": budget.batch_size,
         "lr": budget.lr,
         "n_eval": budget.n_eval,
-        "p": result.p,
-        "q": result.q,
-        "shape": result.shape,
-        "device": result.device,
+        "p": result.run.p,
+        "q": result.run.q,
+        "shape": result.run.shape,
+        "device": result.run.device,
     }
 
 
@@ -297,7 +297,7 @@ def run_tightness(
             for seed in budget.seeds:
                 result = estimate(_config(toy, critic, budget, seed, accelerator), quiet=True)
                 row = _row(construction, critic, seed, budget, result)
-                row["published"] = _published_cell(toy, result.shape)
+                row["published"] = _published_cell(toy, result.run.shape)
                 rows.append(row)
                 say(
                     f"{construction:>24} {critic:>14} seed {seed}: bound {row['lower_bound']:.4f} / W1 "
