@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from run_helpers import negate_and_freeze
 
 import critics
 import wdist.pipeline
@@ -46,12 +47,7 @@ class _Sabotage(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         if _width(pl_module) == 8 and trainer.global_step == 1:
-            last = [m for m in pl_module.critic.modules() if isinstance(m, torch.nn.Linear)][-1]
-            with torch.no_grad():
-                last.parametrizations.weight.original.neg_()
-                last.bias.neg_()
-            for group in trainer.optimizers[0].param_groups:
-                group["lr"] = 0.0
+            negate_and_freeze(trainer, pl_module)
 
 
 class _Watch(pl.Callback):

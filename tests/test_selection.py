@@ -20,6 +20,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from run_helpers import negate_and_freeze
 
 import critics
 from wdist.averaging import WeightAverage
@@ -188,12 +189,7 @@ class _WorseAfter(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         if trainer.global_step == self.after + 1:
-            last = [m for m in pl_module.critic.modules() if isinstance(m, torch.nn.Linear)][-1]
-            with torch.no_grad():
-                last.parametrizations.weight.original.neg_()
-                last.bias.neg_()
-            for group in trainer.optimizers[0].param_groups:
-                group["lr"] = 0.0
+            negate_and_freeze(trainer, pl_module)
 
 
 # no learning-rate schedule: with one laid out over train.steps, a run of 40 and one of 80 steps
