@@ -96,7 +96,8 @@ def test_estimate_places_the_critic_from_training_items_once(tmp_path: Path, mon
         "p": {"class_path": "TensorFile", "init_args": {"path": p_path}},
         "q": {"class_path": "TensorFile", "init_args": {"path": q_path}},
         "critic": {"name": "cones", "options": {"centres": 8}},
-        "train": {"steps": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+        # no learning-rate schedule: the run is resumed for more steps below
+        "train": {"steps": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2, "schedule": "none"},
         "trainer": {"enable_progress_bar": False},
         "eval": {"n_eval": 100, "batch_size": 100, "ot_samples": 0, "ot_floor": False},
     }

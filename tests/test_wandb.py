@@ -159,13 +159,15 @@ def test_comparison_plot_is_logged_as_an_image(tmp_path: Path) -> None:
         f"""
         from pathlib import Path
         from wdist.compare import _log_comparison_image
+        from wdist.config import parse_config
         from wdist.plots import plot_comparison
 
         out = Path({str(tmp_path / "cmp")!r})
         curve = [{{"step": s, "lower_bound": 1.0 + s / 100, "lower_bound_lo": 0.9 + s / 100,
                    "lower_bound_hi": 1.1 + s / 100, "estimate": 1.0 + s / 100}} for s in (10, 20)]
         png = plot_comparison([("a", 0, curve)], out / "comparison.png", exact_w1=1.3, title="t")
-        _log_comparison_image(out, "toy", png, {{"logger": {{"kind": "wandb"}}}})
+        shared = parse_config("configs/toy/translation-2d.yaml", ["--logger.kind", "wandb"])
+        _log_comparison_image(out, "toy", png, shared)
         """
     )
     proc = subprocess.run(
