@@ -98,7 +98,8 @@ def test_potential_head_certificate_is_the_weighted_sum_and_bounds_its_gradients
 def test_bad_parts_and_init_are_named() -> None:
     with pytest.raises(ValueError, match=r"parts must be distinct names .*'cone'"):
         critics.build("cones", (4,), parts=["linear", "cone"])
-    with pytest.raises(ValueError, match=r"init must be one of \('kmeans', 'samples', 'kmeans-all'\); got 'random'"):
+    inits = r"\('kmeans', 'samples', 'kmeans-all', 'kmeans-both'\)"
+    with pytest.raises(ValueError, match=rf"init must be one of {inits}; got 'random'"):
         critics.build("cones", (4,), init="random")
     with pytest.raises(ValueError, match="centre_lr must be a positive multiplier of train.lr; got 0"):
         critics.build("cones", (4,), centre_lr=0)

@@ -44,6 +44,12 @@ DEFAULT_LR_SCALES = {"centres": 1.0, "offsets": 1.0, "logits": 1.0}
 #: centres at 1x, logits at 1x (the mixture then stays spread over its parts).
 CENTRES, CENTRE_LR, OFFSET_LR, WEIGHT_LR = 256, 10.0, 1.0, 20.0
 
+#: The default placement: each cone part placed twice, by k-means on a sample of the training items
+#: and on all of them, the mixture choosing (:class:`~critics.layers.PotentialHead`); on sets of at
+#: most 4096 training items per side (the digits pairs, the offline default job) the same function
+#: as ``kmeans``.
+INIT = "kmeans-both"
+
 #: Items passed through the trunk at once when the head is placed (a trunk's activations of every
 #: item handed over would not fit in memory at once).
 _FEATURE_CHUNK = 1024
@@ -147,14 +153,15 @@ _PARTS_DOC = """
     parts : list of str
         Parts of the head: any of ``linear``, ``up``, ``down``, ``radial-up``, ``radial-down``
         (default all five; :data:`critics.layers.cones.PARTS`).
-    init : {"kmeans", "samples", "kmeans-all"}
-        Placement of the centres by :meth:`ConeCritic.init_from_samples`: k-means on the
-        features of training items (upward cones on Q's, downward cones on P's; at most 20 Lloyd
-        iterations), or that many training items themselves; ``kmeans-all`` asks for every
-        training item of a finite side (up to 2^25 numbers; a sample of 4096 otherwise) and
+    init : {"kmeans-both", "kmeans", "samples", "kmeans-all"}
+        Placement of the centres by :meth:`ConeCritic.init_from_samples`: ``kmeans``, k-means on
+        the features of a sample of 4096 training items (upward cones on Q's, downward cones on
+        P's; at most 20 Lloyd iterations), or that many training items themselves (``samples``);
+        ``kmeans-all`` asks for every training item of a finite side (up to 2^25 numbers) and
         runs up to 100 iterations: on the 128-D, 256-funnel pair it places cells that a sample
         does not (0.814 of W1 against 0.694), on the 16-funnel pair it gave less (0.948 against
-        0.973), so it is not the default (README "How tight is it?").
+        0.973). ``kmeans-both`` (the default) keeps each cone part twice, placed both ways, and
+        lets the mixture weights choose (README "How tight is it?").
     centre_lr, offset_lr, weight_lr : float
         Multipliers of ``train.lr`` for the centres, the offsets and the mixture logits.
 """
@@ -165,7 +172,7 @@ def cones(
     input_shape: tuple[int, ...],
     centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
-    init: str = "kmeans",
+    init: str = INIT,
     centre_lr: float = CENTRE_LR,
     offset_lr: float = OFFSET_LR,
     weight_lr: float = WEIGHT_LR,
@@ -206,7 +213,7 @@ def bjorck_cones(
     activation: str = "maxmin",
     centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
-    init: str = "kmeans",
+    init: str = INIT,
     centre_lr: float = CENTRE_LR,
     offset_lr: float = OFFSET_LR,
     weight_lr: float = WEIGHT_LR,
@@ -262,7 +269,7 @@ def bcop_cones(
     width: float | None = None,
     centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
-    init: str = "kmeans",
+    init: str = INIT,
     centre_lr: float = CENTRE_LR,
     offset_lr: float = OFFSET_LR,
     weight_lr: float = WEIGHT_LR,
@@ -299,7 +306,7 @@ def cayley_cones(
     width: float | None = None,
     centres: int = CENTRES,
     parts: tuple[str, ...] = PARTS,
-    init: str = "kmeans",
+    init: str = INIT,
     centre_lr: float = CENTRE_LR,
     offset_lr: float = OFFSET_LR,
     weight_lr: float = WEIGHT_LR,

@@ -37,7 +37,15 @@ Orientation = Literal["up", "down"]
 KMEANS_ITERATIONS = {"kmeans": 20, "kmeans-all": 100}
 
 #: The placements of :meth:`PotentialHead.init_from_samples`.
-INITS = ("kmeans", "samples", "kmeans-all")
+INITS = ("kmeans", "samples", "kmeans-all", "kmeans-both")
+
+#: Items of a side that the sample placement (``kmeans``) uses: the first this many of those handed
+#: over (the caller hands a random permutation of the training items, so they are a random sample).
+SAMPLE_ITEMS = 4096
+
+#: Logit of a twin part that is switched off: its softmax weight underflows to exactly 0 in float32,
+#: so it adds exactly 0, receives no gradient and adds nothing to the certificate.
+_OFF = -1.0e4
 
 
 def kmeans_centres(samples: Tensor, k: int, method: str = "kmeans", seed: int = 0) -> Tensor:
@@ -200,9 +208,14 @@ class PotentialHead(nn.Module):
         Cones per cone part.
     parts : tuple of str
         Which of :data:`PARTS` to combine (each once).
-    init : {"kmeans", "samples", "kmeans-all"}
-        How :meth:`init_from_samples` places the centres (:data:`INITS`; ``kmeans-all`` also sets
-        :attr:`init_all_items`).
+    init : {"kmeans", "samples", "kmeans-all", "kmeans-both"}
+        How :meth:`init_from_samples` places the centres (:data:`INITS`; ``kmeans-all`` and
+        ``kmeans-both`` also set :attr:`init_all_items`). ``kmeans-both`` keeps each cone part
+        twice: ``up`` / ``down`` placed by k-means on the first :data:`SAMPLE_ITEMS` items handed
+        over (as ``kmeans``) and a twin ``up-all`` / ``down-all`` placed on all of them (as
+        ``kmeans-all``); the mixture weights then move to whichever suits the pair. A twin whose
+        side hands over no more than :data:`SAMPLE_ITEMS` items would repeat its part: it is
+        switched off (weight exactly 0), so such pairs get the same function as ``kmeans``.
 
     Attributes
     ----------
@@ -229,10 +242,15 @@ class PotentialHead(nn.Module):
         if init not in INITS:
             raise ValueError(f"PotentialHead: init must be one of {INITS}; got {init!r}")
         self.features = check_int("PotentialHead", "features", features)
-        self.parts = parts
         self.init = init
-        self.init_all_items = init == "kmeans-all"
+        self.init_all_items = init in ("kmeans-all", "kmeans-both")
         self.heads = nn.ModuleDict({p: _part(p, self.features, centres) for p in parts})
+        if init == "kmeans-both":
+            twins = tuple(f"{p}-all" for p in parts if p in ("up", "down"))
+            with torch.random.fork_rng(devices=[]):  # the other parts start as with ``kmeans``
+                self.heads.update({t: ConeHead(self.features, centres, t[: -len("-all")]) for t in twins})
+            parts = parts + twins
+        self.parts = parts
         self.logits = nn.Parameter(torch.zeros(len(parts)))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
@@ -251,17 +269,27 @@ class PotentialHead(nn.Module):
     @torch.no_grad()
     def init_from_samples(self, zp: Tensor, zq: Tensor) -> None:
         """Place the parts from features of training items of P (``zp``) and Q (``zq``): the
-        linear direction along mean(zp) - mean(zq), upward cones on Q, downward cones on P."""
+        linear direction along mean(zp) - mean(zq), upward cones on Q, downward cones on P (with
+        ``kmeans-both``: ``up`` / ``down`` on the first :data:`SAMPLE_ITEMS` items, the twins on
+        all, a twin switched off where that is no more)."""
         zp, zq = zp.flatten(1), zq.flatten(1)
-        for p in self.parts:
+        self.logits.zero_()
+        for i, p in enumerate(self.parts):
             head = self.heads[p]
             if p == "linear":
                 head.place(zp.double().mean(0) - zq.double().mean(0))
             elif p.startswith("radial"):
                 head.place((zq if p == "radial-up" else zp).double().mean(0, keepdim=True), "samples")
-            else:
+            elif self.init != "kmeans-both":
                 head.place(zq if p == "up" else zp, self.init)
-        self.logits.zero_()
+            else:
+                side = zq if p.startswith("up") else zp
+                if not p.endswith("-all"):
+                    head.place(side[:SAMPLE_ITEMS], "kmeans")
+                elif side.shape[0] > SAMPLE_ITEMS:
+                    head.place(side, "kmeans-all")
+                else:
+                    self.logits[i] = _OFF
         self.initialised.fill_(True)
 
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
