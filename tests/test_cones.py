@@ -12,6 +12,7 @@ import critics
 from critics.distances import _candidates, cone_error_bound, min_of_cones
 from critics.empirical import max_gradient_norm
 from critics.layers import ConeHead, LinearUnitHead, PotentialHead
+from critics.layers.cones import SAMPLE_ITEMS
 
 
 def _reference(z: torch.Tensor, c: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -207,3 +208,35 @@ def test_cone_critics_certificate_bounds_gradients_before_and_after_training(nam
         worst = max_gradient_norm(critic, points)
         assert 0 < worst <= cert * (1 + 1e-6), f"{name} {stage}: gradient norm {worst} above {cert}"
         assert cert <= 1 + 1e-4
+
+
+def test_kmeans_both_places_twins_on_every_item_and_equals_kmeans_on_small_sides() -> None:
+    """``kmeans-both`` places ``up`` / ``down`` exactly as ``kmeans`` does on the first 4096 items and
+    twins on all of them; a side of at most 4096 items switches its twin off (weight exactly 0), so
+    there the critic computes the same function as with ``kmeans``, with the same certificate."""
+    gen = torch.Generator().manual_seed(5)
+    p = torch.randn(SAMPLE_ITEMS + 600, 3, generator=gen) + 2
+    q = torch.randn(300, 3, generator=gen)
+    both = critics.build("cones", (3,), centres=6, init="kmeans-both")
+    plain = critics.build("cones", (3,), centres=6, init="kmeans")
+    assert both.init_all_items and both.head.parts[-2:] == ("up-all", "down-all")
+    both.init_from_samples(p, q)
+    plain.init_from_samples(p[:SAMPLE_ITEMS], q)
+    with torch.no_grad():
+        for part in ("up", "down"):
+            torch.testing.assert_close(both.head.heads[part].centres, plain.head.heads[part].centres)
+        twin = both.head.heads["down-all"].centres
+        assert not torch.allclose(twin, plain.head.heads["down"].centres)
+        assert float(twin[:, 0].mean()) > 1  # placed on P's items
+        weights = dict(zip(both.head.parts, both.head.weights().tolist()))
+    assert weights["up-all"] == 0.0 and weights["down-all"] > 0
+    small = critics.build("cones", (3,), centres=6, init="kmeans-both")
+    small.init_from_samples(p[:SAMPLE_ITEMS], q)
+    small.eval(), plain.eval()
+    x = torch.randn(200, 3, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), plain(x))
+    assert critics.certify(small, (3,)) == pytest.approx(critics.certify(plain, (3,)), abs=1e-6)
+    loss = small.train()(x).mean()
+    loss.backward()
+    assert small.head.logits.grad[-2:].abs().max() == 0 and small.head.heads["up-all"].centres.grad is None
