@@ -52,11 +52,12 @@ def test_initialisation_items_are_training_items_only(tmp_path: Path) -> None:
 
 
 def test_a_finite_side_hands_every_training_item_up_to_the_cap(tmp_path: Path) -> None:
-    """A critic placed by ``kmeans-all`` asks for every training item: with more training items than
+    """A critic placed by ``kmeans-all`` or ``kmeans-both`` asks for every training item: with more training items than
     INIT_ITEMS a finite side gives all of them (distinct, none held out) while they fit INIT_NUMBERS
-    numbers; an infinite side still gives INIT_ITEMS draws, and the default placement a sample."""
+    numbers; an infinite side still gives INIT_ITEMS draws, and the ``kmeans`` placement a sample."""
     assert critics.build("cones", (3,), init="kmeans-all").init_all_items
-    assert not critics.build("cones", (3,)).init_all_items
+    assert critics.build("cones", (3,)).init_all_items  # the default, kmeans-both
+    assert not critics.build("cones", (3,), init="kmeans").init_all_items
     n = INIT_ITEMS + 904
     path = tmp_path / "big.npy"
     np.save(path, np.random.default_rng(1).uniform(-1, 1, size=(n, 3)).astype(np.float32))
