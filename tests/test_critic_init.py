@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import Callback
 
 import critics
 from critics.architectures.cones import ConeCritic
+from critics.layers.cones import SAMPLE_ITEMS
 from wdist.critic_init import INIT_ITEMS, INIT_NUMBERS, finite_items, initialisation_items, initialise_critic
 from wdist.data import PairDataModule
 from wdist.pipeline import estimate
@@ -73,6 +74,7 @@ def test_a_finite_side_hands_every_training_item_up_to_the_cap(tmp_path: Path) -
     assert finite_items(10**6, 3 * 32 * 32) == INIT_NUMBERS // 3072 == 10922  # images: the cap in numbers
     assert finite_items(10**6, 10**8) == INIT_ITEMS and finite_items(100, 10**8) == 100  # at least INIT_ITEMS
     assert finite_items(200_000, 128) == 200_000
+    assert SAMPLE_ITEMS == INIT_ITEMS  # kmeans-both's sample is the items the kmeans placement is handed
 
 
 def test_estimate_places_the_critic_from_training_items_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,9 @@ with its weights), so a resumed or warm-started critic is not placed again.
 side               items handed to the critic
 =================  ===============================================================
 finite (data set)  up to ``items`` distinct items of its training part; a critic
-                   whose ``init_all_items`` is true (``init: kmeans-all``) gets
-                   every item of it, up to :data:`INIT_NUMBERS` numbers in all
+                   whose ``init_all_items`` is true (``init: kmeans-both``, the
+                   default, or ``kmeans-all``) gets every item of it, up to
+                   :data:`INIT_NUMBERS` numbers in all
 infinite           ``items`` fresh samples (a generator side: decoded latents)
 =================  ===============================================================
 

@@ -223,8 +223,8 @@ class PotentialHead(nn.Module):
         Set by :meth:`init_from_samples`; saved with the weights, so a resumed or warm-started
         critic is not placed again.
     init_all_items : bool
-        Whether the placement asks for every training item of a finite side (``kmeans-all``)
-        rather than a sample of them; read by the caller that hands the items over.
+        Whether the placement asks for every training item of a finite side (``kmeans-all``,
+        ``kmeans-both``) rather than a sample of them; read by the caller that hands the items over.
     """
 
     def __init__(
