@@ -240,3 +240,23 @@ def test_kmeans_both_places_twins_on_every_item_and_equals_kmeans_on_small_sides
     loss = small.train()(x).mean()
     loss.backward()
     assert small.head.logits.grad[-2:].abs().max() == 0 and small.head.heads["up-all"].centres.grad is None
+
+
+def test_weights_saved_without_twins_load_as_the_same_function() -> None:
+    """A critic saved with ``init: kmeans`` (no twins) loads into the default (``kmeans-both``) and
+    computes the same function with the same certificate; a mismatched state is still refused."""
+    gen = torch.Generator().manual_seed(6)
+    p, q = torch.randn(300, 3, generator=gen) + 2, torch.randn(300, 3, generator=gen)
+    old = critics.build("cones", (3,), centres=5, init="kmeans")
+    old.init_from_samples(p, q)
+    with torch.no_grad():
+        old.head.logits.copy_(torch.randn(5, generator=gen))
+    new = critics.build("cones", (3,), centres=5)
+    new.load_state_dict(old.state_dict())
+    old.eval(), new.eval()
+    x = torch.randn(100, 3, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x))
+    assert critics.certify(new, (3,)) == pytest.approx(critics.certify(old, (3,)), abs=1e-6)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        critics.build("cones", (3,), centres=4).load_state_dict(old.state_dict())

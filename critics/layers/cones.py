@@ -292,6 +292,19 @@ class PotentialHead(nn.Module):
                     self.logits[i] = _OFF
         self.initialised.fill_(True)
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Weights saved without twins (``init: kmeans``, the default before ``kmeans-both``) load
+        into a head with twins as that same function: each twin a copy of its part, switched off."""
+        twins = [p for p in self.parts if p.endswith("-all")]
+        logits = state_dict.get(prefix + "logits")
+        saved_without = all(f"{prefix}heads.{t}.centres" not in state_dict for t in twins)
+        if twins and saved_without and logits is not None and logits.numel() == len(self.parts) - len(twins):
+            state_dict[prefix + "logits"] = torch.cat([logits, logits.new_full((len(twins),), _OFF)])
+            for t in twins:
+                for leaf in ("centres", "offsets"):
+                    state_dict[f"{prefix}heads.{t}.{leaf}"] = state_dict[f"{prefix}heads.{t[: -len('-all')]}.{leaf}"]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def lipschitz_bound(self, input_shape: tuple[int, ...]) -> float:
         """:math:`\\sum_m w_m \\mathrm{Lip}(h_m)` in float64 with the weights used, rounded up."""
         with torch.no_grad():
