@@ -264,6 +264,11 @@ class PotentialHead(nn.Module):
         # a part whose weight has underflowed to exactly 0 adds exactly 0 (and no gradient): skipped
         used = [(w[i], self.heads[p]) for i, p in enumerate(self.parts) if bool(w[i] != 0)]
         out = sum(weight * head(z) for weight, head in used)
+        if len(used) < len(self.parts) and self.training and torch.is_grad_enabled():
+            # DistributedDataParallel requires every parameter to take part in the loss: the
+            # skipped parts enter as an exact 0 (their parameters are finite), with zero gradients
+            skipped = [self.heads[p] for i, p in enumerate(self.parts) if not bool(w[i] != 0)]
+            out = out + 0.0 * sum(q.sum() for head in skipped for q in head.parameters())
         return out[:, None]  # type: ignore[index]
 
     @torch.no_grad()
