@@ -11,11 +11,13 @@ of 64 samples; load with ``batchnorm="batch"`` to reproduce it. The default is e
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
 from generators._registry import register_generator
 
-__all__ = ["LConvNetGenerator", "lconvnet_wgan_gp_32", "lconvnet_wgan_gp_64"]
+__all__ = ["LConvNetGenerator"]
 
 _PAPER = "Li et al. 2019, Preventing Gradient Attenuation in Lipschitz Constrained Convolutional Networks (BCOP)"
 _URL = "https://github.com/ColinQiyangLi/LConvNet (WGAN_GP_G.pkl)"
@@ -77,23 +79,15 @@ class LConvNetGenerator(nn.Module):
 _COMMON = dict(latent_dim=62, latent="uniform", output_range=(-1.0, 1.0), file_format="raw", paper=_PAPER, url=_URL)
 
 
-@register_generator(
-    "lconvnet/wgan-gp-32",
-    output_shape=(3, 32, 32),
-    data="CIFAR-10, Resize((32, 32)), [-1, 1]; 128 epochs, batch 64, Adam 2e-4 (0.5, 0.999), GP 50, 5 critic steps",
-    **_COMMON,
-)
-def lconvnet_wgan_gp_32() -> nn.Module:
-    """LConvNet WGAN-GP generator for CIFAR-10 32 x 32 (latent 62, uniform)."""
-    return LConvNetGenerator(32)
+#: How the published weights were trained (both sides).
+_TRAINING = "128 epochs, batch 64, Adam 2e-4 (0.5, 0.999), GP 50, 5 critic steps"
 
+#: The published ``WGAN_GP_G.pkl`` files: registry name -> (image side, the data the weights were
+#: trained on); latent 62, uniform.
+_CHECKPOINTS = {
+    "lconvnet/wgan-gp-32": (32, f"CIFAR-10, Resize((32, 32)), [-1, 1]; {_TRAINING}"),
+    "lconvnet/wgan-gp-64": (64, f"STL-10, Resize((64, 64)), [-1, 1]; {_TRAINING}"),
+}
 
-@register_generator(
-    "lconvnet/wgan-gp-64",
-    output_shape=(3, 64, 64),
-    data="STL-10, Resize((64, 64)), [-1, 1]; 128 epochs, batch 64, Adam 2e-4 (0.5, 0.999), GP 50, 5 critic steps",
-    **_COMMON,
-)
-def lconvnet_wgan_gp_64() -> nn.Module:
-    """LConvNet WGAN-GP generator for STL-10 64 x 64 (latent 62, uniform)."""
-    return LConvNetGenerator(64)
+for _name, (_size, _data) in _CHECKPOINTS.items():
+    register_generator(_name, output_shape=(3, _size, _size), data=_data, **_COMMON)(partial(LConvNetGenerator, _size))
