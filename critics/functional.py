@@ -22,7 +22,14 @@ __all__ = [
     "orthogonality_error",
     "bjorck_iterations_needed",
     "kernel_gram",
+    "working_dtype",
 ]
+
+
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a kernel is built in from parameters of ``dtype``: float32 for the half-precision
+    types (orthogonality to :math:`10^{-5}` needs float32 at least), else ``dtype`` itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def orthogonality_error(w: Tensor) -> Tensor:

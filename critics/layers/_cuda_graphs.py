@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from critics.functional import bjorck_iterations_needed
+from critics.functional import bjorck_iterations_needed, bjorck_orthonormalize
 
 __all__ = ["GraphedBuild", "FixedBjorckGraph", "can_replay"]
 
@@ -90,6 +90,14 @@ class FixedBjorckGraph:
 
     def _bjorck_matrices(self) -> tuple[Tensor, ...]:
         raise NotImplementedError
+
+    def _orthonormalize(self, w: Tensor, tol: float | None = None, iters: int | None = None) -> Tensor:
+        """Björck with ``self.ortho``, but the given ``tol`` (None: no early stop) and ``iters``
+        (None: ``bjorck_iters``): what ``_kernel_from`` runs on each of :meth:`_bjorck_matrices`."""
+        options = {**self.ortho.bjorck_options(), "tol": tol}
+        if iters is not None:
+            options["iters"] = iters
+        return bjorck_orthonormalize(w, **options)
 
     def _graph_settings(self) -> tuple:
         raise NotImplementedError

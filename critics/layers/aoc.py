@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_int
-from critics.functional import bjorck_orthonormalize
+from critics.functional import working_dtype
 from critics.layers._cuda_graphs import FixedBjorckGraph
 from critics.layers.bcop import block_orthogonal_kernel
 from critics.layers.conv_base import LipschitzConv2d
@@ -159,34 +159,24 @@ class AOCConv2d(FixedBjorckGraph, BjorckOptions, LipschitzConv2d):
             self.register_parameter("rko_param", None)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Orthogonal initialisation of every free matrix (Björck starts at its fixed point); zero bias."""
-        with torch.no_grad():
-            for p in self._free():
-                if p.ndim == 3:
-                    for m in p:
-                        nn.init.orthogonal_(m)
-                else:
-                    nn.init.orthogonal_(p)
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
+    def _init_free(self) -> None:
+        """Orthogonal initialisation of every free matrix (Björck starts at its fixed point)."""
+        for p in self._free():
+            if p.ndim == 3:
+                for m in p:
+                    nn.init.orthogonal_(m)
+            else:
+                nn.init.orthogonal_(p)
 
     def _free(self) -> tuple[Tensor, ...]:
         return tuple(p for p in (self.ortho_param, self.proj_param, self.rko_param) if p is not None)
 
     # -- kernel -------------------------------------------------------------------------------
-    def _orthonormalize(self, w: Tensor, tol: float | None, iters: int | None) -> Tensor:
-        options = {**self.ortho.bjorck_options(), "tol": tol}
-        if iters is not None:
-            options["iters"] = iters
-        return bjorck_orthonormalize(w, **options)
-
     def _kernel_from(self, *params: Tensor, tol: float | None = None, iters: int | None = None) -> Tensor:
         """The kernel from the free parameters (in the order of :meth:`_free`): Björck until ``tol``,
         or with ``tol=None`` exactly ``iters`` iterations (no host synchronisation)."""
         dtype = params[0].dtype
-        work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        work = working_dtype(dtype)
         it = iter(params)
         h = self._orthonormalize(next(it).to(work), tol, iters)
         if self.proj_param is not None:

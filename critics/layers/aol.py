@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from critics._docstrings import fill_doc
-from critics.functional import kernel_gram
+from critics.functional import kernel_gram, working_dtype
 from critics.layers.conv_base import LipschitzConv2d
 from critics.rules import register_certificate_rule
 
@@ -93,20 +93,16 @@ class AOLConv2d(LipschitzConv2d):
         self.kernel_param = nn.Parameter(torch.empty(self.out_channels, self.in_channels, k, k, **factory))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
+    def _init_free(self) -> None:
         """A (semi-)orthogonal centre tap, zero elsewhere (the identity-like initialisation of the
-        paper: for equal channel counts AOL leaves it unchanged, norm 1); zero bias."""
-        with torch.no_grad():
-            self.kernel_param.zero_()
-            centre = (self.kernel_size - 1) // 2
-            nn.init.orthogonal_(self.kernel_param[:, :, centre, centre])
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
+        paper: for equal channel counts AOL leaves it unchanged, norm 1)."""
+        self.kernel_param.zero_()
+        centre = (self.kernel_size - 1) // 2
+        nn.init.orthogonal_(self.kernel_param[:, :, centre, centre])
 
     @staticmethod
     def _rescaled(p: Tensor) -> Tensor:
-        work = torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype
+        work = working_dtype(p.dtype)
         q = p.to(work)
         return (q * aol_scales(q)[None, :, None, None]).to(p.dtype)
 

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from critics._checks import check_stride_one
-from critics.functional import bjorck_orthonormalize
 from critics.layers._cuda_graphs import FixedBjorckGraph
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
@@ -173,23 +172,11 @@ class BCOPConv2d(FixedBjorckGraph, BjorckOptions, LipschitzConv2d):
             self.register_parameter("proj_param", None)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Orthogonal initialisation (Björck starts at its fixed point); zero bias."""
-        with torch.no_grad():
-            nn.init.orthogonal_(self.ortho_param)
-            for p in self.proj_param if self.proj_param is not None else ():
-                nn.init.orthogonal_(p)
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
-
-    def _orthonormalize(self, w: Tensor, tol: float | None = None, iters: int | None = None) -> Tensor:
-        """Björck with ``self.ortho``, but the given ``tol`` (None: no early stop) and ``iters``
-        (None: ``bjorck_iters``)."""
-        options = {**self.ortho.bjorck_options(), "tol": tol}
-        if iters is not None:
-            options["iters"] = iters
-        return bjorck_orthonormalize(w, **options)
+    def _init_free(self) -> None:
+        """Orthogonal initialisation (Björck starts at its fixed point)."""
+        nn.init.orthogonal_(self.ortho_param)
+        for p in self.proj_param if self.proj_param is not None else ():
+            nn.init.orthogonal_(p)
 
     def _kernel_from(
         self, h_param: Tensor, proj: Tensor | None = None, tol: float | None = None, iters: int | None = None

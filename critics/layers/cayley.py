@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from critics._checks import check_stride_one
 from critics._docstrings import fill_doc
+from critics.functional import working_dtype
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import round_up
 from critics.rules import register_certificate_rule
@@ -233,14 +234,10 @@ class CayleyConv2d(LipschitzConv2d):
         self._factors = None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Kaiming-uniform kernel, :math:`\\alpha = \\|K\\|_F`, zero bias."""
-        with torch.no_grad():
-            nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
-            self.alpha.copy_(self.kernel_param.norm())
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
+    def _init_free(self) -> None:
+        """Kaiming-uniform kernel, :math:`\\alpha = \\|K\\|_F`."""
+        nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
+        self.alpha.copy_(self.kernel_param.norm())
 
     def _settings(self) -> tuple:
         return (self._grid,)
@@ -275,7 +272,7 @@ class CayleyConv2d(LipschitzConv2d):
         if self._grid is None:
             raise ValueError("CayleyConv2d: no input size yet; call it on an input or pass input_size")
         k = self.kernel_param
-        work = torch.float32 if k.dtype in (torch.float16, torch.bfloat16) else k.dtype
+        work = working_dtype(k.dtype)
         a = _skew_spectrum(k.to(work), self.alpha.to(work), self._grid)
         return a if self._solves() else _cayley(a)[..., : self.out_channels, : self.in_channels]
 

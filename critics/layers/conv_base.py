@@ -172,6 +172,11 @@ class LipschitzConv2d(nn.Module):
         self._graph: tuple[tuple, GraphedBuild] | None = None
 
     # -- to be provided by subclasses ---------------------------------------------------------
+    def _init_free(self) -> None:
+        """Initialise the free parameters in place (called by :meth:`reset_parameters`, without
+        gradient tracking)."""
+        raise NotImplementedError
+
     def _build_kernel(self) -> Tensor:
         """The (out_channels, in_channels, k, k) kernel, differentiable in the parameters."""
         raise NotImplementedError
@@ -188,6 +193,15 @@ class LipschitzConv2d(nn.Module):
         state = dict(state)
         state["_graph"] = None  # CUDA graphs are neither copied nor pickled: recaptured on use
         return state
+
+    def reset_parameters(self) -> None:
+        """Initialise the free parameters (:meth:`_init_free`, each subclass its own way) and zero the
+        bias; forget the cached kernel."""
+        with torch.no_grad():
+            self._init_free()
+            if self.bias is not None:
+                self.bias.zero_()
+        self.clear_cache()
 
     # -- kernel and cache ---------------------------------------------------------------------
     def _settings(self) -> tuple:

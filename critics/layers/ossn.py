@@ -79,14 +79,10 @@ class OSSNConv2d(LipschitzConv2d):
         self.register_buffer("u", torch.empty(self.out_channels, **factory))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """``nn.Conv2d``'s initialisation, a random unit ``u`` and zero bias."""
-        with torch.no_grad():
-            nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
-            self.u.copy_(F.normalize(torch.randn_like(self.u), dim=0))
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
+    def _init_free(self) -> None:
+        """``nn.Conv2d``'s initialisation of the kernel and a random unit ``u``."""
+        nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
+        self.u.copy_(F.normalize(torch.randn_like(self.u), dim=0))
 
     def _matrix(self) -> Tensor:
         return self.kernel_param.reshape(self.out_channels, -1)

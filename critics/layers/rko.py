@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from critics._docstrings import fill_doc
-from critics.functional import bjorck_orthonormalize
+from critics.functional import bjorck_orthonormalize, working_dtype
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
 from critics.rules import register_certificate_rule
@@ -82,17 +82,13 @@ class RKOConv2d(BjorckOptions, LipschitzConv2d):
         self.kernel_param = nn.Parameter(torch.empty(self.out_channels, self.in_channels * k * k, **factory))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Orthogonal reshaped kernel; zero bias."""
-        with torch.no_grad():
-            nn.init.orthogonal_(self.kernel_param)
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
+    def _init_free(self) -> None:
+        """Orthogonal reshaped kernel."""
+        nn.init.orthogonal_(self.kernel_param)
 
     def _build_kernel(self) -> Tensor:
         v = self.kernel_param
-        work = torch.float32 if v.dtype in (torch.float16, torch.bfloat16) else v.dtype
+        work = working_dtype(v.dtype)
         t = bjorck_orthonormalize(v.to(work), **self.ortho.bjorck_options())
         k = self.kernel_size
         return (t / k).reshape(self.out_channels, self.in_channels, k, k).to(v.dtype)

@@ -138,15 +138,13 @@ class SLLConv2d(LipschitzConv2d):
         self.hidden_bias = nn.Parameter(torch.zeros(hidden, **factory)) if bias else None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Kaiming-uniform kernel, unit ``q``, zero hidden bias."""
-        with torch.no_grad():
-            nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
-            if self.q_param is not None:
-                self.q_param.zero_()
-            if self.hidden_bias is not None:
-                self.hidden_bias.zero_()
-        self.clear_cache()
+    def _init_free(self) -> None:
+        """Kaiming-uniform kernel, unit ``q``; zero hidden bias."""
+        nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
+        if self.q_param is not None:
+            self.q_param.zero_()
+        if self.hidden_bias is not None:
+            self.hidden_bias.zero_()
 
     # -- kernel and scales ----------------------------------------------------------------------
     def _scales(self, kernel: Tensor, *q_param: Tensor) -> Tensor:

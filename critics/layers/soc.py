@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_stride_one
+from critics.functional import working_dtype
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import (
     conv_grid_norm_bound,
@@ -222,13 +223,9 @@ class SOCConv2d(LipschitzConv2d):
         self._operators = None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Kaiming-uniform free kernel (the scale is re-derived at every step); zero bias."""
-        with torch.no_grad():
-            nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
-            if self.bias is not None:
-                self.bias.zero_()
-        self.clear_cache()
+    def _init_free(self) -> None:
+        """Kaiming-uniform free kernel (the scale is re-derived at every step)."""
+        nn.init.kaiming_uniform_(self.kernel_param, a=math.sqrt(5))
 
     @property
     def terms(self) -> int:
@@ -240,7 +237,7 @@ class SOCConv2d(LipschitzConv2d):
         return self._scaled_from(self.kernel_param)
 
     def _scaled_from(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        work = torch.float32 if w.dtype in (torch.float16, torch.bfloat16) else w.dtype
+        work = working_dtype(w.dtype)
         skew = skew_symmetric_kernel(w.to(work))
         # For a skew kernel U(L) is a row permutation of -T(L)^T, so T alone gives the T/U bound;
         # R and S would cost k^3 C^3 per Gram step for ~20% tightness: not worth it per step.
