@@ -45,6 +45,10 @@ SECTIONS: dict[str, str] = {
         "Shape\n-----\n(N, c_in, H, W) -> (N, c_out, H, W)\n\n"
         "Parameters\n----------\nin_channels, out_channels, kernel_size : int"
     ),
+    "conv_shape_and_channel_counts": (
+        "Shape\n-----\n(N, c_in, H, W) -> (N, c_out, H, W)\n\n"
+        "Parameters\n----------\nin_channels, out_channels : int\n    Channel counts (>= 1)."
+    ),
     "gulrajani": '.. [1] Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.',
 }
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from critics._checks import check_stride_one
+from critics._docstrings import fill_doc
 from critics.layers._cuda_graphs import FixedBjorckGraph
 from critics.layers.conv_base import LipschitzConv2d
 from critics.ortho import UNSET, BjorckOptions, OrthoConfig, Tol, resolve
@@ -58,6 +59,7 @@ def block_orthogonal_kernel(h: Tensor, q: Tensor) -> Tensor:
     return torch.einsum("aij,bjl->ilab", v, w)
 
 
+@fill_doc
 class BCOPConv2d(FixedBjorckGraph, BjorckOptions, LipschitzConv2d):
     r"""Orthogonal convolution by block convolution of symmetric projectors (Li et al. 2019).
 
@@ -94,14 +96,7 @@ class BCOPConv2d(FixedBjorckGraph, BjorckOptions, LipschitzConv2d):
     Conditions: stride 1 (downsample with :class:`critics.layers.InvertibleDownsample`), and for
     circular padding :math:`k // 2 \le \min(H, W)`.
 
-    Shape
-    -----
-    (N, c_in, H, W) -> (N, c_out, H, W)
-
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Channel counts (>= 1).
+    %(conv_shape_and_channel_counts)s
     kernel_size : int
         Square kernel, >= 1; even sizes pad one more pixel after than before.
     bjorck_iters : int or None

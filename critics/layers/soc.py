@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critics._checks import check_stride_one
+from critics._docstrings import fill_doc
 from critics.functional import working_dtype
 from critics.layers.conv_base import LipschitzConv2d
 from critics.norms import (
@@ -71,6 +72,7 @@ def _check_input_size(input_size: object) -> tuple[int, int] | None:
     return (int(h), int(w))
 
 
+@fill_doc
 class SOCConv2d(LipschitzConv2d):
     r"""Skew-orthogonal convolution (Singla & Feizi 2021) with a certified, always-valid scale.
 
@@ -129,14 +131,7 @@ class SOCConv2d(LipschitzConv2d):
     :math:`1 + 1.9 \cdot 10^{-4}` with the 6 training terms. Conditions: odd kernel size,
     stride 1, zero padding (circular also allowed; both make the convolution skew).
 
-    Shape
-    -----
-    (N, c_in, H, W) -> (N, c_out, H, W)
-
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Channel counts (>= 1).
+    %(conv_shape_and_channel_counts)s
     kernel_size : int
         Odd, >= 1 (even kernels have no centre, so :math:`W^*` is not the adjoint: an error).
     train_terms, eval_terms : int
