@@ -5,7 +5,9 @@ A critic is a flat chain (nested ``nn.Sequential``, so :func:`critics.certify` a
     stage_i = [PadToMultiple(2) if H or W is odd] -> body_i (halves H and W, c_{i-1} -> c_i)
     critic  = stage_1 -> ... -> stage_S -> Flatten -> head (-> 1)
 
-with S, the widths c_i and the padding from :func:`stage_plan` and :func:`stage_widths`.
+with S, the widths c_i and the padding from :func:`stage_plan` and :func:`stage_widths`. The
+LipConvnet critics (:mod:`~critics.architectures.lipconvnet`, :mod:`~critics.architectures.convnet`)
+share one body as well (:func:`lipconvnet_critic`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Callable
 
 from torch import nn
 
+from critics._checks import check_int
 from critics.layers.activations import checked_activation
-from critics.layers.downsample import PadToMultiple
+from critics.layers.bjorck import BjorckLinear
+from critics.layers.downsample import InvertibleDownsample, PadToMultiple
 
 __all__ = [
     "BASE_WIDTHS",
@@ -26,6 +30,7 @@ __all__ = [
     "stage_widths",
     "planned_stages",
     "staged_critic",
+    "lipconvnet_critic",
 ]
 
 BASE_WIDTHS = (64, 128, 256, 512)
@@ -91,3 +96,33 @@ def staged_critic(
     layers["flatten"] = nn.Flatten()
     layers["head"] = head(c * h * w)
     return nn.Sequential(layers)
+
+
+def lipconvnet_critic(
+    name: str,
+    input_shape: tuple[int, ...],
+    width: float | None,
+    depth: int,
+    activation: str,
+    entry: Callable[[int, int, tuple[int, int]], nn.Module],
+    block: Callable[[int, tuple[int, int]], nn.Module],
+    activated: bool,
+) -> nn.Sequential:
+    """The LipConvnet skeleton of critic ``name`` (the chain of the module docstring)::
+
+        body_i = InvertibleDownsample(2) -> entry(4 c_{i-1}, c_i, grid) -> activation
+                 -> depth x [block(c_i, grid) (-> activation if ``activated``)]
+        head   = BjorckLinear(features, 1)
+
+    ``grid`` is the stage's output H x W; ``activated`` is False for residual blocks that carry
+    their own ReLU. ``depth`` >= 0, ``activation`` one of :data:`LIPSCHITZ_ACTIVATIONS`."""
+    check_int(name, "depth", depth, minimum=0)
+    plan, widths, act = planned_stages(name, input_shape, width, activation, LIPSCHITZ_ACTIVATIONS)
+
+    def body(c_in: int, c_out: int, grid: tuple[int, int]) -> list[nn.Module]:
+        stage = [InvertibleDownsample(2), entry(4 * c_in, c_out, grid), act()]
+        for _ in range(int(depth)):
+            stage += [block(c_out, grid), act()] if activated else [block(c_out, grid)]
+        return stage
+
+    return staged_critic(input_shape, plan, widths, body, lambda features: BjorckLinear(features, 1))

@@ -1,7 +1,8 @@
 """Conv-net critics of the rescaled and residual families: AOL convolutions, SLL and CPL blocks.
 
-All share the LipConvnet skeleton of :mod:`critics.architectures.lipconvnet` (flat chains, so
-:func:`critics.certify` applies; the residual blocks certify themselves)::
+All share the LipConvnet skeleton of :mod:`critics.architectures.lipconvnet`
+(:func:`~critics.architectures._stages.lipconvnet_critic`; flat chains, so :func:`critics.certify`
+applies; the residual blocks certify themselves)::
 
     stage_i = [PadToMultiple(2)] -> InvertibleDownsample(2) -> AOL conv (4 c_{i-1} -> c_i) -> activation
               -> depth x block(c_i)
@@ -21,11 +22,9 @@ from torch import nn
 from critics._checks import check_int
 from critics._docstrings import fill_doc
 from critics._registry import register_critic
-from critics.architectures._stages import LIPSCHITZ_ACTIVATIONS, planned_stages, staged_critic
+from critics.architectures._stages import lipconvnet_critic
 from critics.layers.aol import AOLConv2d
-from critics.layers.bjorck import BjorckLinear
 from critics.layers.cpl import CPLConv2d
-from critics.layers.downsample import InvertibleDownsample
 from critics.layers.sll import SLLConv2d
 
 __all__ = ["aol_convnet", "sll_convnet", "cpl_convnet"]
@@ -41,19 +40,20 @@ def _create_convnet(
     block: Callable[[int, int, int], nn.Module],
     activated: bool,
 ) -> nn.Sequential:
-    """The shared skeleton; one depth step at width ``c`` is ``block(c, c, kernel_size)``, followed by
-    the activation when ``activated`` (the residual blocks carry their own ReLU)."""
-    check_int(name, "depth", depth, minimum=0)
+    """The shared skeleton with AOL channel changes; one depth step at width ``c`` is
+    ``block(c, c, kernel_size)``, followed by the activation when ``activated`` (the residual blocks
+    carry their own ReLU)."""
     check_int(name, "kernel_size", kernel_size)
-    plan, widths, act = planned_stages(name, input_shape, width, activation, LIPSCHITZ_ACTIVATIONS)
-
-    def body(c_in: int, c_out: int, grid: tuple[int, int]) -> list[nn.Module]:
-        stage = [InvertibleDownsample(2), AOLConv2d(4 * c_in, c_out, kernel_size), act()]
-        for _ in range(int(depth)):
-            stage += [block(c_out, c_out, kernel_size), act()] if activated else [block(c_out, c_out, kernel_size)]
-        return stage
-
-    return staged_critic(input_shape, plan, widths, body, lambda features: BjorckLinear(features, 1))
+    return lipconvnet_critic(
+        name,
+        input_shape,
+        width,
+        depth,
+        activation,
+        lambda c_in, c_out, grid: AOLConv2d(c_in, c_out, kernel_size),
+        lambda c, grid: block(c, c, kernel_size),
+        activated,
+    )
 
 
 @register_critic("aol-convnet")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from critics._checks import check_int
 from critics._docstrings import fill_doc
 from critics._registry import register_critic
-from critics.architectures._stages import LIPSCHITZ_ACTIVATIONS, planned_stages, staged_critic
-from critics.layers.bjorck import BjorckLinear
-from critics.layers.downsample import InvertibleDownsample
+from critics.architectures._stages import lipconvnet_critic
 from critics.layers.soc import SOCConv2d
 from critics.norms import conv_grid_norm_plan
 from critics.ortho import OrthoConfig
@@ -79,9 +76,6 @@ def soc_lipconvnet(
     .. [1] Singla & Feizi, "Skew orthogonal convolutions", ICML 2021, arXiv:2105.11417.
     """
     name = "soc-lipconvnet"
-    check_int(name, "depth", depth, minimum=0)
-    plan, widths, act = planned_stages(name, input_shape, width, activation, LIPSCHITZ_ACTIVATIONS)
-
     if isinstance(grid_cost, bool) or not isinstance(grid_cost, (int, float)) or not grid_cost >= 0.0:
         raise ValueError(f"{name}: grid_cost must be a number >= 0; got {grid_cost!r}")
 
@@ -92,8 +86,6 @@ def soc_lipconvnet(
         size = grid if bound_flops <= grid_cost * series_flops else None
         return SOCConv2d(i, o, k, train_terms=train_terms, eval_terms=eval_terms, input_size=size)
 
-    def body(c_in: int, c_out: int, grid: tuple[int, int]) -> list[nn.Module]:
-        stage = [InvertibleDownsample(2), soc(4 * c_in, c_out, grid), act()]
-        return stage + [m for _ in range(int(depth)) for m in (soc(c_out, c_out, grid), act())]
-
-    return staged_critic(input_shape, plan, widths, body, lambda features: BjorckLinear(features, 1))
+    return lipconvnet_critic(
+        name, input_shape, width, depth, activation, soc, lambda c, grid: soc(c, c, grid), activated=True
+    )
