@@ -29,6 +29,7 @@ from generators.filetypes import describe_file, is_legacy_torch_file, is_torch_a
 __all__ = [
     "WRAPPER_KEYS",
     "check_sha256",
+    "checked_file",
     "extract_state_dict",
     "load_state_dict_strict",
     "matching_architectures",
@@ -58,13 +59,26 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 MISSING_FILE_ADVICE = "Give the path of a file saved with torch.save(generator.state_dict(), path)."
 
 
-def _existing_file(path: str | os.PathLike[str], what: str = "checkpoint", advice: str = MISSING_FILE_ADVICE) -> Path:
+def checked_file(
+    path: str | os.PathLike[str],
+    sha256: str | None = None,
+    *,
+    what: str = "checkpoint",
+    advice: str = MISSING_FILE_ADVICE,
+) -> Path:
+    """The regular file at ``path`` (``~`` expanded), its sha256 checked when ``sha256`` is given.
+
+    Raises :class:`GeneratorLoadError` for a missing file (naming the ``what`` file and giving
+    ``advice``), a path that is not a regular file, or a sha256 mismatch (:func:`check_sha256`).
+    """
     p = Path(path).expanduser()
     if not p.exists():
         resolved = str(p.resolve())
         raise GeneratorLoadError(f"The {what} file {str(p)!r} does not exist (resolved to {resolved!r}). {advice}")
     if not p.is_file():
         raise GeneratorLoadError(f"The {what} path {str(p)!r} is not a regular file (a directory?).")
+    if sha256 is not None:
+        check_sha256(p, sha256)
     return p
 
 
@@ -115,9 +129,7 @@ def read_checkpoint(
         says what it looks like instead), one that is truncated or damaged, or one holding pickled
         objects that ``weights_only`` refuses (the message names them; nothing in it is run).
     """
-    p = _existing_file(path, advice=missing_advice)
-    if sha256 is not None:
-        check_sha256(p, sha256)
+    p = checked_file(path, sha256, advice=missing_advice)
     if _is_torchscript(p):
         raise GeneratorLoadError(
             f"{str(p)!r} is a TorchScript archive, not a state dict: load it as 'torchscript:{p}' "

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from generators._registry import GeneratorLoadError
-from generators.checkpoints import _existing_file, check_sha256
+from generators.checkpoints import checked_file
 
 __all__ = ["TORCHSCRIPT_PREFIX", "PYTHON_PREFIX", "require_options", "load_torchscript", "build_python"]
 
@@ -58,11 +58,8 @@ def load_torchscript(
     GeneratorLoadError
         Missing file, sha256 mismatch, or a file that is not a TorchScript archive.
     """
-    p = _existing_file(
-        path, what="TorchScript", advice="Give the path of a file written by torch.jit.save(torch.jit.script(G), path)."
-    )
-    if sha256 is not None:
-        check_sha256(p, sha256)
+    advice = "Give the path of a file written by torch.jit.save(torch.jit.script(G), path)."
+    p = checked_file(path, sha256, what="TorchScript", advice=advice)
     try:
         return torch.jit.load(str(p), map_location=map_location)
     except (RuntimeError, ValueError, OSError) as e:
