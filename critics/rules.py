@@ -19,7 +19,8 @@ When a rule applies to a module (:func:`rule_for`), a refusal naming the module 
 
 * its type has a rule (exact match); or its nearest registered base class has one and no class in
   between adds anything that could change what that class's forward computes: only
-  ``__init__``, ``reset_parameters``, ``extra_repr``, ``__repr__`` and plain (non-callable) class
+  ``__init__``, ``reset_parameters`` (and ``_init_free``, which the convolutions'
+  ``reset_parameters`` calls), ``extra_repr``, ``__repr__`` and plain (non-callable) class
   attributes are allowed (so a StyleGAN-style ``EqualLinear(nn.Linear)`` with its own forward, or
   a subclass overriding ``__call__`` or ``_conv_forward``, is refused);
 * no method is overridden on the instance itself (``module.forward = ...``);
@@ -98,8 +99,9 @@ _RULES: dict[type, CertificateRule] = {}
 _PARAMETRIZATIONS: dict[type, bool] = {}  # parametrisation type -> user_asserted
 
 #: What a subclass may define and still be certified by its base class's rule: these build,
-#: initialise or describe the module; they take no part in its forward.
-_NEUTRAL_METHODS = frozenset({"__init__", "reset_parameters", "extra_repr", "__repr__"})
+#: initialise or describe the module; they take no part in its forward (``_init_free`` is the
+#: initialisation step of :meth:`critics.layers.LipschitzConv2d.reset_parameters`).
+_NEUTRAL_METHODS = frozenset({"__init__", "reset_parameters", "_init_free", "extra_repr", "__repr__"})
 
 #: Entries every class body has, whatever it defines.
 _CLASS_METADATA = frozenset(

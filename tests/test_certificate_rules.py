@@ -21,7 +21,7 @@ from torch.nn.utils.parametrizations import orthogonal, spectral_norm, weight_no
 import critics
 from critics import rules
 from critics.certificates import certificate_report, certify, dense_lipschitz_bound
-from critics.layers import BCOPConv2d, BjorckLinear, GroupSort, MaxMin, Residual
+from critics.layers import BCOPConv2d, BjorckLinear, GroupSort, MaxMin, Residual, RKOConv2d
 
 TOY = Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml"
 
@@ -121,6 +121,17 @@ def test_a_subclass_that_adds_nothing_to_forward_gets_its_base_rule() -> None:
     layer = InitOnly(3)
     (cert,) = certificate_report(layer, (3,)).layers
     assert cert.bound == dense_lipschitz_bound(layer.weight) and cert.user_asserted is False
+
+
+def test_a_convolution_subclass_with_its_own_initialisation_keeps_the_base_rule() -> None:
+    # reset_parameters runs the subclass's _init_free (here rows of norm 0.5) and zeroes the bias;
+    # Björck normalises the kernel whatever its scale, so RKO's rule still describes the layer
+    half = type("HalfInitRKO", (RKOConv2d,), {"_init_free": lambda self: nn.init.orthogonal_(self.kernel_param, 0.5)})
+    layer = half(2, 2, 3)
+    gram = layer.kernel_param.detach() @ layer.kernel_param.detach().T
+    assert torch.allclose(gram, 0.25 * torch.eye(2), atol=1e-6) and not layer.bias.any()
+    (cert,) = certificate_report(layer, (2, 6, 6)).layers
+    assert cert.user_asserted is False and cert.bound == RKOConv2d.lipschitz_bound(layer, (2, 6, 6))
 
 
 @pytest.mark.parametrize(

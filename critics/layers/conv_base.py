@@ -112,7 +112,8 @@ def _drop_cache(layer_ref: "weakref.ref[LipschitzConv2d]", grad: Tensor) -> None
 class LipschitzConv2d(nn.Module):
     r"""Base class: stride-1 "same" convolution with a kernel built from free parameters.
 
-    Subclasses set up their parameters and implement :meth:`_build_kernel`; forward is
+    Subclasses set up their parameters, initialise them in ``_init_free`` (called by
+    :meth:`reset_parameters`, which also zeroes the bias) and implement :meth:`_build_kernel`; forward is
     :math:`y = \mathcal{C}_K(\operatorname{pad}(x)) + b`.
 
     Lipschitz bound: the float64 FFT norm of the kernel actually used (L2; exact for circular
