@@ -67,11 +67,13 @@ def test_old_source_paths_as_p_and_q() -> None:
 def test_every_registered_class_maps_to_a_path_that_imports_it() -> None:
     for name, cls in {**SOURCES, **TOY_PROBLEMS, **{c.__name__: c for c in PAIRS.values()}}.items():
         for old in (f"wdist.sources.{name}", f"wdist.sources.toy.{name}", f"wdist.problems.{name}"):
-            path = current_class_paths({"class_path": old})["class_path"]
+            path = current_class_paths({"p": {"class_path": old}})["p"]["class_path"]
             assert import_object(path) is cls, (old, path)
-    kept = {"class_path": "mypackage.sources.Digits", "init_args": {"x": 1}}
-    assert current_class_paths(kept) == kept  # another package's class of the same name is its own
-    assert current_class_paths({"class_path": "wdist.sources.toy.NoSuchClass"})["class_path"].endswith("NoSuchClass")
+            assert current_class_paths({"toy": old}) == {"toy": path}  # the path alone, as --toy takes it
+    kept = {"p": {"class_path": "mypackage.sources.Digits", "init_args": {"x": 1}}, "seed": "wdist.sources.Digits"}
+    assert current_class_paths(kept) == kept  # another package's class of the same name is its own; not a source
+    unknown = {"q": {"class_path": "wdist.sources.toy.NoSuchClass"}}
+    assert current_class_paths(unknown) == unknown  # left for jsonargparse to refuse, naming it
 
 
 def test_a_run_saved_with_old_class_paths_resumes(tmp_path: Path) -> None:

@@ -74,10 +74,20 @@ _MC_OFFSET = 5_000_011
 
 
 class TransportPair(ToyProblem):
-    """Common part: the domain, the base as P, the transport, and W1 from the transport's two
-    certificates (closed form, the mean over a finite base, or a Monte-Carlo mean with its CI)."""
+    r"""P = a base source, Q = T(P) for a :class:`~wdist.problems.transports.Transport` T, with
 
-    construction: str
+    .. math:: W_1(P, T_\# P) = \mathbb E\|X - T(X)\|
+
+    from the transport's two certificates: a closed form, the mean over a finite base's items, or
+    a Monte-Carlo mean over draws of an infinite base with its interval. Subclasses set
+    ``transport`` and call :meth:`_finish`.
+
+    The arguments every pair takes: ``source``, the base (a data set such as ``Digits``,
+    ``CIFAR10``, ``TensorFile``, or an analytic sampler; not a generator); ``domain``, the domain
+    of P and Q (the base's when ``None``); and, where W1 is a mean, ``samples``, the draws of an
+    infinite base behind it.
+    """
+
     transport: Transport
 
     def _setup_domain(self, source: Source, domain: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
@@ -181,8 +191,8 @@ class TranslatedPair(TransportPair):
 
     Parameters
     ----------
-    source : Source
-        The base (a data set such as ``Digits``, ``CIFAR10``, ``TensorFile``; or an analytic sampler).
+    source, domain
+        The base and the domain of P and Q (:class:`TransportPair`).
     norm : float
         :math:`\|v\|_2`, in the domain's units (the exact W1).
     pattern : {"constant", "smooth", "checkerboard", "signs"}
@@ -194,11 +204,7 @@ class TranslatedPair(TransportPair):
         every entry) onto the largest sub-range :math:`[lo - \min(v, 0), hi - \max(v, 0)]` that
         keeps P and P + v inside; P's description says so. Otherwise (default) such a pair is an
         error naming the range P + v reaches.
-    domain : (float, float), optional
-        The domain of P and Q; the base's when ``None``.
     """
-
-    construction = "translation"
 
     def __init__(
         self,
@@ -248,21 +254,15 @@ class DilatedPair(TransportPair):
 
     Parameters
     ----------
-    source : Source
-        The base.
+    source, domain, samples
+        The base, the domain of P and Q, and the draws of an infinite base (:class:`TransportPair`).
     factor : float
         lambda > 0, not 1. With ``factor < 1`` (a contraction) and c in the domain, Q stays in the
         (convex) domain; ``factor > 1`` is refused when it leaves it, naming the range.
     center : "mean", "middle" or float
         c: the mean of the base (over its items, or ``samples`` draws), the middle of the domain,
         or this value in every entry.
-    samples : int
-        Draws of an infinite base for its mean and for W1 (a Monte-Carlo mean with its interval).
-    domain : (float, float), optional
-        The domain of P and Q; the base's when ``None``.
     """
-
-    construction = "dilation"
 
     def __init__(
         self,
@@ -299,8 +299,8 @@ class AnchorPair(TransportPair):
 
     Parameters
     ----------
-    source : Source
-        The base.
+    source, domain, samples
+        The base, the domain of P and Q, and the draws of an infinite base (:class:`TransportPair`).
     anchors : int
         How many anchors, drawn without replacement from the base's items (or sampled from an
         infinite base) with ``seed``.
@@ -308,13 +308,7 @@ class AnchorPair(TransportPair):
         s in (0, 1].
     seed : int
         Chooses the anchors.
-    samples : int
-        Draws of an infinite base for the Monte-Carlo W1 and its interval.
-    domain : (float, float), optional
-        The domain of P and Q; the base's when ``None``.
     """
-
-    construction = "anchors"
 
     def __init__(
         self,

@@ -50,20 +50,28 @@ def registered_class(name: str) -> Optional[type]:
     return SOURCES.get(name) or TOY_PROBLEMS.get(name) or by_class.get(name)
 
 
-def current_class_paths(node: Any) -> Any:
-    """A copy of a configuration mapping (or any part of one) in which every ``class_path`` that
-    names one of this package's registered classes by a dotted path (``wdist.sources.toy.ThreeCones``,
-    ``wdist.sources.ThreeCones``, ``wdist.sources.funnels.FunnelPair``) is the path of that class
-    now, as jsonargparse writes it (``wdist.problems.ThreeCones``). Short names (``ThreeCones``)
-    and classes of other packages are kept as they are."""
-    if isinstance(node, list):
-        return [current_class_paths(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: current_class_paths(v) for k, v in node.items()}
+def current_class_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a configuration mapping in which every ``class_path`` of ``p``, ``q``, ``toy`` and
+    of the sources nested in their ``init_args`` that names a registered class by a dotted path of
+    this package (``wdist.sources.toy.ThreeCones``, ``wdist.sources.ThreeCones``,
+    ``wdist.sources.funnels.FunnelPair``) is the path of that class now, as jsonargparse writes it
+    (``wdist.problems.ThreeCones``). Short names (``ThreeCones``) and classes of other packages are
+    kept as they are."""
+    return {k: _current(v) if k in ("p", "q", "toy") else v for k, v in config.items()}
+
+
+def _current(spec: Any) -> Any:
+    """One configured class (``{"class_path": ..., "init_args": {...}}``, or its path alone) with its
+    path and those of the classes in its ``init_args`` made current."""
+    if isinstance(spec, str):
+        return _current({"class_path": spec})["class_path"]
+    if not isinstance(spec, dict):
+        return spec
+    out = dict(spec)
+    if isinstance(out.get("init_args"), dict):
+        out["init_args"] = {k: _current(v) if isinstance(v, dict) else v for k, v in out["init_args"].items()}
     path = out.get("class_path")
-    if isinstance(path, str) and path.startswith("wdist.") and "." in path:
-        cls = registered_class(path.rsplit(".", 1)[1])
-        if cls is not None:
-            out["class_path"] = get_import_path(cls)
+    cls = registered_class(path.rsplit(".", 1)[1]) if isinstance(path, str) and path.startswith("wdist.") else None
+    if cls is not None:
+        out["class_path"] = get_import_path(cls)
     return out

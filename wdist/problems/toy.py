@@ -30,7 +30,7 @@ from wdist.sources.analytic import Distribution1D, Family1D, Gaussian, GaussianM
 from wdist.sources.arguments import check_dim, check_positive, format_vector, ring, vector
 from wdist.sources.base import Source, SourceError
 
-__all__ = ["Translation", "PointVsSphere", "ThreeCones", "GaussianMixtures", "OneDimensional"]
+__all__ = ["Translation", "MassesVsSpheres", "PointVsSphere", "ThreeCones", "GaussianMixtures", "OneDimensional"]
 
 
 @register_problem
@@ -76,15 +76,39 @@ class Translation(TransportPair):
             raise SourceError(f"unknown base {base!r} for Translation; choose gaussian, uniform or sphere")
         self.base = base
         self.shift = vector("shift", shift, dim, default=[2.0])
-        self.transport = TranslationMap(self.shift, "given")
+        self.transport = TranslationMap(self.shift, f"v = {format_vector(self.shift)}")
         self._finish(self.p, None, 0)
 
     def describe(self) -> str:
         return f"Translation({self.p.describe()} vs shifted by {format_vector(self.shift)})"
 
 
+class MassesVsSpheres(ToyProblem):
+    r"""Point masses at centres :math:`c_k` (equal weights) against uniform spheres of radius ``r``
+    around them (mass :math:`1/k` each), where no point of a sphere is nearer another centre than its
+    own (centres at least ``2 r`` apart):
+
+    .. math:: W_1(P, Q) = r
+
+    (the coupling moves every point of a sphere to its centre, at cost r; the 1-Lipschitz critic
+    :math:`\min_k \|x - c_k\|` takes the value 0 on P and r on Q, so it attains the same number).
+    The toys :class:`PointVsSphere` and :class:`ThreeCones` place the centres.
+    """
+
+    radius: float
+
+    def _place(self, dim: int, centers: list[list[float]], radius: float) -> None:
+        """P and Q for the centres ``centers`` (padded with zeros to ``dim``) and the radius ``radius``."""
+        self.radius = radius
+        self.p: Source = PointMass(dim=dim, points=centers)
+        self.q: Source = Sphere(dim=dim, radius=radius, centers=centers)
+
+    def exact_w1(self) -> float:
+        return self.radius
+
+
 @register_problem
-class PointVsSphere(ToyProblem):
+class PointVsSphere(MassesVsSpheres):
     r"""P = a point mass at 0, Q = uniform on the sphere of radius ``r`` around it.
 
     .. math:: W_1(\delta_0, \mathrm{Unif}(r S^{d-1})) = r
@@ -100,13 +124,7 @@ class PointVsSphere(ToyProblem):
     """
 
     def __init__(self, dim: PositiveInt = 128, radius: PositiveFloat = 1.0) -> None:
-        dim = check_dim(int(dim))
-        self.radius = check_positive("radius", radius)
-        self.p: Source = PointMass(dim=dim)
-        self.q: Source = Sphere(dim=dim, radius=self.radius)
-
-    def exact_w1(self) -> float:
-        return self.radius
+        self._place(check_dim(int(dim)), [[0.0]], check_positive("radius", radius))
 
     def exact_w1_method(self) -> str:
         return "closed form r (every point of the sphere is at distance r from the point mass)"
@@ -116,7 +134,7 @@ class PointVsSphere(ToyProblem):
 
 
 @register_problem
-class ThreeCones(ToyProblem):
+class ThreeCones(MassesVsSpheres):
     r"""The 2-D problem of Anil et al. (2019): three point masses against circles around them.
 
     P puts mass 1/3 on each of :math:`(-s, 0), (0, 0), (s, 0)`; Q is uniform on the circles of
@@ -140,17 +158,12 @@ class ThreeCones(ToyProblem):
 
     def __init__(self, spacing: PositiveFloat = 2.0, radius: PositiveFloat = 1.0) -> None:
         self.spacing = check_positive("spacing", spacing)
-        self.radius = check_positive("radius", radius)
-        if self.radius > self.spacing / 2:
+        r = check_positive("radius", radius)
+        if r > self.spacing / 2:
             raise SourceError(
                 f"ThreeCones needs radius <= spacing / 2 for W1 = radius, got radius={radius!r}, spacing={spacing!r}"
             )
-        centers = [[-self.spacing, 0.0], [0.0, 0.0], [self.spacing, 0.0]]
-        self.p: Source = PointMass(dim=2, points=centers)
-        self.q: Source = Sphere(dim=2, radius=self.radius, centers=centers)
-
-    def exact_w1(self) -> float:
-        return self.radius
+        self._place(2, [[-self.spacing, 0.0], [0.0, 0.0], [self.spacing, 0.0]], r)
 
     def exact_w1_method(self) -> str:
         return "closed form r (each circle's mass moves to its centre; the critic min_k ||x - c_k|| attains it)"

@@ -19,19 +19,14 @@ import torch
 from jsonargparse.typing import PositiveFloat, PositiveInt
 from torch import Tensor
 
-from wdist.sources.arguments import (
-    check_dim,
-    check_positive,
-    format_vector,
-    mixture_weights,
-    point_matrix,
-    ring,
-    vector,
-)
+from wdist.sources.arguments import atoms, check_dim, check_positive, format_vector, ring, vector
 from wdist.sources.base import Source, SourceError
 from wdist.sources.registry import register_source
 
-__all__ = ["Gaussian", "Uniform", "PointMass", "Sphere", "GaussianMixture", "Distribution1D", "FAMILIES_1D", "Family1D"]
+__all__ = [
+    "VectorSource", "Gaussian", "Uniform", "PointMass", "Sphere", "GaussianMixture", "Distribution1D", "FAMILIES_1D",
+    "Family1D",
+]  # fmt: skip
 
 
 def _components(n: int, weights: Tensor, generator: torch.Generator) -> Tensor:
@@ -42,8 +37,19 @@ def _components(n: int, weights: Tensor, generator: torch.Generator) -> Tensor:
 
 
 
+class VectorSource(Source):
+    """An analytic sampler of vectors: samples of shape ``(dim,)``, unbounded (``domain`` is ``None``)."""
+
+    dim_: int
+
+    def _set_dim(self, dim: int) -> None:
+        self.dim_ = check_dim(int(dim))
+        self.shape = (self.dim_,)
+        self.domain = None
+
+
 @register_source
-class Gaussian(Source):
+class Gaussian(VectorSource):
     r"""Isotropic Gaussian :math:`\mathcal N(\mu, \sigma^2 I_d)`.
 
     Parameters
@@ -57,11 +63,9 @@ class Gaussian(Source):
     """
 
     def __init__(self, dim: PositiveInt = 2, mean: Optional[list[float]] = None, std: PositiveFloat = 1.0) -> None:
-        self.dim_ = check_dim(int(dim))
+        self._set_dim(dim)
         self.mean = vector("mean", mean, self.dim_)
         self.std = check_positive("std", std)
-        self.shape = (self.dim_,)
-        self.domain = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         z = torch.randn(n, self.dim_, generator=generator, dtype=torch.float64)
@@ -72,7 +76,7 @@ class Gaussian(Source):
 
 
 @register_source
-class Uniform(Source):
+class Uniform(VectorSource):
     r"""Uniform distribution on the cube :math:`[a, b]^d + c`.
 
     Parameters
@@ -88,13 +92,11 @@ class Uniform(Source):
     def __init__(
         self, dim: PositiveInt = 2, low: float = -1.0, high: float = 1.0, center: Optional[list[float]] = None
     ) -> None:
-        self.dim_ = check_dim(int(dim))
+        self._set_dim(dim)
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise SourceError(f"Uniform needs finite low < high, got low={low!r}, high={high!r}")
         self.low, self.high = float(low), float(high)
         self.center = vector("center", center, self.dim_)
-        self.shape = (self.dim_,)
-        self.domain = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         u = torch.rand(n, self.dim_, generator=generator, dtype=torch.float64)
@@ -106,7 +108,7 @@ class Uniform(Source):
 
 
 @register_source
-class PointMass(Source):
+class PointMass(VectorSource):
     r"""A point mass, or a discrete distribution on several points.
 
     .. math:: P = \sum_k w_k \, \delta_{x_k}
@@ -127,11 +129,8 @@ class PointMass(Source):
         points: Optional[list[list[float]]] = None,
         weights: Optional[list[float]] = None,
     ) -> None:
-        self.dim_ = check_dim(int(dim))
-        self.points = point_matrix("points", points if points is not None else [[0.0]], self.dim_)
-        self.weights = mixture_weights("weights", weights, self.points.shape[0])
-        self.shape = (self.dim_,)
-        self.domain = None
+        self._set_dim(dim)
+        self.points, self.weights = atoms("points", points, weights, self.dim_)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         k = _components(n, self.weights, generator)
@@ -144,7 +143,7 @@ class PointMass(Source):
 
 
 @register_source
-class Sphere(Source):
+class Sphere(VectorSource):
     r"""Uniform distribution on a sphere :math:`\{x : \|x - c\| = r\}`, or a mixture of such spheres.
 
     Sampled as :math:`c_k + r\, z / \|z\|` with :math:`z \sim \mathcal N(0, I_d)` (exactly uniform on
@@ -164,12 +163,9 @@ class Sphere(Source):
     def __init__(
         self, dim: PositiveInt = 2, radius: PositiveFloat = 1.0, centers: Optional[list[list[float]]] = None
     ) -> None:
-        self.dim_ = check_dim(int(dim))
+        self._set_dim(dim)
         self.radius = check_positive("radius", radius)
-        self.centers = point_matrix("centers", centers if centers is not None else [[0.0]], self.dim_)
-        self.weights = mixture_weights("weights", None, self.centers.shape[0])
-        self.shape = (self.dim_,)
-        self.domain = None
+        self.centers, self.weights = atoms("centers", centers, None, self.dim_)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         k = _components(n, self.weights, generator)
@@ -185,7 +181,7 @@ class Sphere(Source):
 
 
 @register_source
-class GaussianMixture(Source):
+class GaussianMixture(VectorSource):
     r"""Mixture of isotropic Gaussians :math:`\sum_k w_k \mathcal N(\mu_k, \sigma^2 I_d)`.
 
     Parameters
@@ -208,14 +204,10 @@ class GaussianMixture(Source):
         weights: Optional[list[float]] = None,
         dim: Optional[PositiveInt] = None,
     ) -> None:
-        if means is None:
-            means = ring(8, 2.0, 0.0)
-        self.means = point_matrix("means", means, None if dim is None else check_dim(int(dim)))
-        self.dim_ = int(self.means.shape[1])
+        given = ring(8, 2.0, 0.0) if means is None else means
+        self.means, self.weights = atoms("means", given, weights, None if dim is None else check_dim(int(dim)))
+        self._set_dim(int(self.means.shape[1]))
         self.std = check_positive("std", std)
-        self.weights = mixture_weights("weights", weights, self.means.shape[0])
-        self.shape = (self.dim_,)
-        self.domain = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         k = _components(n, self.weights, generator)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from wdist.sources.base import SourceError
 
-__all__ = ["check_dim", "check_positive", "vector", "point_matrix", "mixture_weights", "ring", "format_vector"]
+__all__ = ["check_dim", "check_positive", "vector", "point_matrix", "mixture_weights", "atoms", "ring", "format_vector"]
 
 
 def check_dim(dim: int) -> int:
@@ -66,6 +66,16 @@ def mixture_weights(name: str, weights: Optional[list[float]], k: int) -> Tensor
     if w.numel() != k or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise SourceError(f"{name} must be {k} non-negative finite numbers with a positive sum, got {weights!r}")
     return w / w.sum()
+
+
+def atoms(
+    name: str, centres: Optional[list[list[float]]], weights: Optional[list[float]], dim: Optional[int]
+) -> tuple[Tensor, Tensor]:
+    r"""The atoms of a mixture, a ``(k, dim)`` float64 matrix (:func:`point_matrix`; the origin alone
+    when ``centres`` is ``None``), and their normalised weights (:func:`mixture_weights`, equal when
+    ``None``): :math:`\sum_k w_k\, \mu(\cdot - c_k)` for a distribution :math:`\mu` around the origin."""
+    at = point_matrix(name, centres if centres is not None else [[0.0]], dim)
+    return at, mixture_weights("weights", weights, at.shape[0])
 
 
 def ring(k: int, radius: float, phase: float) -> list[list[float]]:
