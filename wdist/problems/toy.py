@@ -106,6 +106,9 @@ class MassesVsSpheres(ToyProblem):
     def exact_w1(self) -> float:
         return self.radius
 
+    def exact_w1_method(self) -> str:
+        return "closed form r (each sphere's mass moves to its centre; the critic min_k ||x - c_k|| attains it)"
+
 
 @register_problem
 class PointVsSphere(MassesVsSpheres):
@@ -125,9 +128,6 @@ class PointVsSphere(MassesVsSpheres):
 
     def __init__(self, dim: PositiveInt = 128, radius: PositiveFloat = 1.0) -> None:
         self._place(check_dim(int(dim)), [[0.0]], check_positive("radius", radius))
-
-    def exact_w1_method(self) -> str:
-        return "closed form r (every point of the sphere is at distance r from the point mass)"
 
     def describe(self) -> str:
         return f"PointVsSphere(dim={self.p.shape[0]}, radius={self.radius:g})"
@@ -164,9 +164,6 @@ class ThreeCones(MassesVsSpheres):
                 f"ThreeCones needs radius <= spacing / 2 for W1 = radius, got radius={radius!r}, spacing={spacing!r}"
             )
         self._place(2, [[-self.spacing, 0.0], [0.0, 0.0], [self.spacing, 0.0]], r)
-
-    def exact_w1_method(self) -> str:
-        return "closed form r (each circle's mass moves to its centre; the critic min_k ||x - c_k|| attains it)"
 
     def describe(self) -> str:
         return f"ThreeCones(spacing={self.spacing:g}, radius={self.radius:g})"
