@@ -1,7 +1,7 @@
 """The architecture page of the docs (docs/architecture.md) matches the code.
 
 * Its import layers: every module of ``critics``, ``generators`` and ``wdist`` belongs to exactly one
-  box (``critics``, ``generators``, ``wdist.sources`` and ``wdist.bench`` are one box each, every
+  box (``critics``, ``generators``, ``wdist.sources``, ``wdist.problems`` and ``wdist.bench`` are one box each, every
   other ``wdist`` module its own), and every import between boxes goes to a strictly lower layer, as
   read by the import graph of tests/test_imports.py.
 * Its flow picture: every file it names exists, and the commands it says are built on the
@@ -19,7 +19,7 @@ from test_imports import edges, modules
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
 #: Packages drawn as one box.
-BOXES = ("critics", "generators", "wdist.sources", "wdist.bench")
+BOXES = ("critics", "generators", "wdist.sources", "wdist.problems", "wdist.bench")
 
 
 def box(module: str) -> str:

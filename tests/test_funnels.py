@@ -13,8 +13,9 @@ import torch
 from wdist.bench import tightness as bench_tightness
 from wdist.bench.korotin2022 import PUBLISHED, published_row
 from wdist.config import ConfigError, load_config
-from wdist.sources import Digits, FunnelPair, SourceError
-from wdist.sources.funnels import MinFunnels, recipe_parameters
+from wdist.problems import FunnelPair
+from wdist.problems.funnels import MinFunnels, recipe_parameters
+from wdist.sources import Digits, SourceError
 
 
 def _funnels(dim: int = 8, n: int = 16, deg: float = 8.0, seed: int = 987) -> MinFunnels:

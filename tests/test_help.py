@@ -17,7 +17,8 @@ import pytorch_lightning as pl
 import critics
 from wdist.bench import BENCHES
 from wdist.cli import USAGE, main
-from wdist.sources import PAIRS, SOURCES, TOY_PROBLEMS
+from wdist.problems import PAIRS, TOY_PROBLEMS
+from wdist.sources import SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy" / "translation-2d.yaml")

@@ -20,6 +20,7 @@ How an import names its target module:
 
 Rules checked: no cycle among the ``critics`` modules, nor among the ``generators`` modules;
 ``critics`` and ``generators`` never import ``wdist`` nor each other (``wdist`` may import both);
+``wdist.sources`` never imports ``wdist.problems`` (problems are built from sources);
 no cycle among the ``wdist`` modules; no function-level import of the project's own modules unless a
 comment naming the ``cycle`` or the ``cost`` it avoids sits on that line or just above its group of
 imports; and every ``from X import
@@ -202,7 +203,12 @@ def test_no_import_cycle(package: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "package,forbidden", [("critics", ("wdist", "generators")), ("generators", ("wdist", "critics"))]
+    "package,forbidden",
+    [
+        ("critics", ("wdist", "generators")),
+        ("generators", ("wdist", "critics")),
+        ("wdist.sources", ("wdist.problems",)),  # problems are built from sources, never the other way
+    ],
 )
 def test_imports_run_one_way(package: str, forbidden: tuple[str, ...]) -> None:
     bad = [

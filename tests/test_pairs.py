@@ -20,7 +20,8 @@ import torch
 from wdist.bench import tightness as bench_tightness
 from wdist.config import ConfigError, load_config
 from wdist.data import PairDataModule
-from wdist.sources import AnchorPair, Digits, DilatedPair, Gaussian, SourceError, TensorFile, TranslatedPair
+from wdist.problems import AnchorPair, DilatedPair, TranslatedPair
+from wdist.sources import Digits, Gaussian, SourceError, TensorFile
 
 
 @pytest.fixture(scope="module")

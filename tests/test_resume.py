@@ -296,7 +296,7 @@ def test_a_resume_that_changes_the_training_is_refused_and_touches_nothing(finis
     proc = _cli("estimate", "--resume", finished_run, "--config", other, *SHORT, "--quiet")
     assert proc.returncode == 2, proc.stderr
     assert f"--config {other}" in proc.stderr
-    assert "toy.class_path: 'wdist.sources.Translation' (the run so far) -> 'wdist.sources.ThreeCones'" in proc.stderr
+    assert "toy.class_path: 'wdist.problems.Translation' (the run so far) -> 'wdist.problems.ThreeCones'" in proc.stderr
     assert "toy.init_args" not in proc.stderr  # another class: its options are not listed one by one
     # a shorter run, and a longer one under a learning-rate schedule, are refused too
     proc = _cli("estimate", "--resume", finished_run, "--train.steps", "10", "--quiet")

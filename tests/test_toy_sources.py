@@ -9,22 +9,24 @@ import torch
 from scipy import integrate, stats
 
 from wdist.ot import exact_w1
-from wdist.sources import (
-    SOURCES,
+from wdist.problems import (
     TOY_PROBLEMS,
-    Distribution1D,
-    Gaussian,
-    GaussianMixture,
     GaussianMixtures,
     OneDimensional,
-    PointMass,
     PointVsSphere,
-    Source,
-    SourceError,
-    Sphere,
     ThreeCones,
     ToyProblem,
     Translation,
+)
+from wdist.sources import (
+    SOURCES,
+    Distribution1D,
+    Gaussian,
+    GaussianMixture,
+    PointMass,
+    Source,
+    SourceError,
+    Sphere,
     Uniform,
     check_compatible,
 )

@@ -39,7 +39,8 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativ
 import critics
 from wdist.auto import AUTO
 from wdist.errors import ConfigError
-from wdist.sources import PAIRS, SOURCES, TOY_PROBLEMS, Source, ToyProblem, check_compatible
+from wdist.problems import PAIRS, TOY_PROBLEMS, ToyProblem, current_class_paths
+from wdist.sources import SOURCES, Source, check_compatible
 
 __all__ = [
     "SourceSpec",
@@ -564,6 +565,7 @@ def _parse(parser: ArgumentParser, config: Union[str, os.PathLike, dict, None], 
                 "file such as configs/toy/three-cones.yaml)."
             )
         config = read_config_file(path)
+    config = current_class_paths(config)  # a class_path of an earlier layout names the class by its registered name
     return parser.parse_args(["--config", yaml.safe_dump(config, sort_keys=False), *overrides])
 
 

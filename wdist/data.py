@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from wdist.problems import TransportedSource
 from wdist.seeds import (
     HELDOUT_OFFSET,
     RELATED_CHECK_OFFSET,
@@ -42,7 +43,7 @@ from wdist.seeds import (
     heldout_draw_seed,
     select_draw_seed,
 )
-from wdist.sources import FiniteSource, LatentSource, Source, SourceError, TransportedSource
+from wdist.sources import FiniteSource, LatentSource, Source, SourceError
 from wdist.splits import FiniteParts, RelatedRows, default_select_size, related_rows, split_three
 
 __all__ = ["PairDataModule", "SidePair", "SideSplit", "EvaluationItems", "PARTS", "TrainingStream"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from wdist.errors import ConfigError
+from wdist.problems import current_class_paths
 
 __all__ = ["ResumePoint", "resume_point", "saved_config", "check_resume_settings", "flatten", "MAY_CHANGE"]
 
@@ -59,7 +60,8 @@ def resume_point(resume: Union[str, os.PathLike]) -> ResumePoint:
 
 def saved_config(point: ResumePoint) -> dict[str, Any]:
     """The mapping the resumed run's ``config.yaml`` holds (as :func:`wdist.config.config_record`
-    wrote it), read as data: not parsed into a configuration, nothing built.
+    wrote it), read as data: not parsed into a configuration, nothing built; a ``class_path`` written by
+    an earlier layout is given as the class's path now (:func:`wdist.problems.current_class_paths`).
 
     Raises
     ------
@@ -76,7 +78,7 @@ def saved_config(point: ResumePoint) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"Cannot resume from {str(point.folder)!r}: its config.yaml is not a mapping of config keys.")
-    return data
+    return current_class_paths(data)  # class paths of an earlier layout, as they are written now
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

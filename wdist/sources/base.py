@@ -9,7 +9,8 @@ A *source* yields samples of one fixed shape in one stated domain. Three flavour
   vectors of the held-out set are drawn on the CPU, so the held-out set is the same whatever the
   device or the number of processes).
 
-A *toy problem* is a pair (P, Q) with, where one exists, the closed-form W1.
+Pairs (P, Q) with their exact W1 (toy problems, known-W1 pairs) are built from sources in
+:mod:`wdist.problems`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ __all__ = [
     "FiniteSource",
     "TensorSource",
     "LatentSource",
-    "ToyProblem",
     "SourceError",
     "check_compatible",
     "decode_latents",
@@ -243,25 +243,6 @@ class LatentSource(Source):
     def sample(self, n: int, generator: torch.Generator, chunk: int = DEFAULT_DECODE_CHUNK) -> Tensor:
         """``n`` samples on the CPU: latents from ``generator``, decoded in chunks of ``chunk``."""
         return self.decode(self.sample_latent(n, generator), chunk).cpu()
-
-
-class ToyProblem(ABC):
-    """A pair of distributions (P, Q) with W1 where it is known exactly: the analytic toys, and the
-    known-W1 pairs Q = T(P) around a data set (:mod:`wdist.sources.pairs`)."""
-
-    p: Source
-    q: Source
-
-    @abstractmethod
-    def exact_w1(self) -> Optional[float]:
-        """The closed-form (or exactly computable, e.g. 1-D) W1(P, Q); ``None`` when there is none."""
-
-    def exact_w1_method(self) -> Optional[str]:
-        """How ``exact_w1`` is obtained, e.g. ``'closed form ||v||'``; ``None`` when there is none."""
-        return None
-
-    def describe(self) -> str:
-        return type(self).__name__
 
 
 def check_compatible(p: Source, q: Source) -> None:

@@ -20,7 +20,7 @@ import math
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Callable, Literal, Optional, Union
 
 import numpy as np
 import torch
@@ -107,11 +107,22 @@ def _missing(
     )
 
 
-def _download(dataset: str, make, folder: Path, files: list[str], archive: str, url: str, root: Path) -> None:
-    try:
-        make()
-    except Exception as err:  # offline, checksum mismatch, disk full...
-        raise _missing(dataset, folder, files, archive, url, root, why=f" (download failed: {err})") from err
+def _ensure_files(
+    dataset: str, folder: Path, files: list[str], download: Optional[Callable[[], object]], archive: str, url: str,
+    root: Path,
+) -> None:
+    """Raise :class:`SourceError` (naming the missing files, the archive and where to put it) unless
+    every one of ``files`` is in ``folder``, after calling ``download`` (torchvision's download into
+    ``root``) when it is given and some are missing."""
+    if all((folder / f).is_file() for f in files):
+        return
+    if download is not None:
+        try:
+            download()
+        except Exception as err:  # offline, checksum mismatch, disk full...
+            raise _missing(dataset, folder, files, archive, url, root, why=f" (download failed: {err})") from err
+    if not all((folder / f).is_file() for f in files):
+        raise _missing(dataset, folder, files, archive, url, root)
 
 
 @register_source
@@ -157,21 +168,13 @@ class CIFAR10(ImageSource):
         self.train = bool(train)
         folder = self.root / self.base_folder
         files = [f"data_batch_{i}" for i in builtins.range(1, 6)] if self.train else ["test_batch"]
-        if not all((folder / f).is_file() for f in files):
-            if download:
-                from torchvision.datasets import CIFAR10 as _TV
 
-                _download(
-                    "CIFAR-10",
-                    lambda: _TV(str(self.root), train=self.train, download=True),
-                    folder,
-                    files,
-                    self.archive,
-                    self.url,
-                    self.root,
-                )
-            if not all((folder / f).is_file() for f in files):
-                raise _missing("CIFAR-10", folder, files, self.archive, self.url, self.root)
+        def fetch() -> None:
+            from torchvision.datasets import CIFAR10 as _TV
+
+            _TV(str(self.root), train=self.train, download=True)
+
+        _ensure_files("CIFAR-10", folder, files, fetch if download else None, self.archive, self.url, self.root)
         self.name = f"CIFAR-10 {'train' if self.train else 'test'}"
         arrays = []
         for f in files:
@@ -234,22 +237,14 @@ class STL10(ImageSource):
         self.split = split
         folder = self.root / self.base_folder
         files = [self._files[split]]
-        path = folder / files[0]
-        if not path.is_file():
-            if download:
-                from torchvision.datasets import STL10 as _TV
 
-                _download(
-                    "STL-10",
-                    lambda: _TV(str(self.root), split=split, download=True),
-                    folder,
-                    files,
-                    self.archive,
-                    self.url,
-                    self.root,
-                )
-            if not path.is_file():
-                raise _missing("STL-10", folder, files, self.archive, self.url, self.root)
+        def fetch() -> None:
+            from torchvision.datasets import STL10 as _TV
+
+            _TV(str(self.root), split=split, download=True)
+
+        _ensure_files("STL-10", folder, files, fetch if download else None, self.archive, self.url, self.root)
+        path = folder / files[0]
         self.name = f"STL-10 {split}"
         item = 3 * 96 * 96
         size = path.stat().st_size
