@@ -86,3 +86,13 @@ def test_a_run_saved_with_old_class_paths_resumes(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(then, sort_keys=False), encoding="utf-8")
     saved = saved_config(ResumePoint(tmp_path, tmp_path / "config.yaml", None))
     check_resume_settings(saved, now, tmp_path, "the same configuration")  # raises when they differ
+
+
+@pytest.mark.parametrize(("base", "problems"), [("TransportPair", "AnchorPair"), ("MassesVsSpheres", "ThreeCones")])
+def test_a_base_that_only_shares_code_is_refused_by_name(base: str, problems: str) -> None:
+    """A class that shares code between problems is not a problem: naming it as ``toy`` is bad input
+    (a ConfigError naming it and the problems to name instead), not a failure deep in the run."""
+    from wdist.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{base} shares code between problems.*{problems}"):
+        load_config({"toy": {"class_path": base}}).sides

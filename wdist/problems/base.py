@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 from wdist.sources.base import Source
 
@@ -17,6 +17,17 @@ class ToyProblem(ABC):
 
     p: Source
     q: Source
+    #: True in the body of a class that only shares code between problems (not one itself)
+    shared_base: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "ToyProblem":
+        if cls.__dict__.get("shared_base", False):
+            problems = sorted(c.__name__ for c in _subclasses(cls) if not c.__dict__.get("shared_base", False))
+            raise TypeError(
+                f"{cls.__name__} shares code between problems and is not a problem itself; "
+                f"name one of its problems instead: {', '.join(problems)}"
+            )
+        return super().__new__(cls)
 
     @abstractmethod
     def exact_w1(self) -> Optional[float]:
@@ -28,3 +39,8 @@ class ToyProblem(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def _subclasses(cls: type) -> list[type]:
+    """Every subclass of ``cls``, at any depth."""
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]

@@ -88,6 +88,8 @@ class TransportPair(ToyProblem):
     infinite base behind it.
     """
 
+    shared_base = True
+
     transport: Transport
 
     def _setup_domain(self, source: Source, domain: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:

@@ -95,6 +95,8 @@ class MassesVsSpheres(ToyProblem):
     The toys :class:`PointVsSphere` and :class:`ThreeCones` place the centres.
     """
 
+    shared_base = True
+
     radius: float
 
     def _place(self, dim: int, centers: list[list[float]], radius: float) -> None:
