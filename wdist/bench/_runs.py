@@ -37,6 +37,8 @@ __all__ = [
     "source_checkout",
     "exported_commit",
     "tree_option",
+    "estimate_command_line",
+    "timed_command",
 ]
 
 #: Variables removed from the runs' environment: each would fix a run's thread count or
@@ -180,7 +182,11 @@ def estimate_command_line(
     prog: str, doc: Optional[str], argv: Sequence[str], epilog: str
 ) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
     """The parser of a benchmark that times whole ``wdist estimate`` processes, the benchmark's own
-    arguments, and the ones after ``--`` (passed to every timed ``wdist estimate``)."""
+    arguments, and the ones after ``--`` (passed to every timed ``wdist estimate``).
+
+    The parser holds the options such benchmarks share: ``--repeats`` (runs per cell, default 3),
+    ``--timeout`` (seconds before a run is killed, default 1800), ``--tree`` and ``--tree-commit``
+    (the source tree whose command line is timed: see :func:`tree_option`)."""
     own, estimate_args = list(argv), []
     if "--" in own:
         cut = own.index("--")
@@ -188,4 +194,13 @@ def estimate_command_line(
     ap = argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog
     )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
+    ap.add_argument("--tree", default=None, help="run the command line of this source tree instead")
+    ap.add_argument("--tree-commit", default=None, help="as --tree, for this commit of the checkout (exported)")
     return ap, own, estimate_args
+
+
+def timed_command(own: Sequence[str], estimate_args: Sequence[str]) -> list[str]:
+    """The benchmark's arguments as given: its own, then ``--`` and the estimate arguments if any."""
+    return [*own, *(["--", *estimate_args] if estimate_args else [])]

@@ -46,6 +46,7 @@ from wdist.bench._runs import (
     median_or_none,
     run_env,
     run_timed,
+    timed_command,
     tree_option,
     wdist_argv,
 )
@@ -246,10 +247,6 @@ def cli(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--settings", nargs="+", default=["default", "1", "2", "before"])
     ap.add_argument("--competitors", nargs="+", type=int, default=[0, 1], help="competing process counts (0: idle)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
-    ap.add_argument("--tree", default=None, help="run the command line of this source tree instead")
-    ap.add_argument("--tree-commit", default=None, help="as --tree, for this commit of the checkout (exported)")
     ap.add_argument(
         "--before-tree", default=None, help="also run this source tree's default job (the setting 'tree'; added)"
     )
@@ -265,7 +262,7 @@ def cli(argv: Sequence[str]) -> int:
     if args.repeats < 1 or any(c < 0 for c in args.competitors):
         print("wdist bench contention: error: --repeats must be >= 1 and --competitors >= 0.", file=sys.stderr)
         return 2
-    made = provenance("contention", [*argv, *(["--", *estimate_args] if estimate_args else [])], machine_text())
+    made = provenance("contention", timed_command(argv, estimate_args), machine_text())
     try:
         with (
             tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree,

@@ -45,6 +45,7 @@ from wdist.bench._runs import (
     median_or_none,
     run_env,
     run_timed,
+    timed_command,
     tree_option,
     wdist_argv,
 )
@@ -238,14 +239,6 @@ def cli(argv: Sequence[str]) -> int:
         argv,
         "Arguments after -- go to the timed `wdist estimate` job (e.g. -- --train.steps 100).",
     )
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
-    ap.add_argument("--tree", default=None, help="run the command lines of this source tree instead")
-    ap.add_argument(
-        "--tree-commit",
-        default=None,
-        help="as --tree, for this commit of the checkout (exported into a temporary folder)",
-    )
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument(
         "--compare", default=None, metavar="JSON", help="an earlier run's --json file: print its figures beside these"
@@ -261,7 +254,7 @@ def cli(argv: Sequence[str]) -> int:
         except (OSError, ValueError) as err:
             print(f"wdist bench startup: error: --compare {args.compare!r}: {err}", file=sys.stderr)
             return 2
-    made = provenance("startup", [*argv, *(["--", *estimate_args] if estimate_args else [])], machine_text())
+    made = provenance("startup", timed_command(argv, estimate_args), machine_text())
     try:
         with tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree:
             record = run_startup(args.repeats, estimate_args, tree=tree, timeout_s=args.timeout)
