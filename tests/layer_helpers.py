@@ -1,4 +1,4 @@
-"""Helpers shared by the convolution-layer tests: explicit Jacobians and a few training steps."""
+"""Helpers shared by the layer and critic tests: explicit Jacobians, a few training steps, refusals."""
 
 from __future__ import annotations
 
@@ -34,6 +34,22 @@ def train_steps(layer: nn.Module, cin: int, cout: int, steps: int = 3, lr: float
         loss.backward()
         opt.step()
     return layer
+
+
+def kr_steps(
+    critic: nn.Module, opt: torch.optim.Optimizer, p: torch.Tensor, q: torch.Tensor, steps: int, batch: int,
+    gen: torch.Generator,
+) -> None:
+    """``steps`` optimiser steps of the dual objective in training mode: minimise
+    :math:`\\frac1B \\sum_i f(q_i) - f(p_i)` over ``batch`` indices drawn with ``gen`` (the same for
+    ``p`` and ``q``)."""
+    critic.train()
+    for _ in range(steps):
+        idx = torch.randint(len(p), (batch,), generator=gen)
+        loss = critic(q[idx]).mean() - critic(p[idx]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def norm_change(layer: nn.Module, x: torch.Tensor) -> float:
