@@ -227,6 +227,35 @@ def test_batch_mode_needs_batchnorm() -> None:
         generators.load("digits/wgan-gp-8", batchnorm="batch")
 
 
+def test_registration_checks_and_normalises_the_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metadata of ``register_generator`` are GeneratorInfo's fields: stored as the loaders compare
+    them (whole numbers, float ranges, tuples); a bad value, an unknown field or a second registration of
+    a name is refused when the family module is imported."""
+    from generators import _registry
+
+    monkeypatch.setattr(_registry, "_GENERATORS", dict(_registry._GENERATORS))
+    build = _registry.register_generator(
+        "test/tiny", latent_dim=4.0, latent="normal", output_shape=[3, 2, 2], output_range=(0, 1), latent_shape=[4]
+    )
+    build(lambda: nn.Linear(4, 12))
+    info = generator_info("test/tiny")
+    stored = (info.latent_dim, info.output_shape, info.output_range, info.latent_shape)
+    assert stored == (4, (3, 2, 2), (0.0, 1.0), (4,))
+    assert isinstance(info.latent_dim, int) and isinstance(info.output_range[0], float)
+    with pytest.raises(RuntimeError, match="registered twice"):
+        build(lambda: nn.Linear(4, 12))
+    bad = [
+        ({"latent": "truncated-normal"}, "latent must be one of normal, uniform, uniform-symmetric"),
+        ({"latent_shape": (2, 3)}, r"latent_shape \(2, 3\) does not hold latent_dim 4"),
+        ({"file_format": "zip"}, "unknown file_format 'zip'"),
+        ({"weights": "x.pt"}, "unexpected keyword argument 'weights'"),
+    ]
+    for change, says in bad:
+        metadata = {"latent_dim": 4, "latent": "normal", "output_shape": (3, 2, 2), **change}
+        with pytest.raises((RuntimeError, TypeError), match=says):
+            _registry.register_generator("test/bad", **metadata)(lambda: nn.Linear(4, 12))
+
+
 def test_registered_generator_without_weights_is_refused_unless_asked(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError) as info:
         generators.load("lconvnet/wgan-gp-32")
