@@ -30,7 +30,6 @@ source tree instead (there only ``default`` makes sense); ``--before-tree DIR`` 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,9 @@ from wdist.bench._runs import (
     machine_text,
     median_or_none,
     run_env,
-    run_timed,
     timed_command,
+    timed_estimate,
     tree_option,
-    wdist_argv,
 )
 from wdist.cores import OPENMP_DEFAULTS_ENV
 
@@ -119,19 +117,15 @@ def _one_run(
     if setting == "tree":
         tree = before_tree
     out = tmp / f"{setting}-{competitors}-{repeat}"
-    argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args, *extra_args)
-    timed = run_timed(argv, run_env(tree, extra_env), timeout_s, tree)
+    timed, record = timed_estimate(out, [*estimate_args, *extra_args], tree, timeout_s, extra_env)
     row: dict[str, Any] = {
         "setting": setting, "label": label, "competitors": competitors, "repeat": repeat,
         "wall_s": timed.wall_s, "cpu_s": timed.cpu_s, "returncode": timed.returncode,
         "train_s": None, "threads": None, "threads_reason": None, "openmp_wait_policy": None, "error": None,
     }  # fmt: skip
-    result = out / "result.json"
-    if timed.returncode != 0 or not result.is_file():
+    if record is None:
         row["error"] = timed.stderr_tail.strip().splitlines()[-1:] or [f"exit code {timed.returncode}"]
         return row
-    data = json.loads(result.read_text())
-    record = data.get("run", data)  # the run record: nested under "run", flat in an earlier tree's result.json
     # a tree from before the thread policy records no threads: it ran torch's default count
     threads = record.get("threads") or ({"count": before_threads} if setting == "tree" else {})
     row.update(
@@ -239,12 +233,7 @@ def format_table(record: dict[str, Any], command: str = "") -> str:
 
 
 def cli(argv: Sequence[str]) -> int:
-    ap, argv, estimate_args = estimate_command_line(
-        "wdist bench contention",
-        __doc__,
-        argv,
-        "Arguments after -- go to every `wdist estimate` run (e.g. -- --config FILE --train.steps 100).",
-    )
+    ap, argv, estimate_args = estimate_command_line("wdist bench contention", __doc__, argv)
     ap.add_argument("--settings", nargs="+", default=["default", "1", "2", "before"])
     ap.add_argument("--competitors", nargs="+", type=int, default=[0, 1], help="competing process counts (0: idle)")
     ap.add_argument(
