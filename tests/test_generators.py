@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from user_code import SigmoidGenerator
 
 import generators
 from generators import FrozenGenerator, GeneratorLoadError, MissingWeightsError, generator_info
@@ -299,21 +300,11 @@ def test_wrong_latent_shape_is_clear() -> None:
 # -- users' own generators -------------------------------------------------------------------------
 
 
-class TinyGen(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 12)
-        self.bn = nn.BatchNorm1d(12)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.bn(self.fc(z))).view(-1, 3, 2, 2)
-
-
 CUSTOM_OPTS = dict(latent_dim=4, latent="uniform", output_shape=(3, 2, 2), output_range=(0.0, 1.0))
 
 
 def test_torchscript_generator(tmp_path: Path) -> None:
-    ref = randomise_bn(TinyGen()).eval()
+    ref = randomise_bn(SigmoidGenerator((3, 2, 2))).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.script is deprecated in recent torch
         scripted = torch.jit.script(ref)
@@ -357,7 +348,7 @@ def test_python_callable_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    ref = randomise_bn(TinyGen()).eval()
+    ref = randomise_bn(SigmoidGenerator((3, 2, 2))).eval()
     ckpt = tmp_path / "tiny.pt"
     torch.save(ref.state_dict(), ckpt)
     g = generators.load("python:my_tiny_gen:make", checkpoint=ckpt, **CUSTOM_OPTS)

@@ -10,6 +10,8 @@ from types import ModuleType
 from typing import Iterator
 
 import pytest
+import torch
+from torch import nn
 
 
 @contextlib.contextmanager
@@ -25,3 +27,18 @@ def user_module(folder: Path, name: str, source: str, monkeypatch: pytest.Monkey
         yield importlib.import_module(name)
     finally:
         sys.modules.pop(name, None)
+
+
+class SigmoidGenerator(nn.Module):
+    """A user's small generator with a batch norm: z of ``latent_dim`` coordinates -> Linear ->
+    BatchNorm1d -> :math:`\\sigma(\\text{gain} \\cdot y)`, viewed as images of ``shape`` in [0, 1]."""
+
+    def __init__(self, shape: tuple[int, int, int], gain: float = 1.0, latent_dim: int = 4) -> None:
+        super().__init__()
+        self.c, self.h, self.w = shape
+        self.gain = float(gain)
+        self.fc = nn.Linear(latent_dim, self.c * self.h * self.w)
+        self.bn = nn.BatchNorm1d(self.c * self.h * self.w)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.gain * self.bn(self.fc(z))).view(-1, self.c, self.h, self.w)
