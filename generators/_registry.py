@@ -17,7 +17,7 @@ import difflib
 import fnmatch
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
@@ -89,55 +89,41 @@ class GeneratorInfo:
     bundled: str | None = None
     latent_shape: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        plain = tuple(law for law in LATENTS if law != "truncated-normal")  # truncation is the user's choice
+        if self.latent not in plain:
+            raise RuntimeError(
+                f"generator {self.name!r}: latent must be one of {', '.join(plain)}, got {self.latent!r}"
+            )
+        shape = None if self.latent_shape is None else tuple(int(s) for s in self.latent_shape)
+        if shape is not None and math.prod(shape) != self.latent_dim:
+            raise RuntimeError(
+                f"generator {self.name!r}: latent_shape {self.latent_shape} does not hold latent_dim {self.latent_dim}"
+            )
+        if self.file_format not in ("raw", "mimicry"):
+            raise RuntimeError(f"generator {self.name!r}: unknown file_format {self.file_format!r}")
+        # the metadata as the loaders compare it: whole numbers and floats in tuples
+        object.__setattr__(self, "latent_dim", int(self.latent_dim))
+        object.__setattr__(self, "output_shape", tuple(int(s) for s in self.output_shape))
+        object.__setattr__(self, "output_range", (float(self.output_range[0]), float(self.output_range[1])))
+        object.__setattr__(self, "latent_shape", shape)
+
 
 _GENERATORS: dict[str, GeneratorInfo] = {}
 
 
-def register_generator(
-    name: str,
-    *,
-    latent_dim: int,
-    latent: str,
-    output_shape: tuple[int, ...],
-    output_range: tuple[float, float] = (-1.0, 1.0),
-    file_format: str = "raw",
-    paper: str | None = None,
-    data: str | None = None,
-    url: str | None = None,
-    sha256: str | None = None,
-    bundled: str | None = None,
-    latent_shape: tuple[int, ...] | None = None,
-) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
-    """Decorator recording ``name -> entrypoint`` with its metadata (see :class:`GeneratorInfo`).
+def register_generator(name: str, **metadata: Any) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator recording ``name -> entrypoint`` with its metadata: the keyword fields of
+    :class:`GeneratorInfo` (all but ``name`` and ``builder``; ``latent_dim``, ``latent`` and
+    ``output_shape`` required).
 
-    A duplicate name, an unknown latent distribution or file format is a programming error.
+    A duplicate name, an unknown field, latent distribution or file format is a programming error.
     """
-    plain = tuple(law for law in LATENTS if law != "truncated-normal")  # truncation is the user's choice
-    if latent not in plain:
-        raise RuntimeError(f"generator {name!r}: latent must be one of {', '.join(plain)}, got {latent!r}")
-    if latent_shape is not None and math.prod(latent_shape) != latent_dim:
-        raise RuntimeError(f"generator {name!r}: latent_shape {latent_shape} does not hold latent_dim {latent_dim}")
-    if file_format not in ("raw", "mimicry"):
-        raise RuntimeError(f"generator {name!r}: unknown file_format {file_format!r}")
 
     def decorate(fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in _GENERATORS:
             raise RuntimeError(f"generator name {name!r} registered twice")
-        _GENERATORS[name] = GeneratorInfo(
-            name=name,
-            builder=fn,
-            latent_dim=int(latent_dim),
-            latent=latent,
-            output_shape=tuple(int(s) for s in output_shape),
-            output_range=(float(output_range[0]), float(output_range[1])),
-            file_format=file_format,
-            paper=paper,
-            data=data,
-            url=url,
-            sha256=sha256,
-            bundled=bundled,
-            latent_shape=None if latent_shape is None else tuple(int(s) for s in latent_shape),
-        )
+        _GENERATORS[name] = GeneratorInfo(name=name, builder=fn, **metadata)
         return fn
 
     return decorate

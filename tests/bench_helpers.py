@@ -6,9 +6,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,3 +39,12 @@ def result_payload(path: Path, bench: str, *options: str) -> Any:
     table = importlib.import_module(f"wdist.bench.{bench}").format_table(result["payload"]).strip()
     assert rendered.startswith(table) and table
     return result["payload"]
+
+
+def run_bench(bench: str, command: str, capsys: pytest.CaptureFixture) -> str:
+    """Run ``wdist bench BENCH COMMAND`` in this process (``command`` split as a shell splits it),
+    assert that it exits with 0 and return what it printed."""
+    code = importlib.import_module(f"wdist.bench.{bench}").cli(shlex.split(command))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out

@@ -1,7 +1,10 @@
-"""Helpers shared by the convolution-layer tests: explicit Jacobians and a few training steps."""
+"""Helpers shared by the layer and critic tests: explicit Jacobians, a few training steps, refusals."""
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import pytest
 import torch
 from torch import nn
 
@@ -31,6 +34,43 @@ def train_steps(layer: nn.Module, cin: int, cout: int, steps: int = 3, lr: float
         loss.backward()
         opt.step()
     return layer
+
+
+def kr_steps(
+    critic: nn.Module, opt: torch.optim.Optimizer, p: torch.Tensor, q: torch.Tensor, steps: int, batch: int,
+    gen: torch.Generator,
+) -> None:
+    """``steps`` optimiser steps of the dual objective in training mode: minimise
+    :math:`\\frac1B \\sum_i f(q_i) - f(p_i)` over ``batch`` indices drawn with ``gen`` (the same for
+    ``p`` and ``q``)."""
+    critic.train()
+    for _ in range(steps):
+        idx = torch.randint(len(p), (batch,), generator=gen)
+        loss = critic(q[idx]).mean() - critic(p[idx]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def norm_change(layer: nn.Module, x: torch.Tensor) -> float:
+    """The largest relative change of norm, :math:`\\max_i | \\|f(x_i) - b\\| / \\|x_i\\| - 1 |`, that the
+    layer's linear part (its output less its bias ``b``) makes on the batch ``x``: 0 for an
+    orthogonal layer."""
+    with torch.no_grad():
+        y = layer(x) - layer.bias[:, None, None]
+    return float((y.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1) - 1).abs().max())
+
+
+def assert_refused(cls: type, cases: Sequence[tuple[tuple, dict[str, Any], str]], channels: int, says: str) -> None:
+    """Bad input to the layer class ``cls`` is refused with a ``ValueError`` that names the value: each
+    ``(args, kwargs, pattern)`` of ``cases`` as the arguments of ``cls(*args, **kwargs)``, and a batch
+    of ``channels`` channels given to ``cls(4, 4, 3)`` (its message matching ``says``)."""
+    for args, kwargs, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            cls(*args, **kwargs)
+    layer = cls(4, 4, 3)
+    with pytest.raises(ValueError, match=says):
+        layer(torch.randn(1, channels, 8, 8))
 
 
 def certifies_exactly(cert: float, reference: float, n: int, tol: float = 0.0) -> bool:

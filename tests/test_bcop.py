@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from layer_helpers import N, jacobian, train_steps
+from layer_helpers import N, assert_refused, jacobian, norm_change, train_steps
 
 from critics.layers import BCOPConv2d, RKOConv2d, SOCConv2d
 
@@ -23,10 +23,7 @@ def rounding(dtype: torch.dtype) -> float:
 @pytest.mark.parametrize("cin,cout", [(4, 4), (3, 6)])
 def test_norm_preserved_float64(k: int, cin: int, cout: int, device: torch.device) -> None:
     layer = train_steps(BCOPConv2d(cin, cout, k, dtype=torch.float64, device=device), cin, cout).eval()
-    x = torch.randn(5, cin, 11, 9, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        y = layer(x) - layer.bias[:, None, None]
-    rel = (y.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1) - 1).abs().max()
+    rel = norm_change(layer, torch.randn(5, cin, 11, 9, dtype=torch.float64, device=device))
     assert rel < 1e-5
 
 
@@ -112,17 +109,13 @@ def test_state_dict_round_trip(device: torch.device) -> None:
 
 
 def test_bad_input_errors_name_the_value() -> None:
-    layer = BCOPConv2d(4, 4, 3)
-    with pytest.raises(ValueError, match=r"\(N, 4, H, W\).*channels 5"):
-        layer(torch.randn(1, 5, 8, 8))
-    with pytest.raises(ValueError, match="stride=2"):
-        BCOPConv2d(4, 4, 3, stride=2)
-    with pytest.raises(ValueError, match="in_channels.*0"):
-        BCOPConv2d(0, 4, 3)
-    with pytest.raises(ValueError, match="out_channels.*-1"):
-        BCOPConv2d(4, -1, 3)
-    with pytest.raises(ValueError, match="padding_mode='reflect'.*kernel_size=2"):
-        BCOPConv2d(4, 4, 2, padding_mode="reflect")
+    cases = [
+        ((4, 4, 3), {"stride": 2}, "stride=2"),
+        ((0, 4, 3), {}, "in_channels.*0"),
+        ((4, -1, 3), {}, "out_channels.*-1"),
+        ((4, 4, 2), {"padding_mode": "reflect"}, "padding_mode='reflect'.*kernel_size=2"),
+    ]
+    assert_refused(BCOPConv2d, cases, channels=5, says=r"\(N, 4, H, W\).*channels 5")
 
 
 def test_train_mode_kernel_shared_within_a_step(device: torch.device) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bench_helpers import result_payload
+from bench_helpers import result_payload, run_bench
 
 from wdist.bench import critics as bench_critics
 from wdist.bench import estimate as bench_estimate
@@ -27,28 +27,8 @@ def _rows(out: str) -> list[str]:
 def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     js = tmp_path / "critics.json"
     threads = torch.get_num_threads()
-    code = bench_critics.cli(
-        [
-            "--sizes",
-            "32",
-            "--width",
-            "0.125",
-            "--steps",
-            "2",
-            "--warmup",
-            "1",
-            "--repeats",
-            "1",
-            "--critics",
-            "gp-dcgan",
-            "bcop-dcgan",
-            "--no-isolate",
-            "--json",
-            str(js),
-        ]
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
+    settings = "--sizes 32 --width 0.125 --steps 2 --warmup 1 --repeats 1 --no-isolate"
+    out = run_bench("critics", f"{settings} --critics gp-dcgan bcop-dcgan --json {js}", capsys)
     rows = _rows(out)
     assert [r.split("|")[1].strip() for r in rows] == ["gp-dcgan", "bcop-dcgan"]
     assert all("3x32x32" in r for r in rows)
@@ -61,10 +41,8 @@ def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
 
 def test_bench_critics_isolated_worker() -> None:
     """The default CPU path: one cell in a fresh process, its own peak RSS."""
-    row = bench_critics._bench_isolated(
-        dict(critic_name="gp-dcgan", size=8, width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"),
-        threads=1,
-    )
+    settings = bench_critics.CellSettings(width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu")
+    row = bench_critics._bench_isolated("gp-dcgan", 8, settings, threads=1)
     assert row["error"] is None and row["memory_kind"] == "peak RSS (MiB)" and row["memory_mib"] >= 0
     assert row["threads"] == 1
 
@@ -76,26 +54,11 @@ def test_bench_critics_rejects_unknown_critic(capsys: pytest.CaptureFixture) -> 
 
 def test_bench_estimate_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     js = tmp_path / "estimate.json"
-    code = bench_estimate.cli(
-        [
-            "--setups",
-            "digits",
-            "--critics",
-            "bcop-dcgan",
-            "--steps",
-            "8",
-            "--eval-every",
-            "4",
-            "--n-eval",
-            "100",
-            "--width",
-            "0.125",
-            "--json",
-            str(js),
-        ]
+    out = run_bench(
+        "estimate",
+        f"--setups digits --critics bcop-dcgan --steps 8 --eval-every 4 --n-eval 100 --width 0.125 --json {js}",
+        capsys,
     )
-    out = capsys.readouterr().out
-    assert code == 0, out
     rows = _rows(out)
     assert (
         len(rows) == 1 and rows[0].split("|")[1].strip() == "digits" and rows[0].split("|")[2].strip() == "bcop-dcgan"
@@ -130,44 +93,24 @@ def test_smooth_images_are_deterministic(tmp_path: Path) -> None:
 
 
 def test_bench_layers_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    layers = pytest.importorskip("wdist.bench.layers")
+    pytest.importorskip("wdist.bench.layers")
     out_json = tmp_path / "layers.json"
-    code = layers.cli(
-        [
-            "--channels",
-            "4",
-            "--kernels",
-            "3",
-            "--sizes",
-            "8",
-            "--batch",
-            "2",
-            "--repeats",
-            "1",
-            "--layers",
-            "conv",
-            "bcop",
-            "soc",
-            "soc-grid",
-            "--out",
-            str(out_json),
-        ]
+    out = run_bench(
+        "layers",
+        f"--channels 4 --kernels 3 --sizes 8 --batch 2 --repeats 1 --layers conv bcop soc soc-grid --out {out_json}",
+        capsys,
     )
-    out = capsys.readouterr().out
-    assert code == 0, out
     assert result_payload(out_json, "layers", "--layers conv bcop soc soc-grid")
     body = [ln.split() for ln in out.splitlines()]
     assert {"conv", "bcop", "soc", "soc-grid"} <= {ln[0] for ln in body if ln}
 
 
 def test_bench_layers_has_the_modern_families(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    layers = pytest.importorskip("wdist.bench.layers")
+    pytest.importorskip("wdist.bench.layers")
     names = ["conv", "conv-s2", "aoc", "aoc-s2", "cayley", "aol", "sll", "cpl"]
     out_json = tmp_path / "layers.json"
-    args = ["--channels", "4", "--kernels", "2", "3", "--sizes", "8", "--batch", "2", "--repeats", "1"]
-    code = layers.cli([*args, "--layers", *names, "--out", str(out_json)])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    args = f"--channels 4 --kernels 2 3 --sizes 8 --batch 2 --repeats 1 --out {out_json}"
+    run_bench("layers", f"{args} --layers {' '.join(names)}", capsys)
     rows = result_payload(out_json, "layers")
     by = {(r["layer"], r["kernel"]): r for r in rows}
     assert set(by) == {(n, 2) for n in names if n not in ("sll", "cpl")} | {
@@ -183,10 +126,8 @@ def test_bench_layers_cpu_clock(capsys: pytest.CaptureFixture, tmp_path: Path) -
     or with an unknown clock, the run is refused before anything is built."""
     layers = pytest.importorskip("wdist.bench.layers")
     out_json = tmp_path / "layers.json"
-    args = ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "2", "--clock", "cpu"]
-    code = layers.cli([*args, "--layers", "conv", "cayley", "sll", "--out", str(out_json)])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    args = f"--channels 4 --kernels 3 --sizes 8 --batch 2 --repeats 2 --clock cpu --out {out_json}"
+    out = run_bench("layers", f"{args} --layers conv cayley sll", capsys)
     assert "process CPU time" in out
     rows = result_payload(out_json, "layers")
     assert {r["clock"] for r in rows} == {"cpu"} and all(r["ms"] > 0 for r in rows)

@@ -5,7 +5,6 @@ registered generator without weights, refused unless random weights are asked fo
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 import yaml
 from checkpoint_helpers import save_cuda_tagged
+from user_code import user_module
 
 import generators
 from wdist.cli import main
@@ -53,19 +53,13 @@ def dcgan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The user's file ``my_dcgan.py`` (importable from the working folder, as with ``python -m``)
     and its trained-looking network (random weights, batch-norm running statistics moved away from
     their defaults)."""
-    (tmp_path / "my_dcgan.py").write_text(DCGAN_FILE)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("my_dcgan", None)
-    import my_dcgan
-
-    torch.manual_seed(0)
-    net = my_dcgan.Generator()
-    bn = net.main[1]
-    bn.running_mean.uniform_(-0.5, 0.5)
-    bn.running_var.uniform_(0.5, 2.0)
-    yield net.eval()
-    sys.modules.pop("my_dcgan", None)
+    with user_module(tmp_path, "my_dcgan", DCGAN_FILE, monkeypatch) as my_dcgan:
+        torch.manual_seed(0)
+        net = my_dcgan.Generator()
+        bn = net.main[1]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        yield net.eval()
 
 
 def _run(capsys: pytest.CaptureFixture, *argv) -> tuple[int, str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from layer_helpers import kr_steps
 
 import critics
 
@@ -43,14 +44,7 @@ def test_no_gradient_norm_exceeds_the_certificate(name: str) -> None:
     q_train = (0.5 * torch.randn(64, *shape, generator=gen) + 0.3).clamp(-1, 1)
     if hasattr(model, "init_from_samples"):  # cone critics: centres placed from the training items
         model.init_from_samples(p_train, q_train)
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    model.train()
-    for step in range(6):
-        idx = torch.randint(64, (16,), generator=gen)
-        loss = model(q_train[idx]).mean() - model(p_train[idx]).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    kr_steps(model, torch.optim.Adam(model.parameters(), lr=0.02), p_train, q_train, steps=6, batch=16, gen=gen)
     model.eval()
     cert = critics.certify(model, shape)
     t = torch.rand(POINTS, *([1] * len(shape)), generator=gen)

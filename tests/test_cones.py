@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from layer_helpers import kr_steps
 
 import critics
 from critics.distances import _candidates, cone_error_bound, min_of_cones
@@ -197,13 +198,7 @@ def test_cone_critics_certificate_bounds_gradients_before_and_after_training(nam
             critic.init_from_samples(p, q)
             opt = torch.optim.Adam(critic.param_groups(0.01))
         if stage == "trained":
-            critic.train()
-            for _ in range(10):
-                idx = torch.randint(256, (64,), generator=gen)
-                loss = critic(q[idx]).mean() - critic(p[idx]).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            kr_steps(critic, opt, p, q, steps=10, batch=64, gen=gen)
         cert = critics.certify(critic, shape)
         worst = max_gradient_norm(critic, points)
         assert 0 < worst <= cert * (1 + 1e-6), f"{name} {stage}: gradient norm {worst} above {cert}"

@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from layer_helpers import N, jacobian, train_steps
+from layer_helpers import N, assert_refused, jacobian, train_steps
 from torch import nn
 
 import critics
@@ -105,14 +105,12 @@ def test_ossn_eval_does_not_update_u() -> None:
 
 @pytest.mark.parametrize("cls", [RKOConv2d, OSSNConv2d])
 def test_bad_input_errors_name_the_value(cls: type) -> None:
-    with pytest.raises(ValueError, match="in_channels.*0"):
-        cls(0, 4, 3)
-    with pytest.raises(ValueError, match="kernel_size.*0"):
-        cls(4, 4, 0)
-    with pytest.raises(ValueError, match="padding_mode='replicate'.*kernel_size=4"):
-        cls(4, 4, 4, padding_mode="replicate")
-    with pytest.raises(ValueError, match="channels 2"):
-        cls(4, 4, 3)(torch.randn(1, 2, 8, 8))
+    cases = [
+        ((0, 4, 3), {}, "in_channels.*0"),
+        ((4, 4, 0), {}, "kernel_size.*0"),
+        ((4, 4, 4), {"padding_mode": "replicate"}, "padding_mode='replicate'.*kernel_size=4"),
+    ]
+    assert_refused(cls, cases, channels=2, says="channels 2")
 
 
 def test_ossn_one_power_iteration_per_step_shared_by_the_forwards_of_the_step() -> None:

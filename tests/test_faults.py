@@ -134,16 +134,23 @@ def test_nan_on_heldout_set_stops_at_the_evaluation(nan_module: Path, tmp_path: 
     _assert_kept_checkpoint(out, 5)  # the step-10 checkpoint waits for its evaluation, which failed
 
 
-def test_cli_reports_nan_in_one_paragraph(nan_module: Path, tmp_path: Path) -> None:
-    cfg = tmp_path / "nan.yaml"
-    cfg.write_text(yaml.safe_dump(_config("nan_in_training")))
-    out = tmp_path / "cli-run"
+def _run_cli(nan_module: Path, case: str, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """``wdist estimate --out OUT --quiet OPTIONS`` on :func:`_config` of ``case`` in a fresh process
+    that imports the NaN generators; a run past 30 minutes (a hang) fails."""
+    cfg = out.with_suffix(".yaml")
+    cfg.write_text(yaml.safe_dump(_config(case)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(nan_module), os.environ.get("PYTHONPATH", "")]))
     env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run(
-        [str(WDIST), "estimate", "--config", str(cfg), "--out", str(out), "--quiet"],
+    env.pop("LOCAL_RANK", None)
+    return subprocess.run(
+        [str(WDIST), "estimate", "--config", str(cfg), "--out", str(out), "--quiet", *options],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
+
+
+def test_cli_reports_nan_in_one_paragraph(nan_module: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli-run"
+    proc = _run_cli(nan_module, "nan_in_training", out)
     assert proc.returncode == 2, proc.stdout + proc.stderr  # NaN samples are bad input, as the README says
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("wdist estimate: error:")]
@@ -155,16 +162,10 @@ def test_cli_reports_nan_in_one_paragraph(nan_module: Path, tmp_path: Path) -> N
 
 def test_nan_on_one_ddp_process_stops_every_process(nan_module: Path, tmp_path: Path) -> None:
     """Rank 1 alone sees NaN; rank 0 must stop at the same step instead of waiting in all-reduce."""
-    cfg = tmp_path / "nan.yaml"
-    cfg.write_text(yaml.safe_dump(_config("nan_on_rank1")))
     out = tmp_path / "ddp-run"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(nan_module), os.environ.get("PYTHONPATH", "")]))
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.pop("LOCAL_RANK", None)
-    proc = subprocess.run(
-        [str(WDIST), "estimate", "--config", str(cfg), "--out", str(out), "--quiet",
-         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,  # a hang fails here
+    proc = _run_cli(
+        nan_module, "nan_on_rank1", out, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.strategy", "ddp",
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr  # bad samples on any process are bad input
     # the two processes share stderr, so their lines may interleave: count messages, not lines

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from user_code import user_module
 
 from wdist.cli import main
 from wdist.errors import GeneratorRangeError
@@ -71,19 +71,13 @@ GENERATORS = textwrap.dedent(
 @pytest.fixture()
 def user_gan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The user's ``my_gans.py`` importable from the working folder, and a state dict for it."""
-    (tmp_path / "my_gans.py").write_text(GENERATORS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("my_gans", None)
-    import my_gans
-
-    torch.manual_seed(0)
-    net = my_gans.Net()
-    with torch.no_grad():
-        net.fc.weight.mul_(4.0)  # outputs of about unit size: a tanh spans most of [-1, 1]
-    torch.save(net.state_dict(), tmp_path / "netG.pth")
-    yield tmp_path
-    sys.modules.pop("my_gans", None)
+    with user_module(tmp_path, "my_gans", GENERATORS, monkeypatch) as my_gans:
+        torch.manual_seed(0)
+        net = my_gans.Net()
+        with torch.no_grad():
+            net.fc.weight.mul_(4.0)  # outputs of about unit size: a tanh spans most of [-1, 1]
+        torch.save(net.state_dict(), tmp_path / "netG.pth")
+        yield tmp_path
 
 
 def _config(folder: Path, cls: str, output_range: list[float]) -> Path:

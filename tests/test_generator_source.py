@@ -8,22 +8,11 @@ import types
 import pytest
 import torch
 from torch import nn
+from user_code import SigmoidGenerator
 
 from wdist.sources import Digits, Generator, LatentSource, SourceError, check_compatible
 
 MODULE = "_wdist_test_fake_generators"
-
-
-class SigmoidGenerator(nn.Module):
-    """z (N, 4) -> images (N, 1, 8, 8) in [0, 1] (a sigmoid head), with a batch norm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 64)
-        self.bn = nn.BatchNorm1d(64)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(3.0 * self.bn(self.fc(z))).view(-1, 1, 8, 8)
 
 
 @pytest.fixture()
@@ -31,7 +20,7 @@ def fake_module(monkeypatch: pytest.MonkeyPatch) -> str:
     """An importable ``python:module:callable`` spec for generators.load (no files, no network)."""
     mod = types.ModuleType(MODULE)
     torch.manual_seed(0)
-    net = SigmoidGenerator()
+    net = SigmoidGenerator((1, 8, 8), gain=3.0)  # z (N, 4) -> images (N, 1, 8, 8) in [0, 1]
     mod.build = lambda: net  # the same weights on every load
     monkeypatch.setitem(sys.modules, MODULE, mod)
     return f"python:{MODULE}:build"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from user_code import SigmoidGenerator
 
 import generators
 from generators import FrozenGenerator, GeneratorLoadError, MissingWeightsError, generator_info
@@ -227,6 +228,35 @@ def test_batch_mode_needs_batchnorm() -> None:
         generators.load("digits/wgan-gp-8", batchnorm="batch")
 
 
+def test_registration_checks_and_normalises_the_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metadata of ``register_generator`` are GeneratorInfo's fields: stored as the loaders compare
+    them (whole numbers, float ranges, tuples); a bad value, an unknown field or a second registration of
+    a name is refused when the family module is imported."""
+    from generators import _registry
+
+    monkeypatch.setattr(_registry, "_GENERATORS", dict(_registry._GENERATORS))
+    build = _registry.register_generator(
+        "test/tiny", latent_dim=4.0, latent="normal", output_shape=[3, 2, 2], output_range=(0, 1), latent_shape=[4]
+    )
+    build(lambda: nn.Linear(4, 12))
+    info = generator_info("test/tiny")
+    stored = (info.latent_dim, info.output_shape, info.output_range, info.latent_shape)
+    assert stored == (4, (3, 2, 2), (0.0, 1.0), (4,))
+    assert isinstance(info.latent_dim, int) and isinstance(info.output_range[0], float)
+    with pytest.raises(RuntimeError, match="registered twice"):
+        build(lambda: nn.Linear(4, 12))
+    bad = [
+        ({"latent": "truncated-normal"}, "latent must be one of normal, uniform, uniform-symmetric"),
+        ({"latent_shape": (2, 3)}, r"latent_shape \(2, 3\) does not hold latent_dim 4"),
+        ({"file_format": "zip"}, "unknown file_format 'zip'"),
+        ({"weights": "x.pt"}, "unexpected keyword argument 'weights'"),
+    ]
+    for change, says in bad:
+        metadata = {"latent_dim": 4, "latent": "normal", "output_shape": (3, 2, 2), **change}
+        with pytest.raises((RuntimeError, TypeError), match=says):
+            _registry.register_generator("test/bad", **metadata)(lambda: nn.Linear(4, 12))
+
+
 def test_registered_generator_without_weights_is_refused_unless_asked(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError) as info:
         generators.load("lconvnet/wgan-gp-32")
@@ -270,21 +300,11 @@ def test_wrong_latent_shape_is_clear() -> None:
 # -- users' own generators -------------------------------------------------------------------------
 
 
-class TinyGen(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 12)
-        self.bn = nn.BatchNorm1d(12)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.bn(self.fc(z))).view(-1, 3, 2, 2)
-
-
 CUSTOM_OPTS = dict(latent_dim=4, latent="uniform", output_shape=(3, 2, 2), output_range=(0.0, 1.0))
 
 
 def test_torchscript_generator(tmp_path: Path) -> None:
-    ref = randomise_bn(TinyGen()).eval()
+    ref = randomise_bn(SigmoidGenerator((3, 2, 2))).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.script is deprecated in recent torch
         scripted = torch.jit.script(ref)
@@ -328,7 +348,7 @@ def test_python_callable_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    ref = randomise_bn(TinyGen()).eval()
+    ref = randomise_bn(SigmoidGenerator((3, 2, 2))).eval()
     ckpt = tmp_path / "tiny.pt"
     torch.save(ref.state_dict(), ckpt)
     g = generators.load("python:my_tiny_gen:make", checkpoint=ckpt, **CUSTOM_OPTS)

@@ -43,41 +43,41 @@ def _flat_point(point: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+#: Flat key -> (part of the nested record, its key there); ``train`` is the diagnosis' train subset
+#: (``None`` in both forms when there is none).
+FLAT_MOVED = {
+    **{k: ("bound", k) for k in ("estimate", "lipschitz_certificate", "lower_bound", "stderr", "certified",
+                                 "one_lipschitz", "n_eval_p", "n_eval_q")},
+    "bound_split": ("bound", "split"), "bound_step": ("bound", "step"),
+    **{k: ("diagnosis", k) for k in ("generalisation_gap", "limited_by")}, "diagnosis": ("diagnosis", "text"),
+    "empirical_lipschitz": ("certificate", "empirical_lipschitz"), "certificate_layers": ("certificate", "layers"),
+    "certificate_user_asserted": ("certificate", "user_asserted"),
+    "train_estimate": ("train", "estimate"), "train_lower_bound": ("train", "lower_bound"),
+    "n_train_p": ("train", "n_eval_p"), "n_train_q": ("train", "n_eval_q"),
+}  # fmt: skip
+
+
+def _interval(record: dict[str, Any] | None) -> list[float] | None:
+    return None if record is None else [record["ci95_lo"], record["ci95_hi"]]
+
+
 def _flat(data: dict[str, Any]) -> dict[str, Any]:
     """The flat result.json (``dataclasses.asdict`` of the flat Result at bbabf54) of a nested record."""
-    bound, diagnosis, exact, certificate = data["bound"], data["diagnosis"], data["exact"], data["certificate"]
-    train = diagnosis["train"]
+    parts = {**data, "train": data["diagnosis"]["train"]}
+    bound, exact = data["bound"], data["exact"]
     return {
-        **{k: bound[k] for k in ("estimate", "lipschitz_certificate", "lower_bound", "stderr")},
-        "ci95": [bound["ci95_lo"], bound["ci95_hi"]],
+        **{flat: None if parts[part] is None else parts[part][key] for flat, (part, key) in FLAT_MOVED.items()},
+        "ci95": _interval(bound),
         "ci": {k: bound[k] for k in ("confidence", "method", "estimate_lo", "estimate_hi", "lower_bound_lo",
                                      "lower_bound_hi")},  # fmt: skip
-        "certified": bound["certified"],
-        "one_lipschitz": bound["one_lipschitz"],
+        "train_ci95": _interval(parts["train"]),
         "verdict": data["verdict"],
         "exact_w1": None if exact is None else exact["w1"],
         "exact_w1_method": None if exact is None else exact["method"],
         **data["references"],
-        "empirical_lipschitz": certificate["empirical_lipschitz"],
-        "certificate_layers": certificate["layers"],
-        "n_eval_p": bound["n_eval_p"],
-        "n_eval_q": bound["n_eval_q"],
         **{k: data["run"][k] for k in FLAT_RUN_KEYS},
         "curve": [_flat_point(p) for p in data["curve"]],
-        "notes": data["notes"],
-        "train_estimate": None if train is None else train["estimate"],
-        "train_lower_bound": None if train is None else train["lower_bound"],
-        "train_ci95": None if train is None else [train["ci95_lo"], train["ci95_hi"]],
-        "generalisation_gap": diagnosis["generalisation_gap"],
-        "n_train_p": None if train is None else train["n_eval_p"],
-        "n_train_q": None if train is None else train["n_eval_q"],
-        "limited_by": diagnosis["limited_by"],
-        "diagnosis": diagnosis["text"],
-        "certificate_user_asserted": certificate["user_asserted"],
-        "bound_split": bound["split"],
-        "bound_step": bound["step"],
-        "selection": data["selection"],
-        "auto": data["auto"],
+        **{k: data[k] for k in ("notes", "selection", "auto")},
     }
 
 

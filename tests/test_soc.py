@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from layer_helpers import N, jacobian, train_steps
+from layer_helpers import N, assert_refused, jacobian, norm_change, train_steps
 
 from critics.layers import SOCConv2d
 from critics.layers.soc import exp_tail_bound
@@ -44,10 +44,7 @@ def test_jacobian_within_certificate(
 @pytest.mark.parametrize("cin,cout", [(4, 4), (3, 6)])
 def test_norm_preserved_float64(k: int, cin: int, cout: int, device: torch.device) -> None:
     layer = train_steps(SOCConv2d(cin, cout, k, dtype=torch.float64, device=device), cin, cout).eval()
-    x = torch.randn(5, cin, 10, 7, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        y = layer(x) - layer.bias[:, None, None]
-    rel = (y.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1) - 1).abs().max()
+    rel = norm_change(layer, torch.randn(5, cin, 10, 7, dtype=torch.float64, device=device))
     assert rel <= layer.lipschitz_bound((cin, 10, 7)) - 1 + 1e-10
 
 
@@ -120,13 +117,10 @@ def test_gradients_cache_and_eval_matches_train(device: torch.device) -> None:
 
 
 def test_bad_input_errors_name_the_value() -> None:
-    with pytest.raises(ValueError, match="odd kernel_size.*kernel_size=2"):
-        SOCConv2d(4, 4, 2)
-    with pytest.raises(ValueError, match="stride=2"):
-        SOCConv2d(4, 4, 3, stride=2)
-    with pytest.raises(ValueError, match="in_channels.*0"):
-        SOCConv2d(0, 4, 3)
-    with pytest.raises(ValueError, match="padding_mode='reflect'"):
-        SOCConv2d(4, 4, 3, padding_mode="reflect")
-    with pytest.raises(ValueError, match="channels 3"):
-        SOCConv2d(4, 4, 3)(torch.randn(1, 3, 8, 8))
+    cases = [
+        ((4, 4, 2), {}, "odd kernel_size.*kernel_size=2"),
+        ((4, 4, 3), {"stride": 2}, "stride=2"),
+        ((0, 4, 3), {}, "in_channels.*0"),
+        ((4, 4, 3), {"padding_mode": "reflect"}, "padding_mode='reflect'"),
+    ]
+    assert_refused(SOCConv2d, cases, channels=3, says="channels 3")

@@ -239,24 +239,20 @@ def _python(code: str, env_drop: tuple[str, ...] = ()) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1800)
 
 
-def test_a_config_typo_is_refused_before_lightning_is_imported() -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "stream", "said"),
+    [
+        (["estimate", "--train.stpes", "1"], "2", "stderr", "Did you mean 'train.steps'?"),
+        (["estimate", "--help"], "0", "stdout", "--train.threads"),
+    ],
+    ids=["a config typo is refused", "estimate --help"],
+)
+def test_answered_before_lightning_is_imported(args: list[str], code: str, stream: str, said: str) -> None:
     out = _python(
-        "import sys; from wdist.cli import main\n"
-        "rc = main(['estimate', '--train.stpes', '1'])\n"
-        "print(rc, 'pytorch_lightning' in sys.modules)"
+        f"import sys; from wdist.cli import main\nrc = main({args!r})\nprint(rc, 'pytorch_lightning' in sys.modules)"
     )
-    assert out.stdout.split()[-2:] == ["2", "False"], out.stderr
-    assert "Did you mean 'train.steps'?" in out.stderr
-
-
-def test_estimate_help_does_not_import_lightning() -> None:
-    out = _python(
-        "import sys; from wdist.cli import main\n"
-        "rc = main(['estimate', '--help'])\n"
-        "print(rc, 'pytorch_lightning' in sys.modules)"
-    )
-    assert out.stdout.split()[-2:] == ["0", "False"], out.stderr
-    assert "--train.threads" in out.stdout
+    assert out.stdout.split()[-2:] == [code, "False"], out.stderr
+    assert said in getattr(out, stream)
 
 
 def test_the_wait_policy_is_set_before_torch_is_loaded() -> None:

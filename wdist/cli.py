@@ -101,20 +101,22 @@ def usage(command: Optional[str] = None) -> str:
     return "\n".join(lines)
 
 
-def _config_help(prog: str) -> None:
-    """The configuration keys every command that takes a config accepts (the estimate's parser)."""
+def _print_help(command: str, *texts: str) -> int:
+    """Print the usage of ``command``, then ``texts``, then the configuration keys every command that
+    takes a config accepts (the estimate's parser); the exit code of ``--help`` (0)."""
     # start-up cost: the config imports torch and the sources, not Lightning; nothing is built
     from wdist.config import build_parser
 
-    build_parser(prog, count=False).print_help()
+    for text in (usage(command), *texts):
+        print(text, end="\n\n")
+    build_parser(f"wdist {command}", count=False).print_help()
+    return 0
 
 
 def _cmd_estimate(argv: Sequence[str]) -> int:
     ns, overrides = _split_common(argv)
     if ns.help:
-        print(usage("estimate"), end="\n\n")
-        _config_help("wdist estimate")
-        return 0
+        return _print_help("estimate")
     cfg = _settled_config(ns, overrides)
     # start-up cost: Lightning, torchmetrics and torchvision, imported once the config is valid
     from wdist.pipeline import estimate
@@ -142,9 +144,7 @@ def _cmd_exact(argv: Sequence[str]) -> int:
 
     ns, overrides = _split_common(argv)
     if ns.help:
-        print(usage("exact"), end="\n\n")
-        _config_help("wdist exact")
-        return 0
+        return _print_help("exact")
     cfg = load_config(ns.config, overrides)
     out = prepare_output_dir(ns.out) if ns.out else None  # before the work: a bad folder is bad input
     report = exact_report(cfg)
@@ -161,10 +161,7 @@ def _cmd_compare(argv: Sequence[str]) -> int:
         # start-up cost: the comparison's keys are those of an estimate plus its own; Lightning is not imported
         from wdist.compare_spec import COMPARE_HELP
 
-        print(usage("compare"), end="\n\n")
-        print(COMPARE_HELP, end="\n\n")
-        _config_help("wdist compare")
-        return 0
+        return _print_help("compare", COMPARE_HELP)
     if ns.config is None:
         raise ValueError("wdist compare needs --config FILE (e.g. configs/compare/digits.yaml)")
     # start-up cost: Lightning, imported when the command runs

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
-import torch
 from torch import Tensor
+
+from wdist.arrays import finite_float64
 
 __all__ = ["OTResult", "exact_w1", "sliced_w1", "EXACT_METHOD", "SLICED_METHOD", "OTError"]
 
@@ -64,10 +65,7 @@ class OTResult:
 
 
 def _as_2d_float64(name: str, x: ArrayLike) -> np.ndarray:
-    if isinstance(x, Tensor):
-        arr = x.detach().to("cpu", torch.float64).numpy()
-    else:
-        arr = np.asarray(x, dtype=np.float64)
+    arr = finite_float64(name, x, OTError)
     if arr.ndim == 0:
         raise OTError(f"{name} must have a batch dimension, got a scalar")
     if arr.ndim == 1:
@@ -75,9 +73,6 @@ def _as_2d_float64(name: str, x: ArrayLike) -> np.ndarray:
     arr = np.ascontiguousarray(arr.reshape(arr.shape[0], -1))
     if arr.shape[0] < 1:
         raise OTError(f"{name} is empty (shape {arr.shape})")
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise OTError(f"{name} has {bad} non-finite values (NaN or Inf)")
     return arr
 
 

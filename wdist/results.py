@@ -246,6 +246,11 @@ class Diagnosis:
         )  # fmt: skip
 
 
+def _of_bound(name: str) -> property:
+    """A read-only attribute of a :class:`Result` that is its bound's attribute ``name``."""
+    return property(lambda result: getattr(result.bound, name), doc=f"``bound.{name}`` (see :class:`Bound`).")
+
+
 @dataclass
 class Result:
     """One estimate of W1(P, Q). Distances are Euclidean on the flattened samples, in ``run.domain``.
@@ -317,29 +322,12 @@ class Result:
         )
 
     # the vocabulary of every output (wdist.report.KEYS), read from the bound
-    @property
-    def estimate(self) -> float:
-        return self.bound.estimate
-
-    @property
-    def lower_bound(self) -> float:
-        return self.bound.lower_bound
-
-    @property
-    def ci95(self) -> list[float]:
-        return self.bound.ci95
-
-    @property
-    def lipschitz_certificate(self) -> float:
-        return self.bound.lipschitz_certificate
-
-    @property
-    def certified(self) -> bool:
-        return self.bound.certified
-
-    @property
-    def one_lipschitz(self) -> bool:
-        return self.bound.one_lipschitz
+    estimate = _of_bound("estimate")
+    lower_bound = _of_bound("lower_bound")
+    ci95 = _of_bound("ci95")
+    lipschitz_certificate = _of_bound("lipschitz_certificate")
+    certified = _of_bound("certified")
+    one_lipschitz = _of_bound("one_lipschitz")
 
     def to_dict(self) -> dict[str, Any]:
         """The nested record written as result.json (see the module's docstring)."""

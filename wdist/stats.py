@@ -27,8 +27,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
-import torch
 from torch import Tensor
+
+from wdist.arrays import finite_float64
 
 __all__ = ["Interval", "mean_difference_interval", "scale_interval", "StatsError", "METHODS"]
 
@@ -83,18 +84,12 @@ class Interval:
 
 
 def _as_float64(name: str, v: Union[Tensor, np.ndarray, list]) -> np.ndarray:
-    if isinstance(v, Tensor):
-        arr = v.detach().to("cpu", torch.float64).numpy()
-    else:
-        arr = np.asarray(v, dtype=np.float64)
+    arr = finite_float64(name, v, StatsError)
     arr = arr.reshape(-1) if arr.ndim > 1 and max(arr.shape[1:], default=1) == 1 else arr
     if arr.ndim != 1:
         raise StatsError(f"{name} must be 1-D (one critic value per sample), got shape {tuple(arr.shape)}")
     if arr.shape[0] < 2:
         raise StatsError(f"need at least 2 values of {name} for an interval, got n={arr.shape[0]}")
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise StatsError(f"{name} contains {bad} non-finite values (NaN or Inf)")
     return arr
 
 

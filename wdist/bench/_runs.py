@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import platform
 import resource
@@ -22,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from wdist.cores import available_cores
 
@@ -30,6 +31,7 @@ __all__ = [
     "Timed",
     "run_env",
     "run_timed",
+    "timed_estimate",
     "wdist_argv",
     "median_or_none",
     "machine_text",
@@ -37,6 +39,8 @@ __all__ = [
     "source_checkout",
     "exported_commit",
     "tree_option",
+    "estimate_command_line",
+    "timed_command",
 ]
 
 #: Variables removed from the runs' environment: each would fix a run's thread count or
@@ -95,6 +99,23 @@ def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout_s: float, tre
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Timed(wall, cpu, int(code), str(err)[-2000:])
+
+
+def timed_estimate(
+    out: Path, estimate_args: Sequence[str], tree: Optional[str], timeout_s: float,
+    extra_env: Optional[Mapping[str, str]] = None,
+) -> tuple[Timed, Optional[dict[str, Any]]]:  # fmt: skip
+    """One ``wdist estimate --quiet --out OUT ESTIMATE_ARGS`` process of the source ``tree`` (``None``:
+    this one), timed by :func:`run_timed` in the environment :func:`run_env` gives with ``extra_env``;
+    and the run record of the result.json it wrote (nested under ``run``; the whole file, flat, in an
+    earlier tree's), or ``None`` when it failed or wrote none."""
+    argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args)
+    timed = run_timed(argv, run_env(tree, extra_env), timeout_s, tree)
+    result = Path(out) / "result.json"
+    if timed.returncode != 0 or not result.is_file():
+        return timed, None
+    data = json.loads(result.read_text())
+    return timed, data.get("run", data)
 
 
 def median_or_none(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -177,15 +198,29 @@ def tree_option(folder: Optional[str], commit: Optional[str], names: str) -> Ite
 
 
 def estimate_command_line(
-    prog: str, doc: Optional[str], argv: Sequence[str], epilog: str
+    prog: str, doc: Optional[str], argv: Sequence[str]
 ) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
     """The parser of a benchmark that times whole ``wdist estimate`` processes, the benchmark's own
-    arguments, and the ones after ``--`` (passed to every timed ``wdist estimate``)."""
+    arguments, and the ones after ``--`` (passed to every timed ``wdist estimate``, as its epilog says).
+
+    The parser holds the options such benchmarks share: ``--repeats`` (runs per cell, default 3),
+    ``--timeout`` (seconds before a run is killed, default 1800), ``--tree`` and ``--tree-commit``
+    (the source tree whose command line is timed: see :func:`tree_option`)."""
     own, estimate_args = list(argv), []
     if "--" in own:
         cut = own.index("--")
         own, estimate_args = own[:cut], own[cut + 1 :]
+    epilog = "Arguments after -- go to every timed `wdist estimate` run (e.g. -- --config FILE --train.steps 100)."
     ap = argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog
     )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
+    ap.add_argument("--tree", default=None, help="run the command line of this source tree instead")
+    ap.add_argument("--tree-commit", default=None, help="as --tree, for this commit of the checkout (exported)")
     return ap, own, estimate_args
+
+
+def timed_command(own: Sequence[str], estimate_args: Sequence[str]) -> list[str]:
+    """The benchmark's arguments as given: its own, then ``--`` and the estimate arguments if any."""
+    return [*own, *(["--", *estimate_args] if estimate_args else [])]

@@ -30,7 +30,6 @@ source tree instead (there only ``default`` makes sense); ``--before-tree DIR`` 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -45,9 +44,9 @@ from wdist.bench._runs import (
     machine_text,
     median_or_none,
     run_env,
-    run_timed,
+    timed_command,
+    timed_estimate,
     tree_option,
-    wdist_argv,
 )
 from wdist.cores import OPENMP_DEFAULTS_ENV
 
@@ -118,19 +117,15 @@ def _one_run(
     if setting == "tree":
         tree = before_tree
     out = tmp / f"{setting}-{competitors}-{repeat}"
-    argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args, *extra_args)
-    timed = run_timed(argv, run_env(tree, extra_env), timeout_s, tree)
+    timed, record = timed_estimate(out, [*estimate_args, *extra_args], tree, timeout_s, extra_env)
     row: dict[str, Any] = {
         "setting": setting, "label": label, "competitors": competitors, "repeat": repeat,
         "wall_s": timed.wall_s, "cpu_s": timed.cpu_s, "returncode": timed.returncode,
         "train_s": None, "threads": None, "threads_reason": None, "openmp_wait_policy": None, "error": None,
     }  # fmt: skip
-    result = out / "result.json"
-    if timed.returncode != 0 or not result.is_file():
+    if record is None:
         row["error"] = timed.stderr_tail.strip().splitlines()[-1:] or [f"exit code {timed.returncode}"]
         return row
-    data = json.loads(result.read_text())
-    record = data.get("run", data)  # the run record: nested under "run", flat in an earlier tree's result.json
     # a tree from before the thread policy records no threads: it ran torch's default count
     threads = record.get("threads") or ({"count": before_threads} if setting == "tree" else {})
     row.update(
@@ -238,18 +233,9 @@ def format_table(record: dict[str, Any], command: str = "") -> str:
 
 
 def cli(argv: Sequence[str]) -> int:
-    ap, argv, estimate_args = estimate_command_line(
-        "wdist bench contention",
-        __doc__,
-        argv,
-        "Arguments after -- go to every `wdist estimate` run (e.g. -- --config FILE --train.steps 100).",
-    )
+    ap, argv, estimate_args = estimate_command_line("wdist bench contention", __doc__, argv)
     ap.add_argument("--settings", nargs="+", default=["default", "1", "2", "before"])
     ap.add_argument("--competitors", nargs="+", type=int, default=[0, 1], help="competing process counts (0: idle)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
-    ap.add_argument("--tree", default=None, help="run the command line of this source tree instead")
-    ap.add_argument("--tree-commit", default=None, help="as --tree, for this commit of the checkout (exported)")
     ap.add_argument(
         "--before-tree", default=None, help="also run this source tree's default job (the setting 'tree'; added)"
     )
@@ -265,7 +251,7 @@ def cli(argv: Sequence[str]) -> int:
     if args.repeats < 1 or any(c < 0 for c in args.competitors):
         print("wdist bench contention: error: --repeats must be >= 1 and --competitors >= 0.", file=sys.stderr)
         return 2
-    made = provenance("contention", [*argv, *(["--", *estimate_args] if estimate_args else [])], machine_text())
+    made = provenance("contention", timed_command(argv, estimate_args), machine_text())
     try:
         with (
             tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree,

@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional, Sequence
 
 import torch
@@ -42,7 +43,7 @@ from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device, fmt_or_na, peak_memory_mb, reset_peak_memory, synchronize
 from wdist.objectives import gradient_penalty, kr_gap
 
-__all__ = ["run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
+__all__ = ["CellSettings", "run_critic_benchmark", "bench_one", "format_table", "cli", "CRITICS"]
 
 CRITICS = (
     "bcop-dcgan",
@@ -58,6 +59,19 @@ CRITICS = (
 )
 GP_CRITICS = ("gp-dcgan",)
 GP_LAMBDA = 10.0
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """What every (critic, size) cell gets: the critic's width multiplier (``None``: its default),
+    images per side per step, timed steps per repeat, untimed warm-up steps, repeats and the device."""
+
+    width: Optional[float] = 1.0
+    batch: int = 64
+    steps: int = 20
+    warmup: int = 3
+    repeats: int = 3
+    device: str = "cpu"
 
 
 def _rss_now_mib() -> Optional[float]:
@@ -95,20 +109,10 @@ def _prewarm(dev: torch.device, shape: tuple[int, ...], batch: int = 2) -> None:
 
 
 def bench_one(
-    critic_name: str,
-    size: int,
-    *,
-    width: Optional[float] = 1.0,
-    batch: int = 64,
-    steps: int = 20,
-    warmup: int = 3,
-    repeats: int = 3,
-    device: str = "cpu",
-    channels: int = 3,
-    seed: int = 0,
+    critic_name: str, size: int, settings: CellSettings = CellSettings(), *, channels: int = 3, seed: int = 0
 ) -> dict[str, Any]:
     """Time training steps of one critic at one size in this process; returns one table row."""
-    dev = torch.device(device)
+    dev, batch = torch.device(settings.device), settings.batch
     torch.manual_seed(seed)
     shape = (channels, size, size)
     gen = torch.Generator().manual_seed(seed)
@@ -123,7 +127,7 @@ def bench_one(
     reset_peak_memory(dev)
     mem0 = torch.cuda.memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0
 
-    options = {} if width is None else {"width": width}
+    options = {} if settings.width is None else {"width": settings.width}
     critic = critics.build(critic_name, shape, **options).to(dev).train()
     n_params = sum(p.numel() for p in critic.parameters() if p.requires_grad)
     opt = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=1e-4, betas=(0.5, 0.9))
@@ -139,13 +143,13 @@ def bench_one(
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
+    for _ in range(settings.warmup):
         step()
     synchronize(dev)
     medians = []
-    for _ in range(repeats):
+    for _ in range(settings.repeats):
         times = []
-        for _ in range(steps):
+        for _ in range(settings.steps):
             t0 = time.perf_counter()
             step()
             synchronize(dev)
@@ -161,16 +165,12 @@ def bench_one(
         "critic": critic_name,
         "size": size,
         "shape": list(shape),
-        "width": width,
-        "batch": batch,
+        **asdict(settings),  # its device is replaced by the device in words below
         "parameters": int(n_params),
         "loss": "kr+gp" if gp else "kr",
         "seconds_per_step": sec,
         "steps_per_second": 1.0 / sec,
         "repeat_medians_s": medians,
-        "steps": steps,
-        "warmup": warmup,
-        "repeats": repeats,
         "memory_mib": memory,
         "memory_kind": memory_kind,
         "device": describe_device(dev),
@@ -179,9 +179,9 @@ def bench_one(
     }
 
 
-def _bench_isolated(kwargs: dict[str, Any], threads: Optional[int]) -> dict[str, Any]:
+def _bench_isolated(critic_name: str, size: int, settings: CellSettings, threads: Optional[int]) -> dict[str, Any]:
     """:func:`bench_one` in a fresh Python process (so that its peak RSS is its own)."""
-    payload = json.dumps({"kwargs": kwargs, "threads": threads})
+    payload = json.dumps({"critic_name": critic_name, "size": size, "settings": asdict(settings), "threads": threads})
     # the worker imports torch, critics and this module only (the wdist package imports lazily)
     proc = subprocess.run([sys.executable, "-m", "wdist.bench.critics", payload], capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("WDIST_BENCH_ROW ")]
@@ -195,20 +195,15 @@ def _worker(payload: str) -> None:
     spec = json.loads(payload)
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    row = bench_one(**spec["kwargs"])
+    row = bench_one(spec["critic_name"], spec["size"], CellSettings(**spec["settings"]))
     print("WDIST_BENCH_ROW " + json.dumps(row), flush=True)
 
 
 def run_critic_benchmark(
     critics_: Sequence[str] = CRITICS,
     sizes: Sequence[int] = (32, 64),
+    settings: CellSettings = CellSettings(),
     *,
-    width: Optional[float] = 1.0,
-    batch: int = 64,
-    steps: int = 20,
-    warmup: int = 3,
-    repeats: int = 3,
-    device: str = "cpu",
     isolate: Optional[bool] = None,
     threads: Optional[int] = None,
     log=None,  # noqa: ANN001  (callable taking a string, for progress)
@@ -219,7 +214,7 @@ def run_critic_benchmark(
     others.
     """
     if isolate is None:
-        isolate = device == "cpu"
+        isolate = settings.device == "cpu"
     if threads and not isolate:
         torch.set_num_threads(threads)
     if isolate and not threads:
@@ -227,28 +222,21 @@ def run_critic_benchmark(
     rows = []
     for size in sizes:
         for name in critics_:
-            kwargs = dict(
-                critic_name=name,
-                size=int(size),
-                width=width,
-                batch=batch,
-                steps=steps,
-                warmup=warmup,
-                repeats=repeats,
-                device=device,
-            )
             t0 = time.perf_counter()
             try:
-                row = _bench_isolated(kwargs, threads) if isolate else bench_one(**kwargs)
+                if isolate:
+                    row = _bench_isolated(name, int(size), settings, threads)
+                else:
+                    row = bench_one(name, int(size), settings)
             except Exception as err:  # noqa: BLE001  (report and go on with the other cells)
                 row = {
                     "critic": name,
                     "size": int(size),
-                    "width": width,
-                    "batch": batch,
+                    "width": settings.width,
+                    "batch": settings.batch,
                     "error": f"{type(err).__name__}: {err}",
                 }
-                if device == "cuda":
+                if settings.device == "cuda":
                     torch.cuda.empty_cache()
             if log is not None:
                 speed = "error" if row.get("error") else f"{row['steps_per_second']:.2f} steps/s"
@@ -323,15 +311,11 @@ def cli(argv: Sequence[str]) -> int:
         )
         return 2
     made = provenance("critics", argv, describe_device(torch.device(args.device)))
+    settings = CellSettings(**{f.name: getattr(args, f.name) for f in fields(CellSettings)})
     rows = run_critic_benchmark(
         args.critics,
         args.sizes,
-        width=args.width,
-        batch=args.batch,
-        steps=args.steps,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        device=args.device,
+        settings,
         isolate=args.isolate,
         threads=args.threads,
         log=lambda s: print(s, file=sys.stderr, flush=True),

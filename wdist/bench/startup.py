@@ -27,7 +27,6 @@ in-process parts are then skipped, as they would measure this tree.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -45,8 +44,9 @@ from wdist.bench._runs import (
     median_or_none,
     run_env,
     run_timed,
+    timed_command,
+    timed_estimate,
     tree_option,
-    wdist_argv,
 )
 from wdist.config import resolve_config
 from wdist.pipeline import build_critic
@@ -87,15 +87,10 @@ def _time_job(repeats: int, estimate_args: Sequence[str], tree: Optional[str], t
     walls, trains, cpus, errors, threads = [], [], [], [], None
     with tempfile.TemporaryDirectory(prefix="wdist-bench-startup-") as d:
         for rep in range(repeats):
-            out = Path(d) / f"run{rep}"
-            argv = wdist_argv("estimate", "--quiet", "--out", str(out), *estimate_args)
-            timed = run_timed(argv, run_env(tree), timeout_s, tree)
-            result = out / "result.json"
-            if timed.returncode != 0 or not result.is_file():
+            timed, record = timed_estimate(Path(d) / f"run{rep}", estimate_args, tree, timeout_s)
+            if record is None:
                 errors.append(f"exit code {timed.returncode}: {timed.stderr_tail[-300:]}")
                 continue
-            data = json.loads(result.read_text())
-            record = data.get("run", data)  # the run record: nested under "run", flat in an earlier tree's result.json
             walls.append(timed.wall_s)
             trains.append(float(record["seconds"]))
             cpus.append(timed.cpu_s)
@@ -232,20 +227,7 @@ def format_table(record: dict[str, Any], command: str = "", before: Optional[dic
 
 
 def cli(argv: Sequence[str]) -> int:
-    ap, argv, estimate_args = estimate_command_line(
-        "wdist bench startup",
-        __doc__,
-        argv,
-        "Arguments after -- go to the timed `wdist estimate` job (e.g. -- --train.steps 100).",
-    )
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed")
-    ap.add_argument("--tree", default=None, help="run the command lines of this source tree instead")
-    ap.add_argument(
-        "--tree-commit",
-        default=None,
-        help="as --tree, for this commit of the checkout (exported into a temporary folder)",
-    )
+    ap, argv, estimate_args = estimate_command_line("wdist bench startup", __doc__, argv)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument(
         "--compare", default=None, metavar="JSON", help="an earlier run's --json file: print its figures beside these"
@@ -261,7 +243,7 @@ def cli(argv: Sequence[str]) -> int:
         except (OSError, ValueError) as err:
             print(f"wdist bench startup: error: --compare {args.compare!r}: {err}", file=sys.stderr)
             return 2
-    made = provenance("startup", [*argv, *(["--", *estimate_args] if estimate_args else [])], machine_text())
+    made = provenance("startup", timed_command(argv, estimate_args), machine_text())
     try:
         with tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree:
             record = run_startup(args.repeats, estimate_args, tree=tree, timeout_s=args.timeout)

@@ -55,6 +55,7 @@ from wdist.report import format_interval
 __all__ = [
     "CONSTRUCTIONS",
     "Budget",
+    "Transports",
     "resolve_critic",
     "construction_config",
     "Funnels",
@@ -90,6 +91,18 @@ class Funnels:
     funnels: int = 4
     items: Optional[int] = None
     deg: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Transports:
+    """The transports T of the image constructions: ``norm`` = ||v|| of the translations, the dilation
+    ``factor``, and for ``anchors`` the number of anchor images and the ``fraction`` of the way to the
+    nearest one each image moves."""
+
+    norm: float = 3.0
+    factor: float = 0.8
+    anchors: int = 8
+    fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,13 +145,7 @@ def source_config(name: str, root: Optional[str], resize: Optional[int], limit: 
 
 
 def construction_config(
-    name: str,
-    source: dict[str, Any],
-    norm: float,
-    factor: float,
-    anchors: int,
-    fraction: float,
-    funnels: Funnels = Funnels(),
+    name: str, source: dict[str, Any], transports: Transports = Transports(), funnels: Funnels = Funnels()
 ) -> dict[str, Any]:
     """The ``toy`` entry of a construction around ``source``."""
     if name not in CONSTRUCTIONS:
@@ -151,11 +158,11 @@ def construction_config(
         return {"class_path": cls, "init_args": _funnel_args(source, cube, funnels)}
     args: dict[str, Any] = {"source": source, **fixed}
     if cls == "TranslatedPair":
-        args.update(norm=norm, rescale=True)
+        args.update(norm=transports.norm, rescale=True)
     elif cls == "DilatedPair":
-        args.update(factor=factor)
+        args.update(factor=transports.factor)
     else:
-        args.update(anchors=anchors, fraction=fraction)
+        args.update(anchors=transports.anchors, fraction=transports.fraction)
     return {"class_path": cls, "init_args": args}
 
 
@@ -266,10 +273,7 @@ def run_tightness(
     critic_names: Sequence[str],
     constructions: Sequence[str],
     budget: Budget,
-    norm: float = 3.0,
-    factor: float = 0.8,
-    anchors: int = 8,
-    fraction: float = 0.5,
+    transports: Transports = Transports(),
     accelerator: str = "auto",
     out: Optional[Path] = None,
     say: Callable[[str], None] = print,
@@ -288,7 +292,7 @@ def run_tightness(
     bad = [c for c in constructions if c not in CONSTRUCTIONS]
     if bad:
         raise ValueError(f"unknown construction(s) {bad}; choose from {', '.join(CONSTRUCTIONS)}")
-    toys = {c: construction_config(c, source, norm, factor, anchors, fraction, funnels) for c in constructions}
+    toys = {c: construction_config(c, source, transports, funnels) for c in constructions}
     for construction, toy in toys.items():  # every pair built and checked before the first cell trains
         load_config(_config(toy, critic_names[0], budget, budget.seeds[0], accelerator)).sides()
     rows: list[dict[str, Any]] = []
@@ -454,9 +458,10 @@ def cli(argv: Sequence[str]) -> int:
     cell = Funnels(args.dim, args.funnels, args.items, args.deg)
     out = prepare_output_dir(args.out) if args.out else None
     made = provenance("tightness", argv, describe_device(torch.device("cuda" if cuda else "cpu")))
+    transports = Transports(args.norm, args.factor, args.anchors, args.fraction)
     rows = run_tightness(
-        source, args.critics, args.constructions, budget, args.norm, args.factor, args.anchors, args.fraction,
-        accelerator, out, say=lambda line: print(line, file=sys.stderr), funnels=cell,
+        source, args.critics, args.constructions, budget, transports, accelerator, out,
+        say=lambda line: print(line, file=sys.stderr), funnels=cell,
     )  # fmt: skip
     table = format_table(rows)
     print(table)
