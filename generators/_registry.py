@@ -3,10 +3,13 @@
 An entrypoint only fixes architecture arguments and returns the bare ``nn.Module``; everything a
 loader needs to know about the published weights sits beside it as metadata::
 
-    @register_generator("mimicry/sngan-32", latent_dim=128, latent="normal",
+    @register_generator("family/name-32", latent_dim=128, latent="normal",
                         output_shape=(3, 32, 32), paper="...", data="CIFAR-10 32x32", ...)
-    def mimicry_sngan_32() -> nn.Module:
-        return _create_mimicry(32)
+    def family_name_32() -> nn.Module:
+        return FamilyGenerator(size=32)
+
+(a family of several published files registers each with ``functools.partial`` of one builder,
+as ``generators/architectures/mimicry.py`` does).
 
 Registration is an import side effect: ``generators/__init__.py`` imports every family module.
 """

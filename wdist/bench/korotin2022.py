@@ -12,7 +12,7 @@ fresh samples of the paper's infinite samplers (``METRIC_SIZE = 2**12`` in its t
 certified and not a bound (several lie far above the true value); ``true`` is the Monte-Carlo mean
 of ||x - y|| over 4096 pairs of the construction (so within about ±0.02 of the exact W1 for the
 vector pairs). The vector pairs use the paper's own funnel parameters (the same recipe as ours, another
-draw: see :mod:`wdist.sources.funnels`); the image pairs use the paper's ResNet generators' CIFAR-10 /
+draw: see :mod:`wdist.problems.funnels`); the image pairs use the paper's ResNet generators' CIFAR-10 /
 CelebA output as the base, where ours use any image source. Solvers: ``wgan`` (weight clipping),
 ``wgan-gp`` (gradient penalty), ``wgan-lp`` (Lipschitz penalty), ``sn-gan`` (spectral normalisation),
 ``sort-out`` (orthogonal layers + GroupSort, the paper's "SO"), ``wgan-qp``, ``lsot-f``, ``3p-wgan``,

@@ -1,6 +1,6 @@
 r"""``wdist bench tightness``: how close the certified bound comes to a known W1 on real images.
 
-For every requested construction (a pair P, Q = T(P) with exact W1, :mod:`wdist.sources.pairs`)
+For every requested construction (a pair P, Q = T(P) with exact W1, :mod:`wdist.problems.pairs`)
 and every requested critic family, one ``wdist estimate`` at the same budget (steps, width, batch,
 learning rate, seeds) on one image source, then the ratio ``lower_bound / exact_w1``. Each row also
 carries the train-subset value and the diagnosis of the evaluation (is the bound limited by
@@ -16,7 +16,7 @@ critic is nonlinear). Translations are scaled to ``--norm`` and the base is resc
 range that keeps P + v in [-1, 1] (said in P's description).
 
 ``funnels`` is the ray-monotone MinFunnel pair of Korotin, Kolesov & Burnaev (NeurIPS 2022,
-:mod:`wdist.sources.funnels`) with the paper's parameters: on ``--source cube`` (vectors, Q uniform
+:mod:`wdist.problems.funnels`) with the paper's parameters: on ``--source cube`` (vectors, Q uniform
 on [-2.5, 2.5]^``--dim``) ``--funnels`` funnels, deg 8, h 2.5, seed 987; around an image source
 centres uniform in [-1, 1]^D, h 1.2, deg 10 for one funnel and 100 otherwise, seed 295 (``--deg``
 overrides). ``--items N`` makes both sides finite (N items each, from independent base samples);
