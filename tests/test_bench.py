@@ -6,12 +6,14 @@ tested (they depend on the machine).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from bench_helpers import result_payload, run_bench
 
+import critics
 from wdist.bench import critics as bench_critics
 from wdist.bench import estimate as bench_estimate
 
@@ -41,7 +43,9 @@ def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
 
 def test_bench_critics_isolated_worker() -> None:
     """The default CPU path: one cell in a fresh process, its own peak RSS."""
-    settings = bench_critics.CellSettings(width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu")
+    settings = bench_critics.bench_critics.CellSettings(
+        width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"
+    )
     row = bench_critics._bench_isolated("gp-dcgan", 8, settings, threads=1)
     assert row["error"] is None and row["memory_kind"] == "peak RSS (MiB)" and row["memory_mib"] >= 0
     assert row["threads"] == 1
@@ -50,6 +54,30 @@ def test_bench_critics_isolated_worker() -> None:
 def test_bench_critics_rejects_unknown_critic(capsys: pytest.CaptureFixture) -> None:
     assert bench_critics.cli(["--critics", "no-such-critic"]) == 2
     assert "unknown critic" in capsys.readouterr().err
+    assert bench_critics.cli(["--critics", "bcop-cones:centres"]) == 2
+    assert "'bcop-cones:centres'" in capsys.readouterr().err
+
+
+def test_bench_critics_options() -> None:
+    """``NAME:KEY=VALUE`` builds the critic with those options: a head of more centres has more
+    parameters, by exactly its extra centres (features each) and offsets."""
+    assert bench_critics.critic_spec("bcop-cones:centres=8,init=kmeans") == (
+        "bcop-cones",
+        {"centres": 8, "init": "kmeans"},
+    )
+    cells = {
+        c: bench_critics.bench_one(
+            f"bcop-cones:centres={c}",
+            8,
+            bench_critics.CellSettings(width=0.0625, batch=2, steps=1, warmup=0, repeats=1),
+        )
+        for c in (2, 4)
+    }
+    assert cells[4]["critic"] == "bcop-cones:centres=4"
+    head = critics.build("bcop-cones", (3, 8, 8), width=0.0625, centres=2).head
+    features = head.features
+    cone_parts = sum(1 for name in head.heads if name in ("up", "down", "up-all", "down-all"))
+    assert cells[4]["parameters"] - cells[2]["parameters"] == cone_parts * 2 * (features + 1)
 
 
 def test_bench_estimate_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -134,3 +162,19 @@ def test_bench_layers_cpu_clock(capsys: pytest.CaptureFixture, tmp_path: Path) -
     for clock, device in (("cpu", "cuda"), ("cycles", "cpu")):
         with pytest.raises(ValueError, match=f"clock={clock!r} on device {device!r}"):
             layers.run_layer_benchmark(device=device, clock=clock, channels=[4], kernels=[3], sizes=[8], batch=2)
+
+
+def test_bench_layers_input_grad(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """``--input-grad`` times the step of a layer whose input needs its gradient (every critic layer
+    but the first): the step computes that gradient, the rows and the provenance say so."""
+    layers = pytest.importorskip("wdist.bench.layers")
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    layers._step(conv, conv, x)
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    out_json = tmp_path / "layers.json"
+    args = ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "1", "--input-grad"]
+    assert layers.cli([*args, "--layers", "conv", "sll", "--out", str(out_json)]) == 0, capsys.readouterr().out
+    rows = result_payload(out_json, "layers", "--input-grad")
+    assert {r["input_grad"] for r in rows} == {True}
+    assert "the input needs its gradient" in json.loads(out_json.read_text())["conditions"]

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional, Sequence
 
 import torch
+import yaml
 
 import critics
 from wdist.bench._provenance import provenance, write_result
@@ -108,6 +109,21 @@ def _prewarm(dev: torch.device, shape: tuple[int, ...], batch: int = 2) -> None:
     torch.linalg.svdvals(x[0, 0])
 
 
+def critic_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME"`` or ``"NAME:KEY=VALUE,KEY=VALUE"`` (e.g. ``bcop-cones:centres=1024``) as the critic's
+    registered name and its options (each value read as YAML: ``1024`` an int, ``0.5`` a float).
+
+    Raises ``ValueError`` naming the spec when an option is not ``KEY=VALUE``."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"critic {spec!r}: options are KEY=VALUE separated by commas; got {item!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return name, options
+
+
 def bench_one(
     critic_name: str, size: int, settings: CellSettings = CellSettings(), *, channels: int = 3, seed: int = 0
 ) -> dict[str, Any]:
@@ -127,11 +143,12 @@ def bench_one(
     reset_peak_memory(dev)
     mem0 = torch.cuda.memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0
 
-    options = {} if settings.width is None else {"width": settings.width}
-    critic = critics.build(critic_name, shape, **options).to(dev).train()
+    name, options = critic_spec(critic_name)
+    width = {} if settings.width is None else {"width": settings.width}
+    critic = critics.build(name, shape, **width, **options).to(dev).train()
     n_params = sum(p.numel() for p in critic.parameters() if p.requires_grad)
     opt = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=1e-4, betas=(0.5, 0.9))
-    gp = critic_name in GP_CRITICS
+    gp = name in GP_CRITICS
     xpq = torch.cat([xp, xq])
 
     def step() -> None:
@@ -277,7 +294,13 @@ def cli(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sides (default: 32 64)")
-    ap.add_argument("--critics", nargs="+", default=list(CRITICS), help=f"default: {' '.join(CRITICS)}")
+    ap.add_argument(
+        "--critics",
+        nargs="+",
+        default=list(CRITICS),
+        help=f"NAME or NAME:KEY=VALUE,... (options of the critic, e.g. bcop-cones:centres=1024); "
+        f"default: {' '.join(CRITICS)}",
+    )
     ap.add_argument(
         "--width", type=float, default=1.0, help="width multiplier (1.0: the published widths; smaller for a quick run)"
     )
@@ -303,7 +326,11 @@ def cli(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    unknown = [c for c in args.critics if c not in critics.available()]
+    try:
+        unknown = [c for c in args.critics if critic_spec(c)[0] not in critics.available()]
+    except ValueError as err:
+        print(f"wdist bench critics: error: {err}", file=sys.stderr)
+        return 2
     if unknown:
         print(
             f"wdist bench critics: error: unknown critic(s) {', '.join(unknown)}; image critics: {', '.join(CRITICS)}.",

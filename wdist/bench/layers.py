@@ -58,6 +58,11 @@ passes of one such convolution (W about 1.4 F on this CPU's oneDNN), the plain c
   about 60 small operations, 6-7 ms forward and as much backward).
 * ``aol``: the Gram kernel of its scales (one 1152 x 128 x 1152 product, one in the backward,
   :func:`critics.functional.kernel_gram`), about 8%.
+
+Those are the first layer's costs (the input needs no gradient). With ``--input-grad`` (every
+layer of a critic but the first) every convolution also runs its input-gradient pass and the
+plain conv costs F + I + W: ``soc`` then (5F + 5I + 5W) / (F + I + W) = 5x, ``sll`` and ``cpl``
+2x, before anything else.
 """
 
 from __future__ import annotations
@@ -274,6 +279,7 @@ def _cuda_step_memory_mb(
 def _step(layer: nn.Module, fwd: object, x: Tensor) -> None:
     for p in layer.parameters():
         p.grad = None
+    x.grad = None
     fwd(x).float().square().mean().backward()  # type: ignore[operator]
 
 
@@ -315,6 +321,7 @@ def run_layer_benchmark(
     repeats: int = 20,
     layers: Sequence[str] = DEFAULT_LAYERS,
     clock: str = "wall",
+    input_grad: bool = False,
 ) -> list[dict]:
     """Time forward+backward of each layer at each shape.
 
@@ -329,6 +336,9 @@ def run_layer_benchmark(
     repeats : timed repetitions per layer (median reported; >= 20 recommended), after 3 warm-ups.
     layers : the layers to time (:data:`LAYERS`).
     clock : ``"wall"`` (elapsed seconds) or ``"cpu"`` (the process's CPU seconds, CPU device only).
+    input_grad : the input needs its gradient, as at every layer of a critic but the first: the
+        backward then runs the input-gradient pass of every convolution, the plain conv's too
+        (:math:`F + I + W` instead of :math:`F + W`). Default ``False``: the first layer's case.
 
     Returns
     -------
@@ -348,7 +358,7 @@ def run_layer_benchmark(
     for c in channels:
         for k in kernels:
             for n in sizes:
-                x = torch.randn(batch, c, n, n, device=dev, dtype=act_dtype)
+                x = torch.randn(batch, c, n, n, device=dev, dtype=act_dtype, requires_grad=input_grad)
                 built: dict[str, tuple[nn.Module, object]] = {}
                 for name in layers:
                     made = _build(name, c, k, int(x.shape[-1]), dev, act_dtype, compile)
@@ -367,6 +377,7 @@ def run_layer_benchmark(
                         "dtype": dtype,
                         "compile": compile,
                         "clock": clock,
+                        "input_grad": input_grad,
                         "ms": 1e3 * statistics.median(times[name]),
                         "mem_mb": None if dev.type == "cuda" else _saved_tensor_mb(lambda: fwd(x)),
                     }
@@ -439,6 +450,12 @@ def cli(argv: Sequence[str]) -> int:
         choices=sorted(CLOCKS),
         help="wall: elapsed time; cpu: the process's CPU time per step (robust to other jobs on shared cores)",
     )
+    p.add_argument(
+        "--input-grad",
+        action="store_true",
+        help="the input needs its gradient (every critic layer but the first): each convolution's backward "
+        "also computes the input gradient, the plain conv's too",
+    )
     a = p.parse_args(list(argv))
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -450,9 +467,11 @@ def cli(argv: Sequence[str]) -> int:
         return 2
     device = describe_device(torch.device(a.device))
     made = provenance("layers", argv, device + ("" if a.clock == "wall" else "; ms = process CPU time per step"))
+    made["conditions"] += "; the input needs its gradient" if a.input_grad else "; the input needs no gradient"
     rows = run_layer_benchmark(
-        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.layers, a.clock
-    )
+        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.layers, a.clock,
+        a.input_grad,
+    )  # fmt: skip
     print(made["device"])
     print(format_table(rows))
     print(f"rows written to {write_result(a.out, made, rows)}")
