@@ -43,7 +43,7 @@ def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
 
 def test_bench_critics_isolated_worker() -> None:
     """The default CPU path: one cell in a fresh process, its own peak RSS."""
-    settings = bench_critics.bench_critics.CellSettings(
+    settings = bench_critics.CellSettings(
         width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"
     )
     row = bench_critics._bench_isolated("gp-dcgan", 8, settings, threads=1)
