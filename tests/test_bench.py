@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks (``wdist bench critics|estimate|layers``) at tiny sizes.
+"""Smoke tests of the benchmarks (``wdist bench critics|estimate|layers|toy``) at tiny sizes.
 
 They check that each runs end to end and prints its table; the figures themselves are not
 tested (they depend on the machine).
@@ -16,6 +16,7 @@ from bench_helpers import result_payload, run_bench
 import critics
 from wdist.bench import critics as bench_critics
 from wdist.bench import estimate as bench_estimate
+from wdist.bench import toy as bench_toy
 
 
 def _rows(out: str) -> list[str]:
@@ -43,9 +44,7 @@ def test_bench_critics_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
 
 def test_bench_critics_isolated_worker() -> None:
     """The default CPU path: one cell in a fresh process, its own peak RSS."""
-    settings = bench_critics.CellSettings(
-        width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu"
-    )
+    settings = bench_critics.CellSettings(width=0.0625, batch=4, steps=1, warmup=0, repeats=1, device="cpu")
     row = bench_critics._bench_isolated("gp-dcgan", 8, settings, threads=1)
     assert row["error"] is None and row["memory_kind"] == "peak RSS (MiB)" and row["memory_mib"] >= 0
     assert row["threads"] == 1
@@ -178,3 +177,33 @@ def test_bench_layers_input_grad(capsys: pytest.CaptureFixture, tmp_path: Path) 
     rows = result_payload(out_json, "layers", "--input-grad")
     assert {r["input_grad"] for r in rows} == {True}
     assert "the input needs its gradient" in json.loads(out_json.read_text())["conditions"]
+
+
+def test_bench_toy_times_the_steps_of_wdist_estimate(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every timed run is a wdist.estimate of the file's configuration with the critic, steps and device
+    replaced (and nothing but the bound computed); the timer sees every training step."""
+    from wdist.config import parse_config
+
+    toy = Path(__file__).resolve().parent.parent / "configs" / "toy" / "translation-2d.yaml"
+    shared = parse_config(toy)
+    cfg = bench_toy.timed_config(shared, "gp-mlp", 6, "cpu")
+    assert (cfg.critic.name, cfg.train.loss, cfg.train.steps, cfg.train.eval_every) == ("gp-mlp", "wgan-gp", 6, 6)
+    assert set(cfg.critic.options) <= {"width", "depth"} and cfg.toy is shared.toy  # the file's source, shared
+    assert (cfg.eval.ot_samples, cfg.eval.empirical_lipschitz_samples, cfg.eval.train_subset) == (0, 0, False)
+    timed: list[int] = []
+    real_estimate = bench_toy.estimate
+
+    def counting(cfg, **kwargs):  # noqa: ANN001, ANN202
+        result = real_estimate(cfg, **kwargs)
+        timed.append(len(kwargs["callbacks"][0].times))
+        return result
+
+    monkeypatch.setattr(bench_toy, "estimate", counting)
+    code = bench_toy.cli(["--configs", str(toy), "--critics", "bjorck-mlp", "--steps", "6", "--warmup", "2",
+                          "--repeats", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and timed == [6, 6]
+    (row,) = [ln for ln in out.splitlines() if ln.startswith("| translation-2d |")]
+    assert row.startswith("| translation-2d | bjorck-mlp |") and float(row.split("|")[3]) > 0

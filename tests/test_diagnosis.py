@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from checkpoint_helpers import old_evaluation_state
 from pytorch_lightning.callbacks import Callback
 
 import critics
@@ -123,13 +124,13 @@ def test_evaluation_state_keeps_the_train_subset() -> None:
     ev = evaluate(critic, (2,), fp, fq, 7, confidence=0.9, domain=(-1.0, 1.0), fp_train=tp, fq_train=tq)
     assert ev.train_interval == mean_difference_interval(tp.double(), tq.double(), 0.9, value_range=ev.value_range)
     assert ev.train_bound95 is not None and ev.train_bound95.confidence == 0.95
-    back = Evaluation.from_state(ev.state())
+    back = Evaluation.from_checkpoint_record(ev.checkpoint_record())
     assert back == ev and back.diagnosis == ev.diagnosis
     row = ev.point()
     assert row["train"]["lower_bound"] == ev.train_bound.estimate and row["train"]["kind"].startswith("diagnosis")
     assert (row["n_eval_p"], row["n_eval_q"], row["train"]["n_eval_p"], row["train"]["n_eval_q"]) == (20, 50, 20, 50)
     # a checkpoint written before the train subset and the two sizes existed
-    old = ev.state()
+    old = old_evaluation_state(ev)
     for key in ("train_interval", "train_bound", "train_bound95", "critic_value_range"):
         old.pop(key)
     old["value_range"] = 2 * ev.value_range  # then: the range of the paired differences

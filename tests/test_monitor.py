@@ -8,6 +8,7 @@ the generator's weights, modes or gradients, would change the trained weights.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,33 @@ def _train(tmp: Path, monitor: W1Monitor | None) -> tuple[dict[str, torch.Tensor
     return {k: v.detach().clone() for k, v in gan.state_dict().items()}, probe
 
 
+class CriticRecorder(pl.Callback):
+    """Inside each estimate of the monitor: the critic when training starts (after any warm start) and
+    once the test split is evaluated (the reported state), and the torch threads it trains with."""
+
+    def __init__(self) -> None:
+        self.critics: list[tuple[dict, dict]] = []
+        self.threads: list[int] = []
+        self._start: dict[str, torch.Tensor] = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = {k: v.detach().clone() for k, v in pl_module.critic.state_dict().items()}
+        self.threads.append(torch.get_num_threads())
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.critics.append((self._start, {k: v.detach().clone() for k, v in pl_module.critic.state_dict().items()}))
+
+
+def _record_estimates(mp: pytest.MonkeyPatch, recorder: CriticRecorder) -> None:
+    """Every estimate the monitor runs (through wdist.estimate) gets ``recorder`` among its callbacks."""
+    real_estimate = wdist.monitor.estimate
+
+    def recording_estimate(cfg: Any, **kwargs: Any) -> Any:
+        return real_estimate(cfg, **{**kwargs, "callbacks": [*kwargs.get("callbacks", ()), recorder]})
+
+    mp.setattr(wdist.monitor, "estimate", recording_estimate)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data = _digits()
@@ -100,22 +128,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         batch_size=64, n_eval=200, n_eval_q=400, domain=(-1.0, 1.0),
     )  # fmt: skip
     with_dir, without_dir = tmp_path_factory.mktemp("with"), tmp_path_factory.mktemp("without")
-    critics_seen: list[tuple[dict, dict]] = []  # (critic before training, after) of every estimate
-    real_fit = wdist.monitor.fit_and_evaluate
-
-    def recording_fit(trainer: pl.Trainer, run: Any, ckpt_path: Any) -> Any:
-        before = {k: v.detach().clone() for k, v in run.system.critic.state_dict().items()}
-        evaluation = real_fit(trainer, run, ckpt_path)
-        critics_seen.append((before, {k: v.detach().clone() for k, v in run.system.critic.state_dict().items()}))
-        return evaluation
-
+    recorder = CriticRecorder()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(wdist.monitor, "fit_and_evaluate", recording_fit)
+        _record_estimates(mp, recorder)
         with_monitor, probe = _train(with_dir, monitor)
     without_monitor, _ = _train(without_dir, None)
     return {
         "with": with_monitor, "without": without_monitor, "monitor": monitor, "probe": probe, "dir": with_dir,
-        "critics": critics_seen,
+        "critics": recorder.critics,
     }  # fmt: skip
 
 
@@ -284,14 +304,9 @@ def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("wdist.threads.available_cores", lambda: Cores(2, 2, None))
-    seen: list[int] = []
-    real_fit = wdist.monitor.fit_and_evaluate
-
-    def recording_fit(trainer: pl.Trainer, run: Any, ckpt_path: Any) -> Any:
-        seen.append(torch.get_num_threads())  # what the critic trains with
-        return real_fit(trainer, run, ckpt_path)
-
-    monkeypatch.setattr(wdist.monitor, "fit_and_evaluate", recording_fit)
+    recorder = CriticRecorder()
+    seen = recorder.threads  # what each critic trains with
+    _record_estimates(monkeypatch, recorder)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -322,3 +337,73 @@ def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
         assert row["ci95_lo"] < row["lower_bound"] < row["ci95_hi"]
     printed = [line for line in out.splitlines() if line.startswith(("0 ", "1 "))]
     assert len(printed) == 2 and all(line.endswith(" True") for line in printed)
+
+
+# -- the settings: an EstimateConfig, or keywords that replace the monitor's defaults ---------------------
+
+
+def _one_epoch(monitor: W1Monitor) -> None:
+    """One GAN step, then the monitor's estimate (the _ConvGAN's generator, latents (4, 1, 1))."""
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False, callbacks=[monitor],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(_ConvGAN(), DataLoader(TensorDataset(_digits()[:32]), batch_size=32))
+
+
+def test_keywords_are_a_replace_of_the_defaults_or_of_a_given_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same settings given as keywords or as an EstimateConfig give the same bound, bit for bit,
+    and keywords replace the fields of a given config; Lightning's seed variables are left as found."""
+    from dataclasses import replace
+
+    from wdist.config import CriticConfig, EstimateConfig
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "123")
+    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+    data = _digits()[:300]
+    small = dict(critic="bjorck-mlp", critic_options={"width": 16}, steps=5, batch_size=32, n_eval=100)
+    by_keywords = W1Monitor(data=data, latent_shape=(4, 1, 1), domain=(-1.0, 1.0), seed=3, **small)
+    defaults = wdist.monitor.monitor_config(len(data), n_eval=100)
+    config = replace(
+        defaults, critic=CriticConfig("bjorck-mlp", {"width": 16}), seed=3,
+        train=replace(defaults.train, steps=5, batch_size=32),
+    )  # fmt: skip
+    by_config = W1Monitor(data=data, latent_shape=(4, 1, 1), domain=(-1.0, 1.0), config=config)
+    assert by_config.config == by_keywords.config and by_keywords.config.eval.n_eval_q == 400
+    for monitor in (by_keywords, by_config):
+        _one_epoch(monitor)
+    assert by_keywords.history == by_config.history and by_keywords.history[0]["certified"]
+    assert by_keywords.history[0]["critic_steps"] == 5
+    assert os.environ["PL_GLOBAL_SEED"] == "123" and "PL_SEED_WORKERS" not in os.environ
+
+    given = EstimateConfig(critic=CriticConfig("bjorck-mlp", {"width": 8}), seed=5)
+    over = W1Monitor(data=data, config=given, critic_options={"width": 16}, steps=7, n_eval=50, seed=None)
+    assert over.config.critic == CriticConfig("bjorck-mlp", {"width": 16}) and over.config.seed == 5
+    assert (over.config.train.steps, over.warm_steps, over.config.eval.n_eval) == (7, 7, 50)
+    assert over.config.eval.n_eval_q is None and over.config.out is None  # the config's own, nothing written
+    with pytest.raises(ValueError, match="critic 'auto'"):
+        W1Monitor(data=data, critic="auto")
+    with pytest.raises(ValueError, match="config must be a wdist.config.EstimateConfig; got dict"):
+        W1Monitor(data=data, config={"seed": 1})  # type: ignore[arg-type]
+
+
+def test_the_generator_source_holds_the_module_without_owning_it() -> None:
+    """ModuleGenerator: samples of the live module, its shape found by decoding, and the module out of
+    reach of whatever holds the source's decoder (no parameters, no state dict entries, no mode change)."""
+    from generators.latents import LatentSpec
+    from wdist.sources import ModuleGenerator
+
+    gen = _ConvGenerator()
+    source = ModuleGenerator(gen, LatentSpec((4, 1, 1), "uniform"), domain=(-1, 1), name="G")
+    assert source.shape == (1, 8, 8) and source.domain == (-1.0, 1.0) and source.latent_dim == 4
+    holder = nn.Module()
+    holder.decoder = source.module
+    assert list(holder.parameters()) == [] and holder.state_dict() == {}
+    gen.train()
+    holder.eval()
+    assert gen.training
+    x = source.sample(5, torch.Generator().manual_seed(1))
+    z = LatentSpec((4, 1, 1), "uniform").sample(5, torch.Generator().manual_seed(1))
+    assert torch.equal(x, gen(z).detach()) and not x.requires_grad
+    assert source.describe() == "G (_ConvGenerator, " + LatentSpec((4, 1, 1), "uniform").describe() + ")"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import crashed_run
 
 from wdist.callbacks import AtomicCheckpointIO
 from wdist.pipeline import estimate
@@ -114,7 +115,7 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory, reference: dict
     state["killed_result"] = json.loads(result.read_text()) if result.exists() else None  # complete or absent
     last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)  # never a partial file
     state["killed_step"] = int(last["global_step"])
-    state["killed_curve"] = [e["step"] for e in last["wdist_evaluations"]]
+    state["killed_curve"] = [e["step"] for e in last["wdist_curve"]]
     state["killed_selection"] = {k: v for k, v in last["wdist_selection"].items() if k != "state"}
     state["killed_selection_weights"] = sorted(last["wdist_selection"]["state"])
 
@@ -221,17 +222,6 @@ def test_checkpoint_killed_while_writing_is_old_or_new(tmp_path: Path) -> None:
         assert ck["i"] >= 1 and bool((ck["w"] == float(ck["i"])).all())
 
 
-class _StopAt(__import__("pytorch_lightning").Callback):
-    """Stops a run with an error once ``step`` optimiser steps are done (a crash after a checkpoint)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
-        if trainer.global_step >= self.step:
-            raise RuntimeError("simulated crash")
-
-
 def test_wgan_gp_resume_is_exact(tmp_path: Path) -> None:
     """The gradient penalty's interpolation weights come from (seed, rank, step), like the
     training batches, so a gradient-penalty run resumed from a checkpoint retraces the
@@ -243,10 +233,7 @@ def test_wgan_gp_resume_is_exact(tmp_path: Path) -> None:
         "--eval.empirical_lipschitz_samples", "0",
     ]  # fmt: skip
     crashed = tmp_path / "crashed"
-    with pytest.raises(Exception, match="simulated crash"):
-        estimate(str(TOY), gp, out=crashed, quiet=True, callbacks=[_StopAt(25)])
-    assert not (crashed / "result.json").exists()
-    assert int(torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]) == 20
+    assert int(crashed_run(TOY, gp, crashed, 25)["global_step"]) == 20
     resumed = estimate(resume=crashed, quiet=True).to_dict()
     reference = estimate(str(TOY), gp, out=tmp_path / "reference", quiet=True).to_dict()
     assert resumed["bound"]["estimate"] == reference["bound"]["estimate"]
@@ -392,7 +379,7 @@ def test_sigint_at_an_evaluated_step_keeps_that_point_of_the_curve(tmp_path: Pat
     assert stop.checkpoint is not None and Path(stop.checkpoint).name == "last.ckpt"
     assert signal.getsignal(signal.SIGINT) is handler  # the handler is back
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == 100 and [e["step"] for e in ckpt["wdist_evaluations"]] == [50, 100]
+    assert ckpt["global_step"] == 100 and [e["step"] for e in ckpt["wdist_curve"]] == [50, 100]
     assert not (out / "result.json").exists()
     res = estimate(resume=out, quiet=True).to_dict()
     assert [c["step"] for c in res["curve"]] == [50, 100, 150, 200]

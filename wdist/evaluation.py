@@ -27,7 +27,7 @@ the selected state and the select evaluation of its step, without recomputing an
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from torch import Tensor, nn
@@ -193,40 +193,36 @@ class Evaluation:
         train = Bound.train_of(self)
         return {**Bound.from_evaluation(self, split).to_dict(), "train": None if train is None else train.to_dict()}
 
-    def state(self) -> dict[str, Any]:
-        """Everything but the per-sample values, in plain Python types (for checkpoints)."""
-
-        def plain(iv: Optional[Interval]) -> Optional[dict[str, Any]]:
-            return None if iv is None else asdict(iv)
-
+    def checkpoint_record(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this select-split evaluation, in plain Python types: its curve
+        point (:meth:`point`, the :meth:`wdist.bound.Bound.to_dict` records of the select split and
+        the train subset), the per-layer certificate and the a-priori range of the critic's values;
+        :meth:`from_checkpoint_record` rebuilds the evaluation from it (without per-sample values)."""
         return {
-            "step": int(self.step),
-            "interval": asdict(self.interval),
-            "bound": asdict(self.bound),
-            "bound95": asdict(self.bound95),
-            "certificate": float(self.certificate),
-            "certificate_layers": [
-                {**asdict(layer), "input_shape": list(layer.input_shape)} for layer in self.certificate_layers
-            ],
+            **self.point("select"),
+            "certificate_layers": [layer.as_dict() for layer in self.certificate_layers],
             "critic_value_range": self.value_range,
-            "train_interval": plain(self.train_interval),
-            "train_bound": plain(self.train_bound),
-            "train_bound95": plain(self.train_bound95),
         }
 
     @classmethod
+    def from_checkpoint_record(cls, record: dict[str, Any]) -> "Evaluation":
+        """The inverse of :meth:`checkpoint_record`: the same evaluation, field for field (no per-sample values)."""
+        interval, bound, bound95 = _intervals(Bound.from_dict(record))
+        train = (None, None, None) if record.get("train") is None else _intervals(Bound.from_dict(record["train"]))
+        return cls(
+            int(record["step"]), interval, bound, bound95, float(record["lipschitz_certificate"]),
+            _layers(record["certificate_layers"]), record["critic_value_range"], *train,
+        )  # fmt: skip
+
+    @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Evaluation":
-        """The inverse of :meth:`state` (no per-sample values).
+        """An evaluation as checkpoints written before :meth:`checkpoint_record` kept it (its intervals
+        as dicts of :class:`~wdist.stats.Interval`; no per-sample values).
 
         A state without ``critic_value_range`` holds the older ``value_range`` of the paired
         differences, twice the width of the critic values.
         """
-        layers = tuple(
-            LayerCertificate(
-                d["name"], d["kind"], tuple(d["input_shape"]), float(d["bound"]), bool(d.get("user_asserted", False))
-            )
-            for d in state["certificate_layers"]
-        )
+        layers = _layers(state["certificate_layers"])
         if "critic_value_range" in state:
             value_range = state["critic_value_range"]
         else:
@@ -247,6 +243,31 @@ class Evaluation:
             train_bound=interval("train_bound"),
             train_bound95=interval("train_bound95"),
         )
+
+
+def _layers(records: list[dict[str, Any]]) -> tuple[LayerCertificate, ...]:
+    """Per-layer certificates from their plain records (:meth:`LayerCertificate.as_dict`)."""
+    return tuple(
+        LayerCertificate(d["name"], d["kind"], tuple(d["input_shape"]), float(d["bound"]), bool(d.get("user_asserted")))
+        for d in records
+    )
+
+
+def _intervals(record: Bound) -> tuple[Interval, Interval, Interval]:
+    """The intervals a bound record was taken from (:meth:`Bound.from_evaluation`): of
+    :math:`\\mathbb E_P f - \\mathbb E_Q f` at the run's confidence (critic units), of its division by
+    L at that confidence and at 95% (W1 units). The standard error of a division is the raw one
+    divided by L, as :func:`~wdist.stats.scale_interval` computes it; every interval method's
+    estimate, standard error and method text are those of any confidence."""
+    raw = Interval(
+        record.estimate, record.stderr, record.estimate_lo, record.estimate_hi, record.confidence, record.method,
+        record.n_eval_p, record.n_eval_q,
+    )  # fmt: skip
+    stderr = record.stderr / record.lipschitz_certificate
+    bound = replace(raw, estimate=record.lower_bound, stderr=stderr, lo=record.lower_bound_lo, hi=record.lower_bound_hi)
+    if abs(record.confidence - 0.95) < 1e-12:
+        return raw, bound, bound
+    return raw, bound, replace(bound, lo=record.ci95_lo, hi=record.ci95_hi, confidence=0.95)
 
 
 def evaluate(

@@ -2,10 +2,11 @@
 
 :class:`W1Monitor` is added to the ``pl.Trainer`` of the user's own LightningModule GAN. Every
 ``every_n_epochs`` training epochs it estimates a held-out, certified lower bound on
-:math:`W_1(P, G)` between held-out data ``P`` and the module's generator ``G`` as it is then,
-through the one estimation path of wdist (:func:`wdist.pipeline.build_run`, an inner Lightning
-Trainer made by :func:`wdist.pipeline.make_trainer`, the held-out :class:`~wdist.evaluation.Evaluation`),
-and logs it to the outer trainer's loggers.
+:math:`W_1(P, G)` between held-out data ``P`` and the module's generator ``G`` as it is then, with
+:func:`wdist.estimate` (the one estimation path), and logs it to the outer trainer's loggers. Each
+estimate's configuration is the monitor's :class:`~wdist.config.EstimateConfig` with the data as
+P and the live generator as Q (:class:`~wdist.sources.memory.ModuleGenerator`), derived with
+:func:`dataclasses.replace`; its critic starts from the previous estimate's (:mod:`wdist.warmstart`).
 
 It leaves the GAN as it found it:
 
@@ -13,21 +14,25 @@ It leaves the GAN as it found it:
   previous mode back; its parameters are never handed to an optimiser, and no gradient reaches them;
 * the generator is not registered in the inner training system, so the inner Trainer neither
   moves it nor switches its mode;
-* every random stream the GAN draws from (torch CPU and the current CUDA device, NumPy's and
-  Python's global generators) is saved before and restored after, so the GAN's training is
-  bit-identical with and without the monitor;
+* every random stream the GAN draws from (torch CPU and the initialised CUDA devices, NumPy's and
+  Python's global generators) and Lightning's seed variables (``PL_GLOBAL_SEED``,
+  ``PL_SEED_WORKERS``) are saved before and restored after, so the GAN's training is bit-identical
+  with and without the monitor;
 * the critic trains with the thread count the command line would choose for it
   (:mod:`wdist.threads`: one thread for a small critic), and the caller's count is restored after;
 * the inner Trainer adds nothing to the user's log (its device lines, tips and "`Trainer.fit`
-  stopped" lines are silenced) unless ``verbose=True``; warnings stay visible.
+  stopped" lines are silenced; with ``verbose=True`` the estimate's thread line and progress
+  lines are printed); warnings stay visible.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import warnings
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -37,56 +42,31 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
 from generators.latents import LatentSpec
-from wdist.bound import Bound
-from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig, TrainerConfig, load_config
-from wdist.evaluation import Evaluation
-from wdist.pipeline import build_run, fit_and_evaluate, make_trainer
-from wdist.sources import LatentSource, Source, TensorSource
-from wdist.warmstart import InitState
+from wdist.auto import AUTO
+from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig
+from wdist.pipeline import estimate
+from wdist.results import Result
+from wdist.sources import ModuleGenerator, Source, TensorSource
+from wdist.warmstart import InitState, KeepCritic
 
-__all__ = ["W1Monitor"]
+__all__ = ["W1Monitor", "monitor_config"]
 
-
-class _Unregistered(nn.Module):
-    """Calls a generator without registering it as a submodule (so ``.to()``, ``.train()`` and
-    ``.parameters()`` of the module holding this one never reach it), under ``no_grad``."""
-
-    def __init__(self, generator: nn.Module) -> None:
-        super().__init__()
-        self._held = (generator,)  # a tuple attribute: not a submodule
-
-    @torch.no_grad()
-    def forward(self, z: Tensor) -> Tensor:
-        return self._held[0](z).to(torch.float32)
-
-
-class _ModuleGenerator(LatentSource):
-    """The user's generator as a source: latents drawn as ``latent`` says, decoded by it."""
-
-    def __init__(self, generator: nn.Module, latent: LatentSpec, shape: tuple[int, ...], domain: Any) -> None:
-        self.latent = latent
-        self.latent_dim = latent.dim
-        self.shape = tuple(int(s) for s in shape)
-        self.domain = domain
-        self._module = _Unregistered(generator)
-
-    @property
-    def module(self) -> nn.Module:
-        return self._module
-
-    def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
-        return self.latent.sample(n, generator)
-
-    def describe(self) -> str:
-        return f"the module's generator ({type(self._module._held[0]).__name__}, {self.latent.describe()})"
+#: Lightning's environment variables that ``pl.seed_everything`` (called by every estimate) sets.
+_SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
 
 
 @contextlib.contextmanager
 def _untouched_global_state(device: torch.device) -> Iterator[None]:
-    """Inside: anything; on the way out torch's (CPU and ``device``) RNG, NumPy's and Python's
-    global RNG states and torch's thread count are back as they were."""
+    """Inside: anything; on the way out torch's (CPU, ``device`` and every initialised CUDA device)
+    RNG, NumPy's and Python's global RNG states, Lightning's seed variables and torch's thread
+    count are back as they were."""
     py_state, np_state, threads = random.getstate(), np.random.get_state(), torch.get_num_threads()
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    env = {name: os.environ.get(name) for name in _SEED_VARIABLES}
+    cuda: list[int] = []
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = list(range(torch.cuda.device_count()))
+    elif device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
     try:
         with torch.random.fork_rng(devices=cuda):
             yield
@@ -94,6 +74,11 @@ def _untouched_global_state(device: torch.device) -> Iterator[None]:
         random.setstate(py_state)
         np.random.set_state(np_state)
         torch.set_num_threads(threads)
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _keep_interop_threads() -> None:
@@ -116,18 +101,18 @@ _INNER_WARNINGS = (
 
 
 @contextlib.contextmanager
-def _silent_lightning(verbose: bool) -> Iterator[None]:
-    """Inside: Lightning's INFO lines silenced (unless ``verbose``) and the inner Trainer's set-up
-    warnings ignored; on the way out the loggers' levels are back as they were."""
+def _silent_lightning() -> Iterator[None]:
+    """Inside: Lightning's INFO lines silenced and the inner Trainer's set-up warnings ignored; on the
+    way out the loggers' levels and the warning filters are back as they were (an estimate silences
+    Lightning for the rest of its process)."""
     loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
         for pattern in _INNER_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
         try:
-            if not verbose:
-                for lg in loggers:
-                    lg.setLevel(max(logging.WARNING, lg.getEffectiveLevel()))
+            for lg in loggers:
+                lg.setLevel(max(logging.WARNING, lg.getEffectiveLevel()))
             yield
         finally:
             for lg, level in zip(loggers, levels):
@@ -146,15 +131,37 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+def monitor_config(n_items: int, n_eval: Optional[int] = None) -> EstimateConfig:
+    """The monitor's settings where neither its ``config`` nor a keyword gives one, for data of
+    ``n_items`` items: the command line's defaults, except 500 critic steps on batches of 128;
+    ``n_eval`` (default a quarter of the items, at least 2) held-out items, ``4 n_eval`` held-out
+    generated samples, evaluated in batches of ``max(n_eval, 256)``; no train-subset diagnosis,
+    empirical-OT references or empirical Lipschitz check (each estimate reports its bound alone).
+    """
+    n_eval = max(2, int(n_items) // 4) if n_eval is None else int(n_eval)
+    return EstimateConfig(
+        train=TrainConfig(steps=500, batch_size=128),
+        eval=EvalConfig(
+            n_eval=n_eval, n_eval_q=4 * n_eval, batch_size=max(n_eval, 256), train_subset=False, ot_samples=0,
+            ot_floor=False, empirical_lipschitz_samples=0,
+        ),
+    )  # fmt: skip
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The keyword settings that were given (not ``None``)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 class W1Monitor(Callback):
     r"""Certified held-out lower bounds on :math:`W_1(P, G)` while a LightningModule GAN trains.
 
-    At the end of every ``every_n_epochs``-th training epoch a 1-Lipschitz critic ``f`` is trained
-    to maximise :math:`\mathbb E_P f - \mathbb E_G f` on training items of ``data`` and samples of
-    the module's generator, evaluated at its last step on the select split (held-out items and
-    fresh generated samples; the one candidate of :mod:`wdist.selection`), then once on the test
-    split (other held-out items, other fresh samples); its Lipschitz constant is certified from
-    its weights (:math:`L \ge \mathrm{Lip}(f)`), and
+    At the end of every ``every_n_epochs``-th training epoch :func:`wdist.estimate` trains a
+    1-Lipschitz critic ``f`` to maximise :math:`\mathbb E_P f - \mathbb E_G f` on training items of
+    ``data`` and samples of the module's generator, evaluates it at its last step on the select
+    split (held-out items and fresh generated samples; the one candidate of :mod:`wdist.selection`),
+    then once on the test split (other held-out items, other fresh samples), certifies its
+    Lipschitz constant from its weights (:math:`L \ge \mathrm{Lip}(f)`), and reports
 
     .. math:: W_1(P, G) \ge (\hat{\mathbb E}_P f - \hat{\mathbb E}_G f) / L
 
@@ -165,21 +172,27 @@ class W1Monitor(Callback):
     :data:`LOGGED` (keys of the bound record in result.json: ``lower_bound``, ``ci95_lo``, ``ci95_hi``,
     ``estimate``, ``lipschitz_certificate``), and kept in :attr:`history`.
 
+    The estimates' settings are :attr:`config`: ``config`` when given, else :func:`monitor_config`
+    for the data's size, with each keyword below that is given replacing its field
+    (:func:`dataclasses.replace`). Its ``p``, ``q``, ``toy`` and ``out`` are the monitor's own (the
+    data, the live generator, nothing written), as are ``train.eval_every`` (the last step) and
+    the accelerator and device (the module's).
+
     Parameters
     ----------
     data : Tensor ``(N, *shape)`` or a finite Source
-        Real samples in the generator's output space. ``n_eval`` of them are held out for the
-        estimate (the test split) and ``n_select`` more for the select split (the same ones at
+        Real samples in the generator's output space. ``eval.n_eval`` of them are held out for the
+        estimate (the test split) and ``eval.n_select`` more for the select split (the same ones at
         every call, so no critic trains on them); the rest train the critic. Pass data the GAN is
         not trained on where you can.
     every_n_epochs : int
         Epochs between estimates.
     critic : str, optional
-        A registered critic (``critics.available()``), e.g. ``bjorck-mlp`` or ``bcop-dcgan``;
-        default: the one ``wdist estimate`` uses for the data's shape (``cones`` for images,
-        ``bjorck-mlp`` for vectors; :func:`wdist.config.default_critic`).
+        ``critic.name``: a registered critic (``critics.available()``), e.g. ``bjorck-mlp`` or
+        ``bcop-dcgan``; default: the one ``wdist estimate`` uses for the data's shape (``cones`` for
+        images, ``bjorck-mlp`` for vectors; :func:`wdist.config.default_critic`).
     critic_options : dict, optional
-        Options of that critic (of the default one when ``critic`` is not given).
+        ``critic.options`` (of the default critic when ``critic`` is not given).
     generator : str or callable
         The attribute of the LightningModule holding the generator (default ``"generator"``), or
         a function ``module -> nn.Module``. It must map ``(n, *latent_shape)`` latents to
@@ -194,37 +207,44 @@ class W1Monitor(Callback):
         U[0, 1), U[-1, 1), or N(0, 1) truncated to ``[-truncation, truncation]``.
     truncation : float, optional
         ``t > 0``, with (and only with) ``latent="truncated-normal"``.
-    steps : int
-        Critic training steps at the first estimate.
+    steps : int, optional
+        ``train.steps``: critic training steps at the first estimate (default 500).
     warm_steps : int, optional
-        Critic steps at later estimates (warm-started); default ``steps``.
-    batch_size, lr : int, float
-        Critic training batch (of each side) and Adam learning rate.
+        Critic steps at later estimates (warm-started); default ``train.steps``.
+    batch_size, lr : int, float, optional
+        ``train.batch_size`` and ``train.lr``: critic training batch (of each side, default 128) and
+        learning rate (default 1e-3).
     n_eval : int, optional
-        Held-out data items; default a quarter of ``data``.
+        ``eval.n_eval``: held-out data items; default a quarter of ``data``.
     n_eval_q : int, optional
-        Held-out generated samples (fresh at every call); default ``4 * n_eval``.
+        ``eval.n_eval_q``: held-out generated samples (fresh at every call); default ``4 * n_eval``.
     n_select : int, optional
-        Select items of each side; default ``min(256, n_eval, N // 10)`` of the ``N`` data items
-        and ``min(1024, n_eval_q)`` generated samples (:func:`wdist.splits.default_select_size`).
+        ``eval.n_select``: select items of each side; default ``min(256, n_eval, N // 10)`` of the
+        ``N`` data items and ``min(1024, n_eval_q)`` generated samples
+        (:func:`wdist.splits.default_select_size`).
     domain : (float, float), optional
-        The value range of data and samples (e.g. ``(-1, 1)``): recorded, and used by Bernstein
-        intervals; ``None`` for unbounded.
-    confidence : float
-        Interval confidence.
-    seed : int
-        Seeds the critic, its batches and the held-out draws (not the GAN's streams).
+        The value range of data and samples (e.g. ``(-1, 1)``) when ``data`` is a tensor: recorded,
+        and used by Bernstein intervals; ``None`` for unbounded.
+    confidence : float, optional
+        ``eval.confidence``: interval confidence (default 0.95).
+    seed : int, optional
+        ``seed``: seeds the critic, its batches and the held-out draws (not the GAN's streams; default 0).
     prefix : str
         Metric name prefix.
-    threads : "auto" or int
-        Torch threads while the critic trains: ``auto`` applies the command line's rule
-        (:mod:`wdist.threads`; ``OMP_NUM_THREADS`` when set, else one thread for a small critic);
-        the caller's count is restored after each estimate.
+    threads : "auto" or int, optional
+        ``train.threads``: torch threads while the critic trains: ``auto`` (the default) applies the
+        command line's rule (:mod:`wdist.threads`; ``OMP_NUM_THREADS`` when set, else one thread for a
+        small critic); the caller's count is restored after each estimate.
     verbose : bool
-        Let the inner Trainer's INFO lines (devices, tips, why fit stopped) through.
+        Print each estimate's thread line and progress lines, as ``wdist estimate`` does.
+    config : EstimateConfig, optional
+        The estimates' settings instead of :func:`monitor_config` (any optimiser, schedule,
+        interval, selection or precision of ``wdist estimate``); the keywords above replace its fields.
 
     Attributes
     ----------
+    config : EstimateConfig
+        The settings every estimate derives its configuration from.
     history : list of dict
         One row per estimate: ``epoch``, ``global_step``, ``critic_steps`` and the record of the
         test split's bound (:meth:`wdist.bound.Bound.to_dict`: ``estimate``, ``lower_bound``,
@@ -247,19 +267,20 @@ class W1Monitor(Callback):
         latent_shape: Optional[Sequence[int]] = None,
         latent: str = "normal",
         truncation: Optional[float] = None,
-        steps: int = 500,
+        steps: Optional[int] = None,
         warm_steps: Optional[int] = None,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        batch_size: Optional[int] = None,
+        lr: Optional[float] = None,
         n_eval: Optional[int] = None,
         n_eval_q: Optional[int] = None,
         n_select: Optional[int] = None,
         domain: Optional[tuple[float, float]] = None,
-        confidence: float = 0.95,
-        seed: int = 0,
+        confidence: Optional[float] = None,
+        seed: Optional[int] = None,
         prefix: str = "w1",
-        threads: Union[str, int] = "auto",
+        threads: Union[str, int, None] = None,
         verbose: bool = False,
+        config: Optional[EstimateConfig] = None,
     ) -> None:
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(f"W1Monitor: every_n_epochs must be a positive integer; got {every_n_epochs!r}")
@@ -267,9 +288,16 @@ class W1Monitor(Callback):
             data = TensorSource(data.detach().cpu(), domain=domain, description="W1Monitor data")
         if not isinstance(data, TensorSource) and not hasattr(data, "split"):
             raise ValueError(f"W1Monitor: data must be a tensor (N, ...) or a finite source; got {type(data).__name__}")
+        if config is not None and not isinstance(config, EstimateConfig):
+            raise ValueError(f"W1Monitor: config must be a wdist.config.EstimateConfig; got {type(config).__name__}")
+        if (
+            threads is not None
+            and threads != "auto"
+            and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1)
+        ):
+            raise ValueError(f"W1Monitor: threads must be 'auto' or a positive integer; got {threads!r}")
         self.data = data
         self.every_n_epochs = every_n_epochs
-        self.critic = CriticConfig(critic, dict(critic_options or {}))
         self.generator = generator
         self.latent_dim = latent_dim
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
@@ -280,16 +308,23 @@ class W1Monitor(Callback):
                 f"W1Monitor: latent_dim={latent_dim} disagrees with latent_shape={list(self.latent_shape)} "
                 f"({self.latent.dim} coordinates); give one of them."
             )
-        self.steps, self.warm_steps = int(steps), int(warm_steps if warm_steps is not None else steps)
-        self.batch_size, self.lr = int(batch_size), float(lr)
-        self.n_eval = int(n_eval) if n_eval is not None else max(2, len(data) // 4)
-        self.n_eval_q = int(n_eval_q) if n_eval_q is not None else 4 * self.n_eval
-        self.n_select = None if n_select is None else int(n_select)
-        self.domain = domain if domain is None else (float(domain[0]), float(domain[1]))
-        self.confidence, self.seed, self.prefix = float(confidence), int(seed), prefix
-        if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"W1Monitor: threads must be 'auto' or a positive integer; got {threads!r}")
-        self.threads, self.verbose = threads, bool(verbose)
+        base = config if config is not None else monitor_config(len(data), n_eval)
+        chosen = base.critic
+        if critic is not None or critic_options is not None:
+            chosen = CriticConfig(critic if critic is not None else base.critic.name, dict(critic_options or {}))
+        if chosen.name == AUTO:
+            raise ValueError(
+                f"W1Monitor: critic {AUTO!r} trains several candidates and cannot be warm-started; name one critic "
+                "(e.g. 'bjorck-mlp' for vectors, 'cones' or 'bcop-dcgan' for images)."
+            )
+        train = _given(steps=steps, batch_size=batch_size, lr=lr, threads=threads)
+        evaluation = _given(n_eval=n_eval, n_eval_q=n_eval_q, n_select=n_select, confidence=confidence)
+        self.config = replace(
+            base, toy=None, p=None, q=None, out=None, critic=chosen, train=replace(base.train, **train),
+            eval=replace(base.eval, **evaluation), **_given(seed=seed),
+        )  # fmt: skip
+        self.warm_steps = int(warm_steps) if warm_steps is not None else int(self.config.train.steps)
+        self.prefix, self.verbose = prefix, bool(verbose)
         self.history: list[dict[str, Any]] = []
         self.threads_used: list[int] = []
         self._critic_state: Optional[dict[str, Tensor]] = None
@@ -300,12 +335,12 @@ class W1Monitor(Callback):
             return
         gen = self._generator_of(pl_module)
         with _untouched_global_state(pl_module.device), _eval_mode(gen):
-            ev = self._estimate(gen, self._latent_spec(gen, pl_module), pl_module.device, draw=len(self.history))
+            result = self._estimate(gen, self._latent_spec(gen, pl_module), pl_module.device, draw=len(self.history))
         row = {
             "epoch": int(trainer.current_epoch),
             "global_step": int(trainer.global_step),
-            "critic_steps": int(ev.step),
-            **Bound.from_evaluation(ev, "test").to_dict(),
+            "critic_steps": int(result.bound.step),
+            **result.bound.to_dict(),
         }
         self.history.append(row)
         values = {f"{self.prefix}/{key}": float(row[key]) for key in self.LOGGED}
@@ -345,42 +380,33 @@ class W1Monitor(Callback):
     def _config(
         self, gen: nn.Module, latent: LatentSpec, device: torch.device, steps: int, draw: int
     ) -> EstimateConfig:
-        accelerator = {"cuda": "gpu", "mps": "mps"}.get(device.type, "cpu")
-        devices: Any = [device.index if device.index is not None else 0] if device.type == "cuda" else 1
-        q = _ModuleGenerator(gen, latent, tuple(self.data.shape), self.data.domain)
-        probe = q.module(latent.sample(2, torch.Generator().manual_seed(0)).to(device))
-        if tuple(probe.shape[1:]) != tuple(self.data.shape):
+        """The configuration of one estimate: :attr:`config` with the data as P, ``gen`` as Q, ``steps``
+        critic steps evaluated at the last, ``device``, and held-out draw ``draw`` of the generator."""
+        q = ModuleGenerator(gen, latent, self.data.domain, name="the module's generator")
+        if q.shape != tuple(self.data.shape):
             raise ValueError(
                 f"W1Monitor: the generator maps latents of shape {tuple(latent.shape)} to samples of shape "
-                f"{tuple(probe.shape[1:])}, but the data's items have shape {tuple(self.data.shape)}; expected the "
+                f"{q.shape}, but the data's items have shape {tuple(self.data.shape)}; expected the "
                 "generator's output to have the data's shape (give matching data, or latent_shape=...)."
             )
-        cfg = EstimateConfig(
-            p=self.data, q=q, critic=self.critic,
-            train=TrainConfig(
-                steps=steps, batch_size=self.batch_size, lr=self.lr, eval_every=steps, threads=self.threads
-            ),
-            trainer=TrainerConfig(accelerator=accelerator, devices=devices, enable_progress_bar=False),
-            eval=EvalConfig(
-                n_eval=self.n_eval, n_eval_q=self.n_eval_q, n_select=self.n_select, batch_size=max(self.n_eval, 256),
-                confidence=self.confidence, train_subset=False, ot_samples=0, ot_floor=False,
-                empirical_lipschitz_samples=0, heldout_draw=draw,
-            ),
-            seed=self.seed,
+        accelerator = {"cuda": "gpu", "mps": "mps"}.get(device.type, "cpu")
+        devices: Any = [device.index if device.index is not None else 0] if device.type == "cuda" else 1
+        cfg = self.config
+        return replace(
+            cfg, p=self.data, q=q, train=replace(cfg.train, steps=steps, eval_every=steps),
+            trainer=replace(cfg.trainer, accelerator=accelerator, devices=devices),
+            eval=replace(cfg.eval, heldout_draw=draw),
         )  # fmt: skip
-        return load_config(cfg)
 
-    def _estimate(self, gen: nn.Module, latent: LatentSpec, device: torch.device, draw: int) -> Evaluation:
-        """One certified test-split evaluation of a (warm-started) critic against ``gen``."""
-        steps = self.steps if self._critic_state is None else self.warm_steps
-        cfg = self._config(gen, latent, device, steps, draw)
-        torch.default_generator.manual_seed(self.seed + draw)  # the critic's initialisation (state restored after)
+    def _estimate(self, gen: nn.Module, latent: LatentSpec, device: torch.device, draw: int) -> Result:
+        """One certified test-split bound of a (warm-started) critic against ``gen``."""
+        first = self._critic_state is None
+        cfg = self._config(gen, latent, device, int(self.config.train.steps) if first else self.warm_steps, draw)
+        keep = KeepCritic()
         _keep_interop_threads()
-        with _silent_lightning(self.verbose):
-            warm = None if self._critic_state is None else InitState(self._critic_state)
-            run = build_run(cfg, init_state=warm)  # sets the run's thread count (restored after the estimate)
-            self.threads_used.append(torch.get_num_threads())
-            trainer = make_trainer(cfg, [], [], None)
-            ev = fit_and_evaluate(trainer, run, None)
-        self._critic_state = {k: v.detach().cpu().clone() for k, v in run.system.critic.state_dict().items()}
-        return ev
+        warm = None if first else InitState(self._critic_state)
+        with _silent_lightning():
+            result = estimate(cfg, callbacks=[keep], init_state=warm, quiet=not self.verbose)
+        self._critic_state = keep.state
+        self.threads_used.append(int(result.run.threads["count"]))
+        return result

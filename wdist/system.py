@@ -513,12 +513,16 @@ class CriticSystem(pl.LightningModule):
 
     # -- checkpoints keep the evaluations, so a resumed run reports the whole curve --------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["wdist_evaluations"] = [ev.state() for ev in self.evaluations]
+        # the curve as its bound records (Bound.to_dict, with what rebuilding each evaluation needs)
+        checkpoint["wdist_curve"] = [ev.checkpoint_record() for ev in self.evaluations]
         checkpoint["wdist_selection"] = self.selection.state_dict()
         checkpoint["wdist_range_training"] = {side: t.summary().record() for side, t in self.range_training.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.evaluations = [Evaluation.from_state(s) for s in checkpoint.get("wdist_evaluations", [])]
+        if "wdist_curve" in checkpoint:
+            self.evaluations = [Evaluation.from_checkpoint_record(r) for r in checkpoint["wdist_curve"]]
+        else:  # written before the curve was kept as bound records
+            self.evaluations = [Evaluation.from_state(s) for s in checkpoint.get("wdist_evaluations", [])]
         if "wdist_selection" in checkpoint:
             self.selection.load_state_dict(checkpoint["wdist_selection"])
         for side, record in checkpoint.get("wdist_range_training", {}).items():

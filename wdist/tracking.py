@@ -37,8 +37,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 
 import generators
@@ -51,11 +49,10 @@ from wdist.plots import plot_track
 from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, format_rows
 from wdist.results import Result
 from wdist.sources import Generator
-from wdist.warmstart import InitState
+from wdist.warmstart import InitState, KeepCritic
 
 __all__ = [
     "TrackResult",
-    "SaveCritic",
     "track",
     "checkpoint_series",
     "parse_step",
@@ -199,21 +196,6 @@ def _check_same_shapes(series: Sequence[tuple[int, Path]]) -> None:
 def _default_warm_steps(steps: int) -> int:
     """``WARM_STEPS_FRACTION * steps`` critic steps, rounded down, at least 1."""
     return max(1, int(WARM_STEPS_FRACTION * int(steps)))
-
-
-class SaveCritic(Callback):
-    """Write the reported critic's state dict to ``path`` (atomically, rank 0) when the test split
-    has been evaluated: the selected state, whose bound the estimate reports."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_rank != 0:
-            return
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save({k: v.detach().cpu().clone() for k, v in pl_module.critic.state_dict().items()}, tmp)
-        os.replace(tmp, self.path)
 
 
 @dataclass
@@ -456,7 +438,7 @@ def track(
         else:
             if not quiet:
                 print(f"wdist track: checkpoint {k + 1}/{len(series)}, GAN step {gan_step} ({path})", flush=True)
-            extra: list[Callback] = [*callbacks, SaveCritic(folder / CRITIC_FILE)]
+            extra: list[Callback] = [*callbacks, KeepCritic(folder / CRITIC_FILE)]
             resumable = (folder / "config.yaml").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
             init: Optional[InitState] = None
             point_cfg = cfg if k == 0 else _point_config(shared, path, k)

@@ -1,24 +1,28 @@
 """Warm starts: a run's critic starting from a trained critic's weights instead of its own initialisation.
 
 ``wdist track`` starts the critic of each checkpoint from the previous checkpoint's, and
-:class:`~wdist.monitor.W1Monitor` each estimate's from the previous estimate's; both hand an
-:class:`InitState` to :func:`wdist.pipeline.estimate` / :func:`wdist.pipeline.build_run`, which
-load it with :func:`load_init_state` right after the critic is built (before Lightning restores a
-resumed run's checkpoint, so a resumed run continues its own critic).
+:class:`~wdist.monitor.W1Monitor` each estimate's from the previous estimate's. Both keep the
+reported critic of a run with :class:`KeepCritic` (a callback of :func:`wdist.pipeline.estimate`;
+in memory, and for ``track`` in a file) and hand the next run an :class:`InitState`, which
+:func:`wdist.pipeline.estimate` loads with :func:`load_init_state` right after the critic is built
+(before Lightning restores a resumed run's checkpoint, so a resumed run continues its own critic).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Union
+from pathlib import Path
+from typing import Mapping, Optional, Union
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
 from wdist.errors import ConfigError
 
-__all__ = ["InitState", "head_name", "load_init_state"]
+__all__ = ["InitState", "KeepCritic", "head_name", "load_init_state"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,28 @@ def load_init_state(critic: nn.Module, init: InitState) -> None:
         raise ConfigError(
             f"Cannot warm-start from {init.describe()}: it is not a critic of this configuration ({err}). {init.hint}."
         ) from None
+
+
+class KeepCritic(Callback):
+    """Keeps the reported critic of a run: its state dict once the test split has been evaluated
+    (the state selected on the select split, whose bound the run reports), on the CPU in
+    :attr:`state`, and with ``path`` also written there (atomically, by rank 0), for the next run's
+    :class:`InitState`.
+
+    Attributes
+    ----------
+    state : dict of str -> Tensor, or None
+        The reported critic's weights (``None`` until the run's test evaluation).
+    """
+
+    def __init__(self, path: Optional[Union[str, os.PathLike]] = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.state: Optional[dict[str, Tensor]] = None
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.state = {k: v.detach().cpu().clone() for k, v in pl_module.critic.state_dict().items()}
+        if self.path is None or trainer.global_rank != 0:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save(self.state, tmp)
+        os.replace(tmp, self.path)

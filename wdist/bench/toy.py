@@ -1,8 +1,10 @@
 """``wdist bench toy``: training steps per second for each toy config and each vector critic.
 
-Each (config, critic) pair trains for ``--steps`` steps ``--repeats`` times through the same
-Lightning loop as ``wdist estimate`` (no held-out evaluation inside the timed window); the figure
-is the median over repeats of the median step time after ``--warmup`` steps.
+Each (config, critic) pair trains for ``--steps`` steps ``--repeats`` times through
+:func:`wdist.estimate` itself (its configuration derived from the file's with
+:func:`dataclasses.replace`; evaluated once, after the last step, outside the timed window, without
+references or the empirical Lipschitz check); the figure is the median over repeats of the median
+step time after ``--warmup`` steps.
 """
 
 from __future__ import annotations
@@ -10,19 +12,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
 from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device
-from wdist.config import default_config_path, load_config
-from wdist.pipeline import build_run
+from wdist.config import CriticConfig, EstimateConfig, default_config_path, parse_config
+from wdist.pipeline import estimate
 
-__all__ = ["run_toy_benchmark", "cli"]
+__all__ = ["run_toy_benchmark", "timed_config", "cli"]
 
 _CRITICS = ["bjorck-mlp", "sn-mlp", "gp-mlp"]
 
@@ -41,31 +43,25 @@ class _StepTimer(Callback):
         self.times.append(time.perf_counter() - self._t)
 
 
-def _steps_per_second(config: Path, critic: str, steps: int, warmup: int, accelerator: str) -> float:
-    overrides = ["--critic.name", critic, "--train.steps", str(steps), "--train.eval_every", str(steps)]
-    cfg = load_config(config, overrides)
+def timed_config(cfg: EstimateConfig, critic: str, steps: int, accelerator: str) -> EstimateConfig:
+    """``cfg`` with ``critic`` (the file's options for ``bjorck-mlp``, only its ``width`` and ``depth``
+    for the others; ``gp-mlp`` with the ``wgan-gp`` loss) trained for ``steps`` steps on one
+    ``accelerator`` device, evaluated once at the last step, without references, train-subset
+    diagnosis or empirical Lipschitz check."""
+    options = dict(cfg.critic.options)
     if critic != "bjorck-mlp":
-        cfg.critic.options = {k: v for k, v in cfg.critic.options.items() if k in ("width", "depth")}
-    if critic == "gp-mlp":
-        cfg.train.loss = "wgan-gp"
-    run = build_run(cfg)
+        options = {k: v for k, v in options.items() if k in ("width", "depth")}
+    train = replace(cfg.train, steps=steps, eval_every=steps, loss="wgan-gp" if critic == "gp-mlp" else cfg.train.loss)
+    return replace(
+        cfg, critic=CriticConfig(critic, options), train=train, out=None,
+        trainer=replace(cfg.trainer, accelerator=accelerator, devices=1),
+        eval=replace(cfg.eval, ot_samples=0, ot_floor=False, empirical_lipschitz_samples=0, train_subset=False),
+    )  # fmt: skip
+
+
+def _steps_per_second(cfg: EstimateConfig, warmup: int) -> float:
     timer = _StepTimer()
-    trainer = pl.Trainer(
-        max_steps=steps,
-        val_check_interval=steps,
-        check_val_every_n_epoch=None,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-        accelerator=accelerator,
-        devices=1,
-        inference_mode=False,
-    )
-    trainer.fit(run.system, datamodule=run.datamodule)
+    estimate(cfg, callbacks=[timer], quiet=True)
     return 1.0 / statistics.median(timer.times[warmup:])
 
 
@@ -81,8 +77,10 @@ def run_toy_benchmark(
     rows = []
     dev = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
     for config in configs:
+        shared = parse_config(config)  # once: every run of this file derives its configuration from it
         for critic in critics_:
-            runs = [_steps_per_second(config, critic, steps, warmup, accelerator) for _ in range(repeats)]
+            cfg = timed_config(shared, critic, steps, accelerator)
+            runs = [_steps_per_second(cfg, warmup) for _ in range(repeats)]
             rows.append(
                 {
                     "config": config.stem,

@@ -11,11 +11,13 @@ from wdist.sources.analytic import Distribution1D, Gaussian, GaussianMixture, Po
 from wdist.sources.base import FiniteSource, LatentSource, Source, SourceError, TensorSource, check_compatible
 from wdist.sources.generator import Generator, RangeMapped
 from wdist.sources.images import CIFAR10, STL10, Digits, ImageFolder, ImageSource, TensorFile
+from wdist.sources.memory import ModuleGenerator
 from wdist.sources.registry import SOURCES, register_source
 
 __all__ = [
     "Source", "FiniteSource", "TensorSource", "LatentSource", "SourceError", "check_compatible",
     "ImageSource", "CIFAR10", "STL10", "ImageFolder", "TensorFile", "Digits", "Generator", "RangeMapped",
+    "ModuleGenerator",
     "Gaussian", "Uniform", "PointMass", "Sphere", "GaussianMixture", "Distribution1D",
     "SOURCES", "register_source",
 ]  # fmt: skip
