@@ -1,17 +1,25 @@
-"""Tables of the docs generated from benchmark result files (``docs/results/*.json``).
+"""Tables of the docs generated from result files (``docs/results/*.json``), never copied by hand.
 
-A result file is what one ``wdist bench NAME ... --json FILE`` wrote (:mod:`wdist.bench._provenance`):
-the benchmark's rows or record and where they come from::
+A result file is what one command wrote, with where it comes from::
 
-    {"bench": "tightness", "command": "wdist bench tightness ...", "commit": "8f96830",
+    {"tool": "bench", "bench": "tightness", "command": "wdist bench tightness ...", "commit": "8f96830",
      "date": "2026-12-07", "device": "...", "conditions": "...", "payload": <the rows or record>}
 
-``python docs/tables.py record NAME -- wdist bench BENCH ...`` runs the command, reads the file it
-wrote and stores ``docs/results/NAME.json``; ``python docs/tables.py render`` rewrites, in every
-page, the region between ``<!-- table: results/NAME.json -->`` and ``<!-- end table -->`` with the
-benchmark's own ``format_table`` of the payload and a line stating command, commit, device and
-date; ``--check`` changes nothing and fails when a region differs from its rendering
-(tests/test_docs_tables.py runs it, so a generated table is never edited by hand).
+* ``python docs/tables.py record NAME -- wdist bench BENCH ...`` runs a benchmark with ``--json``
+  (:mod:`wdist.bench._provenance`); the payload is its rows, rendered by the benchmark's own
+  ``format_table``.
+* ``python docs/tables.py record NAME -- wdist compare ...`` runs a comparison into a temporary
+  folder; the payload is its ``comparison.json``, rendered by :func:`wdist.compare.format_table`
+  (the table of ``comparison.md``).
+* ``python docs/tables.py record NAME [--label TEXT] [--add] -- wdist estimate ...`` runs one
+  estimate into a temporary folder; the payload is a list of runs (``label``, ``command`` and its
+  ``result.json``), one row each (:func:`format_runs`); ``--add`` appends a run to the file, which
+  must hold runs of the same code commit and device.
+
+``python docs/tables.py render`` rewrites, in every page, the region between
+``<!-- table: results/NAME.json -->`` and ``<!-- end table -->`` with that table and a line stating
+command, commit, device and date; ``--check`` changes nothing and fails when a region differs from
+its rendering (tests/test_docs_tables.py runs it, so a generated table is never edited by hand).
 """
 
 from __future__ import annotations
@@ -32,48 +40,211 @@ RESULTS = DOCS / "results"
 REGION = re.compile(r"(<!-- table: (?P<file>results/[\w.-]+\.json) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
 
+#: The commands whose result files ``record`` stores: ``wdist TOOL ...``.
+TOOLS = ("bench", "estimate", "compare")
+
+
 def _benches() -> tuple[str, ...]:
     from wdist.bench import BENCHES
 
     return BENCHES
 
 
-def record(name: str, command: Sequence[str], conditions: str) -> Path:
-    """Run ``wdist bench ...`` (``command``) with ``--json``, add ``conditions`` to the provenance the
-    benchmark wrote (:mod:`wdist.bench._provenance`) and store it as ``docs/results/NAME.json``."""
-    if list(command[:2]) != ["wdist", "bench"] or len(command) < 3 or command[2] not in _benches():
+def _run(command: Sequence[str], *extra: str) -> None:
+    """Run ``wdist ...`` in this process with ``extra`` options appended; stop on a non-zero exit."""
+    from wdist.cli import main
+
+    code = main([*command[1:], *extra])
+    if code != 0:
+        raise SystemExit(f"`{shlex.join(command)}` exited {code}")
+
+
+def _made_here(command: str, device: str, conditions: str) -> dict[str, Any]:
+    """Provenance of a run of this checkout: ``command``, the code commit measured
+    (:func:`wdist.bench._provenance.code_commit`), today's UTC date, ``device`` and ``conditions``
+    with the load averages now."""
+    import datetime
+
+    from wdist.bench._provenance import code_commit
+    from wdist.bench._runs import load_text
+
+    return {
+        "command": command,
+        "commit": code_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "device": device,
+        "conditions": f"{conditions}; load averages {load_text()} (1 / 5 / 15 min) at the start",
+    }
+
+
+def _run_device(result: dict[str, Any]) -> str:
+    """The device of a ``result.json`` in words: where it trained and the torch version."""
+    return f"{result['run']['device']}, torch {result['run']['versions'].get('torch', '?')}"
+
+
+def _record_bench(command: Sequence[str], conditions: str) -> dict[str, Any]:
+    if len(command) < 3 or command[2] not in _benches():
         raise SystemExit(f"record takes `wdist bench {{{','.join(_benches())}}} ...`; got {shlex.join(command)!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        from wdist.cli import main
-
         written = Path(tmp) / "result.json"
-        code = main([*command[1:], "--json", str(written)])
-        if code != 0:
-            raise SystemExit(f"`{shlex.join(command)}` exited {code}")
+        _run(command, "--json", str(written))
         entry = json.loads(written.read_text())
-    entry["command"] = shlex.join(command)
-    entry["conditions"] = f"{conditions}; {entry['conditions']}"
+    return {
+        "tool": "bench",
+        **entry,
+        "command": shlex.join(command),
+        "conditions": f"{conditions}; {entry['conditions']}",
+    }
+
+
+def _record_compare(command: Sequence[str], conditions: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        before = _made_here(shlex.join(command), "", conditions)
+        _run(command, "--out", str(Path(tmp) / "compare"), "--quiet")
+        payload = json.loads((Path(tmp) / "compare" / "comparison.json").read_text())
+    first = next(iter(payload["runs"].values()))[0]
+    return {"tool": "compare", **before, "device": _run_device(first), "payload": payload}
+
+
+def _record_estimate(command: Sequence[str], conditions: str, label: str | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        before = _made_here(shlex.join(command), "", conditions)
+        _run(command, "--out", str(Path(tmp) / "run"), "--quiet")
+        result = json.loads((Path(tmp) / "run" / "result.json").read_text())
+    label = label or f"seed {result['run']['config'].get('seed')}"
+    run = {"label": label, "command": shlex.join(command), "result": result}
+    return {"tool": "estimate", **before, "device": _run_device(result), "payload": [run]}
+
+
+def _added(old: dict[str, Any], new: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``old`` (an estimate result file) with the run of ``new`` appended: same commit and device."""
+    if old.get("tool") != "estimate" or new["tool"] != "estimate":
+        raise SystemExit(f"--add appends `wdist estimate` runs to a file of such runs; {path} holds {old.get('tool')}")
+    for key in ("commit", "device"):
+        if old[key] != new[key]:
+            raise SystemExit(
+                f"--add: {path} holds runs of {key} {old[key]!r}, this run has {new[key]!r}; "
+                "record its runs again on one commit and device"
+            )
+    merged = dict(old, payload=old["payload"] + new["payload"])
+    merged["command"] = "; ".join(run["command"] for run in merged["payload"])
+    if new["date"] != old["date"].split(" to ")[0]:
+        merged["date"] = f"{old['date'].split(' to ')[0]} to {new['date']}"
+    return merged
+
+
+def record(name: str, command: Sequence[str], conditions: str, label: str | None = None, add: bool = False) -> Path:
+    """Run ``command`` (``wdist bench ...``, ``wdist compare ...`` or ``wdist estimate ...``), read
+    the file it wrote, add where it comes from and ``conditions`` (what else ran, in words) and store
+    it as ``docs/results/NAME.json``; with ``add``, append an estimate run to that file."""
+    command = list(command)
+    if len(command) < 2 or command[0] != "wdist" or command[1] not in TOOLS:
+        raise SystemExit(f"record takes `wdist {{{','.join(TOOLS)}}} ...`; got {shlex.join(command)!r}")
+    if (label is not None or add) and command[1] != "estimate":
+        raise SystemExit("--label and --add are for `wdist estimate` runs")
     out = RESULTS / f"{name}.json"
+    if add and not out.exists():
+        raise SystemExit(f"--add: {out} does not exist yet; record its first run without --add")
+    if command[1] == "bench":
+        entry = _record_bench(command, conditions)
+    elif command[1] == "compare":
+        entry = _record_compare(command, conditions)
+    else:
+        entry = _record_estimate(command, conditions, label)
+        if add:
+            entry = _added(json.loads(out.read_text()), entry, out)
     out.write_text(json.dumps(entry, indent=1) + "\n")
     return out
 
 
-def render(result: dict[str, Any]) -> str:
-    """The table of one result file, by its benchmark's own ``format_table``, and its provenance."""
-    module = importlib.import_module(f"wdist.bench.{result['bench']}")
-    table = module.format_table(result["payload"]).strip()
+def _ratio(result: dict[str, Any]) -> str:
+    exact = result.get("exact")
+    return "" if not exact else f"{result['bound']['lower_bound'] / exact['w1']:.3f}"
+
+
+def format_runs(runs: Sequence[dict[str, Any]]) -> str:
+    r"""The table of ``wdist estimate`` runs (``label``, ``command``, ``result``: a result.json), one
+    row each: the critic (for ``critic.name: auto`` the candidate chosen on the select split and every
+    candidate's select value and step), the certified W1 lower bound
+
+    .. math:: \hat W = \frac{\bar f_P - \bar f_Q}{L}
+
+    with its 95% interval, in the run's units (L2 on the flattened samples, its domain), whether the
+    critic is 1-Lipschitz, the exact W1 and the ratio bound / W1 where the problem has one, the step
+    selected on the select split, the train-subset bound at that step and what limits the bound."""
+    from wdist.report import format_interval, one_lipschitz_text
+
+    results = [run["result"] for run in runs]
+    exact = any(r.get("exact") for r in results)
+    auto = any(r.get("auto") for r in results)
+    head = ["run", "critic", "certified W1 lower bound (95% CI)", "1-Lipschitz"]
+    head += ["exact W1", "bound / W1"] if exact else []
+    head += ["step selected", "train subset", "limited by"]
+    head += ["select values (step) of the candidates"] if auto else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run, r in zip(runs, results):
+        bound, diagnosis, chosen = r["bound"], r["diagnosis"], r.get("auto")
+        critic = f"`{r['run']['critic']}`"
+        if chosen:
+            critic = f"auto: `{chosen['chosen']['label']}` (of {chosen['compared']})"
+        train = (diagnosis.get("train") or {}).get("lower_bound")
+        cells = [
+            run["label"],
+            critic,
+            f"{bound['lower_bound']:.4f} {format_interval(bound['ci95_lo'], bound['ci95_hi'])}",
+            one_lipschitz_text(bound["one_lipschitz"], bound["lipschitz_certificate"]),
+        ]
+        if exact:
+            cells += [f"{r['exact']['w1']:.4f}" if r.get("exact") else "", _ratio(r)]
+        cells += [str(bound["step"]), "" if train is None else f"{train:.4f}", diagnosis.get("limited_by") or ""]
+        if auto:
+            cells.append(
+                ", ".join(f"{c['label']} {c['select_value']:.4f} ({c['select_step']})" for c in chosen["candidates"])
+                if chosen
+                else ""
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    first = results[0]
     said = (
-        f"*Generated from `docs/results/` by `python docs/tables.py render`: `{result['command']}` at commit "
+        f"P: {first['run']['p']}; Q: {first['run']['q']}; shape {first['run']['shape']}, domain "
+        f"{first['run']['domain'] or 'unbounded'}, L2 distance; {first['run']['steps']} steps; test "
+        f"{first['bound']['n_eval_p']} + {first['bound']['n_eval_q']} items (P + Q), "
+        f"{first['bound']['method'].split(' (')[0]}."
+    )
+    if exact:
+        said += f" Exact W1: {first['exact']['method']}."
+    return "\n".join(lines) + "\n\n" + said
+
+
+def _commands(result: dict[str, Any]) -> str:
+    if result.get("tool") == "estimate":
+        return "; ".join(f"`{run['command']}` ({run['label']})" for run in result["payload"])
+    return f"`{result['command']}`"
+
+
+def render(result: dict[str, Any]) -> str:
+    """The table of one result file, by the format of the command that wrote it, and its provenance."""
+    tool = result.get("tool", "bench")
+    if tool == "bench":
+        table = importlib.import_module(f"wdist.bench.{result['bench']}").format_table(result["payload"])
+    elif tool == "compare":
+        from wdist.compare import format_table
+
+        table = format_table(result["payload"])
+    else:
+        table = format_runs(result["payload"])
+    said = (
+        f"*Generated from `docs/results/` by `python docs/tables.py render`: {_commands(result)} at commit "
         f"{result['commit']}, {result['date']}, {result['device']}; {result['conditions']}.*"
     )
-    return f"{table}\n\n{said}\n"
+    return f"{table.strip()}\n\n{said}\n"
 
 
 def rewrite(text: str) -> str:
     """``text`` with every table region replaced by the rendering of its result file."""
 
     def one(match: re.Match[str]) -> str:
-        result = json.loads((DOCS / match["file"]).read_text())
+        result = json.loads((RESULTS / Path(match["file"]).name).read_text())
         return match.group(1) + render(result) + match.group(4)
 
     return REGION.sub(one, text)
@@ -91,17 +262,19 @@ def stale() -> list[str]:
 def main(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python docs/tables.py", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="action", required=True)
-    rec = sub.add_parser("record", help="run a benchmark command and store its result file")
+    rec = sub.add_parser("record", help="run a wdist bench, compare or estimate command and store its result file")
     rec.add_argument("name")
     rec.add_argument("--conditions", required=True, help="what else ran on the machine (load), in words")
-    rec.epilog = "then -- and the command: -- wdist bench ..."
+    rec.add_argument("--label", help="the row's name for an estimate run (default: seed N)")
+    rec.add_argument("--add", action="store_true", help="append this estimate run to the file's runs")
+    rec.epilog = "then -- and the command: -- wdist bench|compare|estimate ..."
     ren = sub.add_parser("render", help="rewrite the generated tables of every page")
     ren.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
     argv = list(argv)
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.action == "record":
-        print(f"wrote {record(args.name, command, args.conditions)}")
+        print(f"wrote {record(args.name, command, args.conditions, args.label, args.add)}")
         return 0
     if args.check:
         bad = stale()
