@@ -162,6 +162,13 @@ def _ratio(result: dict[str, Any]) -> str:
     return "" if not exact else f"{result['bound']['lower_bound'] / exact['w1']:.3f}"
 
 
+def _empirical_ot(refs: dict[str, Any]) -> str:
+    if refs.get("empirical_ot_w1") is None:
+        return ""
+    floor = refs.get("empirical_ot_floor")
+    return f"{refs['empirical_ot_w1']:.4f}" + ("" if floor is None else f" ({floor:.4f})")
+
+
 def format_runs(runs: Sequence[dict[str, Any]]) -> str:
     r"""The table of ``wdist estimate`` runs (``label``, ``command``, ``result``: a result.json), one
     row each: the critic (for ``critic.name: auto`` the candidate chosen on the select split and every
@@ -170,15 +177,18 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
     .. math:: \hat W = \frac{\bar f_P - \bar f_Q}{L}
 
     with its 95% interval, in the run's units (L2 on the flattened samples, its domain), whether the
-    critic is 1-Lipschitz, the exact W1 and the ratio bound / W1 where the problem has one, the step
+    critic is 1-Lipschitz, the exact W1 and the ratio bound / W1 where the problem has one, the exact
+    empirical-OT upper reference and its floor (P against P) where computed, the step
     selected on the select split, the train-subset bound at that step and what limits the bound."""
     from wdist.report import format_interval, one_lipschitz_text
 
     results = [run["result"] for run in runs]
     exact = any(r.get("exact") for r in results)
     auto = any(r.get("auto") for r in results)
+    ot = any((r.get("references") or {}).get("empirical_ot_w1") is not None for r in results)
     head = ["run", "critic", "certified W1 lower bound (95% CI)", "1-Lipschitz"]
     head += ["exact W1", "bound / W1"] if exact else []
+    head += ["empirical OT, upper reference (floor)"] if ot else []
     head += ["step selected", "train subset", "limited by"]
     head += ["select values (step) of the candidates"] if auto else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -196,6 +206,8 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
         ]
         if exact:
             cells += [f"{r['exact']['w1']:.4f}" if r.get("exact") else "", _ratio(r)]
+        if ot:
+            cells.append(_empirical_ot(r.get("references") or {}))
         cells += [str(bound["step"]), "" if train is None else f"{train:.4f}", diagnosis.get("limited_by") or ""]
         if auto:
             cells.append(
@@ -218,7 +230,7 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
 
 def _commands(result: dict[str, Any]) -> str:
     if result.get("tool") == "estimate":
-        return "; ".join(f"`{run['command']}` ({run['label']})" for run in result["payload"])
+        return "; ".join(f"{run['label']}: `{run['command']}`" for run in result["payload"])
     return f"`{result['command']}`"
 
 

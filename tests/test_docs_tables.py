@@ -98,7 +98,7 @@ def test_estimate_runs_recorded_render_one_row_each(tmp_path: Path, monkeypatch:
         bound = run["result"]["bound"]
         assert f"{bound['lower_bound']:.4f} [{bound['ci95_lo']:.4f}, {bound['ci95_hi']:.4f}]" in row
         assert f"| 2.0000 | {bound['lower_bound'] / 2.0:.3f} |" in row  # exact W1 of the translation toy and the ratio
-        assert f"`{run['command']}` ({run['label']})" in rendered
+        assert f"{run['label']}: `{run['command']}`" in rendered
     assert rows[0] != rows[1]  # the two seeds are two runs
     opening, closing = "before\n<!-- table: results/toy-runs.json -->\n", "<!-- end table -->\nafter\n"
     assert tables.rewrite(f"{opening}old\n{closing}") == f"{opening}{rendered}{closing}"
