@@ -9,12 +9,12 @@ A result file is what one command wrote, with where it comes from::
   (:mod:`wdist.bench._provenance`); the payload is its rows, rendered by the benchmark's own
   ``format_table``.
 * ``python docs/tables.py record NAME -- wdist compare ...`` runs a comparison into a temporary
-  folder; the payload is its ``comparison.json``, rendered by :func:`wdist.compare.format_table`
-  (the table of ``comparison.md``).
+  folder; the payload is its ``comparison.json`` (without the runs' select curves), rendered by
+  :func:`wdist.compare.format_table` (the table of ``comparison.md``).
 * ``python docs/tables.py record NAME [--label TEXT] [--add] -- wdist estimate ...`` runs one
   estimate into a temporary folder; the payload is a list of runs (``label``, ``command`` and its
-  ``result.json``), one row each (:func:`format_runs`); ``--add`` appends a run to the file, which
-  must hold runs of the same code commit and device.
+  ``result.json`` without the select curve), one row each (:func:`format_runs`); ``--add`` appends
+  a run to the file, which must hold runs of the same code commit and device.
 
 ``python docs/tables.py render`` rewrites, in every page, the region between
 ``<!-- table: results/NAME.json -->`` and ``<!-- end table -->`` with that table and a line stating
@@ -82,6 +82,12 @@ def _run_device(result: dict[str, Any]) -> str:
     return f"{result['run']['device']}, torch {result['run']['versions'].get('torch', '?')}"
 
 
+def _without_curve(result: dict[str, Any]) -> dict[str, Any]:
+    """A result.json without its select curve (no table shows it; the run's metrics.csv and
+    bound_curve.png hold it): every other record, the selection's included, is kept."""
+    return {key: value for key, value in result.items() if key != "curve"}
+
+
 def _record_bench(command: Sequence[str], conditions: str) -> dict[str, Any]:
     if len(command) < 3 or command[2] not in _benches():
         raise SystemExit(f"record takes `wdist bench {{{','.join(_benches())}}} ...`; got {shlex.join(command)!r}")
@@ -102,6 +108,7 @@ def _record_compare(command: Sequence[str], conditions: str) -> dict[str, Any]:
         before = _made_here(shlex.join(command), "", conditions)
         _run(command, "--out", str(Path(tmp) / "compare"), "--quiet")
         payload = json.loads((Path(tmp) / "compare" / "comparison.json").read_text())
+    payload["runs"] = {label: [_without_curve(r) for r in runs] for label, runs in payload["runs"].items()}
     first = next(iter(payload["runs"].values()))[0]
     return {"tool": "compare", **before, "device": _run_device(first), "payload": payload}
 
@@ -110,7 +117,7 @@ def _record_estimate(command: Sequence[str], conditions: str, label: str | None)
     with tempfile.TemporaryDirectory() as tmp:
         before = _made_here(shlex.join(command), "", conditions)
         _run(command, "--out", str(Path(tmp) / "run"), "--quiet")
-        result = json.loads((Path(tmp) / "run" / "result.json").read_text())
+        result = _without_curve(json.loads((Path(tmp) / "run" / "result.json").read_text()))
     label = label or f"seed {result['run']['config'].get('seed')}"
     run = {"label": label, "command": shlex.join(command), "result": result}
     return {"tool": "estimate", **before, "device": _run_device(result), "payload": [run]}

@@ -96,6 +96,7 @@ def test_estimate_runs_recorded_render_one_row_each(tmp_path: Path, monkeypatch:
     assert len(rows) == 2
     for row, run in zip(rows, result["payload"]):
         bound = run["result"]["bound"]
+        assert "curve" not in run["result"] and run["result"]["selection"]["step"] == bound["step"]
         assert f"{bound['lower_bound']:.4f} [{bound['ci95_lo']:.4f}, {bound['ci95_hi']:.4f}]" in row
         assert f"| 2.0000 | {bound['lower_bound'] / 2.0:.3f} |" in row  # exact W1 of the translation toy and the ratio
         assert f"{run['label']}: `{run['command']}`" in rendered
