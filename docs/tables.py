@@ -169,6 +169,11 @@ def _ratio(result: dict[str, Any]) -> str:
     return "" if not exact else f"{result['bound']['lower_bound'] / exact['w1']:.3f}"
 
 
+def _budget(run: dict[str, Any]) -> int:
+    """The run's step budget ``train.steps`` (for ``auto``, shared by its candidates)."""
+    return int((run.get("config") or {}).get("train", {}).get("steps", run["steps"]))
+
+
 def _empirical_ot(refs: dict[str, Any]) -> str:
     if refs.get("empirical_ot_w1") is None:
         return ""
@@ -226,7 +231,7 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
     first = results[0]
     said = (
         f"P: {first['run']['p']}; Q: {first['run']['q']}; shape {first['run']['shape']}, domain "
-        f"{first['run']['domain'] or 'unbounded'}, L2 distance; {first['run']['steps']} steps; test "
+        f"{first['run']['domain'] or 'unbounded'}, L2 distance; train.steps {_budget(first['run'])}; test "
         f"{first['bound']['n_eval_p']} + {first['bound']['n_eval_q']} items (P + Q), "
         f"{first['bound']['method'].split(' (')[0]}."
     )
