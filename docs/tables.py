@@ -240,6 +240,18 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n" + said
 
 
+def _tables_closed(text: str) -> str:
+    """``text`` with a blank line after every table that a line of prose follows directly (Markdown
+    would read that line as one more row)."""
+    lines = text.split("\n")
+    out = lines[:1]
+    for before, line in zip(lines, lines[1:]):
+        if before.startswith("|") and line and not line.startswith("|"):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)
+
+
 def _commands(result: dict[str, Any]) -> str:
     if result.get("tool") == "estimate":
         return "; ".join(f"{run['label']}: `{run['command']}`" for run in result["payload"])
@@ -261,7 +273,7 @@ def render(result: dict[str, Any]) -> str:
         f"*Generated from `docs/results/` by `python docs/tables.py render`: {_commands(result)} at commit "
         f"{result['commit']}, {result['date']}, {result['device']}; {result['conditions']}.*"
     )
-    return f"{table.strip()}\n\n{said}\n"
+    return f"{_tables_closed(table.strip())}\n\n{said}\n"
 
 
 def rewrite(text: str) -> str:

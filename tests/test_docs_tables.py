@@ -133,3 +133,8 @@ def test_a_comparison_recorded_renders_the_table_of_comparison_md(
         (line,) = [line for line in rendered.splitlines() if line.startswith(f"| {row['label']} (")]
         assert f"| {row['lower_bound_mean']:.4f} ± {row['lower_bound_std']:.4f} |" in line
     assert "exact W1 = 2.0000" in rendered and result["command"] in rendered
+
+
+def test_a_line_of_prose_right_under_a_rendered_table_stays_out_of_it() -> None:
+    tables = _tables()
+    assert tables._tables_closed("| a |\n|---|\n| 1 |\n(a note)\n\n| b |") == "| a |\n|---|\n| 1 |\n\n(a note)\n\n| b |"
