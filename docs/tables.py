@@ -15,6 +15,9 @@ A result file is what one command wrote, with where it comes from::
   estimate into a temporary folder; the payload is a list of runs (``label``, ``command`` and its
   ``result.json`` without the select curve), one row each (:func:`format_runs`); ``--add`` appends
   a run to the file, which must hold runs of the same code commit and device.
+* ``python docs/tables.py record NAME [--label TEXT] [--add] -- wdist track ...`` runs one track;
+  the payload is a list of tracks (``label``, ``command`` and its ``track.json``), one column each
+  (:func:`format_tracks`); ``--add`` as for estimate runs.
 
 ``python docs/tables.py render`` rewrites, in every page, the region between
 ``<!-- table: results/NAME.json -->`` and ``<!-- end table -->`` with that table and a line stating
@@ -41,7 +44,9 @@ REGION = re.compile(r"(<!-- table: (?P<file>results/[\w.-]+\.json) -->\n)(?P<bod
 
 
 #: The commands whose result files ``record`` stores: ``wdist TOOL ...``.
-TOOLS = ("bench", "estimate", "compare")
+TOOLS = ("bench", "estimate", "compare", "track")
+#: The commands whose runs ``record --add`` appends to one file, one row or column each.
+SERIES_TOOLS = ("estimate", "track")
 
 
 def _benches() -> tuple[str, ...]:
@@ -123,10 +128,25 @@ def _record_estimate(command: Sequence[str], conditions: str, label: str | None)
     return {"tool": "estimate", **before, "device": _run_device(result), "payload": [run]}
 
 
+def _record_track(command: Sequence[str], conditions: str, label: str | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        before = _made_here(shlex.join(command), "", conditions)
+        out = Path(tmp) / "track"
+        _run(command, "--out", str(out), "--quiet")
+        track = json.loads((out / "track.json").read_text())
+        first = json.loads((out / track["points"][0]["folder"] / "result.json").read_text())
+    label = label or f"seed {first['run']['config'].get('seed')}"
+    run = {"label": label, "command": shlex.join(command), "track": track}
+    return {"tool": "track", **before, "device": _run_device(first), "payload": [run]}
+
+
 def _added(old: dict[str, Any], new: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``old`` (an estimate result file) with the run of ``new`` appended: same commit and device."""
-    if old.get("tool") != "estimate" or new["tool"] != "estimate":
-        raise SystemExit(f"--add appends `wdist estimate` runs to a file of such runs; {path} holds {old.get('tool')}")
+    """``old`` (a result file of estimate runs or tracks) with the run of ``new`` appended: the same
+    command (``wdist estimate`` or ``wdist track``), code commit and device."""
+    if old.get("tool") != new["tool"]:
+        raise SystemExit(
+            f"--add appends a `wdist {new['tool']}` run to a file of such runs; {path} holds {old.get('tool')}"
+        )
     for key in ("commit", "device"):
         if old[key] != new[key]:
             raise SystemExit(
@@ -141,14 +161,14 @@ def _added(old: dict[str, Any], new: dict[str, Any], path: Path) -> dict[str, An
 
 
 def record(name: str, command: Sequence[str], conditions: str, label: str | None = None, add: bool = False) -> Path:
-    """Run ``command`` (``wdist bench ...``, ``wdist compare ...`` or ``wdist estimate ...``), read
-    the file it wrote, add where it comes from and ``conditions`` (what else ran, in words) and store
-    it as ``docs/results/NAME.json``; with ``add``, append an estimate run to that file."""
+    """Run ``command`` (``wdist bench|compare|estimate|track ...``), read the file it wrote, add where
+    it comes from and ``conditions`` (what else ran, in words) and store it as
+    ``docs/results/NAME.json``; with ``add``, append an estimate run or a track to that file."""
     command = list(command)
     if len(command) < 2 or command[0] != "wdist" or command[1] not in TOOLS:
         raise SystemExit(f"record takes `wdist {{{','.join(TOOLS)}}} ...`; got {shlex.join(command)!r}")
-    if (label is not None or add) and command[1] != "estimate":
-        raise SystemExit("--label and --add are for `wdist estimate` runs")
+    if (label is not None or add) and command[1] not in SERIES_TOOLS:
+        raise SystemExit("--label and --add are for `wdist estimate` runs and `wdist track` tracks")
     out = RESULTS / f"{name}.json"
     if add and not out.exists():
         raise SystemExit(f"--add: {out} does not exist yet; record its first run without --add")
@@ -157,7 +177,7 @@ def record(name: str, command: Sequence[str], conditions: str, label: str | None
     elif command[1] == "compare":
         entry = _record_compare(command, conditions)
     else:
-        entry = _record_estimate(command, conditions, label)
+        entry = (_record_estimate if command[1] == "estimate" else _record_track)(command, conditions, label)
         if add:
             entry = _added(json.loads(out.read_text()), entry, out)
     out.write_text(json.dumps(entry, indent=1) + "\n")
@@ -252,8 +272,48 @@ def _tables_closed(text: str) -> str:
     return "\n".join(out)
 
 
+def format_tracks(tracks: Sequence[dict[str, Any]]) -> str:
+    r"""The table of ``wdist track`` series (``label``, ``command``, ``track``: a track.json), one
+    column each and one row per GAN step: the certified W1 lower bound of that checkpoint's critic,
+
+    .. math:: \hat W_t = \frac{\bar f_P - \bar f_{G_t}}{L_t},
+
+    with its 95% interval, in W1 units (L2 on the flattened samples), marked ``warm`` where the
+    critic was warm-started from the previous checkpoint's, and a last row with the critic steps
+    trained over the whole series."""
+    from wdist.report import CLIPPED_NOTE, clipped, format_interval
+
+    by_step = [{point["gan_step"]: point for point in run["track"]["points"]} for run in tracks]
+    lines = [
+        "| GAN step | " + " | ".join(run["label"] for run in tracks) + " |",
+        "|" + "---|" * (len(tracks) + 1),
+    ]
+    for step in sorted({step for points in by_step for step in points}):
+        cells = []
+        for points in by_step:
+            point = points.get(step)
+            cells.append(
+                ""
+                if point is None
+                else f"{point['lower_bound']:.3f} {format_interval(point['ci95_lo'], point['ci95_hi'], 3)}"
+                + (", warm" if point["warm_started"] else "")
+            )
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    steps = [sum(int(p["critic_steps"]) for p in points.values()) for points in by_step]
+    lines.append("| critic steps | " + " | ".join(map(str, steps)) + " |")
+    largest = max(p["lipschitz_certificate"] for points in by_step for p in points.values())
+    certified = all(p["certified"] for points in by_step for p in points.values())
+    said = (
+        f"Certified W1 lower bounds (95% CI) per checkpoint; largest certificate L = {largest:.6g}"
+        f"{'' if certified else '; NOT every bound certified (see the runs verdicts)'}."
+    )
+    if any(clipped(p["ci95_lo"]) for points in by_step for p in points.values()):
+        said += f" {CLIPPED_NOTE}."
+    return "\n".join(lines) + "\n\n" + said
+
+
 def _commands(result: dict[str, Any]) -> str:
-    if result.get("tool") == "estimate":
+    if result.get("tool") in SERIES_TOOLS:
         return "; ".join(f"{run['label']}: `{run['command']}`" for run in result["payload"])
     return f"`{result['command']}`"
 
@@ -267,6 +327,8 @@ def render(result: dict[str, Any]) -> str:
         from wdist.compare import format_table
 
         table = format_table(result["payload"])
+    elif tool == "track":
+        table = format_tracks(result["payload"])
     else:
         table = format_runs(result["payload"])
     said = (

@@ -37,7 +37,7 @@ def test_every_result_file_is_used_and_says_where_it_comes_from() -> None:
         assert re.fullmatch(r"[0-9a-f]{7,40}", result["commit"]), f"{path.name}: measured on uncommitted code"
         assert re.fullmatch(r"\d{4}-\d\d-\d\d( to \d{4}-\d\d-\d\d)?", result["date"])
         rendered = tables.render(result)
-        commands = [run["command"] for run in result["payload"]] if tool == "estimate" else [result["command"]]
+        commands = [run["command"] for run in result["payload"]] if tool in tables.SERIES_TOOLS else [result["command"]]
         assert all(f"`{c}`" in rendered for c in commands) and result["commit"] in rendered
         assert result["date"] in rendered and result["device"] in rendered
 
@@ -111,11 +111,11 @@ def test_adding_a_run_of_other_code_or_another_command_is_refused(tmp_path: Path
     new = dict(old, commit="89abcde")
     with pytest.raises(SystemExit, match="commit '1234567'.*'89abcde'"):
         tables._added(old, new, tmp_path / "x.json")
-    with pytest.raises(SystemExit, match="holds bench"):
+    with pytest.raises(SystemExit, match="a `wdist estimate` run to a file of such runs; .* holds bench"):
         tables._added(dict(old, tool="bench"), new, tmp_path / "x.json")
     with pytest.raises(SystemExit, match="record takes `wdist"):
         tables.record("x", ["wdist", "exact", "--config", "c.yaml"], "a test")
-    with pytest.raises(SystemExit, match="--label and --add are for"):
+    with pytest.raises(SystemExit, match="--label and --add are for `wdist estimate` runs and `wdist track`"):
         tables.record("x", ["wdist", "compare", "--config", "c.yaml"], "a test", add=True)
 
 
@@ -138,3 +138,27 @@ def test_a_comparison_recorded_renders_the_table_of_comparison_md(
 def test_a_line_of_prose_right_under_a_rendered_table_stays_out_of_it() -> None:
     tables = _tables()
     assert tables._tables_closed("| a |\n|---|\n| 1 |\n(a note)\n\n| b |") == "| a |\n|---|\n| 1 |\n\n(a note)\n\n| b |"
+
+
+def test_tracks_recorded_render_one_column_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wdist.report import format_interval
+    from wdist.tracking import default_snapshots
+
+    tables = _tables()
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    checkpoints = [str(default_snapshots() / f"digits_wgan_gp_8_step{s:05d}.pt") for s in (100, 1000)]
+    tiny = ["--critic.name", "bjorck-mlp", "--critic.options", "{width: 16}", "--train.steps", "8"]
+    tiny += ["--train.eval_every", "4", "--train.batch_size", "64", "--eval.n_eval", "100", "--eval.ot_samples", "0"]
+    cold = ["wdist", "track", "--track.checkpoints", *checkpoints, *tiny, "--track.warm_start", "false"]
+    tables.record("tracks", cold, "a test", label="cold")
+    tables.record("tracks", ["wdist", "track", "--track.checkpoints", *checkpoints, *tiny], "a test", add=True)
+    result = json.loads((tmp_path / "tracks.json").read_text())
+    assert result["tool"] == "track" and [run["label"] for run in result["payload"]] == ["cold", "seed 0"]
+    rendered = tables.render(result)
+    assert rendered.splitlines()[0] == "| GAN step | cold | seed 0 |"
+    for step in (100, 1000):
+        (row,) = [line for line in rendered.splitlines() if line.startswith(f"| {step} |")]
+        points = [next(p for p in run["track"]["points"] if p["gan_step"] == step) for run in result["payload"]]
+        cells = [f"{p['lower_bound']:.3f} {format_interval(p['ci95_lo'], p['ci95_hi'], 3)}" for p in points]
+        assert all(cell in row for cell in cells) and row.count("warm") == (step == 1000)
+    assert "| critic steps | 16 | 12 |" in rendered  # the warm start trains half the steps
