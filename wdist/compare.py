@@ -32,7 +32,7 @@ from wdist.plots import plot_comparison
 from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, one_lipschitz_text
 from wdist.results import Result
 
-__all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare", "chosen_on_select", "CHOSEN_MARK"]
+__all__ = ["CompareEntry", "CompareSpec", "Comparison", "compare", "chosen_on_select", "format_table", "CHOSEN_MARK"]
 
 
 @dataclass
@@ -163,6 +163,12 @@ def _markdown(rows: list[dict[str, Any]], ref: Result) -> str:
     if refs:
         notes.append("References: " + "; ".join(refs) + ".")
     return "\n".join(lines + [line for note in notes for line in ("", note)])
+
+
+def format_table(payload: dict[str, Any]) -> str:
+    """The table of ``comparison.md`` from the content of ``comparison.json`` (its ``rows``, and its
+    first run for the problem's description and references), as ``wdist compare`` wrote it."""
+    return _markdown(payload["rows"], Result.from_dict(next(iter(payload["runs"].values()))[0]))
 
 
 def _chosen_cell(seeds: Sequence[int], n_seeds: int) -> str:
