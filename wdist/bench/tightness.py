@@ -354,10 +354,14 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         r0 = rows[0]
         plain = next((r for r in rows if not r["construction"].startswith("translation")), r0)
         where = f"P: {plain['p']}"
+        if any(r["construction"].startswith("translation") for r in rows):
+            where += (
+                " (translations first rescale it into the sub-range that keeps P + v in the domain: see p in "
+                "tightness.json)"
+            )
         lines += [
             "",
-            f"{where} (translations first rescale it into the sub-range that keeps P + v in the domain: see p in "
-            f"tightness.json); shape {r0['shape']}; device {r0['device']}; budget per cell: {r0['steps']} steps, "
+            f"{where}; shape {r0['shape']}; device {r0['device']}; budget per cell: {r0['steps']} steps, "
             f"width {r0['width']}, batch {r0['batch_size']}, lr {r0['lr']:g} (Adam, cosine), "
             f"{r0['n_eval']} held-out items per side (paired interval; Welch for the independent funnel sides), "
             f"seeds {sorted({r['seed'] for r in rows})}.",
@@ -466,7 +470,8 @@ def cli(argv: Sequence[str]) -> int:
     table = format_table(rows)
     print(table)
     if args.json:
-        write_result(args.json, made, rows)
+        # the runs set their own thread count: the device as they used it, not as it was at the start
+        write_result(args.json, {**made, "device": rows[0]["device"]} if rows else made, rows)
     if out is not None:
         # start-up cost: matplotlib, imported once there is something to plot
         from wdist.plots import plot_tightness
