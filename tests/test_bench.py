@@ -207,3 +207,20 @@ def test_bench_toy_times_the_steps_of_wdist_estimate(
     assert code == 0 and timed == [6, 6]
     (row,) = [ln for ln in out.splitlines() if ln.startswith("| translation-2d |")]
     assert row.startswith("| translation-2d | bjorck-mlp |") and float(row.split("|")[3]) > 0
+
+
+def test_bench_layers_runs(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """``--runs N`` repeats the whole measurement: each row holds every run's ratio to that run's plain
+    conv, their median and [smallest, largest], and the table shows the spread."""
+    layers = pytest.importorskip("wdist.bench.layers")
+    out_json = tmp_path / "layers.json"
+    args = ["--channels", "4", "--kernels", "3", "--sizes", "8", "--batch", "2", "--repeats", "1", "--runs", "3"]
+    assert layers.cli([*args, "--layers", "conv", "sll", "--out", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "/conv [min, max]" in out and "medians over 3 whole runs" in out
+    rows = {r["layer"]: r for r in result_payload(out_json, "layers", "--runs 3")}
+    sll = rows["sll"]
+    assert len(sll["vs_conv_runs"]) == len(sll["ms_runs"]) == 3 and rows["conv"]["vs_conv_runs"] == [1.0] * 3
+    assert sll["vs_conv"] == sorted(sll["vs_conv_runs"])[1]
+    assert sll["vs_conv_range"] == [min(sll["vs_conv_runs"]), max(sll["vs_conv_runs"])]
+    assert layers.cli([*args[:-2], "--runs", "0", "--out", str(out_json)]) == 2

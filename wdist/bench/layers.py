@@ -95,7 +95,7 @@ from critics.layers.conv_base import same_padding
 from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device, peak_memory_mb, reset_peak_memory, synchronize
 
-__all__ = ["run_layer_benchmark", "format_table", "ReferenceBCOPConv2d", "cli"]
+__all__ = ["run_layer_benchmark", "combine_runs", "format_table", "ReferenceBCOPConv2d", "cli"]
 
 LAYERS = (
     "conv",
@@ -406,11 +406,39 @@ def run_layer_benchmark(
     return rows
 
 
+def combine_runs(runs: Sequence[list[dict]]) -> list[dict]:
+    r"""Rows of several whole runs of :func:`run_layer_benchmark` (same layers and shapes) as one row per
+    (layer, C, k, n): ``ms`` and ``vs_conv`` the medians over the runs, ``vs_conv_runs`` every run's
+    ratio and ``vs_conv_range`` their [smallest, largest] (the spread the machine's drift between runs
+    gives: the ratio is taken within each run, against that run's plain conv)."""
+    keys = ("layer", "channels", "kernel", "size")
+    combined: dict[tuple, dict] = {}
+    for rows in runs:
+        for row in rows:
+            key = tuple(row[k] for k in keys)
+            entry = combined.setdefault(key, {**row, "runs": len(runs), **{f"{f}_runs": [] for f in _PER_RUN}})
+            for field in _PER_RUN:
+                entry[f"{field}_runs"].append(row.get(field))
+    for entry in combined.values():
+        for field in _PER_RUN:
+            values = [v for v in entry[f"{field}_runs"] if v is not None]
+            entry[field] = statistics.median(values) if values else None
+        ratios = [r for r in entry["vs_conv_runs"] if r is not None]
+        entry["vs_conv_range"] = [min(ratios), max(ratios)] if ratios else None
+    return list(combined.values())
+
+
+#: The per-run figures of a row that :func:`combine_runs` takes the median of.
+_PER_RUN = ("ms", "mem_mb", "vs_conv", "vs_conv_per_conv", "vs_ref", "orth_err")
+
+
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of :func:`run_layer_benchmark` rows."""
+    spread = any(r.get("vs_conv_range") for r in rows)
     head = (
-        f"{'layer':<9}{'C':>5}{'k':>3}{'n':>4}{'ms':>10}{'mem MiB':>9}{'/conv':>7}{'/conv/#conv':>12}"
-        f"{'ref/bcop':>9}{'orth err':>10}"
+        f"{'layer':<9}{'C':>5}{'k':>3}{'n':>4}{'ms':>10}{'mem MiB':>9}{'/conv':>7}"
+        + (f"{'/conv [min, max]':>18}" if spread else "")
+        + f"{'/conv/#conv':>12}{'ref/bcop':>9}{'orth err':>10}"
     )
     lines = [head, "-" * len(head)]
 
@@ -420,11 +448,17 @@ def format_table(rows: list[dict]) -> str:
         return "-".rjust(int(spec.split(".")[0]))
 
     for r in rows:
+        lo_hi = r.get("vs_conv_range")
         lines.append(
             f"{r['layer']:<9}{r['channels']:>5}{r['kernel']:>3}{r['size']:>4}{fmt(r['ms'], '10.1f')}"
-            f"{fmt(r.get('mem_mb'), '9.1f')}{fmt(r.get('vs_conv'), '7.2f')}{fmt(r.get('vs_conv_per_conv'), '12.2f')}"
-            f"{fmt(r.get('vs_ref'), '9.2f')}{fmt(r.get('orth_err'), '10.1e')}"
+            f"{fmt(r.get('mem_mb'), '9.1f')}{fmt(r.get('vs_conv'), '7.2f')}"
+            + ((f"[{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]" if lo_hi else "-").rjust(18) if spread else "")
+            + f"{fmt(r.get('vs_conv_per_conv'), '12.2f')}{fmt(r.get('vs_ref'), '9.2f')}"
+            + fmt(r.get("orth_err"), "10.1e")
         )
+    runs = max((r.get("runs", 1) for r in rows), default=1)
+    if runs > 1:
+        lines.append(f"ms and /conv: medians over {runs} whole runs (each the median of its repeats)")
     return "\n".join(lines)
 
 
@@ -439,6 +473,9 @@ def cli(argv: Sequence[str]) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument(
+        "--runs", type=int, default=1, help="whole runs, one after the other: the median and spread of their ratios"
+    )
     p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), choices=list(LAYERS))
     p.add_argument(
         "--json", "--out", dest="out", default="bench_layers.json", help="result file for the rows (with provenance)"
@@ -468,10 +505,17 @@ def cli(argv: Sequence[str]) -> int:
     device = describe_device(torch.device(a.device))
     made = provenance("layers", argv, device + ("" if a.clock == "wall" else "; ms = process CPU time per step"))
     made["conditions"] += "; the input needs its gradient" if a.input_grad else "; the input needs no gradient"
-    rows = run_layer_benchmark(
-        a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.layers, a.clock,
-        a.input_grad,
-    )  # fmt: skip
+    if a.runs < 1:
+        print(f"wdist bench layers: error: --runs must be >= 1; got {a.runs}")
+        return 2
+    runs = [
+        run_layer_benchmark(
+            a.device, a.dtype, a.compile, a.channels, a.kernels, a.sizes, a.batch, a.repeats, a.layers, a.clock,
+            a.input_grad,
+        )  # fmt: skip
+        for _ in range(a.runs)
+    ]
+    rows = runs[0] if a.runs == 1 else combine_runs(runs)
     print(made["device"])
     print(format_table(rows))
     print(f"rows written to {write_result(a.out, made, rows)}")
