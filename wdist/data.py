@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from wdist.config import EvalConfig, Sides
 from wdist.problems import TransportedSource
 from wdist.seeds import (
     HELDOUT_OFFSET,
@@ -297,6 +298,16 @@ class PairDataModule(pl.LightningDataModule):
         self.related: Optional[RelatedRows] = None
         self._select_items: Optional[EvaluationItems] = None
         self._test_items: Optional[EvaluationItems] = None
+
+    @classmethod
+    def of(cls, sides: Sides, eval: EvalConfig, *, batch_size: int, seed: int) -> "PairDataModule":
+        """The data module of a run: its sides, its ``eval.*`` settings (split sizes, the held-out
+        draw, the train subset, aligned rows), its training batch per process and its seed."""
+        return cls(
+            sides.p, sides.q, batch_size, eval.n_eval, eval.batch_size, seed, eval.n_eval_p, eval.n_eval_q,
+            eval.train_subset, eval.heldout_draw, n_select=eval.n_select, n_select_p=eval.n_select_p,
+            n_select_q=eval.n_select_q, aligned=eval.aligned,
+        )  # fmt: skip
 
     # -- the split ------------------------------------------------------------------------------
     def _follows_p(self) -> bool:
