@@ -1,10 +1,10 @@
-"""``critic.name: auto``: train every candidate critic on the same splits, test the best one.
+"""``critic.name: auto``: train every candidate critic on the same splits and choose the best one.
 
 Each candidate (:func:`wdist.auto.candidates_for` the input shape) is built
 (:func:`wdist.assembly.assemble`) and trained with evaluations on the select split
 (:func:`wdist.fitting.fit_and_select`); the one with the best select-split bound
-(:func:`wdist.auto.choose`) alone is evaluated on the test split and reported
-(:func:`wdist.outcome.report`).
+(:func:`wdist.auto.choose`) is handed back to :func:`wdist.estimate`, which evaluates it alone on
+the test split and reports it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
@@ -21,13 +21,11 @@ from wdist.assembly import Session, assemble
 from wdist.auto import Candidate, CandidateRecord, auto_record, candidate_text, candidates_for, choose
 from wdist.config import ConfigError, CriticConfig, EstimateConfig
 from wdist.files import atomic_write_text
-from wdist.fitting import evaluate_on_test, fit_and_select
+from wdist.fitting import fit_and_select
 from wdist.loggers import finish_wandb
-from wdist.outcome import report
 from wdist.plan import RunPlan
-from wdist.results import Result
 
-__all__ = ["estimate_auto", "candidate_config", "CANDIDATE_FILE"]
+__all__ = ["choose_candidate", "candidate_config", "CANDIDATE_FILE"]
 
 #: The file a finished candidate of an ``auto`` run leaves in its folder ``candidates/<label>/``:
 #: its :class:`~wdist.auto.CandidateRecord`, written after its last checkpoint (a resumed run
@@ -45,16 +43,16 @@ def candidate_config(cfg: EstimateConfig, candidate: Candidate) -> EstimateConfi
     )
 
 
-def estimate_auto(plan: RunPlan, callbacks: Sequence[Callback] = ()) -> Result:
-    """Train every candidate of ``plan`` on the same splits, choose the one with the best
-    select-split bound, and evaluate it alone on the test split.
+def choose_candidate(plan: RunPlan, callbacks: Sequence[Callback] = ()) -> tuple[Session, dict[str, Any]]:
+    """Train every candidate of ``plan`` on the same splits and choose the one with the best
+    select-split bound; returns its session (its selected state in the critic, ready for the one
+    evaluation on the test split) and the record of the choice (:func:`wdist.auto.auto_record`).
 
     Only the best candidate trained so far is kept in memory. With an output folder and
     checkpointing, each finished candidate leaves its last checkpoint and :data:`CANDIDATE_FILE`
     in ``candidates/<label>/``; a resumed run reads those instead of training again (and restores
     the chosen one from its checkpoint when it was not trained in this process)."""
-    cfg, out_dir = plan.cfg, plan.out_dir
-    sides = cfg.sides()
+    cfg, sides, out_dir = plan.cfg, plan.sides, plan.out_dir
     candidates = candidates_for(tuple(sides.p.shape))
     configs = [candidate_config(cfg, candidate) for candidate in candidates]
     folders: list[Optional[Path]] = [
@@ -76,13 +74,19 @@ def estimate_auto(plan: RunPlan, callbacks: Sequence[Callback] = ()) -> Result:
         ckpt_path = str(last) if plan.resuming and last is not None and last.is_file() else None
         logged = {**plan.record, "critic": {"name": candidate.name, "options": dict(candidate.options)}}
         session = assemble(
-            cand_cfg, folder, logged=logged,
-            callbacks=callbacks, resuming=ckpt_path is not None, quiet=plan.quiet, sides=sides,
+            cand_cfg, sides, folder, logged=logged,
+            callbacks=callbacks, resuming=ckpt_path is not None, quiet=plan.quiet,
             logger_name=logger_names[i],
             stop_folder=out_dir, solve_beside=False,
         )  # fmt: skip
         fit_and_select(session.trainer, session.run, ckpt_path)
-        record = _candidate_record(candidate, cand_cfg, session)
+        selection = session.run.system.selection
+        assert selection.step is not None and selection.value is not None
+        record = CandidateRecord(
+            label=candidate.label, critic=candidate.name, options=dict(candidate.options), share=candidate.share,
+            budget=cand_cfg.train.steps, steps=int(session.trainer.global_step), select_value=float(selection.value),
+            select_step=int(selection.step), seconds=float(session.clock.total_seconds), selection=selection.record(),
+        )  # fmt: skip
         records.append(record)
         if keep_files:
             assert last is not None and saved is not None
@@ -102,24 +106,10 @@ def estimate_auto(plan: RunPlan, callbacks: Sequence[Callback] = ()) -> Result:
         last = lasts[chosen]
         restoring = last is not None and last.is_file()
         session = assemble(
-            configs[chosen], folders[chosen], logged={}, callbacks=callbacks, resuming=restoring, quiet=True,
-            sides=sides, logger_name=logger_names[chosen], stop_folder=out_dir, max_steps=records[chosen].steps,
+            configs[chosen], sides, folders[chosen], logged={}, callbacks=callbacks, resuming=restoring, quiet=True,
+            logger_name=logger_names[chosen], stop_folder=out_dir, max_steps=records[chosen].steps,
             solve_beside=False,
         )  # fmt: skip
         fit_and_select(session.trainer, session.run, str(last) if restoring else None)
         session = replace(session, loggers=[])
-    kept = None
-    tested = evaluate_on_test(session.trainer, session.run)
-    if session.trainer.global_rank != 0:
-        return None  # type: ignore[return-value]
-    return report(session, tested, plan.record, out_dir, auto=auto_record(records, chosen))
-
-
-def _candidate_record(candidate: Candidate, cfg: EstimateConfig, session: Session) -> CandidateRecord:
-    selection, trainer = session.run.system.selection, session.trainer
-    assert selection.step is not None and selection.value is not None
-    return CandidateRecord(
-        label=candidate.label, critic=candidate.name, options=dict(candidate.options), share=candidate.share,
-        budget=cfg.train.steps, steps=int(trainer.global_step), select_value=float(selection.value),
-        select_step=int(selection.step), seconds=float(session.clock.total_seconds), selection=selection.record(),
-    )  # fmt: skip
+    return session, auto_record(records, chosen)

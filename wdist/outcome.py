@@ -88,6 +88,8 @@ def report(
     """
     run, trainer = session.run, session.trainer
     cfg, system, p, q = run.cfg, run.system, run.sides.p, run.sides.q
+    device, precision = device_text(trainer), precision_text(trainer.precision)
+    precision_requested = precision_text(cfg.trainer.precision)
     n = cfg.eval.empirical_lipschitz_samples
     emp: Optional[float] = None
     if n > 0:
@@ -106,9 +108,9 @@ def report(
     run_record = RunRecord(
         critic=cfg.critic.name, loss=system.train_cfg.loss, p=p.describe(), q=q.describe(),
         shape=list(p.shape), domain=None if p.domain is None else [float(p.domain[0]), float(p.domain[1])],
-        steps=int(trainer.global_step), seconds=session.clock.total_seconds, device=device_text(trainer),
+        steps=int(trainer.global_step), seconds=session.clock.total_seconds, device=device,
         versions=versions(), config=record,
-        precision=precision_text(trainer.precision), precision_requested=precision_text(cfg.trainer.precision),
+        precision=precision, precision_requested=precision_requested,
         loss_default=critics.default_loss(cfg.critic.name),
         segments=session.clock.segments, threads=run.threads.record(),
         generators={

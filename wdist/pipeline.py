@@ -13,28 +13,22 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from pytorch_lightning.callbacks import Callback
 
-from wdist.assembly import (
-    MIN_ITEMS,
-    Run,
-    assemble,
-    build_critic,
-    build_run,
-    check_enough_items,
-    make_trainer,
-    references_beside_training,
-    training_loss,
-)
+from wdist.assembly import Run, assemble, build_run, training_loss
 from wdist.auto import AUTO
-from wdist.candidates import CANDIDATE_FILE, candidate_config, estimate_auto
+from wdist.candidates import CANDIDATE_FILE, candidate_config, choose_candidate
 from wdist.config import ConfigError, EstimateConfig
+from wdist.critic_build import build_critic
+from wdist.data import MIN_ITEMS, check_enough_items
 from wdist.fitting import evaluate_on_test, fit_and_evaluate, fit_and_select
 from wdist.outcome import report, versions
 from wdist.plan import plan_run
+from wdist.references import references_beside_training
 from wdist.results import Result
+from wdist.trainer import make_trainer
 from wdist.warmstart import InitState
 
 __all__ = [
@@ -122,15 +116,18 @@ def estimate(
     """
     _quiet_lightning()
     plan = plan_run(config, overrides, out=out, resume=resume, quiet=quiet)
+    auto: Optional[dict[str, Any]] = None
     if plan.cfg.critic.name == AUTO:
         if init_state is not None:
             raise ConfigError("critic.name auto trains several candidate critics; a warm start needs one named critic.")
-        return estimate_auto(plan, callbacks)
-    session = assemble(
-        plan.cfg, plan.out_dir, logged=plan.record, callbacks=callbacks, resuming=plan.checkpoint is not None,
-        quiet=plan.quiet, init_state=init_state,
-    )  # fmt: skip
-    tested = fit_and_evaluate(session.trainer, session.run, plan.checkpoint)
+        session, auto = choose_candidate(plan, callbacks)
+    else:
+        session = assemble(
+            plan.cfg, plan.sides, plan.out_dir, logged=plan.record, callbacks=callbacks,
+            resuming=plan.checkpoint is not None, quiet=plan.quiet, init_state=init_state,
+        )  # fmt: skip
+        fit_and_select(session.trainer, session.run, plan.checkpoint)
+    tested = evaluate_on_test(session.trainer, session.run)
     if session.trainer.global_rank != 0:
         return None  # type: ignore[return-value]
-    return report(session, tested, plan.record, plan.out_dir)
+    return report(session, tested, plan.record, plan.out_dir, auto=auto)

@@ -1,10 +1,9 @@
 """The settled plan of one estimate: its configuration parsed and checked once, and its folder ready.
 
 Everything a run could refuse before training is checked here, in one place: the configuration
-(:mod:`wdist.config`: parsed once, its sources built once), the settings a resumed run may change
-(:mod:`wdist.resume`), the memory of the exact-OT reference (:mod:`wdist.references`) and the
-output folder (:mod:`wdist.files`). The stages after it receive the :class:`RunPlan` and never
-parse or check again.
+(:mod:`wdist.config`: parsed once, its sources built once, the exact-OT reference checked to fit
+in memory), the settings a resumed run may change (:mod:`wdist.resume`) and the output folder
+(:mod:`wdist.files`). The stages after it receive the :class:`RunPlan` and never parse or check again.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ from typing import Any, Optional, Sequence, Union
 
 from pytorch_lightning.utilities import rank_zero_only
 
-from wdist.config import EstimateConfig, config_record, config_yaml, resolve_config
+from wdist.config import EstimateConfig, Sides, config_record, config_yaml, resolve_config
 from wdist.files import prepare_run_folder
-from wdist.references import check_ot_fits
 from wdist.resume import check_resume_settings, resume_point, saved_config
 
 __all__ = ["RunPlan", "plan_run"]
@@ -28,12 +26,14 @@ __all__ = ["RunPlan", "plan_run"]
 class RunPlan:
     """One estimate, settled: the configuration it trains with and where its files go.
 
-    ``record`` is the configuration as ``config.yaml`` holds it (:func:`wdist.config.config_record`);
-    ``checkpoint`` the ``last.ckpt`` a resumed run continues (``None``: a fresh run, or an ``auto``
-    run, whose candidates keep their own); ``resuming`` whether ``--resume`` was given.
+    ``sides`` are its sources, built once; ``record`` is the configuration as ``config.yaml``
+    holds it (:func:`wdist.config.config_record`); ``checkpoint`` the ``last.ckpt`` a resumed run
+    continues (``None``: a fresh run, or an ``auto`` run, whose candidates keep their own);
+    ``resuming`` whether ``--resume`` was given.
     """
 
     cfg: EstimateConfig
+    sides: Sides
     record: dict[str, Any]
     out_dir: Optional[Path]
     checkpoint: Optional[str]
@@ -59,13 +59,13 @@ def plan_run(
     Raises
     ------
     ConfigError
-        Bad input, a refused resume, an exact-OT reference too large for this machine, or an output
+        Bad input (an exact-OT reference too large for this machine included), a refused resume, or an output
         folder that cannot be written (the message names the value and what was expected).
     """
     point = resume_point(resume) if resume is not None else None
     source = config if config is not None or point is None else point.config
     cfg = resolve_config(source, overrides)
-    record, text = config_record(cfg), config_yaml(cfg)
+    sides, record, text = cfg.sides(), config_record(cfg), config_yaml(cfg)
     if point is not None:
         given = "the configuration given" if isinstance(config, EstimateConfig) else (
             f"--config {config}" if config is not None else str(point.config)
@@ -75,7 +75,6 @@ def plan_run(
         out = out if out is not None else point.folder
     if quiet:
         cfg = replace(cfg, trainer=replace(cfg.trainer, enable_progress_bar=False))
-    check_ot_fits(cfg.eval.ot_samples)
     out_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else None)
     if out_dir is not None:
         prepare_run_folder(
@@ -83,4 +82,4 @@ def plan_run(
             continuing=point is not None and out_dir.resolve() == point.folder.resolve(), config_text=text,
         )  # fmt: skip
     checkpoint = None if point is None or point.checkpoint is None else str(point.checkpoint)
-    return RunPlan(cfg, record, out_dir, checkpoint, resuming=point is not None, quiet=quiet)
+    return RunPlan(cfg, sides, record, out_dir, checkpoint, resuming=point is not None, quiet=quiet)
