@@ -1,11 +1,15 @@
 """One estimate end to end: config -> sources -> critic -> trainer -> evaluation -> references -> result.
 
-This is the data flow of DESIGN.md. :func:`estimate` only orchestrates; each step is a call into
-the module that owns it, and each value is computed once and passed on: the evaluations
-(:mod:`wdist.evaluation`) are made by the training system (on the select split during training,
-on the test split once for the selected state, :mod:`wdist.selection`), the references by
-:mod:`wdist.references` (solved on a spare core while the critic trains when there is one, else
-after training), and the :class:`~wdist.results.Result` is built from the test evaluation.
+This is the data flow of DESIGN.md. :func:`estimate` only orchestrates, and each stage receives
+what the one before computed: :func:`wdist.plan.plan_run` parses and checks the configuration once
+and prepares the output folder; :func:`wdist.assembly.assemble` builds the run's pieces from it
+(:func:`wdist.candidates.choose_candidate` does so for every candidate of ``critic.name: auto``
+and hands back the chosen one); :mod:`wdist.fitting` trains with evaluations on the select split
+and evaluates the selected state once on the test split (:mod:`wdist.selection`); and
+:func:`wdist.outcome.report` builds the :class:`~wdist.results.Result` from the test evaluation,
+with the references (:mod:`wdist.references`: solved on a spare core while the critic trains when
+there is one, else after training). ``build_run``, ``make_trainer`` and ``fit_and_evaluate`` are
+importable from here for the code that assembles a run itself.
 """
 
 from __future__ import annotations
