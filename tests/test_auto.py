@@ -15,7 +15,7 @@ import torch
 from run_helpers import negate_and_freeze
 
 import critics
-import wdist.pipeline
+import wdist.candidates
 from wdist.auto import IMAGE_CANDIDATES, VECTOR_CANDIDATES, Candidate, CandidateRecord, candidates_for, choose
 from wdist.config import ConfigError, load_config
 from wdist.errors import RunInterrupted
@@ -72,7 +72,7 @@ class _Watch(pl.Callback):
 
 @pytest.fixture()
 def small_candidates(monkeypatch: pytest.MonkeyPatch) -> tuple[Candidate, ...]:
-    monkeypatch.setattr(wdist.pipeline, "candidates_for", lambda shape: SMALL)
+    monkeypatch.setattr(wdist.candidates, "candidates_for", lambda shape: SMALL)
     return SMALL
 
 

@@ -55,10 +55,10 @@ DRIVER = textwrap.dedent(
         seen["result"] = result is not None
         return result
 
-    _fit = E.fit_and_evaluate
+    _test = E.evaluate_on_test
 
-    def fit_recording(trainer, run, ckpt_path):
-        tested = _fit(trainer, run, ckpt_path)
+    def test_recording(trainer, run):
+        tested = _test(trainer, run)
         seen["selection"] = run.system.selection.record()
         seen["steps"] = int(trainer.global_step)
         seen["test_reads"] = run.datamodule.test_items.reads
@@ -66,7 +66,7 @@ DRIVER = textwrap.dedent(
         return tested
 
     E.estimate = recording  # the CLI imports it at call time
-    E.fit_and_evaluate = fit_recording
+    E.evaluate_on_test = test_recording
     rc = cli.main(sys.argv[2:])
     rank = os.environ.get("LOCAL_RANK", "0")
     (marks / f"rank{rank}.json").write_text(json.dumps({"rc": rc, **seen}))

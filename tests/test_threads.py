@@ -271,16 +271,16 @@ def test_the_wait_policy_is_set_before_torch_is_loaded() -> None:
 def test_references_solved_beside_training_are_the_references_solved_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_torch_threads: None
 ) -> None:
-    import wdist.pipeline as pipeline_module
+    import wdist.references as references_module
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     with_references = [*TINY, "--eval.ot_samples", "48", "--eval.ot_floor", "true"]
-    real = pipeline_module.solve_references_in_background
+    real = references_module.solve_references_in_background
     results, beside = {}, {}
     for cores in (1, 4):  # one core: nothing spare, solved after training; four: three spare
         monkeypatch.setattr(threads_module, "available_cores", lambda c=cores: Cores(c, c, None))
         started: list[int] = []
-        monkeypatch.setattr(pipeline_module, "solve_references_in_background", lambda s: started.append(1) or real(s))
+        monkeypatch.setattr(references_module, "solve_references_in_background", lambda s: started.append(1) or real(s))
         results[cores] = estimate(TOY, with_references, out=tmp_path / str(cores), quiet=True)
         beside[cores] = bool(started)
     assert beside == {1: False, 4: True}

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
 import pytorch_lightning as pl
 import torch
@@ -25,6 +25,7 @@ from wdist.errors import RunInterrupted
 from wdist.report import format_interval
 
 __all__ = [
+    "run_callbacks",
     "AtomicCheckpointIO",
     "StepCheckpoint",
     "TrainClock",
@@ -378,3 +379,28 @@ def progress_callback(stream: Optional[TextIO] = None) -> ProgressBar:
     stream = stream or sys.stdout
     isatty = getattr(stream, "isatty", None)
     return BoundProgressBar() if callable(isatty) and isatty() else EvaluationLines(stream)
+
+
+def run_callbacks(
+    extra: Sequence[Callback],
+    clock: TrainClock,
+    stop_folder: Optional[Path],
+    *,
+    progress: bool,
+    checkpoints: Optional[Path],
+    checkpoint_every: int,
+) -> list[Callback]:
+    """The callbacks of a run: ``extra``, the train ``clock``, the graceful stop on a signal (naming
+    ``stop_folder`` for ``--resume``), the progress display when ``progress``, and a checkpoint into
+    the folder ``checkpoints`` every ``checkpoint_every`` steps (none when either is unset)."""
+    cbs: list[Callback] = [*extra, clock, GracefulStop(stop_folder)]
+    if progress:
+        cbs.append(progress_callback())  # a bar in a terminal, a line per evaluation in a log
+    if checkpoints is not None and checkpoint_every:
+        cbs.append(
+            StepCheckpoint(
+                dirpath=checkpoints, every_n_train_steps=checkpoint_every, save_last=True,
+                save_top_k=1, filename="step{step}", auto_insert_metric_name=False,
+            )
+        )  # fmt: skip
+    return cbs

@@ -39,11 +39,13 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativ
 import critics
 from wdist.auto import AUTO
 from wdist.errors import ConfigError
+from wdist.ot import max_exact_samples
 from wdist.problems import PAIRS, TOY_PROBLEMS, ToyProblem, current_class_paths
 from wdist.sources import SOURCES, Source, check_compatible
 
 __all__ = [
     "SourceSpec",
+    "check_ot_fits",
     "COUNTS",
     "config_record",
     "config_yaml",
@@ -456,6 +458,18 @@ def check_critic(name: str, options: dict, where: str = "critic") -> None:
         )
 
 
+def check_ot_fits(ot_samples: int) -> None:
+    """Raise :class:`ConfigError` before any training if an exact-OT reference of ``ot_samples``
+    per side would not fit in this machine's memory (the cost matrix and plan take 16 n^2 bytes)."""
+    largest = max_exact_samples()
+    if ot_samples and largest is not None and ot_samples > largest:
+        raise ConfigError(
+            f"Invalid configuration: eval.ot_samples={ot_samples} needs {16 * ot_samples**2 / 2**30:.1f} GiB "
+            f"for the exact-OT cost matrix and plan (16 x n^2 bytes), more than half of this machine's available "
+            f"memory; use eval.ot_samples <= {largest} (or 0 to skip the reference)."
+        )
+
+
 def _validate(cfg: EstimateConfig) -> EstimateConfig:
     """Check what can be checked without building a source; the rest is :func:`settle`'s."""
     if cfg.toy is not None and (cfg.p is not None or cfg.q is not None):
@@ -503,6 +517,7 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
         )
     if not 0.0 < cfg.eval.confidence < 1.0:
         raise ConfigError(f"Invalid configuration: eval.confidence must be in (0, 1); got {cfg.eval.confidence}.")
+    check_ot_fits(cfg.eval.ot_samples)
     if cfg.train.eval_every > cfg.train.steps:  # a new section: configurations derived from one share theirs
         cfg.train = replace(cfg.train, eval_every=cfg.train.steps)
     return cfg

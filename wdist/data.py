@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from wdist.config import ConfigError, EvalConfig, Sides
 from wdist.problems import TransportedSource
 from wdist.seeds import (
     HELDOUT_OFFSET,
@@ -186,6 +187,22 @@ class SideSplit:
         return asdict(self)
 
 
+#: Fewest items a finite data set can have in an estimate: two held out (an interval needs two
+#: pairs) and one to train on.
+MIN_ITEMS = 3
+
+
+def check_enough_items(sides: Sides) -> None:
+    """Raise :class:`ConfigError` naming the side when a finite data set has fewer than :data:`MIN_ITEMS` items."""
+    for name, side in (("P", sides.p), ("Q", sides.q)):
+        if isinstance(side, FiniteSource) and len(side) < MIN_ITEMS:
+            raise ConfigError(
+                f"Invalid configuration: {name} = {side.describe()} holds {len(side)} item"
+                f"{'s' if len(side) != 1 else ''}; an estimate needs at least {MIN_ITEMS} (two held out for the "
+                "confidence interval, one to train on), and thousands are usual."
+            )
+
+
 class PairDataModule(pl.LightningDataModule):
     """Training streams, the select and test splits and the train subset for sources P and Q.
 
@@ -297,6 +314,18 @@ class PairDataModule(pl.LightningDataModule):
         self.related: Optional[RelatedRows] = None
         self._select_items: Optional[EvaluationItems] = None
         self._test_items: Optional[EvaluationItems] = None
+
+    @classmethod
+    def of(cls, sides: Sides, eval: EvalConfig, *, batch_size: int, seed: int) -> "PairDataModule":
+        """The data module of a run: its sides, its ``eval.*`` settings (split sizes, the held-out
+        draw, the train subset, aligned rows), its training batch per process and its seed. A finite
+        side with fewer than :data:`MIN_ITEMS` items is refused (:func:`check_enough_items`)."""
+        check_enough_items(sides)
+        return cls(
+            sides.p, sides.q, batch_size, eval.n_eval, eval.batch_size, seed, eval.n_eval_p, eval.n_eval_q,
+            eval.train_subset, eval.heldout_draw, n_select=eval.n_select, n_select_p=eval.n_select_p,
+            n_select_q=eval.n_select_q, aligned=eval.aligned,
+        )  # fmt: skip
 
     # -- the split ------------------------------------------------------------------------------
     def _follows_p(self) -> bool:

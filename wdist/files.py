@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from wdist.errors import ConfigError
 __all__ = [
     "atomic_write_text",
     "prepare_output_dir",
+    "prepare_run_folder",
     "set_aside_previous_result",
     "remove_stale_temp_files",
     "RUN_FILES",
@@ -122,3 +124,21 @@ def remove_stale_temp_files(out: Path) -> list[Path]:
                 stale.unlink()
                 removed.append(stale)
     return removed
+
+
+def prepare_run_folder(out: Path, *, first_process: bool, continuing: bool, config_text: Optional[str]) -> None:
+    """Before any training: ``out`` checked writable (:func:`prepare_output_dir`); then, in the
+    first process only, stale temporary files of killed writes removed, an earlier run's files moved
+    to ``previous/<time>/`` (unless this run is ``continuing`` it) and ``config.yaml`` written with
+    ``config_text`` (left alone when it already holds exactly that; ``None``: not written)."""
+    prepare_output_dir(out)
+    if not first_process:
+        return
+    remove_stale_temp_files(out)
+    if not continuing:
+        moved = set_aside_previous_result(out)
+        if moved is not None:
+            print(f"wdist: moved the earlier run's files in {out} to {moved}", file=sys.stderr)
+    config_file = out / "config.yaml"
+    if config_text is not None and not (config_file.is_file() and config_file.read_text() == config_text):
+        atomic_write_text(config_file, config_text)

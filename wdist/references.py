@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from wdist.config import ConfigError, EstimateConfig
-from wdist.ot import exact_w1, max_exact_samples
+from wdist.config import EstimateConfig, check_ot_fits
+from wdist.ot import exact_w1
 from wdist.report import domain_text, range_text
 from wdist.seeds import REFERENCES_OFFSET, generator
 from wdist.sources import FiniteSource, LatentSource, Source
@@ -29,6 +29,7 @@ from wdist.sources.base import decode_latents
 from wdist.sources.ranges import OUT_OF_RANGE_LIMIT, RangeTally
 
 __all__ = [
+    "references_beside_training",
     "References",
     "ReferenceSamples",
     "ExactReport",
@@ -91,18 +92,6 @@ class References:
             "against a disjoint sample of P, whose true W1 is 0): at this sample size it is dominated by sampling "
             "bias and says nothing about W1(P, Q), not even that it is small."
         ]
-
-
-def check_ot_fits(ot_samples: int) -> None:
-    """Raise :class:`ConfigError` before any training if an exact-OT reference of ``ot_samples``
-    per side would not fit in this machine's memory (the cost matrix and plan take 16 n^2 bytes)."""
-    largest = max_exact_samples()
-    if ot_samples and largest is not None and ot_samples > largest:
-        raise ConfigError(
-            f"Invalid configuration: eval.ot_samples={ot_samples} needs {16 * ot_samples**2 / 2**30:.1f} GiB "
-            f"for the exact-OT cost matrix and plan (16 x n^2 bytes), more than half of this machine's available "
-            f"memory; use eval.ot_samples <= {largest} (or 0 to skip the reference)."
-        )
 
 
 def draw(source: Source, n: int, gen: torch.Generator, chunk: int, device: torch.device) -> Tensor:
@@ -216,7 +205,8 @@ def references(p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int,
     device : torch.device
         Where generator sides are decoded.
     """
-    return solve_references(draw_references(p, q, n, floor, seed, chunk, device))
+    samples = draw_references(p, q, n, floor, seed, chunk, device)
+    return solve_references(samples)
 
 
 @dataclass(frozen=True)
@@ -273,3 +263,20 @@ def exact_report(cfg: EstimateConfig, device: torch.device = torch.device("cpu")
         sides.p.describe(), sides.q.describe(), list(sides.p.shape), domain, sides.exact_w1, sides.exact_w1_method,
         refs, checks,
     )  # fmt: skip
+
+
+def references_beside_training(
+    p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device, *, spare_core: bool
+) -> Optional[Callable[[], References]]:
+    """The references of P and Q (as :func:`references` computes them after training) solved on a
+    spare core while the critic trains; call the returned function after training for their value.
+
+    The samples are drawn now, from the references' own random stream (:mod:`wdist.seeds`), so
+    training sees exactly the numbers it would see otherwise. ``None`` (solve after training)
+    without a ``spare_core`` (none left by the training processes, or several processes train:
+    rank 0 alone computes references), or when none are asked for (``n`` is 0).
+    """
+    if not spare_core or n <= 0:
+        return None
+    samples = draw_references(p, q, n, floor, seed, chunk, device)
+    return solve_references_in_background(samples)

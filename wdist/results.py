@@ -297,12 +297,14 @@ class Result:
         diagnosed = selected if selected is not None else evaluation
         train95 = diagnosed.train_bound95
         fitted, recovered = _generalisation_context(run.split, selection)
+        certified = bound_certified(evaluation.certificate, empirical_lipschitz)
+        verdict_text = verdict(evaluation, empirical_lipschitz)
+        notes = run_notes(run) + certificate_notes(evaluation) + interval_notes(evaluation) + references.notes()
         limited_by, finding = diagnose(diagnosed.bound95, train95, fitted, recovered)
         rows = [ev.point("select") for ev in curve]
-        certified = bound_certified(evaluation.certificate, empirical_lipschitz)
         return cls(
             bound=Bound.from_evaluation(evaluation, "test", certified),
-            verdict=verdict(evaluation, empirical_lipschitz),
+            verdict=verdict_text,
             run=run,
             certificate_layers=[c.as_dict() for c in evaluation.certificate_layers],
             certificate_user_asserted=[c.name for c in evaluation.certificate_layers if c.user_asserted],
@@ -318,7 +320,7 @@ class Result:
             selection=selection,
             auto=None if auto is None else dict(auto),
             curve=rows,
-            notes=run_notes(run) + certificate_notes(evaluation) + interval_notes(evaluation) + references.notes(),
+            notes=notes,
         )
 
     # the vocabulary of every output (wdist.report.KEYS), read from the bound

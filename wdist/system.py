@@ -144,6 +144,11 @@ class CriticSystem(pl.LightningModule):
         self.seed = int(seed)
         self.p_generator = p_generator
         self.q_generator = q_generator
+        self.range_evaluated: dict[str, RangeTally] = {}
+        self.range_training: dict[str, RangeTally] = {}
+        for side, decoder in self._tallied():
+            self.range_evaluated[side] = RangeTally(decoder.tally.declared)
+            self.range_training[side] = RangeTally(decoder.tally.declared)
         self.evaluations: list[Evaluation] = []
         self.selection = Selection(train.select, train.patience)
         self.critic_average = None if train.average == "none" else WeightAverage(critic, train.average, train.ema_decay)
@@ -153,11 +158,6 @@ class CriticSystem(pl.LightningModule):
         self.select_values = HeldOutValues(PARTS if eval.train_subset else PARTS[:2])
         self.test_values = HeldOutValues(PARTS[:2])
         self._decoded: dict[str, dict[str, Tensor]] = {}
-        self.range_evaluated: dict[str, RangeTally] = {}
-        self.range_training: dict[str, RangeTally] = {}
-        for side, decoder in self._tallied():
-            self.range_evaluated[side] = RangeTally(decoder.tally.declared)
-            self.range_training[side] = RangeTally(decoder.tally.declared)
 
     @property
     def last_evaluation(self) -> Optional[Evaluation]:
