@@ -87,3 +87,22 @@ def test_track_parses_once_and_builds_one_generator_per_checkpoint(tmp_path: Pat
     for step, path in zip((100, 1000, 10000), series):
         saved = yaml.safe_load((tmp_path / "t" / "runs" / f"step_{step}" / "config.yaml").read_text())
         assert saved["q"]["init_args"]["checkpoint"] == path
+
+
+def test_estimate_leaves_the_callers_warning_filters_and_lightning_loggers_as_found() -> None:
+    """Inside a run Lightning's chatter is silenced; a Python caller gets its warning filters and
+    Lightning's logger levels back (a script that calls ``wdist.estimate`` keeps its own logging)."""
+    import logging
+    import warnings
+
+    import wdist
+
+    lightning = logging.getLogger("lightning.pytorch")
+    before_level, before_filters = lightning.level, list(warnings.filters)
+    lightning.setLevel(logging.INFO)
+    try:
+        wdist.estimate(None, TINY[:-1], quiet=True)
+        assert lightning.level == logging.INFO
+        assert warnings.filters == before_filters
+    finally:
+        lightning.setLevel(before_level)

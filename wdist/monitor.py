@@ -28,10 +28,8 @@ It leaves the GAN as it found it:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import random
-import warnings
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
@@ -47,6 +45,7 @@ from wdist.config import CriticConfig, EstimateConfig, EvalConfig, TrainConfig
 from wdist.pipeline import estimate
 from wdist.results import Result
 from wdist.sources import ModuleGenerator, Source, TensorSource
+from wdist.trainer import quiet_lightning
 from wdist.warmstart import InitState, KeepCritic
 
 __all__ = ["W1Monitor", "monitor_config"]
@@ -90,33 +89,9 @@ def _keep_interop_threads() -> None:
         pass
 
 
-#: Lightning's loggers, whose INFO lines (devices found, tips, why fit stopped) an inner Trainer writes.
-_LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch")
-#: Warnings of the inner Trainer that are about its set-up, not about the user's GAN.
-_INNER_WARNINGS = (
-    ".*does not have many workers.*",
-    ".*`IterableDataset` has `__len__` defined.*",
-    ".*GPU available but not used.*",
-)
-
-
-@contextlib.contextmanager
-def _silent_lightning() -> Iterator[None]:
-    """Inside: Lightning's INFO lines silenced and the inner Trainer's set-up warnings ignored; on the
-    way out the loggers' levels and the warning filters are back as they were (an estimate silences
-    Lightning for the rest of its process)."""
-    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        for pattern in _INNER_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            for lg in loggers:
-                lg.setLevel(max(logging.WARNING, lg.getEffectiveLevel()))
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
+#: Warnings of the inner Trainer that are about its set-up, not about the user's GAN (besides
+#: :data:`wdist.trainer.SET_UP_WARNINGS`).
+_INNER_WARNINGS = (".*GPU available but not used.*",)
 
 
 @contextlib.contextmanager
@@ -405,7 +380,7 @@ class W1Monitor(Callback):
         keep = KeepCritic()
         _keep_interop_threads()
         warm = None if first else InitState(self._critic_state)
-        with _silent_lightning():
+        with quiet_lightning(*_INNER_WARNINGS):
             result = estimate(cfg, callbacks=[keep], init_state=warm, quiet=not self.verbose)
         self._critic_state = keep.state
         self.threads_used.append(int(result.run.threads["count"]))

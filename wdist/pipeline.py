@@ -14,9 +14,7 @@ importable from here for the code that assembles a run itself.
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from typing import Any, Optional, Sequence, Union
 
 from pytorch_lightning.callbacks import Callback
@@ -32,7 +30,7 @@ from wdist.outcome import report, versions
 from wdist.plan import plan_run
 from wdist.references import references_beside_training
 from wdist.results import Result
-from wdist.trainer import make_trainer
+from wdist.trainer import make_trainer, quiet_lightning
 from wdist.warmstart import InitState
 
 __all__ = [
@@ -52,23 +50,6 @@ __all__ = [
     "check_enough_items",
     "MIN_ITEMS",
 ]
-
-
-def _quiet_lightning() -> None:
-    """Silence Lightning's chatter that says nothing about the estimate."""
-    for pattern in (
-        ".*Experiment logs directory .* exists and is not empty.*",
-        ".*isinstance\\(treespec, LeafSpec\\).*",
-        ".*in eval mode.*",  # the frozen generator is in eval mode on purpose
-        ".*does not have many workers.*",  # samples are generated in-process, on purpose
-        ".*Checkpoint directory .* exists and is not empty.*",
-        ".*`IterableDataset` has `__len__` defined.*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
-    # Lightning's INFO lines (accelerator found, tips) say nothing the result does not; the
-    # device is part of every result. Warnings stay visible.
-    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def estimate(
@@ -118,7 +99,20 @@ def estimate(
     RunInterrupted
         SIGTERM or SIGINT during the run: no result; a resumable checkpoint when checkpointing is on.
     """
-    _quiet_lightning()
+    with quiet_lightning():
+        return _estimate(config, overrides, out, resume, callbacks, init_state, quiet)
+
+
+def _estimate(
+    config: Union[str, os.PathLike, dict, EstimateConfig, None],
+    overrides: Sequence[str],
+    out: Union[str, os.PathLike, None],
+    resume: Union[str, os.PathLike, None],
+    callbacks: Sequence[Callback],
+    init_state: Optional[InitState],
+    quiet: bool,
+) -> Result:
+    """:func:`estimate`'s stages, in order: plan, fit (one critic or the auto candidates), test once, report."""
     plan = plan_run(config, overrides, out=out, resume=resume, quiet=quiet)
     auto: Optional[dict[str, Any]] = None
     if plan.cfg.critic.name == AUTO:
