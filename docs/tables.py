@@ -335,7 +335,10 @@ def render(result: dict[str, Any]) -> str:
         f"*Generated from `docs/results/` by `python docs/tables.py render`: {_commands(result)} at commit "
         f"{result['commit']}, {result['date']}, {result['device']}; {result['conditions']}.*"
     )
-    return f"{_tables_closed(table.strip())}\n\n{said}\n"
+    table = table.strip()
+    if not table.startswith("|"):  # a fixed-width text table: shown as it is, in a code block
+        table = f"```text\n{table}\n```"
+    return f"{_tables_closed(table)}\n\n{said}\n"
 
 
 def rewrite(text: str) -> str:
