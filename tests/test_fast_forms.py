@@ -178,3 +178,27 @@ def test_soc_on_small_grids_equals_the_convolution_series(cin, cout, grid, batch
             lambda z: layer(z.view(-1, cin, *grid).expand(batch, -1, -1, -1))[0].reshape(-1), torch.zeros(d, **F64)
         )
         assert layer.lipschitz_bound((cin, *grid)) >= float(torch.linalg.svdvals(jac).max()) - 1e-12
+
+
+@pytest.mark.parametrize(("k", "shape"), [(3, (6, 5)), (5, (7, 7)), (3, (2, 3))])
+def test_circular_convolution_with_its_adjoint_as_input_gradient(k: int, shape: tuple[int, int]) -> None:
+    """BCOP's and AOC's circular convolution (the input gradient a circular convolution with the
+    adjoint kernel, not the padded copy's gradient folded back) against ``conv2d(pad(x))``: the same
+    values, first gradients (input, kernel, bias) and gradients of gradients, in float64."""
+    from critics.layers.conv_base import _circular_conv_odd
+
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 3, *shape, generator=g, **F64).requires_grad_()
+    kernel = torch.randn(4, 3, k, k, generator=g, **F64).requires_grad_()
+    bias = torch.randn(4, generator=g, **F64).requires_grad_()
+    p = k // 2
+    fast = _circular_conv_odd(x, kernel, bias, p)
+    plain = F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), kernel, bias)
+    torch.testing.assert_close(fast, plain, **TOL)
+    out_grad = torch.randn(fast.shape, generator=g, **F64)
+    for a, b in zip(
+        torch.autograd.grad(fast, (x, kernel, bias), out_grad, create_graph=True),
+        torch.autograd.grad(plain, (x, kernel, bias), out_grad, create_graph=True),
+    ):
+        torch.testing.assert_close(a, b, **TOL)
+    assert torch.autograd.gradgradcheck(lambda *t: _circular_conv_odd(*t, p), (x, kernel, bias))

@@ -74,33 +74,48 @@ def small_grid_conv(x: Tensor, kernel: Tensor, bias: Tensor | None, padding_mode
     return F.linear(x.flatten(1), matrix, bias).view(x.shape[0], kernel.shape[0], n_h, n_w)
 
 
-def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:
-    r"""Stride-1 circular "same" convolution with an odd kernel (``p = k // 2``), no padded copy.
+class _CircularConvOdd(torch.autograd.Function):
+    r"""Stride-1 circular "same" convolution with an odd kernel (``p = k // 2``) whose input
+    gradient is itself a circular convolution.
 
-    The circularly padded input is the zero-padded one plus a border :math:`B` (its first and
-    last ``p`` rows, full width, and its first and last ``p`` columns, inner rows). By
-    linearity the result is the zero-padded convolution (padding inside the convolution) plus
-    the convolution with :math:`B`, which only reaches the ``p`` outer output rows and columns
-    and only through the matching ``p`` outer kernel rows (columns): four thin convolutions,
-    added in place with ``index_add_`` (whose backward passes the gradient through without a
-    copy). Same operator, to rounding, as ``conv2d(pad(x, circular), kernel)``.
+    Forward: :math:`y = K * \operatorname{pad}(x)` (circular padding, one padded copy). The
+    circular convolution is a normal operator with adjoint the circular convolution with
+    :math:`K^*[i, j, a, b] = K[j, i, k-1-a, k-1-b]`, so the input gradient is
+    :math:`K^* * \operatorname{pad}(g)`: one forward-sized convolution of a padded copy of
+    :math:`g`, where autograd through ``pad`` would run the convolution's input gradient on the
+    :math:`(n + 2p)^2` padded grid and then fold the wrapped border back. The kernel gradient is the
+    usual one of the padded input (the input is saved and padded again), the bias gradient the sum
+    of :math:`g`. The backward is made of differentiable operations, so gradients of gradients work
+    as for ``conv2d``.
     """
-    n_h, n_w = x.shape[-2:]
-    y = F.conv2d(x, kernel, bias, padding=p)
-    # rows: the wrapped rows of the circular padding (width padded circularly, corners included)
-    top = F.pad(x[:, :, n_h - p :], (p, p, 0, 0), mode="circular")
-    bottom = F.pad(x[:, :, :p], (p, p, 0, 0), mode="circular")
-    if p > 1:
-        top = F.pad(top, (0, 0, 0, p - 1))
-        bottom = F.pad(bottom, (0, 0, p - 1, 0))
-    rows = torch.cat((F.conv2d(top, kernel[:, :, :p]), F.conv2d(bottom, kernel[:, :, p + 1 :])), dim=2)
-    # columns: the wrapped columns, inner rows only (zero padded vertically)
-    left = F.pad(x[..., n_w - p :], (0, p - 1, p, p))
-    right = F.pad(x[..., :p], (p - 1, 0, p, p))
-    cols = torch.cat((F.conv2d(left, kernel[..., :p]), F.conv2d(right, kernel[..., p + 1 :])), dim=3)
-    row_idx = torch.cat((torch.arange(p), torch.arange(n_h - p, n_h))).to(y.device)
-    col_idx = torch.cat((torch.arange(p), torch.arange(n_w - p, n_w))).to(y.device)
-    return y.index_add_(2, row_idx, rows).index_add_(3, col_idx, cols)
+
+    @staticmethod
+    def forward(ctx, x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x, kernel)
+        ctx.p, ctx.has_bias = p, bias is not None
+        return F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), kernel, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        x, kernel = ctx.saved_tensors
+        p = ctx.p
+        grad_x = grad_kernel = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            adjoint = kernel.transpose(0, 1).flip(2, 3)
+            grad_x = F.conv2d(F.pad(grad, (p, p, p, p), mode="circular"), adjoint)
+        if ctx.needs_input_grad[1]:
+            padded = F.pad(x, (p, p, p, p), mode="circular")  # again: tracked when a gradient of it is asked
+            grad_kernel = torch.nn.grad.conv2d_weight(padded, kernel.shape, grad)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=(0, 2, 3))
+        return grad_x, grad_kernel, grad_bias, None
+
+
+def _circular_conv_odd(x: Tensor, kernel: Tensor, bias: Tensor | None, p: int) -> Tensor:
+    """Stride-1 circular "same" convolution with an odd kernel (``p = k // 2``, at most the input's
+    side): the operator of ``conv2d(pad(x, circular), kernel) + bias``, with the cheaper input
+    gradient of :class:`_CircularConvOdd`."""
+    return _CircularConvOdd.apply(x, kernel, bias, p)
 
 
 def _drop_cache(layer_ref: "weakref.ref[LipschitzConv2d]", grad: Tensor) -> None:
