@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -91,10 +92,32 @@ def _skew_spectrum(kernel: Tensor, alpha: Tensor, grid: tuple[int, int]) -> Tens
     return spec - spec.mH
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Inside: torch's CPU thread count is 1 when ``device`` is the CPU (the caller's count is back on
+    the way out).
+
+    The batched LU factorisations and solves of the Cayley transform run in it: on the project's
+    CPU (torch 2.14.1, oneMKL 2024.2) a batched ``lu_factor_ex`` of 512 x 512 matrices with two
+    threads returned pivots out of range (0, -1, ...) in some runs and oneMKL reported "Parameter 6
+    was incorrect on entry to CLASWP", so ``lu_solve`` refused them; with one thread every run gave
+    valid pivots. The factors feed the training forward, so they are computed where they are right."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _cayley(a: Tensor) -> Tensor:
     """:math:`Q = (I + A)^{-1} (I - A) = 2 (I + A)^{-1} - I`: one batched inverse, no second operand."""
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    return 2 * torch.linalg.inv_ex(eye + a)[0] - eye
+    with _one_cpu_thread(a.device):
+        return 2 * torch.linalg.inv_ex(eye + a)[0] - eye
 
 
 class _CayleySolve(torch.autograd.Function):
@@ -111,14 +134,16 @@ class _CayleySolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, lu: Tensor, pivots: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        r = torch.linalg.lu_solve(lu, pivots, x)
+        with _one_cpu_thread(x.device):
+            r = torch.linalg.lu_solve(lu, pivots, x)
         ctx.save_for_backward(lu, pivots, r)
         return 2 * r - x
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, Tensor | None]:  # type: ignore[override]
         lu, pivots, r = ctx.saved_tensors
-        grad_r = torch.linalg.lu_solve(lu, pivots, 2 * grad, adjoint=True)
+        with _one_cpu_thread(grad.device):
+            grad_r = torch.linalg.lu_solve(lu, pivots, 2 * grad, adjoint=True)
         grad_a = -grad_r @ r.mH if ctx.needs_input_grad[0] else None
         grad_x = grad_r - grad if ctx.needs_input_grad[3] else None
         return grad_a, None, None, grad_x
@@ -288,7 +313,7 @@ class CayleyConv2d(LipschitzConv2d):
         """LU factors of :math:`I + A`, computed once per training step (the forwards on P and on Q
         share them; dropped with the cached :math:`A` after the backward)."""
         if self._factors is None or self._factors[0] is not a:
-            with torch.no_grad():
+            with torch.no_grad(), _one_cpu_thread(a.device):
                 eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
                 lu, pivots, _ = torch.linalg.lu_factor_ex(a.detach() + eye)
             self._factors = (a, lu, pivots)
