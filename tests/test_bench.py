@@ -55,6 +55,9 @@ def test_bench_critics_rejects_unknown_critic(capsys: pytest.CaptureFixture) -> 
     assert "unknown critic" in capsys.readouterr().err
     assert bench_critics.cli(["--critics", "bcop-cones:centres"]) == 2
     assert "'bcop-cones:centres'" in capsys.readouterr().err
+    assert bench_critics.cli(["--critics", "bcop-cones:centers=1024"]) == 2  # a misspelt option: before any run
+    err = capsys.readouterr().err
+    assert "unknown option(s) centers for bcop-cones" in err and "centres" in err
 
 
 def test_bench_critics_options() -> None:

@@ -337,6 +337,17 @@ def cli(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    for spec in args.critics:
+        name, options = critic_spec(spec)
+        accepted = critics.critic_options(name)
+        refused = sorted(set(options) - set(accepted))
+        if refused:
+            print(
+                f"wdist bench critics: error: critic {spec!r}: unknown option(s) {', '.join(refused)} for {name}; "
+                f"it accepts: {', '.join(accepted)}.",
+                file=sys.stderr,
+            )
+            return 2
     made = provenance("critics", argv, describe_device(torch.device(args.device)))
     settings = CellSettings(**{f.name: getattr(args, f.name) for f in fields(CellSettings)})
     rows = run_critic_benchmark(
