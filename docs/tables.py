@@ -233,7 +233,8 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
         cells = [
             run["label"],
             critic,
-            f"{bound['lower_bound']:.4f} {format_interval(bound['ci95_lo'], bound['ci95_hi'])}",
+            f"{bound['lower_bound']:.4f} {format_interval(bound['ci95_lo'], bound['ci95_hi'])}"
+            + ("" if bound.get("certified", True) else " **NOT certified** (a gradient norm above L: not a bound)"),
             one_lipschitz_text(bound["one_lipschitz"], bound["lipschitz_certificate"]),
         ]
         if exact:

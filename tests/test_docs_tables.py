@@ -101,6 +101,11 @@ def test_estimate_runs_recorded_render_one_row_each(tmp_path: Path, monkeypatch:
         assert f"| 2.0000 | {bound['lower_bound'] / 2.0:.3f} |" in row  # exact W1 of the translation toy and the ratio
         assert f"{run['label']}: `{run['command']}`" in rendered
     assert rows[0] != rows[1]  # the two seeds are two runs
+    assert "NOT certified" not in rendered
+    uncertified = json.loads(json.dumps(result))
+    uncertified["payload"][1]["result"]["bound"]["certified"] = False
+    marked = [line for line in tables.render(uncertified).splitlines() if line.startswith("| the second")]
+    assert "**NOT certified** (a gradient norm above L: not a bound)" in marked[0]
     opening, closing = "before\n<!-- table: results/toy-runs.json -->\n", "<!-- end table -->\nafter\n"
     assert tables.rewrite(f"{opening}old\n{closing}") == f"{opening}{rendered}{closing}"
 
