@@ -141,7 +141,7 @@ def test_ddp_heldout_statistics_equal_one_process(ddp_run: Path) -> None:
     out = ddp_run / "out"
     res = json.loads((out / "result.json").read_text())
     cfg = resolve_config(out / "config.yaml")
-    run = build_run(cfg)
+    run = build_run(cfg, cfg.sides())
     dm, system = run.datamodule, run.system
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == res["run"]["steps"]

@@ -80,7 +80,7 @@ def test_generator_train_subset_is_decoded_like_its_training_batches() -> None:
     cfg = load_config(
         None, ["--eval.n_eval", "64", "--eval.n_eval_q", "300", "--eval.batch_size", "64", "--train.batch_size", "128"]
     )
-    run = build_run(cfg)
+    run = build_run(cfg, cfg.sides())
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, inference_mode=False,

@@ -285,7 +285,7 @@ def test_the_averaged_weights_are_evaluated_certified_and_reported(average: str)
                    "--train.swa_start", "0.3", "--train.ema_decay", "0.8", "--trainer.enable_progress_bar", "false",
                    *FAST]
     )  # fmt: skip
-    run = build_run(cfg)
+    run = build_run(cfg, cfg.sides())
     trainer = make_trainer(cfg, [], [], None)
     trained_at_end = {}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
@@ -25,7 +25,7 @@ from wdist.config import EstimateConfig, Sides, TrainConfig
 from wdist.critic_build import build_critic
 from wdist.data import PairDataModule
 from wdist.loggers import make_loggers
-from wdist.references import References, references_beside_training
+from wdist.references import References, reference_job
 from wdist.sources import LatentSource
 from wdist.system import CriticSystem
 from wdist.threads import ThreadChoice, apply_threads, run_threads
@@ -48,14 +48,14 @@ class Run:
 
 @dataclass
 class Session:
-    """A run ready to train: its pieces, its Trainer, loggers and clock, and (when a spare core
-    solves them while it trains) the function that returns its references."""
+    """A run ready to train: its pieces, its Trainer, loggers and clock, and the function that
+    returns its exact-OT references after training."""
 
     run: Run
     trainer: pl.Trainer
     loggers: list
     clock: TrainClock
-    solved_beside: Optional[Callable[[], References]] = None
+    references: Callable[[], References]
 
 
 def training_loss(cfg: EstimateConfig) -> str:
@@ -64,18 +64,17 @@ def training_loss(cfg: EstimateConfig) -> str:
     return cfg.train.loss or critics.default_loss(cfg.critic.name)
 
 
-def build_run(cfg: EstimateConfig, sides: Optional[Sides] = None, init_state: Optional[InitState] = None) -> Run:
+def build_run(cfg: EstimateConfig, sides: Sides, init_state: Optional[InitState] = None) -> Run:
     """The sources, critic, data module and training system of a configuration (no Trainer).
 
     The system trains with :func:`training_loss` (the critic family's own objective unless
     ``train.loss`` is set). Sets this process's torch thread count first (:mod:`wdist.threads`),
-    so that the critic is built and trained with it. ``sides``: the configuration's sources when
-    already built (``cfg.sides()`` otherwise: built once, at their first use). ``init_state``: the
+    so that the critic is built and trained with it. ``sides``: the configuration's built sources
+    (``cfg.sides()``: built once, at their first use). ``init_state``: the
     weights the critic starts from (:mod:`wdist.warmstart`), loaded right after it is built. A finite
     side too small to split is refused (:func:`wdist.data.check_enough_items`).
     """
     train: TrainConfig = replace(cfg.train, loss=training_loss(cfg))
-    sides = cfg.sides() if sides is None else sides
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
     threads = run_threads(cfg, shape)
@@ -105,7 +104,7 @@ def assemble(
     logger_name: Optional[str] = None,
     stop_folder: Optional[Path] = None,
     max_steps: Optional[int] = None,
-    solve_beside: bool = True,
+    references: Literal["beside", "after"] = "beside",
 ) -> Session:
     """Build one run of ``cfg`` on its built ``sides`` writing into ``folder`` (``None``: nothing
     written), ready to train.
@@ -121,7 +120,9 @@ def assemble(
     stop_folder : the folder an interruption names for ``--resume`` (``folder`` otherwise).
     max_steps : the Trainer's step limit when not ``train.steps`` (a finished candidate restored
         from its checkpoint trains nothing).
-    solve_beside : solve the references on a spare core while the critic trains, when there is one.
+    references : the exact-OT references (:func:`wdist.references.reference_job`) are drawn now and
+        solved on a spare core while the critic trains when there is one (``"beside"``), or drawn and
+        solved when the session's ``references`` is called, after training (``"after"``).
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run = build_run(cfg, sides, init_state)
@@ -145,10 +146,9 @@ def assemble(
     )  # fmt: skip
     limit = cfg if max_steps is None else replace(cfg, train=replace(train, steps=int(max_steps)))
     trainer = make_trainer(limit, loggers, callbacks, folder)
-    solved_beside = None
-    if solve_beside:
-        solved_beside = references_beside_training(
-            run.sides.p, run.sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, train.batch_size,
-            trainer.strategy.root_device, spare_core=run.threads.spare_cores >= 1 and trainer.world_size == 1,
-        )  # fmt: skip
-    return Session(run, trainer, loggers, clock, solved_beside)
+    beside = references == "beside" and run.threads.spare_cores >= 1 and trainer.world_size == 1
+    solved = reference_job(
+        sides.p, sides.q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, train.batch_size,
+        trainer.strategy.root_device, beside=beside,
+    )  # fmt: skip
+    return Session(run, trainer, loggers, clock, solved)

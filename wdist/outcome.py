@@ -24,7 +24,6 @@ from wdist.assembly import Session
 from wdist.evaluation import Evaluation
 from wdist.loggers import finish_wandb
 from wdist.plots import plot_bound_curve
-from wdist.references import references
 from wdist.results import Result, RunRecord
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
 from wdist.sources import Generator
@@ -97,12 +96,7 @@ def report(
         system.critic.eval()
         gen = generator(cfg.seed, EMPIRICAL_LIPSCHITZ_OFFSET)
         emp = float(empirical_lipschitz(system.critic, xp[:n], xq[:n], n_interpolates=n, generator=gen))
-    if session.solved_beside is not None:
-        refs = session.solved_beside()
-    else:
-        refs = references(
-            p, q, cfg.eval.ot_samples, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size, trainer.strategy.root_device
-        )  # fmt: skip
+    refs = session.references()
     system.count_evaluated_draws("the samples of the exact-OT references")
     ranges = system.range_records()
     run_record = RunRecord(

@@ -2,33 +2,32 @@
 
 This is the data flow of DESIGN.md. :func:`estimate` only orchestrates, and each stage receives
 what the one before computed: :func:`wdist.plan.plan_run` parses and checks the configuration once
-and prepares the output folder; :func:`wdist.assembly.assemble` builds the run's pieces from it
-(:func:`wdist.candidates.choose_candidate` does so for every candidate of ``critic.name: auto``
-and hands back the chosen one); :mod:`wdist.fitting` trains with evaluations on the select split
-and evaluates the selected state once on the test split (:mod:`wdist.selection`); and
-:func:`wdist.outcome.report` builds the :class:`~wdist.results.Result` from the test evaluation,
-with the references (:mod:`wdist.references`: solved on a spare core while the critic trains when
-there is one, else after training). ``build_run``, ``make_trainer`` and ``fit_and_evaluate`` are
+and prepares the output folder; :func:`wdist.candidates.fit_critics` builds the named critic's run
+(:func:`wdist.assembly.assemble`) and trains it with evaluations on the select split
+(:mod:`wdist.fitting`), or does so for every candidate of ``critic.name: auto`` and hands back the
+chosen one; :func:`wdist.fitting.evaluate_on_test` evaluates the selected state once on the test
+split (:mod:`wdist.selection`); and :func:`wdist.outcome.report` builds the
+:class:`~wdist.results.Result` from the test evaluation, with the references
+(:func:`wdist.references.reference_job`: solved on a spare core while the critic trains when there
+is one, else after training). ``build_run``, ``make_trainer`` and ``fit_and_evaluate`` are
 importable from here for the code that assembles a run itself.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 from pytorch_lightning.callbacks import Callback
 
-from wdist.assembly import Run, assemble, build_run, training_loss
-from wdist.auto import AUTO
-from wdist.candidates import CANDIDATE_FILE, candidate_config, choose_candidate
-from wdist.config import ConfigError, EstimateConfig
+from wdist.assembly import Run, build_run, training_loss
+from wdist.candidates import CANDIDATE_FILE, candidate_config, fit_critics
+from wdist.config import EstimateConfig
 from wdist.critic_build import build_critic
 from wdist.data import MIN_ITEMS, check_enough_items
 from wdist.fitting import evaluate_on_test, fit_and_evaluate, fit_and_select
 from wdist.outcome import report, versions
 from wdist.plan import plan_run
-from wdist.references import references_beside_training
 from wdist.results import Result
 from wdist.trainer import make_trainer, quiet_lightning
 from wdist.warmstart import InitState
@@ -43,7 +42,6 @@ __all__ = [
     "evaluate_on_test",
     "candidate_config",
     "CANDIDATE_FILE",
-    "references_beside_training",
     "Run",
     "versions",
     "training_loss",
@@ -114,17 +112,7 @@ def _estimate(
 ) -> Result:
     """:func:`estimate`'s stages, in order: plan, fit (one critic or the auto candidates), test once, report."""
     plan = plan_run(config, overrides, out=out, resume=resume, quiet=quiet)
-    auto: Optional[dict[str, Any]] = None
-    if plan.cfg.critic.name == AUTO:
-        if init_state is not None:
-            raise ConfigError("critic.name auto trains several candidate critics; a warm start needs one named critic.")
-        session, auto = choose_candidate(plan, callbacks)
-    else:
-        session = assemble(
-            plan.cfg, plan.sides, plan.out_dir, logged=plan.record, callbacks=callbacks,
-            resuming=plan.checkpoint is not None, quiet=plan.quiet, init_state=init_state,
-        )  # fmt: skip
-        fit_and_select(session.trainer, session.run, plan.checkpoint)
+    session, auto = fit_critics(plan, callbacks, init_state)
     tested = evaluate_on_test(session.trainer, session.run)
     if session.trainer.global_rank != 0:
         return None  # type: ignore[return-value]

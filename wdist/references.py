@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
@@ -29,7 +30,7 @@ from wdist.sources.base import decode_latents
 from wdist.sources.ranges import OUT_OF_RANGE_LIMIT, RangeTally
 
 __all__ = [
-    "references_beside_training",
+    "reference_job",
     "References",
     "ReferenceSamples",
     "ExactReport",
@@ -265,18 +266,19 @@ def exact_report(cfg: EstimateConfig, device: torch.device = torch.device("cpu")
     )  # fmt: skip
 
 
-def references_beside_training(
-    p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device, *, spare_core: bool
-) -> Optional[Callable[[], References]]:
-    """The references of P and Q (as :func:`references` computes them after training) solved on a
-    spare core while the critic trains; call the returned function after training for their value.
+def reference_job(
+    p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device, *, beside: bool
+) -> Callable[[], References]:
+    """The references of P and Q (:func:`references`) of a run; call the returned function after
+    training for their value.
 
-    The samples are drawn now, from the references' own random stream (:mod:`wdist.seeds`), so
-    training sees exactly the numbers it would see otherwise. ``None`` (solve after training)
-    without a ``spare_core`` (none left by the training processes, or several processes train:
-    rank 0 alone computes references), or when none are asked for (``n`` is 0).
+    ``beside``: their samples are drawn now and solved on a thread of their own while the critic
+    trains (on a spare core; ``False`` when training leaves none, or several processes train and
+    rank 0 alone reports). The samples come from the references' own random stream
+    (:mod:`wdist.seeds`), so training sees exactly the numbers it would see otherwise and the value
+    is the one :func:`references` computes after training, which the returned function does when
+    ``beside`` is ``False``.
     """
-    if not spare_core or n <= 0:
-        return None
-    samples = draw_references(p, q, n, floor, seed, chunk, device)
-    return solve_references_in_background(samples)
+    if beside and n > 0:
+        return solve_references_in_background(draw_references(p, q, n, floor, seed, chunk, device))
+    return partial(references, p, q, n, floor, seed, chunk, device)
