@@ -275,12 +275,14 @@ def test_references_solved_beside_training_are_the_references_solved_after_it(
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     with_references = [*TINY, "--eval.ot_samples", "48", "--eval.ot_floor", "true"]
-    real = references_module.solve_references_in_background
+    real = references_module.in_background
     results, beside = {}, {}
     for cores in (1, 4):  # one core: nothing spare, solved after training; four: three spare
         monkeypatch.setattr(threads_module, "available_cores", lambda c=cores: Cores(c, c, None))
         started: list[int] = []
-        monkeypatch.setattr(references_module, "solve_references_in_background", lambda s: started.append(1) or real(s))
+        monkeypatch.setattr(
+            references_module, "in_background", lambda *a, **k: started.append(1) or real(*a, **k)
+        )  # fmt: skip
         results[cores] = estimate(TOY, with_references, out=tmp_path / str(cores), quiet=True)
         beside[cores] = bool(started)
     assert beside == {1: False, 4: True}
@@ -296,12 +298,13 @@ def test_references_solved_beside_training_are_the_references_solved_after_it(
 
 
 def test_a_reference_solved_in_the_background_hands_its_error_to_the_caller() -> None:
+    from wdist.background import in_background
     from wdist.ot import OTError
-    from wdist.references import ReferenceSamples, solve_references, solve_references_in_background
+    from wdist.references import ReferenceSamples, solve_references
 
     good = ReferenceSamples(torch.zeros(4, 3), torch.ones(4, 3))
-    assert solve_references_in_background(good)() == solve_references(good)
+    assert in_background(solve_references, good, name="test")() == solve_references(good)
     bad = ReferenceSamples(torch.zeros(4, 3), torch.ones(4, 5))  # items of different sizes
-    wait = solve_references_in_background(bad)
+    wait = in_background(solve_references, bad, name="test")
     with pytest.raises(OTError):
         wait()

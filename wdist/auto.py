@@ -24,8 +24,11 @@ The candidates' select values are comparable: the same select items, bounds in t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+if TYPE_CHECKING:
+    from wdist.config import EstimateConfig
 
 __all__ = [
     "AUTO",
@@ -34,6 +37,7 @@ __all__ = [
     "VECTOR_CANDIDATES",
     "IMAGE_CANDIDATES",
     "candidates_for",
+    "candidate_config",
     "choose",
     "auto_record",
     "auto_text",
@@ -85,6 +89,15 @@ def candidates_for(shape: Sequence[int]) -> tuple[Candidate, ...]:
     """The candidate list for samples of ``shape``: :data:`IMAGE_CANDIDATES` for ``(C, H, W)``,
     else :data:`VECTOR_CANDIDATES`."""
     return IMAGE_CANDIDATES if len(tuple(shape)) == 3 else VECTOR_CANDIDATES
+
+
+def candidate_config(cfg: EstimateConfig, candidate: Candidate) -> EstimateConfig:
+    """The configuration one candidate of ``cfg`` (``critic.name: auto``) trains with: its critic and
+    options, its share of ``train.steps`` (evaluated at least at its last step), everything else as given."""
+    steps = candidate.steps(cfg.train.steps)
+    train = replace(cfg.train, steps=steps, eval_every=min(cfg.train.eval_every, steps))
+    critic = replace(cfg.critic, name=candidate.name, options=dict(candidate.options))
+    return replace(cfg, critic=critic, train=train, trainer=replace(cfg.trainer))
 
 
 @dataclass

@@ -20,15 +20,24 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from wdist.assembly import Session, assemble
-from wdist.auto import AUTO, Candidate, CandidateRecord, auto_record, candidate_text, candidates_for, choose
-from wdist.config import ConfigError, CriticConfig, EstimateConfig
+from wdist.auto import (
+    AUTO,
+    Candidate,
+    CandidateRecord,
+    auto_record,
+    candidate_config,
+    candidate_text,
+    candidates_for,
+    choose,
+)  # fmt: skip
+from wdist.config import ConfigError, EstimateConfig
 from wdist.files import atomic_write_text
 from wdist.fitting import fit_and_select
 from wdist.loggers import finish_wandb
 from wdist.plan import RunPlan
 from wdist.warmstart import InitState
 
-__all__ = ["CriticPlan", "critic_plans", "fit_critics", "candidate_config", "CANDIDATE_FILE"]
+__all__ = ["CriticPlan", "critic_plans", "fit_critics", "CANDIDATE_FILE"]
 
 #: The file a finished candidate of an ``auto`` run leaves in its folder ``candidates/<label>/``:
 #: its :class:`~wdist.auto.CandidateRecord`, written after its last checkpoint (a resumed run
@@ -42,7 +51,8 @@ class CriticPlan:
 
     ``candidate`` is ``None`` for the named critic (trained in the run's own folder, reported
     without a choice). ``checkpoint``: the ``last.ckpt`` it continues; ``finished``: the record of
-    an ``auto`` candidate a previous process of a resumed run finished (it is not trained again).
+    an ``auto`` candidate a previous process of a resumed run finished (it is not trained again);
+    ``title``: the candidate's label with the critic and options it stands for.
     """
 
     cfg: EstimateConfig
@@ -52,16 +62,7 @@ class CriticPlan:
     checkpoint: Optional[str]
     candidate: Optional[Candidate] = None
     finished: Optional[CandidateRecord] = None
-
-
-def candidate_config(cfg: EstimateConfig, candidate: Candidate) -> EstimateConfig:
-    """The configuration one candidate of ``cfg`` (``critic.name: auto``) trains with: its critic and
-    options, its share of ``train.steps`` (evaluated at least at its last step), everything else as given."""
-    steps = candidate.steps(cfg.train.steps)
-    train = replace(cfg.train, steps=steps, eval_every=min(cfg.train.eval_every, steps))
-    return replace(
-        cfg, critic=CriticConfig(candidate.name, dict(candidate.options)), train=train, trainer=replace(cfg.trainer)
-    )
+    title: str = ""
 
 
 def critic_plans(plan: RunPlan) -> list[CriticPlan]:
@@ -85,29 +86,10 @@ def critic_plans(plan: RunPlan) -> list[CriticPlan]:
                 {**plan.record, "critic": {"name": candidate.name, "options": dict(candidate.options)}},
                 f"{cfg.logger.name}-{candidate.label}" if cfg.logger.name else candidate.label,
                 str(last) if plan.resuming and last is not None and last.is_file() else None,
-                candidate, finished,
+                candidate, finished, candidate_text(candidate.label, candidate.name, candidate.options),
             )  # fmt: skip
         )
     return plans
-
-
-def _fit(
-    plan: RunPlan,
-    critic: CriticPlan,
-    callbacks: Sequence[Callback],
-    init_state: Optional[InitState],
-    max_steps: Optional[int] = None,
-) -> Session:
-    """Assemble one critic of ``plan`` and train it with evaluations on the select split (a
-    ``max_steps`` at its finished step count: restored from its checkpoint, nothing trained)."""
-    session = assemble(
-        critic.cfg, plan.sides, critic.folder, logged=critic.logged, callbacks=callbacks,
-        resuming=critic.checkpoint is not None, quiet=plan.quiet or max_steps is not None, init_state=init_state,
-        logger_name=critic.logger_name, stop_folder=plan.out_dir, max_steps=max_steps,
-        references="beside" if critic.candidate is None else "after",
-    )  # fmt: skip
-    fit_and_select(session.trainer, session.run, critic.checkpoint)
-    return session
 
 
 def fit_critics(
@@ -115,56 +97,66 @@ def fit_critics(
 ) -> tuple[Session, Optional[dict[str, Any]]]:
     """Train the critics of ``plan`` (:func:`critic_plans`) with evaluations on the select split and
     hand back the one to report: the named critic, or the ``auto`` candidate with the best
-    select-split bound. Returns its session (its selected state in the critic, ready for the one
-    evaluation on the test split) and, for ``auto``, the record of the choice
-    (:func:`wdist.auto.auto_record`; ``None`` for a named critic).
+    select-split bound (:func:`wdist.auto.choose`: the earliest of equals). Returns its session (its
+    selected state in the critic, ready for the one evaluation on the test split) and, for
+    ``auto``, the record of the choice (:func:`wdist.auto.auto_record`; ``None`` for a named critic).
 
-    Only the best candidate trained so far is kept in memory. With an output folder and
-    checkpointing, each finished candidate leaves its last checkpoint and :data:`CANDIDATE_FILE`
-    in ``candidates/<label>/``; a resumed run reads those instead of training again (and restores
-    the chosen one from its checkpoint when it was not trained in this process)."""
+    Only the best candidate so far is kept in memory. With an output folder and checkpointing, each
+    finished candidate leaves its last checkpoint (its selected state) and :data:`CANDIDATE_FILE` in
+    ``candidates/<label>/``; a resumed run trains only the others, and first restores the best of
+    the finished ones from its checkpoint (nothing trained), so that the chosen candidate is in
+    memory at the end whichever process trained it."""
     plans = critic_plans(plan)
-    if plans[0].candidate is None:
-        return _fit(plan, plans[0], callbacks, init_state), None
-    if init_state is not None:
+    auto = plans[0].candidate is not None
+    if auto and init_state is not None:
         raise ConfigError("critic.name auto trains several candidate critics; a warm start needs one named critic.")
     keep_files = plan.out_dir is not None and bool(plan.cfg.train.checkpoint_every)
-    records: list[CandidateRecord] = []
+    records = {i: critic.finished for i, critic in enumerate(plans) if critic.finished is not None}
+
+    def rank(i: int) -> tuple[float, int]:  # the order of wdist.auto.choose: higher value, then earlier
+        return records[i].select_value, -i
+
+    order = [max(records, key=rank)] if records else []
+    order += [i for i in range(len(plans)) if i not in records]
     kept: Optional[tuple[int, Session]] = None
-    for i, critic in enumerate(plans):
-        candidate = critic.candidate
-        assert candidate is not None
-        if critic.finished is not None:
-            records.append(critic.finished)
-            continue
-        if not plan.quiet and rank_zero_only.rank == 0:
-            what = candidate_text(candidate.label, candidate.name, candidate.options)
-            print(f"wdist: auto, candidate {i + 1} of {len(plans)}: {what}, {critic.cfg.train.steps} steps")
-        session = _fit(plan, critic, callbacks, None)
-        selection = session.run.system.selection
-        assert selection.step is not None and selection.value is not None
-        record = CandidateRecord(
-            label=candidate.label, critic=candidate.name, options=dict(candidate.options), share=candidate.share,
-            budget=critic.cfg.train.steps, steps=int(session.trainer.global_step), select_value=float(selection.value),
-            select_step=int(selection.step), seconds=float(session.clock.total_seconds), selection=selection.record(),
+    for i in order:
+        critic, finished = plans[i], records.get(i)
+        if auto and finished is None and not plan.quiet and rank_zero_only.rank == 0:
+            print(f"wdist: auto, candidate {i + 1} of {len(plans)}: {critic.title}, {critic.cfg.train.steps} steps")
+        session = assemble(
+            critic.cfg, plan.sides, critic.folder, logged=critic.logged if finished is None else {},
+            callbacks=callbacks, resuming=critic.checkpoint is not None, quiet=plan.quiet or finished is not None,
+            init_state=init_state, logger_name=critic.logger_name, stop_folder=plan.out_dir,
+            max_steps=None if finished is None else finished.steps, references="after" if auto else "beside",
         )  # fmt: skip
-        records.append(record)
-        if keep_files:
-            assert critic.folder is not None
-            session.trainer.save_checkpoint(critic.folder / "checkpoints" / "last.ckpt")  # the selected state
-            if session.trainer.is_global_zero:
-                text = json.dumps(record.as_dict(), indent=2) + "\n"
-                atomic_write_text(critic.folder / CANDIDATE_FILE, text)
-        finish_wandb(session.loggers, summary={f"auto/{k}": v for k, v in record.as_dict().items()})
-        if kept is None or record.select_value > records[kept[0]].select_value:
+        fit_and_select(session.trainer, session.run, critic.checkpoint)
+        if not auto:
+            return session, None
+        if finished is None:
+            records[i] = _candidate_record(critic, session)
+            if keep_files:
+                assert critic.folder is not None
+                session.trainer.save_checkpoint(critic.folder / "checkpoints" / "last.ckpt")  # the selected state
+                if session.trainer.is_global_zero:
+                    atomic_write_text(critic.folder / CANDIDATE_FILE, json.dumps(records[i].as_dict(), indent=2) + "\n")
+            finish_wandb(session.loggers, summary={f"auto/{k}": v for k, v in records[i].as_dict().items()})
+        if kept is None or rank(i) > rank(kept[0]):
             kept = (i, replace(session, loggers=[]))  # its W&B run closed with the candidate's summary
+    in_order = [records[i] for i in range(len(plans))]
     try:
-        chosen = choose(records)
+        chosen = choose(in_order)
     except ValueError as err:
         raise ConfigError(f"critic.name auto could not choose a candidate: {err}") from None
-    if kept is not None and kept[0] == chosen:
-        return kept[1], auto_record(records, chosen)
-    # chosen among the candidates a previous process finished: its selected state from its checkpoint
-    restore = replace(plans[chosen], logged={})
-    session = _fit(plan, restore, callbacks, None, max_steps=records[chosen].steps)
-    return replace(session, loggers=[]), auto_record(records, chosen)
+    assert kept is not None and kept[0] == chosen
+    return kept[1], auto_record(in_order, chosen)
+
+
+def _candidate_record(critic: CriticPlan, session: Session) -> CandidateRecord:
+    """What a candidate trained in this process did (:class:`~wdist.auto.CandidateRecord`)."""
+    candidate, selection = critic.candidate, session.run.system.selection
+    assert candidate is not None and selection.step is not None and selection.value is not None
+    return CandidateRecord(
+        label=candidate.label, critic=candidate.name, options=dict(candidate.options), share=candidate.share,
+        budget=critic.cfg.train.steps, steps=int(session.trainer.global_step), select_value=float(selection.value),
+        select_step=int(selection.step), seconds=float(session.clock.total_seconds), selection=selection.record(),
+    )  # fmt: skip

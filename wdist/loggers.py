@@ -119,18 +119,16 @@ def wandb_offline() -> bool:
 WANDB_RUN_ID_FILE = "wandb_run_id"
 
 
-def _wandb_run_id(out: Path, resume: bool) -> str:
-    """The W&B run id of the run in ``out``: read back on resume (so the resumed run continues
-    the same W&B run and its curves), else a new one, recorded in ``out/wandb_run_id``."""
+def _wandb_run_id(out: Path, resume: bool) -> tuple[str, bool]:
+    """The W&B run id of the run in ``out`` and whether it is new: read back from
+    ``out/wandb_run_id`` on resume (so the resumed run continues the same W&B run and its curves),
+    else a new one, which :func:`make_loggers` records there once its run has started."""
     path = out / WANDB_RUN_ID_FILE
     if resume and path.is_file():
         run_id = path.read_text(encoding="utf-8").strip()
         if run_id:
-            return run_id
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id format
-    if rank_zero_only.rank == 0:
-        atomic_write_text(path, run_id + "\n")
-    return run_id
+            return run_id, False
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)), True  # W&B's id format
 
 
 def _wandb_logger(
@@ -203,7 +201,7 @@ def make_loggers(
             "Upload later with `wandb sync <run folder>`.",
             file=sys.stderr,
         )
-    run_id = _wandb_run_id(out, resume)
+    run_id, new = _wandb_run_id(out, resume)
     try:
         loggers.append(_wandb_logger(out, project, group, name, config or {}, offline, run_id))
     except Exception as err:  # network down, service refusing: keep the run going offline
@@ -211,6 +209,8 @@ def make_loggers(
             raise
         print(f"W&B: could not reach the service ({err}); logging offline to {out / 'wandb'}.", file=sys.stderr)
         loggers.append(_wandb_logger(out, project, group, name, config or {}, True, run_id))
+    if new and rank_zero_only.rank == 0:
+        atomic_write_text(out / WANDB_RUN_ID_FILE, run_id + "\n")
     return loggers
 
 

@@ -64,20 +64,21 @@ class OTResult:
     seconds: float
 
 
-def _as_2d_float64(name: str, x: ArrayLike) -> np.ndarray:
-    arr = finite_float64(name, x, OTError)
-    if arr.ndim == 0:
-        raise OTError(f"{name} must have a batch dimension, got a scalar")
-    if arr.ndim == 1:
-        arr = arr[:, None]  # n scalars = n points in 1-D
-    arr = np.ascontiguousarray(arr.reshape(arr.shape[0], -1))
-    if arr.shape[0] < 1:
-        raise OTError(f"{name} is empty (shape {arr.shape})")
-    return arr
-
-
 def _check_pair(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    xa, ya = _as_2d_float64("x", x), _as_2d_float64("y", y)
+    """``x`` and ``y`` as finite float64 arrays of flattened items, ``(n, d)`` and ``(m, d)`` (a 1-D
+    array is that many points on the line)."""
+    arrays = []
+    for name, values in (("x", x), ("y", y)):
+        arr = finite_float64(name, values, OTError)
+        if arr.ndim == 0:
+            raise OTError(f"{name} must have a batch dimension, got a scalar")
+        if arr.ndim == 1:
+            arr = arr[:, None]  # n scalars = n points in 1-D
+        arr = np.ascontiguousarray(arr.reshape(arr.shape[0], -1))
+        if arr.shape[0] < 1:
+            raise OTError(f"{name} is empty (shape {arr.shape})")
+        arrays.append(arr)
+    xa, ya = arrays
     if xa.shape[1] != ya.shape[1]:
         raise OTError(
             f"x and y must have the same sample dimension: x is {tuple(x.shape)} ({xa.shape[1]} per sample), "
@@ -154,18 +155,18 @@ def exact_w1(x: ArrayLike, y: ArrayLike, max_cost_bytes: Optional[int] = None) -
     from scipy.spatial.distance import cdist
 
     t0 = time.perf_counter()
-    xa, ya = _check_pair(x, y)
-    n, m = xa.shape[0], ya.shape[0]
-    needed = 2 * 8 * n * m
     if max_cost_bytes is not None:
         limit, what = int(max_cost_bytes), f"max_cost_bytes={int(max_cost_bytes)} ({_gib(max_cost_bytes)})"
     else:
         avail = _available_memory_bytes()
         limit = avail // 2 if avail is not None else None
         what = f"half the available memory ({_gib(limit)})" if limit is not None else ""
+    xa, ya = _check_pair(x, y)
+    n, m = xa.shape[0], ya.shape[0]
+    needed = 2 * 8 * n * m
     if limit is not None and needed > limit:
         raise OTError(
-            f"exact OT between n={n} and m={m} samples needs {needed} bytes ({_gib(needed)}) for the "
+            f"exact OT between n={n} and m={m} samples needs {needed} bytes ({needed / 2**30:.2f} GiB) for the "
             f"dense float64 cost matrix and plan (2 x 8 x n x m), more than {what}. Use fewer samples "
             "(the cost grows as n x m and the time roughly as n^3; in a config, lower eval.ot_samples), or "
             "wdist.ot.sliced_w1 (a lower bound on W1, not W1)."

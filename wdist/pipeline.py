@@ -21,7 +21,8 @@ from typing import Optional, Sequence, Union
 from pytorch_lightning.callbacks import Callback
 
 from wdist.assembly import Run, build_run, training_loss
-from wdist.candidates import CANDIDATE_FILE, candidate_config, fit_critics
+from wdist.auto import candidate_config
+from wdist.candidates import CANDIDATE_FILE, fit_critics
 from wdist.config import EstimateConfig
 from wdist.critic_build import build_critic
 from wdist.data import MIN_ITEMS, check_enough_items

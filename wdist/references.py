@@ -7,13 +7,12 @@ r"""Exact and empirical-OT references of an estimate, and the samples they are c
   true value is 0: the sampling bias at this :math:`n`. In high dimension the bias dominates, so the
   empirical OT is reported beside its floor and never as an estimate of W1 for images.
 
-Distances are Euclidean on the flattened samples, in the sources' domain. Generator sides are
-decoded through :func:`~wdist.sources.base.decode_latents`, in chunks of the training batch size.
+Distances are Euclidean on the flattened samples, in the sources' domain. The samples are drawn
+by :meth:`wdist.sources.base.Source.draw` (generator sides decoded in chunks of the training batch size).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Callable, Optional
@@ -21,12 +20,12 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from wdist.background import in_background
 from wdist.config import EstimateConfig, check_ot_fits
 from wdist.ot import exact_w1
 from wdist.report import domain_text, range_text
 from wdist.seeds import REFERENCES_OFFSET, generator
-from wdist.sources import FiniteSource, LatentSource, Source
-from wdist.sources.base import decode_latents
+from wdist.sources import Source
 from wdist.sources.ranges import OUT_OF_RANGE_LIMIT, RangeTally
 
 __all__ = [
@@ -37,10 +36,7 @@ __all__ = [
     "references",
     "draw_references",
     "solve_references",
-    "solve_references_in_background",
     "exact_report",
-    "draw",
-    "disjoint_pair",
     "check_ot_fits",
 ]
 
@@ -95,29 +91,6 @@ class References:
         ]
 
 
-def draw(source: Source, n: int, gen: torch.Generator, chunk: int, device: torch.device) -> Tensor:
-    """``n`` samples of ``source`` on the CPU: a finite set gives a random subset without
-    replacement (all of it when smaller than ``n``); a generator decodes fresh latents."""
-    if isinstance(source, FiniteSource):
-        m = min(n, len(source))
-        return source.data[torch.randperm(len(source), generator=gen)[:m]]
-    if isinstance(source, LatentSource):
-        return decode_latents(source.module.to(device), source.sample_latent(n, gen), chunk, device).cpu()
-    return source.sample(n, gen)
-
-
-def disjoint_pair(
-    source: Source, n: int, gen: torch.Generator, chunk: int, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Two independent samples of one source; a finite set gives two disjoint halves of at most
-    ``n`` items each (so fewer than ``n`` when the set is smaller than ``2 n``)."""
-    if isinstance(source, FiniteSource):
-        m = min(n, len(source) // 2)
-        perm = torch.randperm(len(source), generator=gen)
-        return source.data[perm[:m]], source.data[perm[m : 2 * m]]
-    return draw(source, n, gen, chunk, device), draw(source, n, gen, chunk, device)
-
-
 @dataclass(frozen=True)
 class ReferenceSamples:
     """The flattened CPU samples the references are solved on: ``p`` and ``q`` (``n`` each) and,
@@ -137,12 +110,12 @@ def draw_references(
     if n <= 0:
         return None
     gen = generator(seed, REFERENCES_OFFSET)
-    xp, xq = draw(p, n, gen, chunk, device), draw(q, n, gen, chunk, device)
+    xp, xq = p.draw(n, gen, chunk, device), q.draw(n, gen, chunk, device)
     m = min(len(xp), len(xq))
     xp, xq = xp[:m].flatten(1), xq[:m].flatten(1)
     if not floor:
         return ReferenceSamples(xp, xq)
-    a, b = disjoint_pair(p, m, gen, chunk, device)
+    a, b = p.disjoint_pair(m, gen, chunk, device)
     if not (len(a) and len(b)):
         return ReferenceSamples(xp, xq)
     return ReferenceSamples(xp, xq, a.flatten(1), b.flatten(1))
@@ -158,35 +131,6 @@ def solve_references(samples: Optional[ReferenceSamples]) -> References:
         return References(ot, len(samples.p))
     floor = exact_w1(samples.floor_a, samples.floor_b).value
     return References(ot, len(samples.p), floor, int(min(len(samples.floor_a), len(samples.floor_b))))
-
-
-def solve_references_in_background(samples: Optional[ReferenceSamples]) -> Callable[[], References]:
-    """Start :func:`solve_references` on a thread of its own; the returned function waits for it and
-    returns its value (or raises its error).
-
-    The solver (POT's network simplex, SciPy's distances) runs in compiled code without Python's
-    global lock, so on a spare core it costs the training thread nothing; the value is the one
-    :func:`solve_references` computes in the foreground. The thread is a daemon: a run that stops
-    early (an error, SIGTERM) does not wait for it.
-    """
-    outcome: dict[str, Any] = {}
-
-    def solve() -> None:
-        try:
-            outcome["value"] = solve_references(samples)
-        except BaseException as err:  # handed to the waiting caller
-            outcome["error"] = err
-
-    thread = threading.Thread(target=solve, name="wdist-references", daemon=True)
-    thread.start()
-
-    def wait() -> References:
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
-
-    return wait
 
 
 def references(p: Source, q: Source, n: int, floor: bool, seed: int, chunk: int, device: torch.device) -> References:
@@ -273,12 +217,14 @@ def reference_job(
     training for their value.
 
     ``beside``: their samples are drawn now and solved on a thread of their own while the critic
-    trains (on a spare core; ``False`` when training leaves none, or several processes train and
-    rank 0 alone reports). The samples come from the references' own random stream
+    trains (:func:`wdist.background.in_background`: POT and SciPy release Python's lock, so on a
+    spare core this costs training nothing; ``False`` when training leaves no core spare, or
+    several processes train and rank 0 alone reports). The samples come from the references' own random stream
     (:mod:`wdist.seeds`), so training sees exactly the numbers it would see otherwise and the value
     is the one :func:`references` computes after training, which the returned function does when
     ``beside`` is ``False``.
     """
-    if beside and n > 0:
-        return solve_references_in_background(draw_references(p, q, n, floor, seed, chunk, device))
-    return partial(references, p, q, n, floor, seed, chunk, device)
+    if not beside or n <= 0:
+        return partial(references, p, q, n, floor, seed, chunk, device)
+    samples = draw_references(p, q, n, floor, seed, chunk, device)
+    return in_background(solve_references, samples, name="wdist-references")

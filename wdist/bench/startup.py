@@ -51,7 +51,7 @@ from wdist.bench._runs import (
 from wdist.config import resolve_config
 from wdist.pipeline import build_critic
 from wdist.plots import plot_bound_curve
-from wdist.references import draw, references
+from wdist.references import references
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
 from wdist.threads import apply_threads, run_threads
 
@@ -121,8 +121,8 @@ def _parts(estimate_args: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
     def lipschitz() -> float:
         critic = build_critic(cfg, shape).eval()
         gen = generator(cfg.seed, EMPIRICAL_LIPSCHITZ_OFFSET)
-        xp = draw(sides.p, n_lip, gen, cfg.train.batch_size, cpu)
-        xq = draw(sides.q, n_lip, gen, cfg.train.batch_size, cpu)
+        xp = sides.p.draw(n_lip, gen, cfg.train.batch_size, cpu)
+        xq = sides.q.draw(n_lip, gen, cfg.train.batch_size, cpu)
         return float(empirical_lipschitz(critic, xp, xq, n_interpolates=n_lip, generator=gen))
 
     def plot() -> Path:

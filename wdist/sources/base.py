@@ -61,6 +61,21 @@ class Source(ABC):
         """One line saying what the source is (shown in results and tables)."""
         return type(self).__name__
 
+    def draw(
+        self, n: int, generator: torch.Generator, chunk: int, device: Optional[torch.device] = None
+    ) -> Tensor:
+        """``n`` samples on the CPU for a measurement apart from training (the exact-OT references,
+        the startup benchmark), deterministic in ``generator``: :meth:`sample` here; a finite set
+        gives a subset without replacement, a generator decodes ``chunk`` latents at a time on ``device``."""
+        return self.sample(n, generator)
+
+    def disjoint_pair(
+        self, n: int, generator: torch.Generator, chunk: int, device: Optional[torch.device] = None
+    ) -> tuple[Tensor, Tensor]:
+        """Two independent samples of at most ``n`` each (:meth:`draw` twice; a finite set gives two
+        disjoint halves, so fewer than ``n`` items each when it has fewer than ``2 n``)."""
+        return self.draw(n, generator, chunk, device), self.draw(n, generator, chunk, device)
+
     @property
     def dim(self) -> int:
         """Dimension of the flattened sample, the space W1 is measured in."""
@@ -85,6 +100,20 @@ class FiniteSource(Source):
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         idx = torch.randint(len(self), (n,), generator=generator)
         return self.data[idx]
+
+    def draw(
+        self, n: int, generator: torch.Generator, chunk: int, device: Optional[torch.device] = None
+    ) -> Tensor:
+        """``min(n, len(self))`` distinct items, in random order."""
+        return self.data[torch.randperm(len(self), generator=generator)[: min(n, len(self))]]
+
+    def disjoint_pair(
+        self, n: int, generator: torch.Generator, chunk: int, device: Optional[torch.device] = None
+    ) -> tuple[Tensor, Tensor]:
+        """Two disjoint sets of ``min(n, len(self) // 2)`` distinct items each."""
+        m = min(n, len(self) // 2)
+        perm = torch.randperm(len(self), generator=generator)
+        return self.data[perm[:m]], self.data[perm[m : 2 * m]]
 
     def split(self, n_heldout: int, generator: torch.Generator) -> tuple["FiniteSource", Tensor]:
         """A training view and a held-out tensor that share no item.
@@ -243,6 +272,14 @@ class LatentSource(Source):
     def sample(self, n: int, generator: torch.Generator, chunk: int = DEFAULT_DECODE_CHUNK) -> Tensor:
         """``n`` samples on the CPU: latents from ``generator``, decoded in chunks of ``chunk``."""
         return self.decode(self.sample_latent(n, generator), chunk).cpu()
+
+    def draw(
+        self, n: int, generator: torch.Generator, chunk: int, device: Optional[torch.device] = None
+    ) -> Tensor:
+        """``n`` samples on the CPU, their latents from ``generator``, decoded on ``device`` (the
+        module is moved there first; default: where it is)."""
+        module = self.module if device is None else self.module.to(device)
+        return decode_latents(module, self.sample_latent(n, generator), chunk, device).cpu()
 
 
 def check_compatible(p: Source, q: Source) -> None:
