@@ -300,6 +300,7 @@ def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
     its 2 back, and the log holds the outer Trainer's lines only."""
     from wdist.config import load_config
     from wdist.cores import Cores
+    from wdist.critic_build import build_critic
     from wdist.threads import run_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -319,7 +320,7 @@ def test_readme_gan_monitor_uses_the_cli_threads_and_adds_no_chatter(
     out, err = capfd.readouterr()
     # the command line's choice for this critic and data, by its own rule
     cfg = load_config({"p": {"class_path": "Digits"}, "q": {"class_path": "Digits"}})
-    cli_threads = run_threads(cfg, (1, 8, 8)).count
+    cli_threads = run_threads(cfg, (1, 8, 8), build_critic(cfg, (1, 8, 8))).count
     assert cli_threads == 1 and seen == [cli_threads] * 2 and monitor.threads_used == seen
     assert after == 2  # the GAN's own count, restored
     log = "\n".join([*lightning_log, out, err])

@@ -106,3 +106,24 @@ def test_estimate_leaves_the_callers_warning_filters_and_lightning_loggers_as_fo
         assert warnings.filters == before_filters
     finally:
         lightning.setLevel(before_level)
+
+
+def test_a_settled_configuration_holds_builtin_values_that_the_system_keeps_as_given() -> None:
+    """jsonargparse's restricted numbers (PositiveInt, ...) become int and float once, when the
+    configuration is settled; the training system keeps the sections it is given (no round trip
+    through dicts) and stores them in checkpoint-safe hyperparameters."""
+    from dataclasses import fields
+
+    from wdist.assembly import build_run
+    from wdist.config import SETTINGS_SECTIONS, resolve_config
+
+    cfg = resolve_config(None, ["--train.steps", "20", "--eval.confidence", "0.9", "--train.batch_size", "32"])
+    for key in SETTINGS_SECTIONS:
+        section = getattr(cfg, key)
+        for f in fields(section):
+            value = getattr(section, f.name)
+            builtin = value is None or type(value) in (bool, int, float, str, list, tuple, dict)
+            assert builtin, (key, f.name, type(value))
+    run = build_run(cfg, cfg.sides())
+    assert run.system.eval_cfg is cfg.eval
+    assert run.system.train_cfg.steps == 20 and type(run.system.hparams["train"]["steps"]) is int

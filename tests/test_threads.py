@@ -27,7 +27,7 @@ from wdist.cores import (
     parse_cpu_max,
     prefer_passive_waiting,
 )
-from wdist.pipeline import estimate
+from wdist.pipeline import build_critic, estimate
 from wdist.threads import (
     SMALL_STEP_GFLOP,
     choose_threads,
@@ -191,16 +191,47 @@ def test_the_default_critic_is_small_and_a_full_width_image_critic_is_not() -> N
     assert training_step_flops(image, (3, 32, 32), 64, "wgan-gp") / 1e9 >= SMALL_STEP_GFLOP
 
 
-def test_run_threads_counts_a_copy_and_leaves_the_random_state(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_threads_counts_the_runs_critic_and_leaves_it_and_the_random_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads_module, "available_cores", lambda: Cores(2, 2, None))
     cfg = load_config(TOY, ["--trainer.accelerator", "cpu"])
+    critic = build_critic(cfg, (2,)).eval()
+    weights = {k: v.clone() for k, v in critic.state_dict().items()}
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = critic(x)
     state = torch.get_rng_state()
-    choice = run_threads(cfg, (2,))
+    choice = run_threads(cfg, (2,), critic)
     assert torch.equal(state, torch.get_rng_state())
+    assert not critic.training and critic.state_dict().keys() == weights.keys()
+    assert all(torch.equal(v, weights[k]) for k, v in critic.state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(critic(x), before)
     assert choice.count == 1 and choice.reason.startswith("auto: 1 (small critic")
     ddp = load_config(TOY, ["--trainer.accelerator", "cpu", "--trainer.devices", "2"])
-    assert "/ 2 processes" in run_threads(ddp, (2,)).reason
+    assert "/ 2 processes" in run_threads(ddp, (2,), critic).reason
+
+
+def test_a_critic_is_built_once_per_run_with_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread choice counts the run's own critic: no second critic is built for it, and the one
+    critic is built with one torch thread whatever the count training then uses."""
+    import wdist.assembly as assembly_module
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads_module, "available_cores", lambda: Cores(2, 2, None))
+    real = critics.build
+    built: list[int] = []
+    monkeypatch.setattr(critics, "build", lambda *a, **k: built.append(torch.get_num_threads()) or real(*a, **k))
+    cfg = load_config(TOY, ["--trainer.accelerator", "cpu", "--train.threads", "2"])
+    threads = torch.get_num_threads()
+    try:
+        run = assembly_module.build_run(cfg, cfg.sides())
+        assert torch.get_num_threads() == 2 == run.threads.count
+    finally:
+        torch.set_num_threads(threads)
+    assert built == [1]
 
 
 # ---- the record in result.json -------------------------------------------------------------------

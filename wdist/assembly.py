@@ -1,12 +1,13 @@
 """The pieces of one training run, built once from its settled configuration.
 
-:func:`assemble` builds, in this order, the torch threads (:mod:`wdist.threads`), the data module
-(:mod:`wdist.data`: the sources and the eval settings), the critic (:mod:`wdist.critic_build`:
-checked certifiable, a warm start loaded), the training system (:mod:`wdist.system`: the train and
-eval settings), the loggers (:mod:`wdist.loggers`), the callbacks (:mod:`wdist.callbacks`) and the
-Lightning Trainer (:mod:`wdist.trainer`: the ``trainer.*`` settings), and draws the exact-OT references' samples when a
-spare core can solve them while the critic trains. Each piece receives the part of the
-configuration it needs; nothing is built twice.
+:func:`assemble` builds, in this order, the data module (:mod:`wdist.data`: the sources and the
+eval settings), the critic (:mod:`wdist.critic_build`: checked certifiable; built with one torch
+thread), the torch threads of training (:mod:`wdist.threads`: counted on that critic), the warm
+start, the training system (:mod:`wdist.system`: the train and eval settings), the loggers
+(:mod:`wdist.loggers`), the callbacks (:mod:`wdist.callbacks`) and the Lightning Trainer
+(:mod:`wdist.trainer`: the ``trainer.*`` settings), and starts the exact-OT references
+(:func:`wdist.references.reference_job`: solved on a spare core while the critic trains when there
+is one). Each piece receives the part of the configuration it needs; nothing is built twice.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from wdist.loggers import make_loggers
 from wdist.references import References, reference_job
 from wdist.sources import LatentSource
 from wdist.system import CriticSystem
-from wdist.threads import ThreadChoice, apply_threads, run_threads
+from wdist.threads import ThreadChoice, apply_threads, run_threads, torch_threads
 from wdist.trainer import make_trainer
 from wdist.warmstart import InitState, load_init_state
 
@@ -68,8 +69,9 @@ def build_run(cfg: EstimateConfig, sides: Sides, init_state: Optional[InitState]
     """The sources, critic, data module and training system of a configuration (no Trainer).
 
     The system trains with :func:`training_loss` (the critic family's own objective unless
-    ``train.loss`` is set). Sets this process's torch thread count first (:mod:`wdist.threads`),
-    so that the critic is built and trained with it. ``sides``: the configuration's built sources
+    ``train.loss`` is set). The critic is built with one torch thread (its initial weights are the
+    same on any machine), its work per step then sets this process's thread count for training
+    (:mod:`wdist.threads`). ``sides``: the configuration's built sources
     (``cfg.sides()``: built once, at their first use). ``init_state``: the
     weights the critic starts from (:mod:`wdist.warmstart`), loaded right after it is built. A finite
     side too small to split is refused (:func:`wdist.data.check_enough_items`).
@@ -77,10 +79,11 @@ def build_run(cfg: EstimateConfig, sides: Sides, init_state: Optional[InitState]
     train: TrainConfig = replace(cfg.train, loss=training_loss(cfg))
     p, q = sides.p, sides.q
     shape = tuple(p.shape)
-    threads = run_threads(cfg, shape)
-    apply_threads(threads)
     dm = PairDataModule.of(sides, cfg.eval, batch_size=cfg.train.batch_size, seed=cfg.seed)
-    critic = build_critic(cfg, shape)
+    with torch_threads(1):  # its initial weights do not depend on the machine's cores
+        critic = build_critic(cfg, shape)
+    threads = run_threads(cfg, shape, critic)
+    apply_threads(threads)
     if init_state is not None:
         load_init_state(critic, init_state)
     system = CriticSystem(

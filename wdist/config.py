@@ -27,7 +27,7 @@ import inspect
 import os
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
@@ -520,7 +520,34 @@ def _validate(cfg: EstimateConfig) -> EstimateConfig:
     check_ot_fits(cfg.eval.ot_samples)
     if cfg.train.eval_every > cfg.train.steps:  # a new section: configurations derived from one share theirs
         cfg.train = replace(cfg.train, eval_every=cfg.train.steps)
+    for key in SETTINGS_SECTIONS:
+        setattr(cfg, key, _builtin_fields(getattr(cfg, key)))
     return cfg
+
+
+#: The sections of an :class:`EstimateConfig` that hold settings (not sources).
+SETTINGS_SECTIONS = ("critic", "train", "trainer", "eval", "logger")
+
+
+def _builtin(value: Any) -> Any:
+    """``value`` in builtin types, containers kept: jsonargparse's restricted numbers (PositiveInt,
+    ...) as the plain ones, so that a checkpoint holding them (hyperparameters, optimiser state)
+    loads with ``torch.load(weights_only=True)``."""
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_builtin(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _builtin(v) for k, v in value.items()}
+    return value
+
+
+def _builtin_fields(section: Any) -> Any:
+    """A settings dataclass with every field in builtin types (:func:`_builtin`)."""
+    return replace(section, **{f.name: _builtin(getattr(section, f.name)) for f in fields(section)})
 
 
 #: Arguments of sources (``p``, ``q``, ``toy`` and the sources nested in them) that name input files

@@ -51,21 +51,6 @@ RANGE_CHECKED_STEPS = 5
 TRAIN_SUBSET_KEYS = ("lower_bound", "lower_bound_lo", "lower_bound_hi")
 
 
-def _plain(value: Any) -> Any:
-    """``value`` in builtin types (jsonargparse hands over int/float subclasses), so that a
-    checkpoint (hyperparameters, optimiser state) loads with ``torch.load(weights_only=True)``."""
-    if isinstance(value, bool) or value is None:
-        return value
-    for kind in (int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
 class CriticSystem(pl.LightningModule):
     """Kantorovich–Rubinstein critic training.
 
@@ -83,7 +68,9 @@ class CriticSystem(pl.LightningModule):
         Shape of one sample.
     train : TrainConfig
         Objective, optimiser, schedule, steps and training batch size (which is also the chunk in
-        which generator sides are decoded, :func:`~wdist.sources.base.decode_latents`).
+        which generator sides are decoded, :func:`~wdist.sources.base.decode_latents`); kept as
+        given and stored in the checkpoints' hyperparameters (a settled configuration,
+        :func:`wdist.config.resolve_config`, holds builtin values only).
     eval : EvalConfig
         Confidence, interval method and pairing of the evaluations, and whether a train subset is
         evaluated beside the select split (the data module provides the items).
@@ -126,8 +113,8 @@ class CriticSystem(pl.LightningModule):
         q_generator: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
-        train = TrainConfig(**_plain(asdict(train))) if train is not None else TrainConfig()
-        eval = EvalConfig(**_plain(asdict(eval))) if eval is not None else EvalConfig()
+        train = train if train is not None else TrainConfig()
+        eval = eval if eval is not None else EvalConfig()
         self.save_hyperparameters(
             {
                 "input_shape": tuple(int(s) for s in input_shape),

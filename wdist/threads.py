@@ -27,21 +27,21 @@ sums), and the count is stated beside the result.
 
 Cores the training leaves free (``ThreadChoice.spare_cores``: a small critic on a 2-core machine
 leaves one) take work that needs no synchronisation with training: the exact-OT references are
-solved there while the critic trains (:func:`wdist.references.solve_references_in_background`).
+solved there while the critic trains (:func:`wdist.references.reference_job`).
 The references' values do not depend on where they are solved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import critics
 from wdist.config import EstimateConfig
 from wdist.cores import Cores, available_cores
 
@@ -55,6 +55,7 @@ __all__ = [
     "training_step_flops",
     "apply_threads",
     "run_threads",
+    "torch_threads",
 ]
 
 #: Training steps below this many GFLOP (10^9 floating-point operations, matrix products and
@@ -139,15 +140,21 @@ def training_step_flops(critic: nn.Module, input_shape: Sequence[int], batch_siz
 
     with ``B`` the training batch size (``B`` samples of P and ``B`` of Q). The estimate only
     sorts critics into small and large (:data:`SMALL_STEP_GFLOP`).
+    The critic is left as it was: its parameters and buffers, its train or eval mode, and the
+    global random state.
     """
     counts = []
-    with torch.no_grad():
+    state = {key: value.detach().clone() for key, value in critic.state_dict().items()}
+    training = critic.training
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
         for n in (1, 2):
             critic.train()  # drops cached kernels, so that each pass builds its weights
             mode = FlopCounterMode(display=False)
             with mode:
                 critic(torch.zeros(n, *input_shape))
             counts.append(float(mode.get_total_flops()))
+        critic.load_state_dict(state)
+    critic.train(training)
     per_sample = max(0.0, counts[1] - counts[0])
     fixed = max(0.0, counts[0] - per_sample)
     samples = (4 if loss == "wgan-gp" else 2) * int(batch_size)
@@ -199,6 +206,17 @@ def choose_threads(
     )
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Inside: torch's intra-op thread count is ``count``; the count it had after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def apply_threads(choice: ThreadChoice) -> None:
     """Set torch's intra-op threads to ``choice.count`` and its inter-op threads to 1.
 
@@ -214,16 +232,14 @@ def apply_threads(choice: ThreadChoice) -> None:
         pass
 
 
-def run_threads(cfg: EstimateConfig, input_shape: Sequence[int]) -> ThreadChoice:
+def run_threads(cfg: EstimateConfig, input_shape: Sequence[int], critic: nn.Module) -> ThreadChoice:
     """The thread count of the run ``cfg`` on inputs of ``input_shape``, by the rules above, on
-    this process's cores, with the cores its training processes leave spare. The work is counted
-    on a separate copy of the configured critic, built with the global random state saved and
-    restored, so the run's own critic is unaffected."""
+    this process's cores, with the cores its training processes leave spare. The work is counted on
+    the run's own ``critic`` (:func:`training_step_flops`, which leaves it and the random state as
+    they were)."""
 
     def step_gflop() -> float:
-        with torch.random.fork_rng(devices=[]):
-            critic = critics.build(cfg.critic.name, tuple(input_shape), **cfg.critic.options)
-            return training_step_flops(critic, input_shape, cfg.train.batch_size, cfg.train.loss) / 1e9
+        return training_step_flops(critic, input_shape, cfg.train.batch_size, cfg.train.loss) / 1e9
 
     on_gpu = trains_on_gpu(cfg.trainer.accelerator)
     cores = available_cores()

@@ -53,7 +53,7 @@ from wdist.pipeline import build_critic
 from wdist.plots import plot_bound_curve
 from wdist.references import references
 from wdist.seeds import EMPIRICAL_LIPSCHITZ_OFFSET, generator
-from wdist.threads import apply_threads, run_threads
+from wdist.threads import apply_threads, run_threads, torch_threads
 
 __all__ = ["cli", "run_startup", "format_table", "COMMANDS"]
 
@@ -114,7 +114,9 @@ def _parts(estimate_args: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
     cfg = resolve_config(config, overrides)
     sides = cfg.sides()
     shape = tuple(sides.p.shape)
-    apply_threads(run_threads(cfg, shape))  # the parts run with the job's thread count
+    with torch_threads(1):
+        critic = build_critic(cfg, shape)
+    apply_threads(run_threads(cfg, shape, critic))  # the parts run with the job's thread count
     cpu = torch.device("cpu")
     n_lip = cfg.eval.empirical_lipschitz_samples
 
@@ -137,7 +139,7 @@ def _parts(estimate_args: Sequence[str]) -> list[tuple[str, Callable[[], Any]]]:
     floor = " and its floor" if cfg.eval.ot_floor else ""
     return [
         ("parse and validate the config", lambda: resolve_config(config, overrides)),
-        ("choose the thread count (count the critic's work)", lambda: run_threads(cfg, shape)),
+        ("choose the thread count (count the critic's work)", lambda: run_threads(cfg, shape, critic)),
         (
             f"exact-OT reference on {n_ot} x {n_ot} samples{floor}",
             lambda: references(sides.p, sides.q, n_ot, cfg.eval.ot_floor, cfg.seed, cfg.train.batch_size, cpu),
