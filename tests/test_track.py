@@ -266,3 +266,20 @@ def test_heldout_draw_keeps_the_finite_split_and_redraws_infinite_sides() -> Non
     assert torch.equal(default.select.q, modules[0].select.q)
     assert not torch.equal(modules[1].select.q, modules[0].select.q)
     assert not any(torch.equal(dm.select.q, dm.test.q) for dm in modules)
+
+
+def test_a_fresh_head_warm_start_of_a_critic_that_is_all_head_trains_cold(tmp_path: Path) -> None:
+    """``cones`` is one layer: a fresh-head warm start would load nothing, so each checkpoint trains
+    cold (``train.steps`` at ``train.lr``), its point says so, and its bound is the cold track's."""
+    from wdist.warmstart import loads_weights
+
+    args = [*TINY[4:], "--critic.name", "cones", "--critic.options", "{centres: 8}"]
+    snapshots = SERIES[:2]
+    warm = track(None, args, checkpoints=snapshots, out=tmp_path / "warm", quiet=True)
+    cold = track(None, args, checkpoints=snapshots, out=tmp_path / "cold", warm_start=False, quiet=True)
+    assert [p["warm_started"] for p in warm.points] == [False, False]
+    assert [p["critic_steps"] for p in warm.points] == [p["critic_steps"] for p in cold.points] == [12, 12]
+    assert [p["lower_bound"] for p in warm.points] == [p["lower_bound"] for p in cold.points]
+    state = torch.load(tmp_path / "warm" / "runs" / f"step_{warm.points[0]['gan_step']}" / CRITIC_FILE)
+    assert all(k.startswith("head.") for k in state) and not loads_weights(state, fresh_head=True)
+    assert loads_weights(state, fresh_head=False)

@@ -13,7 +13,9 @@ checkpoint of a series, in order of GAN step, against one data set:
   critic of checkpoint ``k - 1`` (all layers but the last, which starts fresh, unless
   ``warm_fresh_head`` is off) and trains for ``warm_steps`` steps at ``warm_lr`` (a fresh optimiser
   and schedule; by default half of ``train.steps`` at 4 x ``train.lr``); cold, every checkpoint
-  trains a fresh critic for ``train.steps``. As in ``estimate``, each number is the test split's,
+  trains a fresh critic for ``train.steps``, as does a checkpoint whose warm start would load no
+  weight (a critic that is all head, such as ``cones``, with a fresh head). As in ``estimate``,
+  each number is the test split's,
   evaluated once on the state chosen on the select split (which the next checkpoint warm-starts
   from);
 * after each checkpoint ``track.json``, ``track.csv`` and ``track.png`` (the bound and its
@@ -49,7 +51,7 @@ from wdist.plots import plot_track
 from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, format_rows
 from wdist.results import Result
 from wdist.sources import Generator
-from wdist.warmstart import InitState, KeepCritic
+from wdist.warmstart import InitState, KeepCritic, loads_weights
 
 __all__ = [
     "TrackResult",
@@ -223,7 +225,7 @@ class TrackResult:
         for p in self.points:
             lines.append(",".join(_csv_cell(p.get(k)) for k in TRACK_COLUMNS))
         atomic_write_text(self.out / "track.csv", "\n".join(lines) + "\n")
-        warm = "warm-started" if self.settings["warm_start"] else "cold-started"
+        warm = "warm-started" if any(p["warm_started"] for p in self.points) else "cold-started"
         plot_track(self.points, self.out / "track.png", title=f"W1 lower bound through training ({warm} critics)")
 
     def format_table(self) -> str:
@@ -358,7 +360,10 @@ def track(
     checkpoints : files or globs of generator checkpoints; empty: the shipped digits snapshots
         (:func:`default_snapshots`).
     steps : the GAN step of each checkpoint (in the order given); ``None``: parsed from the names.
-    warm_start : start the critic of each checkpoint after the first from the previous one's.
+    warm_start : start the critic of each checkpoint after the first from the previous one's. A
+        checkpoint whose warm start would load no weight (``warm_fresh_head`` with a critic that is
+        all head, such as ``cones``: :func:`wdist.warmstart.loads_weights`) trains cold instead,
+        with ``train.steps`` at ``train.lr``, and its point says ``warm_started: false``.
     warm_steps : critic training steps of each warm-started checkpoint; ``None``: half of
         ``train.steps`` (:data:`WARM_STEPS_FRACTION`, at least 1).
     warm_lr : the critic's learning rate at each warm-started checkpoint; ``None``:
@@ -366,8 +371,8 @@ def track(
         optimiser and schedule.
     warm_fresh_head : at each warm-started checkpoint, load every layer of the previous critic
         but its last (:func:`head_name`), which starts from its fresh initialisation (default).
-        The defaults are the ones that, on the shipped digits series, reached the cold-start
-        interval at every checkpoint with half the critic steps (measured: docs/tracking.md).
+        With ``bcop-dcgan`` the defaults reached the cold-start interval on the shipped digits
+        series at every checkpoint with 1800 critic steps against 3000 (docs/tracking.md).
     out : the track's folder (``track.json``, ``track.csv``, ``track.png``, ``runs/``).
     resume : a killed track's folder: continue it with its saved settings (the arguments above
         are then taken from its ``track.json``).
@@ -430,7 +435,10 @@ def track(
     previous: Optional[Path] = None
     for k, (gan_step, path) in enumerate(series):
         folder = out_dir / "runs" / f"step_{gan_step}"
-        warm = bool(warm_start and previous is not None)
+        warm = bool(
+            warm_start and previous is not None
+            and loads_weights(InitState(previous / CRITIC_FILE).state(), warm_fresh_head)
+        )  # fmt: skip
         done = (folder / "result.json").is_file() and (folder / CRITIC_FILE).is_file()
         if done:
             res = Result.load(folder / "result.json")

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from wdist.errors import ConfigError
 
-__all__ = ["InitState", "KeepCritic", "head_name", "load_init_state"]
+__all__ = ["InitState", "KeepCritic", "head_name", "load_init_state", "loads_weights"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,21 @@ def head_name(critic: nn.Module) -> str:
             "parameters to re-initialise; warm-start every layer (fresh_head false, --track.warm_fresh_head false)."
         )
     return names[-1]
+
+
+def loads_weights(state: Mapping[str, Tensor], fresh_head: bool) -> bool:
+    """Whether a warm start from ``state`` (a critic's state dict) sets any of the critic's weights.
+
+    Always without ``fresh_head``. With it, the critic's last layer keeps its fresh initialisation,
+    so a critic that is all head (``cones``: one layer, every entry of its state under ``head.``)
+    takes nothing from ``state``: its "warm start" would only be a shorter cold one. The last layer
+    is read from the state dict's top-level names in order (the last one, as :func:`head_name`
+    picks the last submodule with parameters of the built critic).
+    """
+    if not fresh_head:
+        return True
+    top = [key.split(".", 1)[0] for key in state if "." in key]
+    return not top or any(not key.startswith(top[-1] + ".") for key in state)
 
 
 def load_init_state(critic: nn.Module, init: InitState) -> None:
