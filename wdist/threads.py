@@ -146,15 +146,18 @@ def training_step_flops(critic: nn.Module, input_shape: Sequence[int], batch_siz
     counts = []
     state = {key: value.detach().clone() for key, value in critic.state_dict().items()}
     training = critic.training
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        for n in (1, 2):
-            critic.train()  # drops cached kernels, so that each pass builds its weights
-            mode = FlopCounterMode(display=False)
-            with mode:
-                critic(torch.zeros(n, *input_shape))
-            counts.append(float(mode.get_total_flops()))
-        critic.load_state_dict(state)
-    critic.train(training)
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            for n in (1, 2):
+                critic.train()  # drops cached kernels, so that each pass builds its weights
+                mode = FlopCounterMode(display=False)
+                with mode:
+                    critic(torch.zeros(n, *input_shape))
+                counts.append(float(mode.get_total_flops()))
+    finally:  # also when a pass fails: the caller falls back to one thread and trains this critic
+        with torch.no_grad():
+            critic.load_state_dict(state)
+        critic.train(training)
     per_sample = max(0.0, counts[1] - counts[0])
     fixed = max(0.0, counts[0] - per_sample)
     samples = (4 if loss == "wgan-gp" else 2) * int(batch_size)
