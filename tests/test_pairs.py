@@ -220,6 +220,33 @@ def test_bench_tightness_critic_families() -> None:
     assert bench_tightness.resolve_critic("aol-convnet") == "aol-convnet"
 
 
+def test_bench_tightness_critic_options_make_their_own_rows(tmp_path: Path) -> None:
+    spec = bench_tightness.parse_critic("cones:init=kmeans,centres=16")
+    assert (spec.name, dict(spec.options), spec.label) == (
+        "cones", {"init": "kmeans", "centres": 16}, "cones (init: kmeans, centres: 16)"
+    )
+    assert bench_tightness.parse_critic("soc:grid_cost=0").options == (("grid_cost", 0),)
+    for bad in ("cones:inti=kmeans", "cones:init", "bcop:width=1"):
+        with pytest.raises(ValueError, match="is not KEY=VALUE with KEY an option of"):
+            bench_tightness.parse_critic(bad)
+    out = tmp_path / "late"
+    with pytest.raises(ConfigError, match="init must be one of"):  # the second column, before any cell trains
+        bench_tightness.cli(["--source", "cube", "--dim", "4", "--constructions", "funnels", "--critics", "cones",
+                             "cones:init=nearest", "--steps", "1", "--out", str(out)])  # fmt: skip
+    assert not (out / "tightness.json").exists()
+    rows = bench_tightness.run_tightness(
+        bench_tightness.source_config("cube", None, None, None), ["cones:centres=2", "cones:centres=3"], ["funnels"],
+        bench_tightness.Budget(steps=2, width=0.25, batch_size=16, lr=1e-3, n_eval=32, seeds=(0,)),
+        say=lambda line: None, funnels=bench_tightness.Funnels(dim=4),
+    )  # fmt: skip
+    assert [(r["critic"], r["critic_name"], r["critic_options"]) for r in rows] == [
+        ("cones (centres: 2)", "cones", {"centres": 2}),
+        ("cones (centres: 3)", "cones", {"centres": 3}),
+    ]
+    assert rows[0]["lower_bound"] != rows[1]["lower_bound"]
+    assert "| funnels | cones (centres: 2) |" in bench_tightness.format_table(rows)
+
+
 def test_bench_tightness_rejects_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown construction"):
         bench_tightness.cli(["--constructions", "rotation", "--steps", "1"])

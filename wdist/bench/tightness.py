@@ -56,6 +56,8 @@ __all__ = [
     "CONSTRUCTIONS",
     "Budget",
     "Transports",
+    "CriticSpec",
+    "parse_critic",
     "resolve_critic",
     "construction_config",
     "Funnels",
@@ -194,19 +196,54 @@ def resolve_critic(name: str) -> str:
     raise ValueError(f"unknown critic {name!r}; available: {', '.join(names)} (or a family: bcop, soc, gp, ...)")
 
 
-def _critic_options(name: str, width: float) -> dict[str, Any]:
-    """The budget's width for a critic whose ``width`` is a multiplier (the image critics); a dense
-    critic's width is a whole number of units, left at its default."""
-    options = critics.critic_options(name)
+@dataclass(frozen=True)
+class CriticSpec:
+    """One critic column of the benchmark: a registered ``name``, the ``options`` given for it
+    (beside the budget's width) and the ``label`` its rows carry (``name`` alone without options)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        said = ", ".join(f"{k}: {v}" for k, v in self.options)
+        return f"{self.name} ({said})" if said else self.name
+
+
+def parse_critic(spec: str) -> CriticSpec:
+    """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE``: a registered critic or family (:func:`resolve_critic`)
+    with options of its entrypoint, each value read as YAML (``cones:init=kmeans``,
+    ``soc:grid_cost=0``)."""
+    import yaml
+
+    name, _, said = spec.partition(":")
+    name = resolve_critic(name)
+    known = critics.critic_options(name)
+    options = []
+    for item in filter(None, said.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in known or key == "width":
+            raise ValueError(
+                f"critic {spec!r}: option {item!r} is not KEY=VALUE with KEY an option of {name!r} "
+                f"({', '.join(k for k in known if k != 'width')}; the width is --width)"
+            )
+        options.append((key, yaml.safe_load(value)))
+    return CriticSpec(name, tuple(options))
+
+
+def _critic_options(critic: CriticSpec, width: float) -> dict[str, Any]:
+    """The critic's own options and the budget's width for a critic whose ``width`` is a multiplier
+    (the image critics); a dense critic's width is a whole number of units, left at its default."""
+    options = critics.critic_options(critic.name)
     multiplier = "width" in options and (options["width"] is None or isinstance(options["width"], float))
-    return {"width": width} if multiplier else {}
+    return {**({"width": width} if multiplier else {}), **dict(critic.options)}
 
 
-def _config(toy: dict[str, Any], critic: str, budget: Budget, seed: int, accelerator: str) -> dict[str, Any]:
+def _config(toy: dict[str, Any], critic: CriticSpec, budget: Budget, seed: int, accelerator: str) -> dict[str, Any]:
     paired = toy["class_path"] != "FunnelPair"  # Q = T(P) item by item; the funnel sides are independent
     return {
         "toy": toy,
-        "critic": {"name": critic, "options": _critic_options(critic, budget.width)},
+        "critic": {"name": critic.name, "options": _critic_options(critic, budget.width)},
         "train": {
             "steps": budget.steps, "batch_size": budget.batch_size, "lr": budget.lr, "schedule": "cosine",
             "eval_every": budget.steps,
@@ -233,11 +270,13 @@ def _published_cell(toy: dict[str, Any], shape: Sequence[int]) -> Optional[dict[
             "funnels": funnels}  # fmt: skip
 
 
-def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any) -> dict[str, Any]:
+def _row(construction: str, critic: CriticSpec, seed: int, budget: Budget, result: Any) -> dict[str, Any]:
     exact, train = float(result.exact.w1), result.diagnosis.train
     return {
         "construction": construction,
-        "critic": critic,
+        "critic": critic.label,
+        "critic_name": critic.name,
+        "critic_options": dict(critic.options),
         "seed": seed,
         "exact_w1": exact,
         "exact_w1_method": result.exact.method,
@@ -270,7 +309,7 @@ def _row(construction: str, critic: str, seed: int, budget: Budget, result: Any)
 
 def run_tightness(
     source: dict[str, Any],
-    critic_names: Sequence[str],
+    critic_specs: Sequence[str],
     constructions: Sequence[str],
     budget: Budget,
     transports: Transports = Transports(),
@@ -286,25 +325,31 @@ def run_tightness(
     """
     # start-up cost: the training stack (Lightning), imported when the benchmark runs
     from wdist.config import load_config
+    from wdist.critic_build import build_critic
     from wdist.pipeline import estimate
 
-    critic_names = [resolve_critic(c) for c in critic_names]
+    critic_columns = [parse_critic(c) for c in critic_specs]
     bad = [c for c in constructions if c not in CONSTRUCTIONS]
     if bad:
         raise ValueError(f"unknown construction(s) {bad}; choose from {', '.join(CONSTRUCTIONS)}")
     toys = {c: construction_config(c, source, transports, funnels) for c in constructions}
-    for construction, toy in toys.items():  # every pair built and checked before the first cell trains
-        load_config(_config(toy, critic_names[0], budget, budget.seeds[0], accelerator)).sides()
+    shapes = {  # every pair built and checked before the first cell trains
+        construction: tuple(load_config(_config(toy, critic_columns[0], budget, 0, accelerator)).sides().p.shape)
+        for construction, toy in toys.items()
+    }
+    for critic in critic_columns:  # and every critic's options, on each shape
+        for construction, shape in shapes.items():
+            build_critic(load_config(_config(toys[construction], critic, budget, 0, accelerator)), shape)
     rows: list[dict[str, Any]] = []
     for construction, toy in toys.items():
-        for critic in critic_names:
+        for critic in critic_columns:
             for seed in budget.seeds:
                 result = estimate(_config(toy, critic, budget, seed, accelerator), quiet=True)
                 row = _row(construction, critic, seed, budget, result)
                 row["published"] = _published_cell(toy, result.run.shape)
                 rows.append(row)
                 say(
-                    f"{construction:>24} {critic:>14} seed {seed}: bound {row['lower_bound']:.4f} / W1 "
+                    f"{construction:>24} {critic.label:>14} seed {seed}: bound {row['lower_bound']:.4f} / W1 "
                     f"{row['exact_w1']:.4f} = {row['ratio']:.3f} (train subset {_fmt(row['train_ratio'])}; "
                     f"{row['limited_by']}; {row['seconds']:.0f} s)"
                 )
@@ -407,7 +452,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--resize", type=int, default=32, help="image size (default 32; 0 keeps the source's own)")
     ap.add_argument("--limit", type=int, default=None, help="keep only the first LIMIT images of the source")
     ap.add_argument(
-        "--critics", nargs="+", default=["bcop-dcgan", "gp-dcgan"], help="registry names or families (bcop, soc, gp)"
+        "--critics",
+        nargs="+",
+        default=["bcop-dcgan", "gp-dcgan"],
+        help="registry names or families (bcop, soc, gp), each with options as NAME:KEY=VALUE,KEY=VALUE",
     )
     ap.add_argument("--constructions", nargs="+", default=["translation", "dilation", "anchors"])
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per cell (CPU default 600)")
