@@ -146,3 +146,33 @@ def test_startup_table_sets_an_earlier_record_beside() -> None:
     assert "| `wdist --help` | 0.40 | 0.20 | 0.20 | 0.10 |" in table
     assert "| &nbsp;&nbsp;part: bound-curve plot (in-process) | n/a | n/a | 0.30 | n/a |" in table
     assert "before: command lines of the source tree /old" in table
+
+
+def test_startup_keeps_the_tree_it_measured_first_beside() -> None:
+    job = {"wall_s": 30.0, "cpu_s": 29.0, "train_s": 20.0, "not_training_s": 10.0, "threads": "t", "errors": []}
+    common = {"repeats": 1, "machine": "m", "load_before": "0", "load_after": "0", "estimate_args": [], "job": job}
+    old = {
+        **common,
+        "tree": "/old",
+        "parts": [],
+        "commands": [{"what": "x", "wall_s": 2.0, "cpu_s": 1.0, "error": None}],
+    }
+    new = {**common, "tree": None, "parts": [], "commands": [{"what": "x", "wall_s": 1.0, "cpu_s": 0.5, "error": None}]}
+    assert startup.format_table({**new, "before": old}) == startup.format_table(new, before=old)
+    assert "| x | 2.00 | 1.00 | 1.00 | 0.50 |" in startup.format_table({**new, "before": old})
+
+
+def test_startup_measures_an_earlier_tree_or_reads_one_not_both(capsys: pytest.CaptureFixture) -> None:
+    assert startup.cli(["--before-commit", "HEAD", "--compare", "x.json"]) == 2
+    assert "Give one of them" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_startup_measures_the_earlier_tree_in_the_same_run(tmp_path: Path) -> None:
+    js = tmp_path / "startup.json"
+    code = startup.cli(["--repeats", "1", "--before-tree", str(ROOT), "--json", str(js), "--", *TINY, "--quiet"])
+    assert code == 0
+    record = result_payload(js, "startup", "--before-tree", "-- --config")
+    assert record["before"]["tree"] == str(ROOT) and record["before"]["parts"] == []
+    assert record["before"]["job"]["errors"] == [] and record["job"]["errors"] == []
+    assert "before: wall s" in startup.format_table(record)

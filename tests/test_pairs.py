@@ -223,7 +223,9 @@ def test_bench_tightness_critic_families() -> None:
 def test_bench_tightness_critic_options_make_their_own_rows(tmp_path: Path) -> None:
     spec = bench_tightness.parse_critic("cones:init=kmeans,centres=16")
     assert (spec.name, dict(spec.options), spec.label) == (
-        "cones", {"init": "kmeans", "centres": 16}, "cones (init: kmeans, centres: 16)"
+        "cones",
+        {"init": "kmeans", "centres": 16},
+        "cones (init: kmeans, centres: 16)",
     )
     assert bench_tightness.parse_critic("soc:grid_cost=0").options == (("grid_cost", 0),)
     for bad in ("cones:inti=kmeans", "cones:init", "bcop:width=1"):

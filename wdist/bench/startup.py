@@ -22,6 +22,10 @@ freshly built critic: the same cost as on the trained one) and the bound-curve p
 the estimate arguments are then read from there); ``--tree-commit REV`` does the same for commit
 REV of this checkout, exported into a temporary folder for the run and removed after. The
 in-process parts are then skipped, as they would measure this tree.
+
+``--before-commit REV`` (or ``--before-tree DIR``) measures that tree's command lines first and then
+this one's, in the same run, and keeps both (the record's ``before``): the table shows them side by
+side. ``--compare JSON`` puts an earlier run's figures beside these instead.
 """
 
 from __future__ import annotations
@@ -210,7 +214,9 @@ def _notes(record: dict[str, Any], which: str) -> list[str]:
 
 def format_table(record: dict[str, Any], command: str = "", before: Optional[dict[str, Any]] = None) -> str:
     """The table of docs/threads-and-startup.md: one row per command, the job's wall / training /
-    other time, and the parts; with ``before`` (an earlier record, e.g. of an earlier source tree) its figures too."""
+    other time, and the parts; with ``before`` (an earlier record, e.g. of an earlier source tree; by
+    default the record's own ``before``, measured in the same run) its figures too."""
+    before = record.get("before") if before is None else before
     if before is None:
         lines = ["| what | wall s (median) | CPU s (median) |", "|---|---|---|"]
         lines += [f"| {label} | {_s(wall)} | {_s(cpu)} |" for label, wall, cpu in _rows(record)]
@@ -234,9 +240,19 @@ def cli(argv: Sequence[str]) -> int:
     ap.add_argument(
         "--compare", default=None, metavar="JSON", help="an earlier run's --json file: print its figures beside these"
     )
+    ap.add_argument("--before-tree", default=None, help="also measure this source tree first, in the same run")
+    ap.add_argument("--before-commit", default=None, help="also measure this commit of the checkout first, exported")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         print("wdist bench startup: error: --repeats must be >= 1.", file=sys.stderr)
+        return 2
+    measure_before = args.before_tree is not None or args.before_commit is not None
+    if measure_before and args.compare is not None:
+        print(
+            "wdist bench startup: error: --compare puts an earlier run beside this one; --before-tree / "
+            "--before-commit measure the earlier tree in this run. Give one of them.",
+            file=sys.stderr,
+        )
         return 2
     before = None
     if args.compare is not None:
@@ -247,16 +263,24 @@ def cli(argv: Sequence[str]) -> int:
             return 2
     made = provenance("startup", timed_command(argv, estimate_args), machine_text())
     try:
+        if measure_before:
+            with tree_option(args.before_tree, args.before_commit, "--before-tree / --before-commit") as old:
+                before = run_startup(args.repeats, estimate_args, tree=old, timeout_s=args.timeout)
+            before["tree_commit"] = args.before_commit
         with tree_option(args.tree, args.tree_commit, "--tree / --tree-commit") as tree:
             record = run_startup(args.repeats, estimate_args, tree=tree, timeout_s=args.timeout)
     except ValueError as err:
         print(f"wdist bench startup: error: {err}", file=sys.stderr)
         return 2
     record["tree_commit"] = args.tree_commit
+    if measure_before:
+        record["before"] = before
     print(format_table(record, made["command"], before))
     if args.json:
         write_result(args.json, made, record)
-    failed = [r for r in record["commands"] if r["error"]] + record["job"]["errors"]
+    measured = [before, record] if measure_before else [record]
+    failed = [r for one in measured for r in one["commands"] if r["error"]]
+    failed += [error for one in measured for error in one["job"]["errors"]]
     for f in failed[:3]:
         print(f"failed: {f}", file=sys.stderr)
     return 1 if failed else 0
