@@ -62,6 +62,21 @@ def test_train_subset_of_a_finite_source_is_distinct_training_items() -> None:
     assert torch.equal(again.train_items.p, dm.train_items.p)
 
 
+def test_train_subset_of_aligned_sides_is_paired_like_their_splits() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(80, 3, generator=gen)
+    shift = torch.tensor([0.5, -0.25, 1.0])
+    p, q = TensorSource(x, description="80 points"), TensorSource(x + shift, description="80 shifted")
+    dm = PairDataModule(p, q, batch_size=8, n_eval=20, n_select=10, n_select_q=6, seed=3, aligned=True)
+    dm.setup()
+    assert dm.train_items is not None and (len(dm.train_items.p), len(dm.train_items.q)) == (10, 6)
+    assert torch.equal(dm.train_items.q, dm.train_items.p[:6] + shift)  # row i of Q is the partner of P's row i
+    assert _rows(dm.train_items.p) <= _rows(dm.p_train.data)
+    alone = PairDataModule(p, q, batch_size=8, n_eval=20, n_select=10, n_select_q=6, seed=3)
+    alone.setup()  # sides whose rows do not correspond: each draws its own subset
+    assert alone.train_items is not None and not torch.equal(alone.train_items.q, alone.train_items.p[:6] + shift)
+
+
 def test_train_subset_of_an_infinite_source_is_its_first_training_batches() -> None:
     gen = torch.Generator().manual_seed(0)
     p = TensorSource(torch.rand(60, 2, generator=gen), description="60 points")

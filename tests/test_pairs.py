@@ -206,6 +206,8 @@ def test_bench_tightness_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> 
         assert r["ci95"][0] <= r["lower_bound"] <= r["ci95"][1]
         assert r["steps"] == 3 and r["seconds"] > 0
     assert rows[0]["exact_w1"] == pytest.approx(3.0)
+    for r in rows[:2]:  # a paired train subset of a translation: each item's difference is at most L ||v||
+        assert r["train_lower_bound"] <= r["exact_w1"] * (1 + 1e-6)
     assert [r["one_lipschitz"] for r in rows] == [True, False, True, False]
     assert all(r["certified"] for r in rows)  # estimate / L is certified for the GP critic too
     assert (out / "tightness.png").stat().st_size > 0

@@ -304,6 +304,7 @@ class PairDataModule(pl.LightningDataModule):
             ),
         }
         self.aligned = bool(aligned)
+        self.q_follows_p = False  # set by setup: Q split with P's permutation
         self.with_train_subset = bool(train_subset)
         self.p_train: Optional[Source] = None
         self.q_train: Optional[Source] = None
@@ -395,7 +396,7 @@ class PairDataModule(pl.LightningDataModule):
             generator(self.seed, SELECT_OFFSET) if draw == 0
             else torch.Generator().manual_seed(select_draw_seed(self.seed, draw))
         )  # fmt: skip
-        follows = self._follows_p()
+        follows = self.q_follows_p = self._follows_p()
         p, q = self.p_all, self.q_all
         held_p = (self.n_eval_p, self.n_select_p)
         perm_p: Optional[Tensor] = None
@@ -445,6 +446,10 @@ class PairDataModule(pl.LightningDataModule):
           error; the gap measures how far the critic fits a finite training part rather than its
           distribution.
 
+        * A Q split with P's permutation (its row i the partner of P's row i): the partners of P's
+          subset, so that the train subset is paired like the held-out splits, and a 1-Lipschitz
+          critic's mean difference on it is at most the pairs' mean distance, as on the splits.
+
         Select and test items are never in it: a finite source's training part excludes them, and
         the training streams do not use the select or test seed streams.
         """
@@ -456,10 +461,13 @@ class PairDataModule(pl.LightningDataModule):
         stream = TrainingStream(self.p_train, self.q_train, self.batch_size, self.seed, rank=0)
         batches = [stream.batch(i) for i in range(n_batches)]
         gen = generator(self.seed, TRAIN_SUBSET_OFFSET)
-        items = {}
+        items, order_p = {}, None
         for k, (side, src) in enumerate(sources.items()):
             if isinstance(src, FiniteSource):
-                items[side] = src.data[torch.randperm(len(src), generator=gen)[: sizes[side]]]
+                partners = side == "q" and self.q_follows_p and order_p is not None
+                order = order_p if partners else torch.randperm(len(src), generator=gen)
+                order_p = order if side == "p" else order_p
+                items[side] = src.data[order[: sizes[side]]]
             else:
                 items[side] = torch.cat([b[k] for b in batches])[: sizes[side]]
         return SidePair(items["p"], items["q"])
