@@ -22,7 +22,6 @@ from pytorch_lightning.callbacks import Callback
 from wdist.bench._provenance import provenance, write_result
 from wdist.bench._timing import describe_device
 from wdist.config import CriticConfig, EstimateConfig, default_config_path, parse_config
-from wdist.pipeline import estimate
 
 __all__ = ["run_toy_benchmark", "timed_config", "cli"]
 
@@ -60,6 +59,8 @@ def timed_config(cfg: EstimateConfig, critic: str, steps: int, accelerator: str)
 
 
 def _steps_per_second(cfg: EstimateConfig, warmup: int) -> float:
+    from wdist.pipeline import estimate  # the training stack, imported when the benchmark runs
+
     timer = _StepTimer()
     estimate(cfg, callbacks=[timer], quiet=True)
     return 1.0 / statistics.median(timer.times[warmup:])
