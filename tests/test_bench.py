@@ -98,6 +98,9 @@ def test_bench_estimate_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     assert row["settled_step"] in (4, 8)
     assert 0 < row["time_to_1pct_s"] <= row["curve"][-1]["wall_s"] + 1e-9
     assert row["train_time_to_1pct_s"] <= row["time_to_1pct_s"]
+    # the table's bound is the run's result on the test split; the curve's last value is the select split's
+    cells = [c.strip() for c in rows[0].split("|")]
+    assert cells[3].startswith(f"{row['lower_bound']:.4f} [") and cells[4] == f"{row['final_curve_bound']:.4f}"
 
 
 def test_time_to_within_picks_first_settled_evaluation() -> None:
@@ -196,14 +199,16 @@ def test_bench_toy_times_the_steps_of_wdist_estimate(
     assert set(cfg.critic.options) <= {"width", "depth"} and cfg.toy is shared.toy  # the file's source, shared
     assert (cfg.eval.ot_samples, cfg.eval.empirical_lipschitz_samples, cfg.eval.train_subset) == (0, 0, False)
     timed: list[int] = []
-    real_estimate = bench_toy.estimate
+    import wdist.pipeline
+
+    real_estimate = wdist.pipeline.estimate
 
     def counting(cfg, **kwargs):  # noqa: ANN001, ANN202
         result = real_estimate(cfg, **kwargs)
         timed.append(len(kwargs["callbacks"][0].times))
         return result
 
-    monkeypatch.setattr(bench_toy, "estimate", counting)
+    monkeypatch.setattr(wdist.pipeline, "estimate", counting)
     code = bench_toy.cli(["--configs", str(toy), "--critics", "bjorck-mlp", "--steps", "6", "--warmup", "2",
                           "--repeats", "2"])  # fmt: skip
     out = capsys.readouterr().out

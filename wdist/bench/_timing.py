@@ -18,7 +18,8 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     cpu = platform.processor() or platform.machine()
-    return f"cpu: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"cpu: {cpu}, {threads} thread{'' if threads == 1 else 's'}, torch {torch.__version__}"
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -133,5 +133,6 @@ def cli(argv: Sequence[str]) -> int:
     )
     print(format_table(rows))
     if args.json:
-        write_result(args.json, made, rows)
+        # the runs set their own thread count: the device as they used it, not as it was at the start
+        write_result(args.json, {**made, "device": rows[0]["device"]} if rows else made, rows)
     return 0
