@@ -175,6 +175,53 @@ def test_warm_start_carries_the_critic(runs: dict) -> None:
     assert not all(torch.equal(first_start[k], first_end[k]) for k in first_end)  # it trained
 
 
+def test_a_critic_without_a_data_placed_head_is_warm_started_whole(runs: dict) -> None:
+    """bjorck-mlp's last layer is a plain linear layer: every estimate after the first loads it all."""
+    assert [h["warm_started"] for h in runs["monitor"].history] == [False, True, True]
+    assert [h["critic_steps"] for h in runs["monitor"].history] == [40, 20, 20]
+
+
+@pytest.mark.parametrize(
+    ("critic", "options", "warm"),
+    [("cones", {"centres": 8}, False), ("bjorck-cones", {"width": 16, "depth": 1, "centres": 8}, True)],
+)
+def test_a_data_placed_head_is_placed_again_and_a_critic_that_is_all_head_trains_cold(
+    critic: str, options: dict, warm: bool, tmp_path: Path
+) -> None:
+    """The cone critics' head is placed from data once per fit: the monitor's next estimate starts it
+    fresh (placed again on that estimate's samples) and loads the layers below it, so ``cones``, one
+    layer, trains cold with ``steps`` and its row says so, and ``bjorck-cones`` keeps its trunk."""
+    data = _digits()
+    monitor = W1Monitor(
+        data=data[1200:], critic=critic, critic_options=options, steps=12, warm_steps=6, batch_size=64, n_eval=100,
+        n_eval_q=200, domain=(-1.0, 1.0),
+    )  # fmt: skip
+    recorder = CriticRecorder()
+    with pytest.MonkeyPatch.context() as mp:
+        _record_estimates(mp, recorder)
+        pl.seed_everything(7, verbose=False)
+        trainer = pl.Trainer(
+            max_epochs=2, limit_train_batches=2, accelerator="cpu", logger=False, callbacks=[monitor],
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(TinyGAN(), DataLoader(TensorDataset(data[:1200]), batch_size=100, shuffle=True))
+    assert [h["warm_started"] for h in monitor.history] == [False, warm]
+    assert [h["critic_steps"] for h in monitor.history] == [12, 6 if warm else 12]
+    assert all(h["certified"] for h in monitor.history)
+    (first_start, first_end), (second_start, second_end) = recorder.critics
+    head = [k for k in first_end if k.startswith("head.")]
+    trunk = [k for k in first_end if not k.startswith("head.")]
+    assert head and bool(first_end["head.initialised"]) and bool(second_end["head.initialised"])
+    for key in head:  # the second fit's head starts as the first's did: fresh, placed in that fit
+        assert torch.equal(second_start[key], first_start[key]), key
+    assert not bool(second_start["head.initialised"])
+    assert not torch.equal(second_start["head.heads.up.centres"], first_end["head.heads.up.centres"])
+    assert bool(trunk) == warm
+    for key in trunk:  # the trained trunk carries over
+        assert torch.equal(second_start[key], first_end[key]), key
+    assert not warm or any(not torch.equal(first_end[k], first_start[k]) for k in trunk)  # it trained
+
+
 def test_every_n_epochs_is_checked() -> None:
     with pytest.raises(ValueError, match="every_n_epochs"):
         W1Monitor(data=torch.zeros(10, 2), every_n_epochs=0)
@@ -249,7 +296,7 @@ def test_latent_options_are_checked() -> None:
 README = Path(__file__).resolve().parents[1] / "docs" / "tracking.md"
 #: (docs text, what runs instead): smaller settings, each asserted present in the docs' block.
 SNIPPET_ADAPTATIONS = [
-    ("every_n_epochs=5, steps=300, warm_steps=150", "every_n_epochs=1, steps=20, warm_steps=10, batch_size=64"),
+    ("every_n_epochs=5, steps=300", "every_n_epochs=1, steps=20, batch_size=64"),
     ("max_epochs=20", "max_epochs=2, limit_train_batches=3"),
 ]
 #: Lines an inner Trainer writes when Lightning's INFO logging is on.

@@ -16,6 +16,7 @@ import yaml
 from wdist.cli import main
 from wdist.errors import ConfigError, RunInterrupted
 from wdist.tracking import CRITIC_FILE, checkpoint_series, default_snapshots, parse_step, track
+from wdist.warmstart import head_name
 
 SNAPSHOTS = sorted(default_snapshots().glob("*.pt"))
 SERIES = [str(default_snapshots() / f"digits_wgan_gp_8_step{s:05d}.pt") for s in (100, 1000, 10000)]
@@ -283,3 +284,48 @@ def test_a_fresh_head_warm_start_of_a_critic_that_is_all_head_trains_cold(tmp_pa
     state = torch.load(tmp_path / "warm" / "runs" / f"step_{warm.points[0]['gan_step']}" / CRITIC_FILE)
     assert all(k.startswith("head.") for k in state) and not loads_weights(state, fresh_head=True)
     assert loads_weights(state, fresh_head=False)
+    # a data-placed head is placed again even where the whole critic is asked for: cones trains cold
+    whole = track(None, args, checkpoints=snapshots, out=tmp_path / "whole", warm_fresh_head=False, quiet=True)
+    assert [p["warm_started"] for p in whole.points] == [False, False]
+    assert [p["lower_bound"] for p in whole.points] == [p["lower_bound"] for p in cold.points]
+
+
+@pytest.mark.parametrize(
+    ("critic", "options", "shape", "placed", "fresh_head", "warm"),
+    [
+        ("cones", {"centres": 4}, (1, 8, 8), True, False, False),
+        ("bjorck-cones", {"width": 8, "depth": 1, "centres": 4}, (1, 8, 8), True, False, True),
+        ("bcop-cones", {"width": 0.25, "centres": 4}, (1, 8, 8), True, False, True),
+        ("bcop-dcgan", {"width": 0.25}, (1, 8, 8), False, False, True),
+        ("bjorck-mlp", {"width": 8}, (64,), False, False, True),
+        ("bjorck-mlp", {"width": 8}, (64,), False, True, True),
+    ],
+)
+def test_the_warm_start_rule(
+    critic: str, options: dict, shape: tuple, placed: bool, fresh_head: bool, warm: bool
+) -> None:
+    """warm_init: the head is fresh when asked or when it is placed from data (the cone critics'
+    PotentialHead); a warm start that would load nothing is a cold one (None)."""
+    import critics
+    from wdist.warmstart import load_init_state, places_head, warm_init
+
+    trained = critics.build(critic, shape, **options)
+    with torch.no_grad():
+        for value in trained.parameters():
+            value.add_(1.0)
+    state = trained.state_dict()
+    assert places_head(state) is placed
+    init = warm_init(state, fresh_head)
+    assert (init is not None) is warm
+    if init is None:
+        return
+    assert init.fresh_head is (fresh_head or placed)
+    torch.manual_seed(0)
+    fresh = critics.build(critic, shape, **options)
+    own = {k: v.clone() for k, v in fresh.state_dict().items()}
+    load_init_state(fresh, init)
+    head = head_name(fresh) + "."
+    loaded = fresh.state_dict()
+    for key, value in state.items():
+        expected = own[key] if init.fresh_head and key.startswith(head) else value
+        assert torch.equal(loaded[key], expected), key

@@ -6,7 +6,8 @@
 :func:`wdist.estimate` (the one estimation path), and logs it to the outer trainer's loggers. Each
 estimate's configuration is the monitor's :class:`~wdist.config.EstimateConfig` with the data as
 P and the live generator as Q (:class:`~wdist.sources.memory.ModuleGenerator`), derived with
-:func:`dataclasses.replace`; its critic starts from the previous estimate's (:mod:`wdist.warmstart`).
+:func:`dataclasses.replace`; its critic starts from the previous estimate's by the rule of ``wdist track``
+(:func:`wdist.warmstart.warm_init`).
 
 It leaves the GAN as it found it:
 
@@ -46,7 +47,7 @@ from wdist.pipeline import estimate
 from wdist.results import Result
 from wdist.sources import ModuleGenerator, Source, TensorSource
 from wdist.trainer import quiet_lightning
-from wdist.warmstart import InitState, KeepCritic
+from wdist.warmstart import KeepCritic, warm_init
 
 __all__ = ["W1Monitor", "monitor_config"]
 
@@ -141,7 +142,10 @@ class W1Monitor(Callback):
     .. math:: W_1(P, G) \ge (\hat{\mathbb E}_P f - \hat{\mathbb E}_G f) / L
 
     up to sampling error (the interval). W1 is the Euclidean distance on flattened samples, in the
-    data's units. The critic of each call starts from the previous call's (warm start).
+    data's units. The critic of each call after the first starts from the previous call's (warm
+    start, :func:`wdist.warmstart.warm_init`): every layer, but a head placed from data (the cone
+    critics' :class:`~critics.layers.PotentialHead`) starts fresh and is placed again on this call's
+    training items, so a critic that is all such head (``cones``) trains cold, ``train.steps`` steps.
 
     Logged to the trainer's loggers at the epoch's last step as ``<prefix>/<key>`` for the keys
     :data:`LOGGED` (keys of the bound record in result.json: ``lower_bound``, ``ci95_lo``, ``ci95_hi``,
@@ -185,7 +189,9 @@ class W1Monitor(Callback):
     steps : int, optional
         ``train.steps``: critic training steps at the first estimate (default 500).
     warm_steps : int, optional
-        Critic steps at later estimates (warm-started); default ``train.steps``.
+        Critic steps of a warm-started estimate; default ``train.steps``. A cold one (the first,
+        and every one of a critic that is all head placed from data, such as ``cones``) trains
+        ``train.steps``.
     batch_size, lr : int, float, optional
         ``train.batch_size`` and ``train.lr``: critic training batch (of each side, default 128) and
         learning rate (default 1e-3).
@@ -221,9 +227,11 @@ class W1Monitor(Callback):
     config : EstimateConfig
         The settings every estimate derives its configuration from.
     history : list of dict
-        One row per estimate: ``epoch``, ``global_step``, ``critic_steps`` and the record of the
-        test split's bound (:meth:`wdist.bound.Bound.to_dict`: ``estimate``, ``lower_bound``,
-        ``ci95_lo``, ``ci95_hi``, ``lipschitz_certificate``, ``certified``, ``one_lipschitz``, ...).
+        One row per estimate: ``epoch``, ``global_step``, ``critic_steps``, ``warm_started``
+        (whether its critic was warm-started from the previous estimate's, as a ``wdist track``
+        point says) and the record of the test split's bound (:meth:`wdist.bound.Bound.to_dict`:
+        ``estimate``, ``lower_bound``, ``ci95_lo``, ``ci95_hi``, ``lipschitz_certificate``,
+        ``certified``, ``one_lipschitz``, ...).
     threads_used : list of int
         The torch thread count each estimate's critic trained with.
     """
@@ -310,11 +318,12 @@ class W1Monitor(Callback):
             return
         gen = self._generator_of(pl_module)
         with _untouched_global_state(pl_module.device), _eval_mode(gen):
-            result = self._estimate(gen, self._latent_spec(gen, pl_module), pl_module.device, draw=len(self.history))
+            result, warm = self._estimate(gen, self._latent_spec(gen, pl_module), pl_module.device, len(self.history))
         row = {
             "epoch": int(trainer.current_epoch),
             "global_step": int(trainer.global_step),
             "critic_steps": int(result.bound.step),
+            "warm_started": warm,
             **result.bound.to_dict(),
         }
         self.history.append(row)
@@ -373,15 +382,18 @@ class W1Monitor(Callback):
             eval=replace(cfg.eval, heldout_draw=draw),
         )  # fmt: skip
 
-    def _estimate(self, gen: nn.Module, latent: LatentSpec, device: torch.device, draw: int) -> Result:
-        """One certified test-split bound of a (warm-started) critic against ``gen``."""
-        first = self._critic_state is None
-        cfg = self._config(gen, latent, device, int(self.config.train.steps) if first else self.warm_steps, draw)
+    def _estimate(self, gen: nn.Module, latent: LatentSpec, device: torch.device, draw: int) -> tuple[Result, bool]:
+        """One certified test-split bound of a critic against ``gen``, and whether that critic was
+        warm-started from the previous estimate's (:func:`wdist.warmstart.warm_init`: the whole
+        critic, but a head placed from data is placed again, and a critic that is all such head
+        starts cold with ``train.steps``)."""
+        warm = None if self._critic_state is None else warm_init(self._critic_state)
+        steps = self.warm_steps if warm is not None else int(self.config.train.steps)
+        cfg = self._config(gen, latent, device, steps, draw)
         keep = KeepCritic()
         _keep_interop_threads()
-        warm = None if first else InitState(self._critic_state)
         with quiet_lightning(*_INNER_WARNINGS):
             result = estimate(cfg, callbacks=[keep], init_state=warm, quiet=not self.verbose)
         self._critic_state = keep.state
         self.threads_used.append(int(result.run.threads["count"]))
-        return result
+        return result, warm is not None

@@ -11,10 +11,11 @@ checkpoint of a series, in order of GAN step, against one data set:
   not, was ever trained on them;
 * with ``warm_start`` (the default) the critic of checkpoint ``k > 0`` starts from the trained
   critic of checkpoint ``k - 1`` (all layers but the last, which starts fresh, unless
-  ``warm_fresh_head`` is off) and trains for ``warm_steps`` steps at ``warm_lr`` (a fresh optimiser
-  and schedule; by default half of ``train.steps`` at 4 x ``train.lr``); cold, every checkpoint
-  trains a fresh critic for ``train.steps``, as does a checkpoint whose warm start would load no
-  weight (a critic that is all head, such as ``cones``, with a fresh head). As in ``estimate``,
+  ``warm_fresh_head`` is off; a head placed from data is always fresh and placed again:
+  :func:`wdist.warmstart.warm_init`) and trains for ``warm_steps`` steps at ``warm_lr`` (a fresh
+  optimiser and schedule; by default half of ``train.steps`` at 4 x ``train.lr``); cold, every
+  checkpoint trains a fresh critic for ``train.steps``, as does a checkpoint whose warm start would
+  load no weight (a critic that is all such head, ``cones``). As in ``estimate``,
   each number is the test split's,
   evaluated once on the state chosen on the select split (which the next checkpoint warm-starts
   from);
@@ -51,7 +52,7 @@ from wdist.plots import plot_track
 from wdist.report import CLIPPED_NOTE, LABELS, clipped, format_interval, format_rows
 from wdist.results import Result
 from wdist.sources import Generator
-from wdist.warmstart import InitState, KeepCritic, loads_weights
+from wdist.warmstart import InitState, KeepCritic, warm_init
 
 __all__ = [
     "TrackResult",
@@ -360,10 +361,11 @@ def track(
     checkpoints : files or globs of generator checkpoints; empty: the shipped digits snapshots
         (:func:`default_snapshots`).
     steps : the GAN step of each checkpoint (in the order given); ``None``: parsed from the names.
-    warm_start : start the critic of each checkpoint after the first from the previous one's. A
-        checkpoint whose warm start would load no weight (``warm_fresh_head`` with a critic that is
-        all head, such as ``cones``: :func:`wdist.warmstart.loads_weights`) trains cold instead,
-        with ``train.steps`` at ``train.lr``, and its point says ``warm_started: false``.
+    warm_start : start the critic of each checkpoint after the first from the previous one's
+        (:func:`wdist.warmstart.warm_init`, W1Monitor's rule too). A checkpoint whose warm start
+        would load no weight (a critic that is all head with a fresh head, such as ``cones``)
+        trains cold instead, with ``train.steps`` at ``train.lr``, and its point says
+        ``warm_started: false``.
     warm_steps : critic training steps of each warm-started checkpoint; ``None``: half of
         ``train.steps`` (:data:`WARM_STEPS_FRACTION`, at least 1).
     warm_lr : the critic's learning rate at each warm-started checkpoint; ``None``:
@@ -371,6 +373,8 @@ def track(
         optimiser and schedule.
     warm_fresh_head : at each warm-started checkpoint, load every layer of the previous critic
         but its last (:func:`head_name`), which starts from its fresh initialisation (default).
+        Off, the whole critic is loaded, except a head placed from data (the cone critics'
+        ``PotentialHead``), which is always fresh and placed again on the checkpoint's samples.
         With ``bcop-dcgan`` the defaults reached the cold-start interval on the shipped digits
         series at every checkpoint with 1800 critic steps against 3000 (docs/tracking.md).
     out : the track's folder (``track.json``, ``track.csv``, ``track.png``, ``runs/``).
@@ -435,10 +439,13 @@ def track(
     previous: Optional[Path] = None
     for k, (gan_step, path) in enumerate(series):
         folder = out_dir / "runs" / f"step_{gan_step}"
-        warm = bool(
-            warm_start and previous is not None
-            and loads_weights(InitState(previous / CRITIC_FILE).state(), warm_fresh_head)
-        )  # fmt: skip
+        init: Optional[InitState] = None
+        if warm_start and previous is not None:
+            init = warm_init(
+                previous / CRITIC_FILE, warm_fresh_head,
+                hint="Start the track in a new --out folder, or set --track.warm_start false",
+            )  # fmt: skip
+        warm = init is not None
         done = (folder / "result.json").is_file() and (folder / CRITIC_FILE).is_file()
         if done:
             res = Result.load(folder / "result.json")
@@ -448,17 +455,11 @@ def track(
                 print(f"wdist track: checkpoint {k + 1}/{len(series)}, GAN step {gan_step} ({path})", flush=True)
             extra: list[Callback] = [*callbacks, KeepCritic(folder / CRITIC_FILE)]
             resumable = (folder / "config.yaml").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
-            init: Optional[InitState] = None
             point_cfg = cfg if k == 0 else _point_config(shared, path, k)
             if warm:
-                assert previous is not None
                 steps_k = int(warm_steps) if warm_steps is not None else _default_warm_steps(shared.train.steps)
                 lr_k = float(warm_lr) if warm_lr is not None else WARM_LR_FACTOR * float(shared.train.lr)
                 point_cfg = replace(point_cfg, train=replace(point_cfg.train, steps=steps_k, lr=lr_k))
-                init = InitState(
-                    previous / CRITIC_FILE, fresh_head=warm_fresh_head,
-                    hint="Start the track in a new --out folder, or set --track.warm_start false",
-                )  # fmt: skip
             if resumable:  # continues its own checkpoint (checked against its config.yaml), not a warm start
                 res = estimate(point_cfg, out=folder, resume=folder, callbacks=extra, quiet=quiet)
             else:

@@ -3,7 +3,9 @@
 ``wdist track`` starts the critic of each checkpoint from the previous checkpoint's, and
 :class:`~wdist.monitor.W1Monitor` each estimate's from the previous estimate's. Both keep the
 reported critic of a run with :class:`KeepCritic` (a callback of :func:`wdist.pipeline.estimate`;
-in memory, and for ``track`` in a file) and hand the next run an :class:`InitState`, which
+in memory, and for ``track`` in a file) and hand the next run the :class:`InitState` that
+:func:`warm_init` makes of it (the one rule of both: a head placed from data starts fresh and is
+placed again; a warm start that would load nothing is a cold start), which
 :func:`wdist.pipeline.estimate` loads with :func:`load_init_state` right after the critic is built
 (before Lightning restores a resumed run's checkpoint, so a resumed run continues its own critic).
 """
@@ -22,7 +24,11 @@ from torch import Tensor, nn
 
 from wdist.errors import ConfigError
 
-__all__ = ["InitState", "KeepCritic", "head_name", "load_init_state", "loads_weights"]
+__all__ = ["InitState", "KeepCritic", "head_name", "load_init_state", "loads_weights", "places_head", "warm_init"]
+
+#: The buffer of a head placed from data (:class:`critics.layers.PotentialHead`): its record that it
+#: was placed, saved with its weights.
+PLACED_FLAG = "initialised"
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,61 @@ def loads_weights(state: Mapping[str, Tensor], fresh_head: bool) -> bool:
     """
     if not fresh_head:
         return True
+    last = _last_layer(state)
+    return last is None or any(not key.startswith(last + ".") for key in state)
+
+
+def _last_layer(state: Mapping[str, Tensor]) -> Optional[str]:
+    """The top-level name of the last entry of a critic's state dict (its last layer), if any."""
     top = [key.split(".", 1)[0] for key in state if "." in key]
-    return not top or any(not key.startswith(top[-1] + ".") for key in state)
+    return top[-1] if top else None
+
+
+def places_head(state: Mapping[str, Tensor]) -> bool:
+    """Whether the last layer of the critic whose state dict is ``state`` is placed from data: a
+    :class:`~critics.layers.PotentialHead`, whose cone centres are put on the first run's training
+    items (features of both sides) and only trained after that. Read from the state dict's last
+    top-level name, as :func:`loads_weights` reads it."""
+    last = _last_layer(state)
+    return last is not None and f"{last}.{PLACED_FLAG}" in state
+
+
+def warm_init(
+    weights: Union[str, os.PathLike, Mapping[str, Tensor]],
+    fresh_head: bool = False,
+    hint: str = InitState.hint,
+) -> Optional[InitState]:
+    r"""The warm start of a critic from a trained critic's ``weights``, by the one rule of ``wdist track``
+    and :class:`~wdist.monitor.W1Monitor`; ``None`` for a cold start.
+
+    The last layer keeps its fresh initialisation (:attr:`InitState.fresh_head`) when ``fresh_head``
+    asks for it, and always when it is placed from data (:func:`places_head`): a fresh head is
+    placed again on the new run's training items, through the loaded layers below it, so its
+    centres sit on the new pair instead of the first one. Where that loads no weight (a critic
+    that is all head, such as ``cones``: :func:`loads_weights`) the run starts cold:
+
+    .. math:: \text{fresh} = \text{fresh\_head} \lor \text{placed}(\text{head}), \qquad
+        \text{warm} = \text{loads\_weights}(\text{weights}, \text{fresh})
+
+    Parameters
+    ----------
+    weights : state dict, or the file holding one
+        The trained critic's weights.
+    fresh_head : bool
+        Keep the last layer's fresh initialisation for any critic.
+    hint : str
+        What to do when the weights do not fit the critic (:attr:`InitState.hint`).
+
+    Returns
+    -------
+    InitState or None
+        What :func:`wdist.pipeline.estimate` loads as ``init_state``; ``None``: train a fresh critic.
+    """
+    state = InitState(weights).state()
+    fresh = bool(fresh_head) or places_head(state)
+    if not loads_weights(state, fresh):
+        return None
+    return InitState(weights, fresh, hint)
 
 
 def load_init_state(critic: nn.Module, init: InitState) -> None:
