@@ -196,6 +196,8 @@ def format_table(record: dict[str, Any], command: str = "") -> str:
     for s in record["settings"]:
         mine = [r for r in runs if r["setting"] == s]
         label = mine[0]["label"] if mine else s
+        if s == "tree" and record.get("before_commit"):  # not the temporary folder it was exported into
+            label = f"before, as it was: the default of commit {record['before_commit']}"
         counts = sorted({r["threads"] for r in mine if r["threads"] is not None})
         cells, walls = [], {}
         for c in comps:
