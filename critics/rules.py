@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, Union, overload
 
@@ -243,18 +244,23 @@ def _hook_name(hook: Any) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _wrapper_types() -> dict[type, str]:
-    """Wrapper type -> the attribute holding the module it runs unchanged."""
+def _parallel_wrappers() -> dict[type, str]:
     from torch.nn.parallel import DataParallel, DistributedDataParallel
     from torch.optim.swa_utils import AveragedModel
 
-    wrappers: dict[type, str] = {DistributedDataParallel: "module", DataParallel: "module", AveragedModel: "module"}
-    try:
-        from torch._dynamo.eval_frame import OptimizedModule
-    except ImportError:  # a torch without dynamo: nothing of that kind can exist
-        return wrappers
-    wrappers[OptimizedModule] = "_orig_mod"
-    return wrappers
+    return {DistributedDataParallel: "module", DataParallel: "module", AveragedModel: "module"}
+
+
+def _wrapper_types() -> dict[type, str]:
+    """Wrapper type -> the attribute holding the module it runs unchanged.
+
+    ``torch.compile``'s ``OptimizedModule`` is among them once ``torch._dynamo`` is loaded: no such
+    module (nor its class) exists before, and importing it here would cost every ``import critics``
+    about 1.5 s."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    optimized = getattr(eval_frame, "OptimizedModule", None)
+    wrappers = _parallel_wrappers()
+    return wrappers if optimized is None else {**wrappers, optimized: "_orig_mod"}
 
 
 def unwrap(module: nn.Module, where: str) -> nn.Module:
