@@ -59,7 +59,7 @@ def timed_config(cfg: EstimateConfig, critic: str, steps: int, accelerator: str)
 
 
 def _steps_per_second(cfg: EstimateConfig, warmup: int) -> float:
-    from wdist.pipeline import estimate  # the training stack, imported when the benchmark runs
+    from wdist.pipeline import estimate  # start-up cost: the training stack, imported when the benchmark runs
 
     timer = _StepTimer()
     estimate(cfg, callbacks=[timer], quiet=True)
