@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from bench_helpers import ROOT, result_payload
 from bench_helpers import docs_tables as _tables
 
@@ -73,6 +74,8 @@ def test_a_tiny_tightness_run_writes_a_result_file_that_renders(tmp_path: Path) 
     assert tightness.cli([*argv, "--json", str(js)]) == 0
     (row,) = result_payload(js, "tightness", "--constructions funnels")
     assert row["ratio"] == row["lower_bound"] / row["exact_w1"]
+    # the device as the cells used it (their own thread count), with the torch that ran them
+    assert json.loads(js.read_text())["device"] == f"{row['device']}, torch {torch.__version__}"
 
 
 def _toy(*options: str) -> list[str]:

@@ -519,7 +519,8 @@ def cli(argv: Sequence[str]) -> int:
     print(table)
     if args.json:
         # the runs set their own thread count: the device as they used it, not as it was at the start
-        write_result(args.json, {**made, "device": rows[0]["device"]} if rows else made, rows)
+        used = f"{rows[0]['device']}, torch {torch.__version__}" if rows else made["device"]
+        write_result(args.json, {**made, "device": used}, rows)
     if out is not None:
         # start-up cost: matplotlib, imported once there is something to plot
         from wdist.plots import plot_tightness
