@@ -71,9 +71,11 @@ def test_an_unknown_commit_or_two_trees_are_named() -> None:
         assert folder == "/some/dir"
 
 
-@pytest.mark.parametrize("bench", ["contention", "startup"])
-def test_a_commit_the_checkout_lacks_is_exit_2(bench: str, capsys) -> None:
-    option = "--before-commit" if bench == "contention" else "--tree-commit"
+@pytest.mark.parametrize(
+    ("bench", "option"),
+    [("contention", "--before-commit"), ("startup", "--tree-commit"), ("startup", "--before-commit")],
+)
+def test_a_commit_the_checkout_lacks_is_exit_2(bench: str, option: str, capsys) -> None:
     code = (contention if bench == "contention" else startup).cli([option, "no-such-commit-x", "--repeats", "1"])
     assert code == 2
     assert "'no-such-commit-x' cannot be exported" in capsys.readouterr().err
@@ -102,6 +104,17 @@ def test_contention_table_takes_medians_and_ratios_to_idle() -> None:
     row_two = next(ln for ln in table.splitlines() if ln.startswith("| 2 "))
     assert "50.0 (40.0) [1 failed]" in row_two and "| 2.78 |" in row_two
     assert "default chose: auto: 1 (small critic)" in table and "command: `wdist bench contention`" in table
+
+
+def test_contention_names_an_exported_tree_by_its_commit() -> None:
+    runs = [{**_run("tree", 0, 30.0, 20.0, 2), "label": "before, as it was: the default of the source tree /tmp/x"}]
+    record = {
+        "settings": ["tree"], "competitors": [0], "repeats": 1, "estimate_args": [], "machine": "m",
+        "load_before": "0", "load_after": "0", "runs": runs,
+    }  # fmt: skip
+    assert "| before, as it was: the default of the source tree /tmp/x | 2 |" in contention.format_table(record)
+    named = contention.format_table({**record, "before_commit": "83d2914"})
+    assert "| before, as it was: the default of commit 83d2914 | 2 |" in named and "/tmp/x |" not in named
 
 
 def test_bench_contention_tiny(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_a_tiny_toy_run_writes_a_result_file_that_renders(tmp_path: Path) -> Non
     assert toy.cli([*argv, "--json", str(js)]) == 0
     (row,) = result_payload(js, "toy", "--steps 6")
     assert row["critic"] == "bjorck-mlp" and row["steps_per_second"] > 0
+    assert json.loads(js.read_text())["device"] == row["device"]  # the device as the runs used it
 
 
 def test_a_tiny_tightness_run_writes_a_result_file_that_renders(tmp_path: Path) -> None:

@@ -230,6 +230,8 @@ def test_bench_tightness_critic_options_make_their_own_rows(tmp_path: Path) -> N
         "cones (init: kmeans, centres: 16)",
     )
     assert bench_tightness.parse_critic("soc:grid_cost=0").options == (("grid_cost", 0),)
+    listed = bench_tightness.parse_critic("cones:parts=[linear, up],centres=16")
+    assert dict(listed.options) == {"parts": ["linear", "up"], "centres": 16}
     for bad in ("cones:inti=kmeans", "cones:init", "bcop:width=1"):
         with pytest.raises(ValueError, match="is not KEY=VALUE with KEY an option of"):
             bench_tightness.parse_critic(bad)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -213,14 +214,14 @@ class CriticSpec:
 def parse_critic(spec: str) -> CriticSpec:
     """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE``: a registered critic or family (:func:`resolve_critic`)
     with options of its entrypoint, each value read as YAML (``cones:init=kmeans``,
-    ``soc:grid_cost=0``)."""
+    ``soc:grid_cost=0``, ``cones:parts=[linear, up],centres=16``)."""
     import yaml
 
     name, _, said = spec.partition(":")
     name = resolve_critic(name)
     known = critics.critic_options(name)
     options = []
-    for item in filter(None, said.split(",")):
+    for item in filter(None, re.split(r",(?=\s*\w+=)", said)):  # a comma inside a value stays in it
         key, eq, value = item.partition("=")
         if not eq or key not in known or key == "width":
             raise ValueError(
